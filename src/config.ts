@@ -24,7 +24,9 @@ const schema = z.object({
   API_INSTANCES: positiveInt.default(Math.max(2, os.availableParallelism())),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 
-  DATABASE_URL: url(['postgres', 'postgresql']).default('postgres://stampede:stampede@127.0.0.1:55432/stampede'),
+  DATABASE_URL: url(['postgres', 'postgresql']).default(
+    'postgres://stampede:stampede@127.0.0.1:55432/stampede',
+  ),
   DATABASE_REPLICA_URL: url(['postgres', 'postgresql']).default(
     'postgres://stampede:stampede@127.0.0.1:55433/stampede',
   ),
@@ -73,7 +75,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       }),
     )
   }
-  if (result.data.NODE_ENV === 'production' && result.data.JWT_SECRET === schema.shape.JWT_SECRET.parse(undefined)) {
+  if (
+    result.data.NODE_ENV === 'production' &&
+    result.data.JWT_SECRET === schema.shape.JWT_SECRET.parse(undefined)
+  ) {
     throw new ConfigError(['JWT_SECRET: must be set to a secret of your own when NODE_ENV=production'])
   }
   return result.data

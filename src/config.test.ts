@@ -1,0 +1,49 @@
+import { describe, expect, it } from 'vitest'
+import { ConfigError, loadConfig } from './config.js'
+
+function problemsOf(env: NodeJS.ProcessEnv): string[] {
+  try {
+    loadConfig(env)
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems
+    throw err
+  }
+  throw new Error('expected a ConfigError')
+}
+
+describe('config', () => {
+  it('when nothing is set, then every setting has a default that points at the local stack', () => {
+    const config = loadConfig({})
+    expect(config.PORT).toBe(53000)
+    expect(config.DATABASE_URL).toContain('127.0.0.1:55432')
+    expect(config.DATABASE_REPLICA_URL).toContain('127.0.0.1:55433')
+    expect(config.REDIS_URL).toBe('redis://127.0.0.1:56379')
+    expect(config.STOCK_STRATEGY).toBe('optimistic')
+    expect(config.API_INSTANCES).toBeGreaterThanOrEqual(2)
+  })
+
+  it('when values are given as text, then numbers are parsed and empty values fall back to defaults', () => {
+    const config = loadConfig({ PORT: '4000', DB_POOL_MAX: '7', LOG_LEVEL: '' })
+    expect(config.PORT).toBe(4000)
+    expect(config.DB_POOL_MAX).toBe(7)
+    expect(config.LOG_LEVEL).toBe('info')
+  })
+
+  it('when a value is bad, then start-up stops with a message that names the variable and the value', () => {
+    const problems = problemsOf({ PORT: 'eighty', STOCK_STRATEGY: 'yolo', REDIS_URL: 'http://x' })
+    expect(problems).toHaveLength(3)
+    expect(problems.find((p) => p.startsWith('PORT="eighty"'))).toBeDefined()
+    expect(problems.find((p) => p.startsWith('STOCK_STRATEGY="yolo"'))).toBeDefined()
+    expect(problems.find((p) => p.startsWith('REDIS_URL="http://x"'))).toMatch(/redis:\/\//)
+  })
+
+  it('when a port is out of range or a pool size is zero, then it is refused', () => {
+    expect(problemsOf({ PORT: '70000' })[0]).toMatch(/^PORT=/)
+    expect(problemsOf({ DB_POOL_MAX: '0' })[0]).toMatch(/^DB_POOL_MAX=/)
+  })
+
+  it('when running in production with the development JWT secret, then start-up stops', () => {
+    expect(problemsOf({ NODE_ENV: 'production' })[0]).toMatch(/^JWT_SECRET/)
+    expect(() => loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(40) })).not.toThrow()
+  })
+})

@@ -1,0 +1,39 @@
+import type { FastifyInstance } from 'fastify'
+
+export type CheckState = 'up' | 'down'
+
+export interface ReadinessReport {
+  checks: Record<string, CheckState>
+  /** Names of the parts that are down, e.g. ['replica', 'redis']; `draining` while the worker stops. */
+  failing: string[]
+}
+
+const CHECK_TIMEOUT_MS = 1000
+
+async function probe(check: () => Promise<unknown>): Promise<CheckState> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error('timed out')), CHECK_TIMEOUT_MS)
+  })
+  try {
+    await Promise.race([check(), timeout])
+    return 'up'
+  } catch {
+    return 'down'
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** Asks every dependency at once; a dependency that does not answer within a second counts as down. */
+export async function checkReadiness(app: FastifyInstance): Promise<ReadinessReport> {
+  const [primary, replica, redis] = await Promise.all([
+    probe(() => app.db.primary.query('SELECT 1')),
+    probe(() => app.db.replica.query('SELECT 1')),
+    probe(() => app.redis.ping()),
+  ])
+  const checks: Record<string, CheckState> = { primary, replica, redis }
+  const failing = Object.keys(checks).filter((name) => checks[name] === 'down')
+  if (app.draining) failing.push('draining')
+  return { checks, failing }
+}

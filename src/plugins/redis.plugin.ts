@@ -1,0 +1,39 @@
+import fp from 'fastify-plugin'
+import { Redis } from 'ioredis'
+import type { Config } from '../config.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    redis: Redis
+  }
+}
+
+export function createRedis(config: Config): Redis {
+  return new Redis(config.REDIS_URL, {
+    // Fail fast instead of queueing: while Redis is away a buyer gets a quick 503, not a hung request.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 2000,
+    retryStrategy: (attempt) => Math.min(attempt * 100, 1000),
+    lazyConnect: true,
+  })
+}
+
+/** Waits for the first connection, but never longer than `ms`: the app starts even with Redis down. */
+async function connectWithin(redis: Redis, ms: number): Promise<void> {
+  const connected = redis.connect().catch(() => undefined)
+  await Promise.race([connected, new Promise((resolve) => setTimeout(resolve, ms).unref())])
+}
+
+export default fp(
+  async (app, opts: { config: Config }) => {
+    const redis = createRedis(opts.config)
+    redis.on('error', (err) => app.log.warn({ err }, 'Redis connection error'))
+    await connectWithin(redis, 2000)
+    app.decorate('redis', redis)
+    app.addHook('onClose', async () => {
+      redis.disconnect()
+    })
+  },
+  { name: 'redis' },
+)

@@ -1,0 +1,45 @@
+import { buildApp } from './app.js'
+import { ConfigError, loadConfig, type Config } from './config.js'
+
+function readConfig(): Config {
+  try {
+    return loadConfig()
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message)
+      process.exit(1)
+    }
+    throw err
+  }
+}
+
+const config = readConfig()
+const app = await buildApp(config)
+// Worker N of the PM2 cluster gets its own port, so nginx balances over named upstreams.
+const port = config.PORT + config.NODE_APP_INSTANCE
+
+await app.listen({ host: config.HOST, port })
+// Tells PM2 (wait_ready) that this worker is ready, so a reload never swaps in a worker still booting.
+process.send?.('ready')
+
+let stopping = false
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) return
+  stopping = true
+  app.log.info({ signal, drainMs: config.SHUTDOWN_DRAIN_MS }, 'draining before shutdown')
+  app.startDraining()
+  await new Promise((resolve) => setTimeout(resolve, config.SHUTDOWN_DRAIN_MS))
+  // Stops accepting, waits for in-flight requests, then runs every onClose hook (pools, Redis).
+  await app.close()
+  app.log.info('stopped')
+  process.exit(0)
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    shutdown(signal).catch((err) => {
+      app.log.error({ err }, 'shutdown failed')
+      process.exit(1)
+    })
+  })
+}
