@@ -1,0 +1,119 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { containerRuntimeAvailable } from './container-runtime.js'
+
+// A fake Docker engine: answers `GET /_ping` the way the test asks, over a Unix socket or TCP.
+type PingAnswer = { status: number; body: string } | 'hang'
+
+let dir: string
+const servers: http.Server[] = []
+
+beforeAll(() => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'stampede-runtime-'))
+})
+
+afterEach(async () => {
+  await Promise.all(
+    servers.splice(0).map(
+      (server) =>
+        new Promise<void>((resolve) => {
+          server.closeAllConnections()
+          server.close(() => resolve())
+        }),
+    ),
+  )
+})
+
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true })
+})
+
+function fakeEngine(answer: PingAnswer): http.Server {
+  const server = http.createServer((request, response) => {
+    if (answer === 'hang') return
+    if (request.url !== '/_ping') {
+      response.writeHead(404).end('page not found')
+      return
+    }
+    response.writeHead(answer.status, { 'content-type': 'text/plain' }).end(answer.body)
+  })
+  servers.push(server)
+  return server
+}
+
+async function fakeEngineOnSocket(name: string, answer: PingAnswer): Promise<string> {
+  const socketPath = path.join(dir, `${name}.sock`)
+  const server = fakeEngine(answer)
+  await new Promise<void>((resolve) => server.listen(socketPath, resolve))
+  return socketPath
+}
+
+async function fakeEngineOnTcp(answer: PingAnswer): Promise<number> {
+  const server = fakeEngine(answer)
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return (server.address() as AddressInfo).port
+}
+
+describe('containerRuntimeAvailable', () => {
+  it('when the socket does not exist, then it answers false', async () => {
+    const socketPath = path.join(dir, 'missing.sock')
+    expect(await containerRuntimeAvailable({ socketPath, timeoutMs: 500, env: {} })).toBe(false)
+  })
+
+  it('when the engine answers 200 OK on /_ping, then it answers true', async () => {
+    const socketPath = await fakeEngineOnSocket('ok', { status: 200, body: 'OK' })
+    expect(await containerRuntimeAvailable({ socketPath, env: {} })).toBe(true)
+  })
+
+  it('when the engine answers 500, then it answers false', async () => {
+    const socketPath = await fakeEngineOnSocket('broken', { status: 500, body: 'OK' })
+    expect(await containerRuntimeAvailable({ socketPath, env: {} })).toBe(false)
+  })
+
+  it('when something answers 200 with another body, then it answers false', async () => {
+    const socketPath = await fakeEngineOnSocket('impostor', { status: 200, body: '<html>hello</html>' })
+    expect(await containerRuntimeAvailable({ socketPath, env: {} })).toBe(false)
+  })
+
+  it('when the engine never answers, then it answers false after the timeout', async () => {
+    const socketPath = await fakeEngineOnSocket('hang', 'hang')
+    expect(await containerRuntimeAvailable({ socketPath, timeoutMs: 50, env: {} })).toBe(false)
+  })
+
+  it('when DOCKER_HOST names a unix socket, then that socket is asked', async () => {
+    const socketPath = await fakeEngineOnSocket('docker-host', { status: 200, body: 'OK' })
+    expect(await containerRuntimeAvailable({ env: { DOCKER_HOST: `unix://${socketPath}` } })).toBe(true)
+  })
+
+  it('when DOCKER_HOST names a tcp address, then that address is asked', async () => {
+    const port = await fakeEngineOnTcp({ status: 200, body: 'OK' })
+    expect(await containerRuntimeAvailable({ env: { DOCKER_HOST: `tcp://127.0.0.1:${port}` } })).toBe(true)
+  })
+
+  it('when DOCKER_HOST uses a scheme it cannot probe, then it answers false', async () => {
+    expect(await containerRuntimeAvailable({ env: { DOCKER_HOST: 'ssh://user@example.invalid' } })).toBe(
+      false,
+    )
+  })
+
+  it('when STAMPEDE_TEST_RUNTIME=local, then it answers false even though an engine answers', async () => {
+    const socketPath = await fakeEngineOnSocket('forced-local', { status: 200, body: 'OK' })
+    const env = { STAMPEDE_TEST_RUNTIME: 'local' }
+    expect(await containerRuntimeAvailable({ socketPath, env })).toBe(false)
+  })
+
+  it('when STAMPEDE_TEST_RUNTIME=containers, then it answers true without asking', async () => {
+    const socketPath = path.join(dir, 'missing.sock')
+    const env = { STAMPEDE_TEST_RUNTIME: 'containers' }
+    expect(await containerRuntimeAvailable({ socketPath, env })).toBe(true)
+  })
+
+  it('when STAMPEDE_TEST_RUNTIME has another value, then it rejects naming the variable', async () => {
+    const env = { STAMPEDE_TEST_RUNTIME: 'docker' }
+    await expect(containerRuntimeAvailable({ env })).rejects.toThrow(/STAMPEDE_TEST_RUNTIME/)
+  })
+})
