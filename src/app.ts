@@ -1,17 +1,33 @@
 import { randomUUID } from 'node:crypto'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import authPlugin from './auth/auth.plugin.js'
+import authRoutes from './auth/auth.routes.js'
+import cartRoutes from './cart/cart.routes.js'
+import { createCart } from './cart/cart.service.js'
+import { createCatalog } from './catalog/catalog.service.js'
+import productAdminRoutes from './catalog/products.admin.routes.js'
+import productRoutes from './catalog/products.routes.js'
 import type { Config } from './config.js'
 import healthRoutes from './health/health.routes.js'
+import idempotency from './idempotency/idempotency.plugin.js'
+import { createMetrics, type Metrics } from './metrics.js'
+import metricsRoutes from './metrics.routes.js'
+import orderRoutes from './orders/orders.routes.js'
+import { createOrders, type Orders } from './orders/orders.service.js'
+import { createSimulatedPaymentProvider } from './orders/payment-provider.js'
 import drain from './plugins/drain.plugin.js'
 import errorHandler from './plugins/error-handler.plugin.js'
 import openapi from './plugins/openapi.plugin.js'
 import postgres from './plugins/postgres.plugin.js'
 import redis from './plugins/redis.plugin.js'
 import validation from './plugins/validation.plugin.js'
+import { stockStrategy } from './stock/stock.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     config: Config
+    metrics: Metrics
+    orders: Orders
   }
 }
 
@@ -45,6 +61,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     return503OnClosing: false,
   })
   app.decorate('config', config)
+  app.decorate('metrics', createMetrics())
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id)
   })
@@ -55,8 +72,31 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(drain)
   await app.register(postgres, { config })
   await app.register(redis, { config })
+  await app.register(authPlugin, { config })
+  await app.register(idempotency)
+
+  // Use cases are plain factories; routes get them as options and stay one line per handler.
+  const catalog = createCatalog({ db: app.db })
+  const cart = createCart({ db: app.db })
+  const orders = createOrders({
+    db: app.db,
+    config,
+    reserveStock: stockStrategy(config.STOCK_STRATEGY, { lockTimeoutMs: config.STOCK_LOCK_TIMEOUT_MS }),
+    payments: createSimulatedPaymentProvider({
+      latencyMs: config.PAYMENT_LATENCY_MS,
+      failureRate: config.PAYMENT_FAILURE_RATE,
+    }),
+    metrics: app.metrics,
+  })
+  app.decorate('orders', orders)
 
   await app.register(healthRoutes)
+  await app.register(metricsRoutes)
+  await app.register(authRoutes)
+  await app.register(productRoutes, { catalog })
+  await app.register(productAdminRoutes, { catalog })
+  await app.register(cartRoutes, { cart })
+  await app.register(orderRoutes, { orders })
 
   return app
 }

@@ -41,7 +41,17 @@ const schema = z.object({
   ADMIN_PASSWORD: z.string().min(8).default('stampede-admin'),
 
   STOCK_STRATEGY: z.enum(STOCK_STRATEGIES).default('optimistic'),
+  // Retry budget for stock conflicts (optimistic version clash, pessimistic lock timeout): capped
+  // exponential backoff with full jitter, until the buyer wins or sees the stock gone.
+  STOCK_MAX_ATTEMPTS: positiveInt.default(60),
+  STOCK_RETRY_BASE_MS: positiveInt.default(2),
+  STOCK_RETRY_CAP_MS: positiveInt.default(50),
+  STOCK_LOCK_TIMEOUT_MS: positiveInt.default(2000),
   RESERVATION_TTL_SECONDS: positiveInt.default(600),
+  SWEEP_INTERVAL_MS: positiveInt.default(5000),
+  // The simulated payment provider: how long a charge takes and how often it is declined (0..1).
+  PAYMENT_LATENCY_MS: z.coerce.number().int().min(0).default(50),
+  PAYMENT_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0),
   BODY_LIMIT_BYTES: positiveInt.default(16 * 1024),
   // How long a stopping worker keeps answering (with `Connection: close`) before it closes.
   SHUTDOWN_DRAIN_MS: z.coerce.number().int().min(0).default(2000),
@@ -53,6 +63,7 @@ const schema = z.object({
 })
 
 export type Config = z.infer<typeof schema>
+export type StockStrategyName = Config['STOCK_STRATEGY']
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {

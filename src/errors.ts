@@ -23,3 +23,122 @@ export class DependencyUnavailableError extends AppError {
     super(503, 'SERVICE_UNAVAILABLE', `${dependency} is unavailable, try again shortly`)
   }
 }
+
+export class SkuTakenError extends AppError {
+  constructor(sku: string) {
+    super(409, 'SKU_TAKEN', `a product with SKU ${sku} exists already`)
+  }
+}
+
+export class InvalidCursorError extends AppError {
+  constructor() {
+    super(400, 'INVALID_CURSOR', 'the cursor is not one this API handed out')
+  }
+}
+
+export class UnauthorizedError extends AppError {
+  constructor(message = 'a valid Bearer token is required') {
+    super(401, 'UNAUTHORIZED', message)
+  }
+}
+
+export class ForbiddenError extends AppError {
+  constructor() {
+    super(403, 'FORBIDDEN', 'this needs the admin role')
+  }
+}
+
+export class InvalidCredentialsError extends AppError {
+  constructor() {
+    super(401, 'INVALID_CREDENTIALS', 'email or password is wrong')
+  }
+}
+
+export class EmailTakenError extends AppError {
+  constructor() {
+    super(409, 'EMAIL_TAKEN', 'an account with this email exists already')
+  }
+}
+
+export class OutOfStockError extends AppError {
+  constructor(readonly productId: number) {
+    super(409, 'OUT_OF_STOCK', `product ${productId} does not have enough stock left`)
+  }
+}
+
+/**
+ * Another buyer changed the stock row between our read and our write (optimistic) or held its lock
+ * for too long (pessimistic). Retryable: the stock use case retries it and a buyer only sees it when
+ * the retry budget is spent while stock still remains.
+ */
+export class StockConflictError extends AppError {
+  constructor(readonly productId: number) {
+    super(409, 'STOCK_CONFLICT', `too many buyers at once for product ${productId}, try again`)
+  }
+}
+
+export class CartEmptyError extends AppError {
+  constructor() {
+    super(409, 'CART_EMPTY', 'the cart is empty')
+  }
+}
+
+export class PreconditionRequiredError extends AppError {
+  constructor() {
+    super(428, 'PRECONDITION_REQUIRED', 'send If-Match with the ETag of the cart you last read')
+  }
+}
+
+export class PreconditionFailedError extends AppError {
+  constructor() {
+    super(412, 'PRECONDITION_FAILED', 'the cart changed since you read it: read it again')
+  }
+}
+
+export class OrderExpiredError extends AppError {
+  constructor() {
+    super(409, 'ORDER_EXPIRED', 'the reservation expired and its stock was released')
+  }
+}
+
+export class OrderNotPayableError extends AppError {
+  constructor(status: string) {
+    super(409, 'ORDER_NOT_PAYABLE', `the order is ${status}, only a reserved order can be paid`)
+  }
+}
+
+export class OrderNotCancellableError extends AppError {
+  constructor(status: string) {
+    super(409, 'ORDER_NOT_CANCELLABLE', `the order is ${status}, only a reserved order can be cancelled`)
+  }
+}
+
+export class PaymentDeclinedError extends AppError {
+  constructor() {
+    super(402, 'PAYMENT_DECLINED', 'the payment provider declined the payment; the order stays reserved')
+  }
+}
+
+export class IdempotencyKeyInUseError extends AppError {
+  constructor() {
+    super(409, 'IDEMPOTENCY_KEY_IN_USE', 'a request with this Idempotency-Key is still in progress')
+  }
+}
+
+export class IdempotencyKeyReusedError extends AppError {
+  constructor() {
+    super(422, 'IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used with a different request')
+  }
+}
+
+export class InvalidIdempotencyKeyError extends AppError {
+  constructor() {
+    super(400, 'INVALID_IDEMPOTENCY_KEY', 'Idempotency-Key must be 1 to 255 visible ASCII characters')
+  }
+}
+
+export class SoldOutError extends AppError {
+  constructor(readonly saleId: number) {
+    super(409, 'SOLD_OUT', `flash sale ${saleId} has no units left`)
+  }
+}

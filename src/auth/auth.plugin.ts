@@ -1,0 +1,52 @@
+import jwt from '@fastify/jwt'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import type { Config } from '../config.js'
+import { ForbiddenError, UnauthorizedError } from '../errors.js'
+
+export type Role = 'customer' | 'admin'
+
+export interface TokenClaims {
+  sub: string
+  role: Role
+}
+
+declare module '@fastify/jwt' {
+  interface FastifyJWT {
+    payload: TokenClaims
+    user: TokenClaims
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** preHandler: 401 unless the request carries a valid Bearer token; sets `request.user`. */
+    authenticate(request: FastifyRequest, reply: FastifyReply): Promise<void>
+    /** preHandler: like `authenticate`, then 403 unless the user is an admin. */
+    requireAdmin(request: FastifyRequest, reply: FastifyReply): Promise<void>
+  }
+}
+
+export default fp(
+  async (app, opts: { config: Config }) => {
+    await app.register(jwt, {
+      secret: opts.config.JWT_SECRET,
+      sign: { expiresIn: opts.config.JWT_TTL_SECONDS },
+    })
+
+    async function authenticate(request: FastifyRequest): Promise<void> {
+      try {
+        await request.jwtVerify()
+      } catch {
+        throw new UnauthorizedError()
+      }
+    }
+
+    app.decorate('authenticate', authenticate)
+    app.decorate('requireAdmin', async (request: FastifyRequest) => {
+      await authenticate(request)
+      if (request.user.role !== 'admin') throw new ForbiddenError()
+    })
+  },
+  { name: 'auth' },
+)

@@ -1,0 +1,57 @@
+import { randomUUID } from 'node:crypto'
+import type { Db } from '../plugins/postgres.plugin.js'
+import { EmailTakenError, InvalidCredentialsError } from '../errors.js'
+import type { TokenClaims } from './auth.plugin.js'
+import { hashPassword, verifyPassword } from './password.js'
+import { findUserByEmail, insertUserIfEmailFree, type User } from './users.repository.js'
+
+export interface Session {
+  token: string
+  user: { id: string; email: string; role: string; isGuest: boolean }
+}
+
+// Verified against when the email is unknown, so a login takes as long for a stranger as for a user.
+const DUMMY_HASH = hashPassword('not-a-real-password')
+
+export function createAuth(deps: { db: Db; signToken: (claims: TokenClaims) => string }) {
+  const { db, signToken } = deps
+
+  const sessionFor = (user: User): Session => ({
+    token: signToken({ sub: user.id, role: user.role }),
+    user: { id: user.id, email: user.email, role: user.role, isGuest: user.isGuest },
+  })
+
+  return {
+    async register(email: string, password: string): Promise<Session> {
+      const user = await insertUserIfEmailFree(db.primary, {
+        email,
+        passwordHash: await hashPassword(password),
+        role: 'customer',
+        isGuest: false,
+      })
+      if (!user) throw new EmailTakenError()
+      return sessionFor(user)
+    },
+
+    async login(email: string, password: string): Promise<Session> {
+      const user = await findUserByEmail(db.primary, email)
+      // Same answer, and the same scrypt cost, for an unknown email and a wrong password: the API does
+      // not reveal who has an account.
+      const valid = await verifyPassword(password, user ? user.passwordHash : await DUMMY_HASH)
+      if (!user || !valid) throw new InvalidCredentialsError()
+      return sessionFor(user)
+    },
+
+    /** An instant account for the demo storefront: no password, a real user row, a normal customer token. */
+    async guest(): Promise<Session> {
+      const user = await insertUserIfEmailFree(db.primary, {
+        email: `guest-${randomUUID()}@guest.stampede.local`,
+        passwordHash: null,
+        role: 'customer',
+        isGuest: true,
+      })
+      if (!user) throw new Error('a fresh guest email collided')
+      return sessionFor(user)
+    },
+  }
+}

@@ -1,0 +1,44 @@
+import type { Queryable } from '../db/transaction.js'
+import type { Role } from './auth.plugin.js'
+
+export interface User {
+  id: string
+  email: string
+  passwordHash: string | null
+  role: Role
+  isGuest: boolean
+}
+
+interface UserRow {
+  id: string
+  email: string
+  password_hash: string | null
+  role: Role
+  is_guest: boolean
+}
+
+const toUser = (row: UserRow): User => ({
+  id: row.id,
+  email: row.email,
+  passwordHash: row.password_hash,
+  role: row.role,
+  isGuest: row.is_guest,
+})
+
+export async function findUserByEmail(db: Queryable, email: string): Promise<User | undefined> {
+  const { rows } = await db.query<UserRow>('SELECT * FROM users WHERE email = $1', [email.toLowerCase()])
+  return rows[0] && toUser(rows[0])
+}
+
+/** Inserts a user; resolves `undefined` when the email is taken (the UNIQUE constraint decides, not a read). */
+export async function insertUserIfEmailFree(
+  db: Queryable,
+  user: { email: string; passwordHash: string | null; role: Role; isGuest: boolean },
+): Promise<User | undefined> {
+  const { rows } = await db.query<UserRow>(
+    `INSERT INTO users (email, password_hash, role, is_guest) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (email) DO NOTHING RETURNING *`,
+    [user.email.toLowerCase(), user.passwordHash, user.role, user.isGuest],
+  )
+  return rows[0] && toUser(rows[0])
+}

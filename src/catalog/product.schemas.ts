@@ -1,0 +1,75 @@
+import { PAGE_SIZE } from './catalog.service.js'
+
+export const productSchema = {
+  type: 'object',
+  required: ['id', 'sku', 'name', 'description', 'priceCents', 'imageUrl', 'available'],
+  properties: {
+    id: { type: 'integer' },
+    sku: { type: 'string' },
+    name: { type: 'string' },
+    description: { type: 'string' },
+    priceCents: { type: 'integer' },
+    imageUrl: { type: ['string', 'null'] },
+    available: { type: 'integer', description: 'display only: may lag the authority by a moment' },
+    updatedAt: { type: 'string', format: 'date-time' },
+  },
+} as const
+
+export const productIdParams = {
+  type: 'object',
+  required: ['id'],
+  additionalProperties: false,
+  properties: { id: { type: 'integer', minimum: 1, maximum: 2147483647 } },
+} as const
+
+export const pageQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    limit: { type: 'integer', minimum: 1, maximum: PAGE_SIZE.max, default: PAGE_SIZE.default },
+    cursor: { type: 'string', maxLength: 64 },
+  },
+} as const
+
+// Money and quantities are integers in bounds; the strict body validator refuses "5" and true.
+export const priceCents = { type: 'integer', minimum: 0, maximum: 100_000_000 } as const
+export const stockQuantity = { type: 'integer', minimum: 0, maximum: 1_000_000 } as const
+
+export const newProductBody = {
+  type: 'object',
+  required: ['sku', 'name', 'priceCents', 'stock'],
+  additionalProperties: false,
+  properties: {
+    sku: { type: 'string', pattern: '^[A-Za-z0-9-]{1,64}$' },
+    name: { type: 'string', minLength: 1, maxLength: 200 },
+    description: { type: 'string', maxLength: 2000, default: '' },
+    priceCents,
+    imageUrl: { type: ['string', 'null'], maxLength: 500, default: null },
+    stock: stockQuantity,
+  },
+} as const
+
+export const productChangesBody = {
+  type: 'object',
+  minProperties: 1,
+  additionalProperties: false,
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: 200 },
+    description: { type: 'string', maxLength: 2000 },
+    imageUrl: { type: ['string', 'null'], maxLength: 500 },
+  },
+} as const
+
+export const priceBody = {
+  type: 'object',
+  required: ['priceCents'],
+  additionalProperties: false,
+  properties: { priceCents },
+} as const
+
+export const restockBody = {
+  type: 'object',
+  required: ['quantity'],
+  additionalProperties: false,
+  properties: { quantity: { ...stockQuantity, minimum: 1 } },
+} as const

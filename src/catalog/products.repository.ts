@@ -1,0 +1,118 @@
+import type { Queryable } from '../db/transaction.js'
+
+export interface Product {
+  id: number
+  sku: string
+  name: string
+  description: string
+  priceCents: number
+  imageUrl: string | null
+  /** Units a buyer could still take. Display only when read from the replica: it may lag. */
+  available: number
+  updatedAt: string
+}
+
+interface ProductRow {
+  id: number
+  sku: string
+  name: string
+  description: string
+  price_cents: number
+  image_url: string | null
+  available: number
+  updated_at: Date
+}
+
+const toProduct = (row: ProductRow): Product => ({
+  id: row.id,
+  sku: row.sku,
+  name: row.name,
+  description: row.description,
+  priceCents: row.price_cents,
+  imageUrl: row.image_url,
+  available: row.available,
+  updatedAt: row.updated_at.toISOString(),
+})
+
+const SELECT_PRODUCT = `
+  SELECT p.id, p.sku, p.name, p.description, p.price_cents, p.image_url, p.updated_at, i.available
+    FROM products p JOIN inventory i ON i.product_id = p.id`
+
+export async function findProduct(db: Queryable, id: number): Promise<Product | undefined> {
+  const { rows } = await db.query<ProductRow>(`${SELECT_PRODUCT} WHERE p.id = $1`, [id])
+  return rows[0] && toProduct(rows[0])
+}
+
+/** Keyset pagination: the page after `afterId`, in id order; stable while products are added. */
+export async function listProductsAfter(db: Queryable, afterId: number, limit: number): Promise<Product[]> {
+  const { rows } = await db.query<ProductRow>(`${SELECT_PRODUCT} WHERE p.id > $1 ORDER BY p.id LIMIT $2`, [
+    afterId,
+    limit,
+  ])
+  return rows.map(toProduct)
+}
+
+export interface NewProduct {
+  sku: string
+  name: string
+  description: string
+  priceCents: number
+  imageUrl: string | null
+  stock: number
+}
+
+/** Inserts the product and its stock row; `undefined` when the SKU exists already. */
+export async function insertProduct(tx: Queryable, product: NewProduct): Promise<number | undefined> {
+  const { rows } = await tx.query<{ id: number }>(
+    `INSERT INTO products (sku, name, description, price_cents, image_url) VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (sku) DO NOTHING RETURNING id`,
+    [product.sku, product.name, product.description, product.priceCents, product.imageUrl],
+  )
+  const id = rows[0]?.id
+  if (id === undefined) return undefined
+  await tx.query('INSERT INTO inventory (product_id, on_hand, available) VALUES ($1, $2, $2)', [
+    id,
+    product.stock,
+  ])
+  return id
+}
+
+export interface ProductChanges {
+  name?: string
+  description?: string
+  imageUrl?: string | null
+  priceCents?: number
+}
+
+/** Applies only the given fields; `false` when no such product exists. */
+export async function updateProduct(db: Queryable, id: number, changes: ProductChanges): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `UPDATE products SET
+        name = COALESCE($2, name),
+        description = COALESCE($3, description),
+        image_url = CASE WHEN $4::boolean THEN $5 ELSE image_url END,
+        price_cents = COALESCE($6, price_cents),
+        updated_at = now()
+      WHERE id = $1`,
+    [
+      id,
+      changes.name ?? null,
+      changes.description ?? null,
+      changes.imageUrl !== undefined,
+      changes.imageUrl ?? null,
+      changes.priceCents ?? null,
+    ],
+  )
+  return rowCount === 1
+}
+
+// Concurrency: a restock is one relative UPDATE (on_hand + n, available + n), never read-modify-write,
+// so it cannot lose a concurrent checkout's decrement; the version bump makes optimistic buyers re-read.
+export async function restock(db: Queryable, productId: number, quantity: number): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `UPDATE inventory SET on_hand = on_hand + $2, available = available + $2, version = version + 1
+      WHERE product_id = $1`,
+    [productId, quantity],
+  )
+  return rowCount === 1
+}

@@ -1,0 +1,34 @@
+import type { FastifyInstance } from 'fastify'
+import { errorSchema } from '../schemas.js'
+import type { Catalog } from './catalog.service.js'
+import { pageQuery, productIdParams, productSchema } from './product.schemas.js'
+
+const pageSchema = {
+  type: 'object',
+  required: ['items', 'nextCursor'],
+  properties: { items: { type: 'array', items: productSchema }, nextCursor: { type: ['string', 'null'] } },
+} as const
+
+export default async function productRoutes(app: FastifyInstance, opts: { catalog: Catalog }) {
+  const { catalog } = opts
+
+  app.get<{ Querystring: { limit: number; cursor?: string } }>(
+    '/api/products',
+    {
+      schema: { tags: ['catalog'], querystring: pageQuery, response: { 200: pageSchema, 400: errorSchema } },
+    },
+    async (request) => catalog.listProducts(request.query.cursor, request.query.limit),
+  )
+
+  app.get<{ Params: { id: number } }>(
+    '/api/products/:id',
+    {
+      schema: {
+        tags: ['catalog'],
+        params: productIdParams,
+        response: { 200: productSchema, 404: errorSchema },
+      },
+    },
+    async (request) => catalog.getProduct(request.params.id),
+  )
+}

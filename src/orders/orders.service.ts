@@ -1,0 +1,197 @@
+import type { PoolClient } from 'pg'
+import { emptyCart, lockCartForCheckout } from '../cart/cart.repository.js'
+import type { Config } from '../config.js'
+import { withTransaction } from '../db/transaction.js'
+import {
+  type AppError,
+  CartEmptyError,
+  NotFoundError,
+  OrderExpiredError,
+  OrderNotCancellableError,
+  OrderNotPayableError,
+  PaymentDeclinedError,
+} from '../errors.js'
+import type { IdempotentRequest } from '../idempotency/idempotency.plugin.js'
+import type { Metrics } from '../metrics.js'
+import type { Db } from '../plugins/postgres.plugin.js'
+import {
+  PRODUCT_STOCK,
+  SALE_STOCK,
+  confirmSold,
+  releaseReserved,
+  type ReserveStock,
+  type StockLine,
+  type StockTable,
+} from '../stock/stock.js'
+import { retryStockConflicts } from '../stock/stock-retry.js'
+import {
+  expireDueOrders,
+  findOrder,
+  insertReservedOrder,
+  listOrdersOfUser,
+  markCancelledIfReserved,
+  markPaidIfStillReserved,
+  type Order,
+} from './orders.repository.js'
+import type { PaymentProvider } from './payment-provider.js'
+
+export interface Caller {
+  userId: string
+  isAdmin: boolean
+}
+
+/** Where an order's units live: the sale's own stock row, or each product's inventory row. */
+export function stockOf(order: Order): { stock: StockTable; lines: StockLine[] } {
+  if (order.saleId !== null) {
+    const units = order.items.reduce((sum, item) => sum + item.quantity, 0)
+    return { stock: SALE_STOCK, lines: [{ id: order.saleId, quantity: units }] }
+  }
+  return {
+    stock: PRODUCT_STOCK,
+    lines: order.items.map((item) => ({ id: item.productId, quantity: item.quantity })),
+  }
+}
+
+export interface OrdersDeps {
+  db: Db
+  config: Config
+  reserveStock: ReserveStock
+  payments: PaymentProvider
+  metrics: Metrics
+}
+
+export function createOrders(deps: OrdersDeps) {
+  const { db, config, reserveStock, payments, metrics } = deps
+  const strategy = config.STOCK_STRATEGY
+  const retryPolicy = {
+    maxAttempts: config.STOCK_MAX_ATTEMPTS,
+    baseMs: config.STOCK_RETRY_BASE_MS,
+    capMs: config.STOCK_RETRY_CAP_MS,
+  }
+
+  /** An order as its owner (or an admin) may see it; anyone else gets the same 404 as for no order. */
+  async function orderVisibleTo(
+    tx: PoolClient | Db['primary'],
+    caller: Caller,
+    orderId: string,
+  ): Promise<Order> {
+    const order = await findOrder(tx, orderId)
+    if (!order || (order.userId !== caller.userId && !caller.isAdmin))
+      throw new NotFoundError(`order ${orderId}`)
+    return order
+  }
+
+  /**
+   * Turns the caller's cart into a reserved order in one transaction: lock the cart, take every
+   * line's stock with the configured strategy, insert the order at server prices, empty the cart.
+   * A lost stock race rolls the whole transaction back and runs it again after a backoff.
+   */
+  async function checkout(userId: string, idempotency: IdempotentRequest | null): Promise<Order> {
+    const { value: order, retries } = await retryStockConflicts(
+      retryPolicy,
+      () =>
+        withTransaction(db.primary, async (tx) => {
+          const lines = await lockCartForCheckout(tx, userId)
+          if (lines.length === 0) throw new CartEmptyError()
+          await reserveStock(
+            tx,
+            PRODUCT_STOCK,
+            lines.map((line) => ({ id: line.productId, quantity: line.quantity })),
+          )
+          const created = await insertReservedOrder(tx, {
+            userId,
+            saleId: null,
+            ttlSeconds: config.RESERVATION_TTL_SECONDS,
+            reservationToken: null,
+            items: lines.map((line) => ({
+              productId: line.productId,
+              quantity: line.quantity,
+              unitPriceCents: line.unitPriceCents,
+            })),
+          })
+          await emptyCart(tx, userId)
+          await idempotency?.saveWithin(tx, 201, created)
+          return created
+        }),
+      () => metrics.stockConflicts.inc({ strategy }),
+    )
+    metrics.stockRetries.observe({ strategy }, retries)
+    metrics.ordersTotal.inc({ status: 'reserved' })
+    return order
+  }
+
+  /**
+   * Charges the order and marks it paid. The provider is called outside any transaction (it is slow);
+   * the status change afterwards is conditional, so an order that expired or was cancelled during
+   * the charge is never marked paid (and in a real shop the charge would be refunded).
+   */
+  async function pay(caller: Caller, orderId: string, idempotency: IdempotentRequest | null): Promise<Order> {
+    const order = await orderVisibleTo(db.primary, caller, orderId)
+    if (order.status !== 'reserved' || Date.parse(order.expiresAt) <= Date.now()) throw whyNotPayable(order)
+    if (!(await payments.charge(order.id, order.totalCents))) throw new PaymentDeclinedError()
+    const paid = await withTransaction(db.primary, async (tx) => {
+      if (!(await markPaidIfStillReserved(tx, order.id)))
+        throw whyNotPayable((await findOrder(tx, order.id))!)
+      const { stock, lines } = stockOf(order)
+      await confirmSold(tx, stock, lines)
+      const result = (await findOrder(tx, order.id))!
+      await idempotency?.saveWithin(tx, 200, result)
+      return result
+    })
+    metrics.ordersTotal.inc({ status: 'paid' })
+    return paid
+  }
+
+  /** Cancels a reserved order and gives its stock back, exactly once; cancelling twice is a no-op. */
+  async function cancel(caller: Caller, orderId: string): Promise<Order> {
+    return withTransaction(db.primary, async (tx) => {
+      const order = await orderVisibleTo(tx, caller, orderId)
+      if (!(await markCancelledIfReserved(tx, order.id))) {
+        const current = (await findOrder(tx, order.id))!
+        if (current.status === 'cancelled') return current
+        throw new OrderNotCancellableError(current.status)
+      }
+      const { stock, lines } = stockOf(order)
+      await releaseReserved(tx, stock, lines)
+      metrics.ordersTotal.inc({ status: 'cancelled' })
+      return (await findOrder(tx, order.id))!
+    })
+  }
+
+  /**
+   * Expires up to `batchSize` reservations whose time is up and releases their stock, in one
+   * transaction. Safe to run from several processes at once (see expireDueOrders).
+   */
+  async function sweepExpired(batchSize = 500): Promise<number> {
+    const expired = await withTransaction(db.primary, async (tx) => {
+      const orders = await expireDueOrders(tx, batchSize)
+      for (const order of orders) {
+        const { stock, lines } = stockOf(order)
+        await releaseReserved(tx, stock, lines)
+      }
+      return orders
+    })
+    metrics.reservationsExpired.inc(expired.length)
+    metrics.ordersTotal.inc({ status: 'expired' }, expired.length)
+    return expired.length
+  }
+
+  return {
+    checkout,
+    pay,
+    cancel,
+    sweepExpired,
+    // A user's own orders come from the primary: right after checkout they must see the new order.
+    get: (caller: Caller, orderId: string) => orderVisibleTo(db.primary, caller, orderId),
+    list: (caller: Caller, limit: number) => listOrdersOfUser(db.primary, caller.userId, limit),
+  }
+}
+
+/** A reserved order that cannot be paid has run out of time (the sweeper may not have seen it yet). */
+function whyNotPayable(order: Order): AppError {
+  return order.status === 'reserved' || order.status === 'expired'
+    ? new OrderExpiredError()
+    : new OrderNotPayableError(order.status)
+}
+
+export type Orders = ReturnType<typeof createOrders>
