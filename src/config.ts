@@ -94,3 +94,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   return result.data
 }
+
+/** For process entry points: a bad setting prints which variable is wrong and exits 1, no stack trace. */
+export function loadConfigOrExit(): Config {
+  try {
+    return loadConfig()
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    console.error(err.message)
+    process.exit(1)
+  }
+}

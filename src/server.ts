@@ -1,19 +1,7 @@
 import { buildApp } from './app.js'
-import { ConfigError, loadConfig, type Config } from './config.js'
+import { loadConfigOrExit } from './config.js'
 
-function readConfig(): Config {
-  try {
-    return loadConfig()
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(err.message)
-      process.exit(1)
-    }
-    throw err
-  }
-}
-
-const config = readConfig()
+const config = loadConfigOrExit()
 const app = await buildApp(config)
 // Worker N of the PM2 cluster gets its own port, so nginx balances over named upstreams.
 const port = config.PORT + config.NODE_APP_INSTANCE

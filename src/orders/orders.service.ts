@@ -25,7 +25,6 @@ import {
 } from '../stock/stock.js'
 import { retryStockConflicts } from '../stock/stock-retry.js'
 import {
-  expireDueOrders,
   findOrder,
   insertReservedOrder,
   listOrdersOfUser,
@@ -158,29 +157,10 @@ export function createOrders(deps: OrdersDeps) {
     })
   }
 
-  /**
-   * Expires up to `batchSize` reservations whose time is up and releases their stock, in one
-   * transaction. Safe to run from several processes at once (see expireDueOrders).
-   */
-  async function sweepExpired(batchSize = 500): Promise<number> {
-    const expired = await withTransaction(db.primary, async (tx) => {
-      const orders = await expireDueOrders(tx, batchSize)
-      for (const order of orders) {
-        const { stock, lines } = stockOf(order)
-        await releaseReserved(tx, stock, lines)
-      }
-      return orders
-    })
-    metrics.reservationsExpired.inc(expired.length)
-    metrics.ordersTotal.inc({ status: 'expired' }, expired.length)
-    return expired.length
-  }
-
   return {
     checkout,
     pay,
     cancel,
-    sweepExpired,
     // A user's own orders come from the primary: right after checkout they must see the new order.
     get: (caller: Caller, orderId: string) => orderVisibleTo(db.primary, caller, orderId),
     list: (caller: Caller, limit: number) => listOrdersOfUser(db.primary, caller.userId, limit),

@@ -1,0 +1,105 @@
+import type { FastifyInstance } from 'fastify'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import {
+  buildTestApp,
+  fillCart,
+  newAdmin,
+  newCustomer,
+  newProduct,
+  stockOf,
+  type TestUser,
+} from '../../test/support/app.js'
+import { sweepExpiredReservations } from './expiry-sweeper.js'
+
+describe('expiry sweeper', () => {
+  let apps: FastifyInstance[]
+  let admin: TestUser
+
+  beforeAll(async () => {
+    // Two app instances stand for two jobs processes sweeping the same database.
+    apps = await Promise.all([0, 1].map(() => buildTestApp({ RESERVATION_TTL_SECONDS: '1' })))
+    admin = await newAdmin(apps[0]!)
+  })
+  afterAll(async () => {
+    await Promise.all(apps.map((app) => app.close()))
+  })
+
+  async function reservedOrders(productId: number, count: number) {
+    const buyers = await Promise.all(Array.from({ length: count }, () => newCustomer(apps[0]!)))
+    const orders: { buyer: TestUser; id: string }[] = []
+    for (const buyer of buyers) {
+      await fillCart(apps[0]!, buyer, [{ productId, quantity: 2 }])
+      const response = await apps[0]!.inject({ method: 'POST', url: '/api/checkout', headers: buyer.headers })
+      expect(response.statusCode).toBe(201)
+      orders.push({ buyer, id: response.json<{ id: string }>().id })
+    }
+    return orders
+  }
+
+  it('when two sweepers run at once, every expired reservation is released exactly once', async () => {
+    const productId = await newProduct(apps[0]!, admin, { stock: 40 })
+    const orders = await reservedOrders(productId, 20)
+    expect(await stockOf(apps[0]!, productId)).toEqual({ onHand: 40, available: 0, reserved: 40, sold: 0 })
+
+    await sleep(1100)
+    // Small batches make the two sweepers interleave over many transactions.
+    const sweep = (app: FastifyInstance) => sweepExpiredReservations(app.db.primary, app.metrics, 3)
+    const rounds = await Promise.all(
+      apps.map(async (app) => [await sweep(app), await sweep(app), await sweep(app), await sweep(app)]),
+    )
+    const swept = rounds.flat().reduce((sum, n) => sum + n, 0)
+
+    expect(swept).toBeGreaterThanOrEqual(orders.length)
+    // Released twice, available would be 80 and break the stock-conservation CHECK; here it is exact.
+    expect(await stockOf(apps[0]!, productId)).toEqual({ onHand: 40, available: 40, reserved: 0, sold: 0 })
+    const { rows } = await apps[0]!.db.primary.query<{ status: string }>(
+      'SELECT status FROM orders WHERE id = ANY($1::uuid[])',
+      [orders.map((o) => o.id)],
+    )
+    expect(rows.map((r) => r.status)).toEqual(orders.map(() => 'expired'))
+    await sweep(apps[0]!)
+    expect(await stockOf(apps[0]!, productId)).toEqual({ onHand: 40, available: 40, reserved: 0, sold: 0 })
+  })
+
+  it('when an order expired, then paying it answers 409 ORDER_EXPIRED, before and after the sweep', async () => {
+    const productId = await newProduct(apps[0]!, admin, { stock: 2 })
+    const [order] = await reservedOrders(productId, 1)
+    await sleep(1100)
+    const pay = () =>
+      apps[1]!.inject({ method: 'POST', url: `/api/orders/${order!.id}/pay`, headers: order!.buyer.headers })
+
+    const beforeSweep = await pay()
+    expect(beforeSweep.statusCode).toBe(409)
+    expect(beforeSweep.json()).toMatchObject({ code: 'ORDER_EXPIRED' })
+
+    await sweepExpiredReservations(apps[0]!.db.primary, apps[0]!.metrics)
+    const afterSweep = await pay()
+    expect(afterSweep.statusCode).toBe(409)
+    expect(afterSweep.json()).toMatchObject({ code: 'ORDER_EXPIRED' })
+    expect(await stockOf(apps[0]!, productId)).toEqual({ onHand: 2, available: 2, reserved: 0, sold: 0 })
+  })
+
+  it('when an order is paid, then the sweeper never releases it', async () => {
+    const app = await buildTestApp({ RESERVATION_TTL_SECONDS: '2' })
+    try {
+      const productId = await newProduct(app, admin, { stock: 2 })
+      const buyer = await newCustomer(app)
+      await fillCart(app, buyer, [{ productId, quantity: 2 }])
+      const order = (
+        await app.inject({ method: 'POST', url: '/api/checkout', headers: buyer.headers })
+      ).json<{ id: string }>()
+      const paid = await app.inject({
+        method: 'POST',
+        url: `/api/orders/${order.id}/pay`,
+        headers: buyer.headers,
+      })
+      expect(paid.statusCode).toBe(200)
+      await sleep(2100)
+      await sweepExpiredReservations(app.db.primary, app.metrics)
+      expect(await stockOf(app, productId)).toEqual({ onHand: 2, available: 0, reserved: 0, sold: 2 })
+    } finally {
+      await app.close()
+    }
+  })
+})

@@ -1,0 +1,94 @@
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
+import { randomUUID } from 'node:crypto'
+import { buildApp } from '../../src/app.js'
+import { insertUserIfEmailFree } from '../../src/auth/users.repository.js'
+import { loadConfig, type Config } from '../../src/config.js'
+
+/**
+ * Builds the real app against the test stack's servers (the global setup put their URLs in
+ * process.env). `overrides` are environment variables, e.g. `{ STOCK_STRATEGY: 'atomic' }`.
+ */
+export async function buildTestApp(overrides: Record<string, string> = {}): Promise<FastifyInstance> {
+  const config: Config = loadConfig({ ...process.env, PAYMENT_LATENCY_MS: '0', ...overrides })
+  return buildApp(config, { logger: false })
+}
+
+export interface TestUser {
+  id: string
+  token: string
+  headers: { authorization: string }
+}
+
+/** A fresh customer (a guest account): every test makes its own users. */
+export async function newCustomer(app: FastifyInstance): Promise<TestUser> {
+  const response = await app.inject({ method: 'POST', url: '/api/auth/guest' })
+  const { token, user } = response.json<{ token: string; user: { id: string } }>()
+  return { id: user.id, token, headers: { authorization: `Bearer ${token}` } }
+}
+
+export async function newAdmin(app: FastifyInstance): Promise<TestUser> {
+  const user = await insertUserIfEmailFree(app.db.primary, {
+    email: `admin-${randomUUID()}@test.stampede.local`,
+    passwordHash: null,
+    role: 'admin',
+    isGuest: true,
+  })
+  const token = app.jwt.sign({ sub: user!.id, role: 'admin' })
+  return { id: user!.id, token, headers: { authorization: `Bearer ${token}` } }
+}
+
+/** Creates a product with its own stock through the admin API; returns its id. */
+export async function newProduct(
+  app: FastifyInstance,
+  admin: TestUser,
+  product: { stock: number; priceCents?: number; name?: string },
+): Promise<number> {
+  const response = await app.inject({
+    method: 'POST',
+    url: '/api/admin/products',
+    headers: admin.headers,
+    payload: {
+      sku: `test-${randomUUID()}`,
+      name: product.name ?? 'Test product',
+      priceCents: product.priceCents ?? 1000,
+      stock: product.stock,
+    },
+  })
+  if (response.statusCode !== 201) throw new Error(`creating a product failed: ${response.body}`)
+  return response.json<{ id: number }>().id
+}
+
+/** Puts `quantity` of each product in the user's cart (reading the ETag first, as a client would). */
+export async function fillCart(
+  app: FastifyInstance,
+  user: TestUser,
+  lines: { productId: number; quantity: number }[],
+): Promise<void> {
+  let etag = (await app.inject({ url: '/api/cart', headers: user.headers })).headers.etag as string
+  for (const line of lines) {
+    const response: LightMyRequestResponse = await app.inject({
+      method: 'PUT',
+      url: `/api/cart/items/${line.productId}`,
+      headers: { ...user.headers, 'if-match': etag },
+      payload: { quantity: line.quantity },
+    })
+    if (response.statusCode !== 200) throw new Error(`filling the cart failed: ${response.body}`)
+    etag = response.headers.etag as string
+  }
+}
+
+export interface StockRow {
+  onHand: number
+  available: number
+  reserved: number
+  sold: number
+}
+
+/** The authority's view of a product's stock, read from the primary. */
+export async function stockOf(app: FastifyInstance, productId: number): Promise<StockRow> {
+  const { rows } = await app.db.primary.query<StockRow>(
+    `SELECT on_hand AS "onHand", available, reserved, sold FROM inventory WHERE product_id = $1`,
+    [productId],
+  )
+  return rows[0]!
+}
