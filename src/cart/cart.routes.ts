@@ -50,7 +50,7 @@ const withEtag = (reply: FastifyReply, cart: Cart) => reply.header('etag', etagO
 
 export default async function cartRoutes(app: FastifyInstance, opts: { cart: CartService }) {
   const { cart } = opts
-  app.addHook('preHandler', app.authenticate)
+  app.addHook('onRequest', app.authenticate)
 
   app.get(
     '/api/cart',

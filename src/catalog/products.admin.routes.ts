@@ -15,7 +15,7 @@ const answers = { 200: productSchema, 404: errorSchema } as const
 
 export default async function productAdminRoutes(app: FastifyInstance, opts: { catalog: Catalog }) {
   const { catalog } = opts
-  app.addHook('preHandler', app.requireAdmin)
+  app.addHook('onRequest', app.requireAdmin)
 
   app.post<{ Body: NewProduct }>(
     '/api/admin/products',

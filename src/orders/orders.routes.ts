@@ -13,7 +13,7 @@ const orderAnswers = { 200: orderSchema, 404: errorSchema, 409: errorSchema } as
 
 export default async function orderRoutes(app: FastifyInstance, opts: { orders: Orders }) {
   const { orders } = opts
-  app.addHook('preHandler', app.authenticate)
+  app.addHook('onRequest', app.authenticate)
 
   app.post(
     '/api/checkout',
