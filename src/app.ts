@@ -15,12 +15,22 @@ import metricsRoutes from './metrics.routes.js'
 import orderRoutes from './orders/orders.routes.js'
 import { createOrders, type Orders } from './orders/orders.service.js'
 import { createSimulatedPaymentProvider } from './orders/payment-provider.js'
+import cache from './plugins/cache.plugin.js'
 import drain from './plugins/drain.plugin.js'
 import errorHandler from './plugins/error-handler.plugin.js'
 import openapi from './plugins/openapi.plugin.js'
 import postgres from './plugins/postgres.plugin.js'
 import redis from './plugins/redis.plugin.js'
 import validation from './plugins/validation.plugin.js'
+import { createRateLimiter } from './rate-limit/rate-limiter.js'
+import { createOrderBatcher } from './sales/order-batcher.js'
+import { createPurchases } from './sales/purchase.service.js'
+import { giveBackToGate } from './sales/give-back.js'
+import { createSaleEvents } from './sales/sale-events.js'
+import saleAdminRoutes from './sales/sales.admin.routes.js'
+import saleRoutes from './sales/sales.routes.js'
+import { createSales } from './sales/sales.service.js'
+import { createStockGate } from './sales/stock-gate.js'
 import { stockStrategy } from './stock/stock.js'
 
 declare module 'fastify' {
@@ -72,23 +82,67 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(drain)
   await app.register(postgres, { config })
   await app.register(redis, { config })
+  await app.register(cache, { config })
   await app.register(authPlugin, { config })
   await app.register(idempotency)
 
   // Use cases are plain factories; routes get them as options and stay one line per handler.
-  const catalog = createCatalog({ db: app.db })
+  const catalog = createCatalog({ db: app.db, cache: app.cache })
   const cart = createCart({ db: app.db })
+  const reserveStock = stockStrategy(config.STOCK_STRATEGY, { lockTimeoutMs: config.STOCK_LOCK_TIMEOUT_MS })
+  const gate = createStockGate(app.redis, { tokenTtlMs: config.GATE_TOKEN_TTL_MS })
+  const sales = createSales({ db: app.db, config, gate })
+  const events = createSaleEvents({
+    publisher: app.redis,
+    subscriber: app.redis.duplicate({ enableOfflineQueue: true, lazyConnect: false }),
+    snapshot: async (saleId) => {
+      const sale = await sales.getSale(saleId)
+      return {
+        saleId,
+        remaining: sale.remaining,
+        sold: sale.unitsTotal - sale.remaining,
+        status: sale.status,
+      }
+    },
+    intervalMs: 250,
+    onError: (err) => app.log.warn({ err }, 'sale events'),
+  })
+  const batcher = createOrderBatcher({
+    db: app.db,
+    gate,
+    metrics: app.metrics,
+    reservationTtlSeconds: config.RESERVATION_TTL_SECONDS,
+    maxBatch: config.ORDER_BATCH_MAX,
+    maxWaitMs: config.ORDER_BATCH_WAIT_MS,
+  })
+  const purchases = createPurchases({
+    db: app.db,
+    config,
+    gate,
+    batcher,
+    reserveStock,
+    rateLimiter: createRateLimiter(app.redis),
+    metrics: app.metrics,
+    rebuildGate: sales.rebuildGate,
+    saleChanged: events.changed,
+  })
   const orders = createOrders({
     db: app.db,
     config,
-    reserveStock: stockStrategy(config.STOCK_STRATEGY, { lockTimeoutMs: config.STOCK_LOCK_TIMEOUT_MS }),
+    reserveStock,
     payments: createSimulatedPaymentProvider({
       latencyMs: config.PAYMENT_LATENCY_MS,
       failureRate: config.PAYMENT_FAILURE_RATE,
     }),
     metrics: app.metrics,
+    onReleased: giveBackToGate(config, gate, events),
   })
   app.decorate('orders', orders)
+  // A stopping worker writes the orders it has admitted before its pools close.
+  app.addHook('preClose', async () => {
+    await batcher.flush()
+    await events.close()
+  })
 
   await app.register(healthRoutes)
   await app.register(metricsRoutes)
@@ -97,6 +151,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(productAdminRoutes, { catalog })
   await app.register(cartRoutes, { cart })
   await app.register(orderRoutes, { orders })
+  await app.register(saleRoutes, { sales, purchases, events })
+  await app.register(saleAdminRoutes, { sales })
 
   return app
 }

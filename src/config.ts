@@ -34,6 +34,10 @@ const schema = z.object({
   DB_POOL_MAX: positiveInt.default(20),
   DB_REPLICA_POOL_MAX: positiveInt.default(10),
   DB_STATEMENT_TIMEOUT_MS: positiveInt.default(5000),
+  // Catalog reads use the replica only while its measured replay lag is under this bound; above it (or
+  // with the replica down) they move to the primary until the lag is back under half of it.
+  REPLICA_MAX_LAG_MS: positiveInt.default(1000),
+  REPLICA_LAG_PROBE_MS: positiveInt.default(500),
 
   JWT_SECRET: z.string().min(32).default('stampede-local-development-secret-change-me'),
   JWT_TTL_SECONDS: positiveInt.default(24 * 3600),
@@ -48,6 +52,16 @@ const schema = z.object({
   STOCK_RETRY_CAP_MS: positiveInt.default(50),
   STOCK_LOCK_TIMEOUT_MS: positiveInt.default(2000),
   RESERVATION_TTL_SECONDS: positiveInt.default(600),
+  // The redis-gate strategy's write batching: at most this many orders per transaction, and how long
+  // an idle worker waits for company before writing a lone order.
+  ORDER_BATCH_MAX: positiveInt.default(128),
+  ORDER_BATCH_WAIT_MS: z.coerce.number().int().min(0).default(2),
+  // How long an admitted reservation may stay unconfirmed before the reconciler returns its units.
+  GATE_TOKEN_TTL_MS: positiveInt.default(30_000),
+  RECONCILE_INTERVAL_MS: positiveInt.default(1000),
+  // Purchase attempts allowed per second, per user and per sale, across all workers.
+  RATE_LIMIT_USER_PER_SECOND: positiveInt.default(10),
+  RATE_LIMIT_SALE_PER_SECOND: positiveInt.default(50_000),
   SWEEP_INTERVAL_MS: positiveInt.default(5000),
   // The simulated payment provider: how long a charge takes and how often it is declined (0..1).
   PAYMENT_LATENCY_MS: z.coerce.number().int().min(0).default(50),

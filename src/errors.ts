@@ -2,6 +2,9 @@
 // src/plugins/error-handler.plugin.ts is the one place that turns them into `{ code, message }`.
 
 export class AppError extends Error {
+  /** Extra response headers, e.g. Retry-After. */
+  headers: Record<string, string> = {}
+
   constructor(
     readonly statusCode: number,
     readonly code: string,
@@ -140,5 +143,56 @@ export class InvalidIdempotencyKeyError extends AppError {
 export class SoldOutError extends AppError {
   constructor(readonly saleId: number) {
     super(409, 'SOLD_OUT', `flash sale ${saleId} has no units left`)
+  }
+}
+
+/**
+ * Not a failure: Postgres already holds a finished response for this Idempotency-Key (found while
+ * saving ours, so our transaction rolls back). The error handler answers with the stored response.
+ */
+export class IdempotentReplayError extends AppError {
+  constructor(
+    readonly storedStatus: number,
+    readonly storedBody: unknown,
+  ) {
+    super(storedStatus, 'IDEMPOTENT_REPLAY', 'replaying the stored response')
+  }
+}
+
+export class SaleNotActiveError extends AppError {
+  constructor(saleId: number, status: 'upcoming' | 'ended') {
+    super(
+      409,
+      'SALE_NOT_ACTIVE',
+      `flash sale ${saleId} is ${status === 'upcoming' ? 'not open yet' : 'over'}`,
+    )
+  }
+}
+
+export class PerUserLimitError extends AppError {
+  constructor() {
+    super(429, 'PER_USER_LIMIT', 'you hold as many units of this sale as one customer may')
+  }
+}
+
+export class RateLimitedError extends AppError {
+  constructor(retryAfterMs: number) {
+    super(429, 'RATE_LIMITED', 'too many requests; slow down')
+    this.headers = { 'retry-after': String(Math.max(1, Math.ceil(retryAfterMs / 1000))) }
+  }
+}
+
+/** The flash sale cannot take orders right now (its gate is being rebuilt, or a batch failed). */
+export class SaleUnavailableError extends AppError {
+  constructor(cause?: Error) {
+    super(503, 'SALE_UNAVAILABLE', 'the sale cannot take orders this instant; try again in a moment')
+    this.cause = cause
+    this.headers = { 'retry-after': '1' }
+  }
+}
+
+export class InvalidSaleWindowError extends AppError {
+  constructor() {
+    super(400, 'INVALID_SALE_WINDOW', 'endsAt must be after startsAt, and in the future')
   }
 }

@@ -4,30 +4,62 @@ import { deleteExpiredKeys } from './idempotency/idempotency.repository.js'
 import { createMetrics } from './metrics.js'
 import { sweepExpiredReservations } from './orders/expiry-sweeper.js'
 import { createPool } from './plugins/postgres.plugin.js'
+import { createRedis } from './plugins/redis.plugin.js'
+import { giveBackToGate } from './sales/give-back.js'
+import { createReconciler } from './sales/reconciler.js'
+import { createSales } from './sales/sales.service.js'
+import { createStockGate } from './sales/stock-gate.js'
 
-// The `jobs` process (one PM2 fork): background work that no request waits for. Every job here is
-// safe to run in two processes at once, so a second jobs process (or a restart overlap) is harmless.
+// The `jobs` process (one PM2 fork): background work no request waits for. Every job here is safe
+// to run in two processes at once, so a second jobs process (or a restart overlap) is harmless.
 
 const config = loadConfigOrExit()
+// Background jobs decide stock, so they read everything from the primary.
 const primary = createPool(config.DATABASE_URL, 4, config, 'jobs')
+const db = { primary, replica: primary, readPool: () => primary }
+const redis = createRedis(config)
+redis.on('error', () => undefined)
+await redis.connect().catch(() => undefined)
 const metrics = createMetrics()
+const gate = createStockGate(redis, { tokenTtlMs: config.GATE_TOKEN_TTL_MS })
+const reconciler = createReconciler({ db, gate, sales: createSales({ db, config, gate }), metrics })
+const onReleased = giveBackToGate(config, gate)
+
 const log = (fields: Record<string, unknown>, msg: string) =>
   console.log(JSON.stringify({ time: new Date().toISOString(), process: 'jobs', msg, ...fields }))
 
 const stop = new AbortController()
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => stop.abort())
 
-process.send?.('ready')
-log({ intervalMs: config.SWEEP_INTERVAL_MS }, 'jobs started')
-while (!stop.signal.aborted) {
-  try {
-    const expired = await sweepExpiredReservations(primary, metrics)
-    const keys = await deleteExpiredKeys(primary, 5000)
-    if (expired > 0 || keys > 0) log({ expired, idempotencyKeysDeleted: keys }, 'swept')
-  } catch (err) {
-    log({ err: String(err) }, 'sweep failed; retrying next interval')
+/** Runs `job` every `intervalMs` until the process is asked to stop; a failed round is logged and retried. */
+async function every(name: string, intervalMs: number, job: () => Promise<Record<string, number> | null>) {
+  while (!stop.signal.aborted) {
+    try {
+      const done = await job()
+      if (done) log(done, name)
+    } catch (err) {
+      log({ err: String(err) }, `${name} failed; retrying next round`)
+    }
+    await sleep(intervalMs, undefined, { signal: stop.signal }).catch(() => undefined)
   }
-  await sleep(config.SWEEP_INTERVAL_MS, undefined, { signal: stop.signal }).catch(() => undefined)
 }
+
+process.send?.('ready')
+log({ sweepMs: config.SWEEP_INTERVAL_MS, reconcileMs: config.RECONCILE_INTERVAL_MS }, 'jobs started')
+await Promise.all([
+  every('expiry sweep', config.SWEEP_INTERVAL_MS, async () => {
+    const expired = await sweepExpiredReservations(db.primary, metrics, { onReleased })
+    const keys = await deleteExpiredKeys(db.primary, 5000)
+    return expired > 0 || keys > 0 ? { expired, idempotencyKeysDeleted: keys } : null
+  }),
+  every('reconcile', config.RECONCILE_INTERVAL_MS, async () => {
+    if (config.STOCK_STRATEGY !== 'redis-gate') return null
+    const results = await reconciler.reconcileAll()
+    const returned = results.reduce((sum, r) => sum + r.returned, 0)
+    const rebuilt = results.filter((r) => r.rebuilt).length
+    return returned > 0 || rebuilt > 0 ? { returned, rebuilt } : null
+  }),
+])
 await primary.end()
+redis.disconnect()
 log({}, 'jobs stopped')

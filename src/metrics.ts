@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client'
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 
 // Every metric the app exports is declared here, once, so `grep metrics.` finds every use and the
 // dashboards and alert rules can be checked against this list.
@@ -26,9 +26,74 @@ export function createMetrics() {
       labelNames: ['status'] as const,
       registers: [registry],
     }),
+    purchases: new Counter({
+      name: 'purchases_total',
+      help: 'Flash-sale purchase attempts by outcome',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
+    orderBatchSize: new Histogram({
+      name: 'order_batch_size',
+      help: 'Orders written by one batch transaction of the redis-gate strategy',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+      registers: [registry],
+    }),
+    orderBatches: new Counter({
+      name: 'order_batches_total',
+      help: 'Batch transactions of the redis-gate strategy by outcome (committed, failed)',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
+    stockDrift: new Gauge({
+      name: 'stock_drift',
+      help: 'Redis gate + units in flight - Postgres available, per sale (0 when they agree)',
+      labelNames: ['sale'] as const,
+      registers: [registry],
+    }),
+    oversell: new Counter({
+      name: 'oversell_total',
+      help: 'Times the reconciler found a sale with more units reserved and sold than it had (must stay 0)',
+      labelNames: ['sale'] as const,
+      registers: [registry],
+    }),
+    gateTokensReturned: new Counter({
+      name: 'gate_tokens_returned_total',
+      help: 'Reservation tokens the reconciler gave back because they never became an order',
+      registers: [registry],
+    }),
     reservationsExpired: new Counter({
       name: 'reservations_expired_total',
       help: 'Unpaid orders released by the expiry sweeper',
+      registers: [registry],
+    }),
+    cacheRequests: new Counter({
+      name: 'cache_requests_total',
+      help: 'Cache lookups by layer (l1 memory, l2 Redis, db loader) and what they found',
+      // result: hit | miss | negative (a cached "not found") | stale (served while another rebuilds) | error
+      labelNames: ['family', 'layer', 'result'] as const,
+      registers: [registry],
+    }),
+    cacheLoadSeconds: new Histogram({
+      name: 'cache_load_seconds',
+      help: 'Time the loader (the database) took to rebuild one cache entry',
+      labelNames: ['family'] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers: [registry],
+    }),
+    replicaLagSeconds: new Gauge({
+      name: 'db_replica_lag_seconds',
+      help: 'How far the replica replays behind the primary; NaN while the replica does not answer',
+      registers: [registry],
+    }),
+    replicaInUse: new Gauge({
+      name: 'db_replica_in_use',
+      help: '1 while catalog reads go to the replica, 0 while they fall back to the primary',
+      registers: [registry],
+    }),
+    dbQueries: new Counter({
+      name: 'db_queries_total',
+      help: 'Queries sent to Postgres, by pool (primary or replica); lag probes are not counted',
+      labelNames: ['pool'] as const,
       registers: [registry],
     }),
   }

@@ -2,11 +2,18 @@ import { buildApp } from './app.js'
 import { loadConfigOrExit } from './config.js'
 
 const config = loadConfigOrExit()
-const app = await buildApp(config)
+const app = await buildApp(config).catch((err: Error) => {
+  console.error('could not build the app:', err)
+  process.exit(1)
+})
 // Worker N of the PM2 cluster gets its own port, so nginx balances over named upstreams.
 const port = config.PORT + config.NODE_APP_INSTANCE
 
-await app.listen({ host: config.HOST, port })
+// A worker that cannot start must die loudly: PM2 would otherwise keep a worker that never listens.
+await app.listen({ host: config.HOST, port }).catch((err: Error) => {
+  app.log.fatal({ err }, 'could not start')
+  process.exit(1)
+})
 // Tells PM2 (wait_ready) that this worker is ready, so a reload never swaps in a worker still booting.
 process.send?.('ready')
 

@@ -1,3 +1,4 @@
+import type { CachePolicy, TwoLevelCache } from '../cache/two-level-cache.js'
 import { withTransaction } from '../db/transaction.js'
 import { InvalidCursorError, NotFoundError, SkuTakenError } from '../errors.js'
 import type { Db } from '../plugins/postgres.plugin.js'
@@ -28,19 +29,35 @@ export interface ProductPage {
   nextCursor: string | null
 }
 
-export function createCatalog(deps: { db: Db }) {
-  const { db } = deps
+// A product page may be this stale after a write on another worker: until its L1 copy is evicted by
+// pub/sub (milliseconds) or, if that message is lost, expires (1.5 s ±20%). L2 is deleted by the write.
+export const PRODUCT_CACHE: CachePolicy = {
+  l1TtlMs: 1500,
+  l2: { ttlMs: 45_000, staleMs: 30_000 },
+  negativeTtlMs: 5000,
+}
 
-  // Reads go to the replica: a catalog page may be a few milliseconds old, which is fine for display.
-  // Nothing that decides stock reads through here.
+export function createCatalog(deps: { db: Db; cache: TwoLevelCache }) {
+  const { db } = deps
+  const products = deps.cache.family<Product>('product', PRODUCT_CACHE)
+
+  // Served through the two-level cache; on a miss the product is read from `readPool()` (the replica
+  // while its lag is under the bound, display only). Nothing that decides stock reads through here.
+  // Concurrency: right after a write the miss reads the primary instead. The write's invalidation is
+  // instant but the replica replays it up to REPLICA_MAX_LAG_MS later; a reload from the replica in
+  // between would put the old row back into L2 for its whole TTL (45 s) under the new version.
   async function getProduct(id: number): Promise<Product> {
-    const product = await findProduct(db.replica, id)
+    const product = await products.get(id, ({ recentlyWritten }) =>
+      findProduct(recentlyWritten ? db.primary : db.readPool(), id),
+    )
     if (!product) throw new NotFoundError(`product ${id}`)
     return product
   }
 
+  // Pages are not cached (one product change would touch every page that shows it); they read the
+  // replica while it is within the lag bound. Display only: the replica may lag.
   async function listProducts(cursor: string | undefined, limit: number): Promise<ProductPage> {
-    const items = await listProductsAfter(db.replica, decodeCursor(cursor), limit)
+    const items = await listProductsAfter(db.readPool(), decodeCursor(cursor), limit)
     const last = items.at(-1)
     return { items, nextCursor: items.length === limit && last ? encodeCursor(last.id) : null }
   }
@@ -52,6 +69,8 @@ export function createCatalog(deps: { db: Db }) {
     return product
   }
 
+  // Every write invalidates after it committed: the version bump, L2 delete and pub/sub eviction
+  // must come after the new row is visible, or a reader could cache the old one again.
   return {
     getProduct,
     listProducts,
@@ -59,16 +78,23 @@ export function createCatalog(deps: { db: Db }) {
     async createProduct(product: NewProduct): Promise<Product> {
       const id = await withTransaction(db.primary, (tx) => insertProduct(tx, product))
       if (id === undefined) throw new SkuTakenError(product.sku)
+      // Someone may have asked for this id before it existed: drop the cached "not found".
+      await products.invalidate(id)
       return requireFromPrimary(id)
     },
 
     async updateProduct(id: number, changes: ProductChanges): Promise<Product> {
       if (!(await updateProduct(db.primary, id, changes))) throw new NotFoundError(`product ${id}`)
+      await products.invalidate(id)
       return requireFromPrimary(id)
     },
 
+    // The product page shows `available`. Checkouts and purchases change it too, but do not invalidate:
+    // on a hot product that would empty the cache on every sale. There it is display only, as stale as
+    // the L2 TTL; the stock decision is always made on the primary.
     async restock(id: number, quantity: number): Promise<Product> {
       if (!(await restock(db.primary, id, quantity))) throw new NotFoundError(`product ${id}`)
+      await products.invalidate(id)
       return requireFromPrimary(id)
     },
   }

@@ -7,6 +7,12 @@ const checksSchema = {
   additionalProperties: { type: 'string', enum: ['up', 'down'] },
 } as const
 
+// Where catalog reads go, and which dependencies run degraded (reads moved off the replica).
+const readsSchema = {
+  readsFrom: { type: 'string', enum: ['replica', 'primary'] },
+  degraded: { type: 'array', items: { type: 'string' } },
+} as const
+
 export default async function healthRoutes(app: FastifyInstance) {
   app.get(
     '/health/live',
@@ -25,20 +31,29 @@ export default async function healthRoutes(app: FastifyInstance) {
     {
       schema: {
         tags: ['health'],
-        summary: 'Primary, replica and Redis all answer; 503 names the ones that do not',
+        summary:
+          'Primary, replica and Redis all answer; 503 names the ones that do not; readsFrom tells where catalog reads go',
         response: {
-          200: { type: 'object', properties: { status: { type: 'string' }, checks: checksSchema } },
-          503: { ...errorSchema, properties: { ...errorSchema.properties, checks: checksSchema } },
+          200: {
+            type: 'object',
+            properties: { status: { type: 'string' }, checks: checksSchema, ...readsSchema },
+          },
+          503: {
+            ...errorSchema,
+            properties: { ...errorSchema.properties, checks: checksSchema, ...readsSchema },
+          },
         },
       },
     },
     async (_request, reply) => {
-      const report = await checkReadiness(app)
-      if (report.failing.length === 0) return { status: 'ready', checks: report.checks }
+      const { checks, failing, readsFrom, degraded } = await checkReadiness(app)
+      if (failing.length === 0) return { status: 'ready', checks, readsFrom, degraded }
       return reply.status(503).send({
         code: 'NOT_READY',
-        message: `not ready: ${report.failing.join(', ')}`,
-        checks: report.checks,
+        message: `not ready: ${failing.join(', ')}`,
+        checks,
+        readsFrom,
+        degraded,
       })
     },
   )

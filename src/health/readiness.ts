@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify'
+import type { ReadSource } from '../db/replica-lag.js'
 
 export type CheckState = 'up' | 'down'
 
@@ -6,6 +7,12 @@ export interface ReadinessReport {
   checks: Record<string, CheckState>
   /** Names of the parts that are down, e.g. ['replica', 'redis']; `draining` while the worker stops. */
   failing: string[]
+  /**
+   * Where catalog reads go right now, and why they moved: `replica` (down; also in `failing`) or
+   * `replica_lag` (answers, but lags over REPLICA_MAX_LAG_MS; the worker stays ready).
+   */
+  readsFrom: ReadSource
+  degraded: string[]
 }
 
 const CHECK_TIMEOUT_MS = 1000
@@ -35,5 +42,9 @@ export async function checkReadiness(app: FastifyInstance): Promise<ReadinessRep
   const checks: Record<string, CheckState> = { primary, replica, redis }
   const failing = Object.keys(checks).filter((name) => checks[name] === 'down')
   if (app.draining) failing.push('draining')
-  return { checks, failing }
+  const lag = app.replicaLag.state()
+  const degraded: string[] = []
+  if (replica === 'down' || !lag.replicaUp) degraded.push('replica')
+  else if (lag.readsFrom === 'primary') degraded.push('replica_lag')
+  return { checks, failing, readsFrom: lag.readsFrom, degraded }
 }

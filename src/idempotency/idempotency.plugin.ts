@@ -1,31 +1,36 @@
 import { createHash, randomUUID } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Result } from 'ioredis'
 import type { PoolClient } from 'pg'
-import { PG, pgErrorCode } from '../db/transaction.js'
-import { IdempotencyKeyInUseError, IdempotencyKeyReusedError, InvalidIdempotencyKeyError } from '../errors.js'
-import { findLiveKey, insertResponse, type ResponseToStore } from './idempotency.repository.js'
+import {
+  IdempotencyKeyInUseError,
+  IdempotencyKeyReusedError,
+  IdempotentReplayError,
+  InvalidIdempotencyKeyError,
+} from '../errors.js'
+import { luaScript } from '../redis/lua.js'
+import { insertResponsesIfAbsent, scopeId, type ResponseRecord } from './idempotency.repository.js'
 
-/**
- * What a use case needs to make its effect and the stored response one atomic commit: it calls
- * `saveWithin(tx, status, body)` in the same transaction that writes the order.
- */
+/** What a use case gets for a request that carries an Idempotency-Key. */
 export interface IdempotentRequest {
+  readonly record: Omit<ResponseRecord, 'status' | 'body'>
+  /**
+   * Stores the response in the transaction that makes the effect, so both commit or neither does.
+   * If Postgres already holds a response for this key, it throws IdempotentReplayError instead and
+   * the caller's transaction rolls back: the effect happens once, whatever Redis knew.
+   */
   saveWithin(tx: PoolClient, status: number, body: unknown): Promise<void>
 }
 
 interface InFlight extends IdempotentRequest {
-  record: Omit<ResponseToStore, 'status' | 'body'>
-  lockKey: string
-  lockToken: string
-  savedWithEffect: boolean
+  redisKey: string
+  token: string
 }
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** preHandler for POSTs that honour an Idempotency-Key header (after `authenticate`). */
+    /** preHandler for POSTs that honour an Idempotency-Key header (runs after authentication). */
     idempotent(request: FastifyRequest, reply: FastifyReply): Promise<void>
   }
   interface FastifyRequest {
@@ -35,12 +40,14 @@ declare module 'fastify' {
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    unlockIfOwner(key: string, token: string): Result<number, Context>
+    idempotencyBegin(key: string, hash: string, lock: string, lockMs: number): Result<string[], Context>
+    idempotencyFinish(key: string, token: string, state: string, keepMs: number): Result<number, Context>
   }
 }
 
-/** How long the in-flight lock lives if its request dies without releasing it. */
+/** How long the in-flight lock lives if its request dies without finishing. */
 const LOCK_TTL_MS = 30_000
+const KEEP_MS = 24 * 3600 * 1000
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/
 
 function requestHash(request: FastifyRequest): string {
@@ -49,21 +56,37 @@ function requestHash(request: FastifyRequest): string {
     .digest('base64url')
 }
 
-function replay(reply: FastifyReply, status: number, body: unknown) {
-  return reply.header('idempotent-replayed', 'true').status(status).send(body)
+/**
+ * Checks a batch of stored-response conflicts found by insertResponsesIfAbsent: the replay error for
+ * one request (or 422 if the key was used for another request).
+ */
+export function replayOrReuseError(
+  record: IdempotentRequest['record'],
+  stored: { requestHash: string; status: number; body: unknown },
+) {
+  return stored.requestHash === record.requestHash
+    ? new IdempotentReplayError(stored.status, stored.body)
+    : new IdempotencyKeyReusedError()
 }
 
 // Idempotency-Key, with the semantics of Stripe and the IETF draft:
-// - keys are scoped per user; a completed request's status and body are replayed for 24 hours,
-//   with `Idempotent-Replayed: true`;
-// - the same key while the first request still runs answers 409; with another body, 422;
-// - requests that fail validation never get here (validation runs before preHandlers), so they are
-//   not stored; 5xx answers are not stored either, so the client may retry them.
+// - keys are scoped per user; a finished request's status and body are replayed for 24 hours, with
+//   `Idempotent-Replayed: true`; the same key while the first request still runs answers 409; the
+//   same key on a different request (method, path or body) answers 422;
+// - requests that fail validation never get here (validation runs before preHandlers) and are not
+//   stored; 5xx answers are not stored either, so the client may retry them.
+// The fast path is Redis only (one script before, one after), so a keyed purchase that ends SOLD_OUT
+// never touches Postgres. Responses that come with an effect (an order) are also stored in Postgres
+// in the effect's own transaction; that copy is the backstop if Redis forgets.
 export default fp(
   async (app) => {
-    app.redis.defineCommand('unlockIfOwner', {
+    app.redis.defineCommand('idempotencyBegin', {
       numberOfKeys: 1,
-      lua: readFileSync(new URL('./unlock-if-owner.lua', import.meta.url), 'utf8'),
+      lua: luaScript('idempotency-begin.lua', import.meta.url),
+    })
+    app.redis.defineCommand('idempotencyFinish', {
+      numberOfKeys: 1,
+      lua: luaScript('idempotency-finish.lua', import.meta.url),
     })
     app.decorateRequest('idempotency', null)
 
@@ -71,66 +94,61 @@ export default fp(
       const key = request.headers['idempotency-key']
       if (key === undefined) return
       if (typeof key !== 'string' || !KEY_PATTERN.test(key)) throw new InvalidIdempotencyKeyError()
-      const scope = { userId: request.user.sub, key }
-      const hash = requestHash(request)
-
-      const stored = await findLiveKey(app.db.primary, scope)
-      if (stored && stored.requestHash !== hash) throw new IdempotencyKeyReusedError()
-      if (stored?.status) return replay(reply, stored.status, stored.body)
-
-      // Concurrency: the Redis lock (SET NX with a TTL) lets exactly one request per key run at once;
-      // the others answer 409 at once instead of racing to create a second order. The TTL frees the
-      // key if the worker dies; the primary key on idempotency_keys backs this up in Postgres.
-      const lockKey = `idem:${scope.userId}:${key}`
-      const lockToken = `${hash}:${randomUUID()}`
-      const locked = await app.redis.set(lockKey, lockToken, 'PX', LOCK_TTL_MS, 'NX')
-      if (locked !== 'OK') {
-        const holder = await app.redis.get(lockKey)
-        if (holder && !holder.startsWith(`${hash}:`)) throw new IdempotencyKeyReusedError()
-        throw new IdempotencyKeyInUseError()
+      const record = {
+        userId: request.user.sub,
+        key,
+        method: request.method,
+        path: request.url,
+        requestHash: requestHash(request),
       }
-      // The first request may have finished between our read and our lock: look once more.
-      const finished = await findLiveKey(app.db.primary, scope)
-      if (finished?.status) {
-        await app.redis.unlockIfOwner(lockKey, lockToken)
-        if (finished.requestHash !== hash) throw new IdempotencyKeyReusedError()
-        return replay(reply, finished.status, finished.body)
+      // Concurrency: the begin script checks and takes the key in one atomic step, so of two requests
+      // with one key exactly one runs; the other replays, waits its turn (409) or is refused (422).
+      const redisKey = `idem:{${record.userId}}:${key}`
+      const token = randomUUID()
+      const lock = JSON.stringify({ h: record.requestHash, t: token })
+      const [verdict, stored] = await app.redis.idempotencyBegin(
+        redisKey,
+        record.requestHash,
+        lock,
+        LOCK_TTL_MS,
+      )
+      if (verdict === 'reused') throw new IdempotencyKeyReusedError()
+      if (verdict === 'busy') throw new IdempotencyKeyInUseError()
+      if (verdict === 'replay') {
+        const state = JSON.parse(stored!) as { s: number; b: unknown }
+        return reply.header('idempotent-replayed', 'true').status(state.s).send(state.b)
       }
-
-      const inFlight: InFlight = {
-        record: { ...scope, method: request.method, path: request.url, requestHash: hash },
-        lockKey,
-        lockToken,
-        savedWithEffect: false,
+      request.idempotency = {
+        record,
+        redisKey,
+        token,
         async saveWithin(tx, status, body) {
-          try {
-            await insertResponse(tx, { ...inFlight.record, status, body: JSON.stringify(body) }, 'fail')
-          } catch (err) {
-            // Only possible if our lock expired and a retry finished first: our transaction rolls back.
-            if (pgErrorCode(err) === PG.uniqueViolation) throw new IdempotencyKeyInUseError()
-            throw err
-          }
-          inFlight.savedWithEffect = true
+          const conflicts = await insertResponsesIfAbsent(tx, [{ ...record, status, body }])
+          const found = conflicts.get(scopeId(record))
+          if (found) throw replayOrReuseError(record, found)
         },
       }
-      request.idempotency = inFlight
     })
 
+    // Records the answer (or frees the key after a 5xx) once the response is serialised.
     app.addHook('onSend', async (request, reply, payload) => {
       const inFlight = request.idempotency
-      if (!inFlight || inFlight.savedWithEffect || reply.statusCode >= 500 || typeof payload !== 'string')
-        return
-      // An outcome without a database effect of its own (409 OUT_OF_STOCK, 402 declined) is stored here.
-      await insertResponse(
-        app.db.primary,
-        { ...inFlight.record, status: reply.statusCode, body: payload },
-        'ignore',
-      )
-    })
-
-    app.addHook('onResponse', async (request) => {
-      const inFlight = request.idempotency
-      if (inFlight) await app.redis.unlockIfOwner(inFlight.lockKey, inFlight.lockToken)
+      if (!inFlight) return
+      request.idempotency = null
+      const keep = reply.statusCode < 500 && typeof payload === 'string'
+      const state = keep
+        ? JSON.stringify({
+            h: inFlight.record.requestHash,
+            t: inFlight.token,
+            s: reply.statusCode,
+            b: JSON.parse(payload),
+          })
+        : ''
+      // If Redis is away the effect still stands: the lock frees itself after LOCK_TTL_MS, and a retry
+      // then finds the Postgres copy.
+      await app.redis
+        .idempotencyFinish(inFlight.redisKey, inFlight.token, state, KEEP_MS)
+        .catch((err: Error) => request.log.warn({ err }, 'could not record the idempotent response in Redis'))
     })
   },
   { name: 'idempotency', dependencies: ['postgres', 'redis', 'auth'] },

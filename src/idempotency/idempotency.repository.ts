@@ -1,58 +1,92 @@
 import type { Queryable } from '../db/transaction.js'
 
-export interface StoredResponse {
-  requestHash: string
-  /** null while the first request is still running (only possible inside its own transaction). */
-  status: number | null
-  body: unknown
-}
-
 export interface KeyScope {
   userId: string
   key: string
 }
 
-/** The live record of a key; an expired one (older than 24 hours) is deleted and reads as absent. */
-export async function findLiveKey(db: Queryable, scope: KeyScope): Promise<StoredResponse | undefined> {
-  await db.query('DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND expires_at <= now()', [
-    scope.userId,
-    scope.key,
-  ])
-  const { rows } = await db.query<{
-    request_hash: string
-    response_status: number | null
-    response_body: unknown
-  }>(
-    'SELECT request_hash, response_status, response_body FROM idempotency_keys WHERE user_id = $1 AND key = $2',
-    [scope.userId, scope.key],
-  )
-  const row = rows[0]
-  return row && { requestHash: row.request_hash, status: row.response_status, body: row.response_body }
-}
+/** One string per (user, key), for maps and sets. */
+export const scopeId = (scope: KeyScope) => `${scope.userId}\n${scope.key}`
 
-export interface ResponseToStore extends KeyScope {
+export interface ResponseRecord extends KeyScope {
   method: string
   path: string
   requestHash: string
   status: number
-  /** The response body as JSON text. */
-  body: string
+  body: unknown
+}
+
+export interface StoredResponse {
+  requestHash: string
+  status: number
+  body: unknown
 }
 
 /**
- * Records the outcome of a request. Inside a use case's transaction it commits together with the
- * order it describes; `onConflict: 'ignore'` is for outcomes stored afterwards (a 409 SOLD_OUT).
+ * Inserts the records whose key is still free (or whose old record expired) and returns the keys
+ * it could not insert, with what is stored for them. Runs inside the transaction of the effect the
+ * records describe, so an order and its stored response commit together or not at all.
+ * Concurrency: the primary key (user_id, key) is the backstop behind the Redis lock: if two requests
+ * with one key ever ran at once, the second's INSERT waits for the first to commit, then finds it.
  */
-export async function insertResponse(
-  db: Queryable,
-  r: ResponseToStore,
-  onConflict: 'fail' | 'ignore',
-): Promise<void> {
-  await db.query(
-    `INSERT INTO idempotency_keys (user_id, key, request_method, request_path, request_hash, response_status, response_body)
-     VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) ${onConflict === 'ignore' ? 'ON CONFLICT DO NOTHING' : ''}`,
-    [r.userId, r.key, r.method, r.path, r.requestHash, r.status, r.body],
+export async function insertResponsesIfAbsent(
+  tx: Queryable,
+  records: ResponseRecord[],
+): Promise<Map<string, StoredResponse>> {
+  if (records.length === 0) return new Map()
+  const params = [
+    records.map((r) => r.userId),
+    records.map((r) => r.key),
+    records.map((r) => r.method),
+    records.map((r) => r.path),
+    records.map((r) => r.requestHash),
+    records.map((r) => r.status),
+    records.map((r) => JSON.stringify(r.body)),
+  ]
+  const insert = () =>
+    tx.query<{ user_id: string; key: string }>(
+      `INSERT INTO idempotency_keys
+         (user_id, key, request_method, request_path, request_hash, response_status, response_body)
+       SELECT u, k, m, p, h, s, b::jsonb
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[])
+           AS r (u, k, m, p, h, s, b)
+       ON CONFLICT (user_id, key) DO NOTHING
+       RETURNING user_id, key`,
+      params,
+    )
+  let { rows: inserted } = await insert()
+  if (inserted.length < records.length) {
+    // Keys older than 24 hours are forgotten: drop them and try those records once more.
+    const { rowCount } = await tx.query(
+      `DELETE FROM idempotency_keys k USING unnest($1::uuid[], $2::text[]) AS r (u, kk)
+        WHERE k.user_id = r.u AND k.key = r.kk AND k.expires_at <= now()`,
+      [params[0], params[1]],
+    )
+    if (rowCount) inserted = inserted.concat((await insert()).rows)
+  }
+  const done = new Set(inserted.map((row) => scopeId({ userId: row.user_id, key: row.key })))
+  const conflicts = records.filter((r) => !done.has(scopeId(r)))
+  const stored = new Map<string, StoredResponse>()
+  if (conflicts.length === 0) return stored
+  const { rows } = await tx.query<{
+    user_id: string
+    key: string
+    request_hash: string
+    response_status: number
+    response_body: unknown
+  }>(
+    `SELECT k.user_id, k.key, k.request_hash, k.response_status, k.response_body
+       FROM idempotency_keys k JOIN unnest($1::uuid[], $2::text[]) AS r (u, kk) ON k.user_id = r.u AND k.key = r.kk`,
+    [conflicts.map((r) => r.userId), conflicts.map((r) => r.key)],
   )
+  for (const row of rows) {
+    stored.set(scopeId({ userId: row.user_id, key: row.key }), {
+      requestHash: row.request_hash,
+      status: row.response_status,
+      body: row.response_body,
+    })
+  }
+  return stored
 }
 
 export async function deleteExpiredKeys(db: Queryable, limit: number): Promise<number> {

@@ -190,10 +190,12 @@ describe('Idempotency-Key', () => {
     const key = randomUUID()
     const first = await checkout(app, customer, key)
     expect(first.statusCode).toBe(201)
+    // 24 hours pass: the Postgres record expires and so does the Redis copy.
     await app.db.primary.query(
       `UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE user_id = $1 AND key = $2`,
       [customer.id, key],
     )
+    await app.redis.del(`idem:{${customer.id}}:${key}`)
     await fillCart(app, customer, [{ productId, quantity: 1 }])
 
     const again = await checkout(app, customer, key)
@@ -202,6 +204,25 @@ describe('Idempotency-Key', () => {
     expect(again.headers['idempotent-replayed']).toBeUndefined()
     expect(again.json<OrderBody>().id).not.toBe(first.json<OrderBody>().id)
     expect(await ordersOf(app, customer)).toBe(2)
+  })
+
+  it('when Redis forgot a finished checkout, then Postgres still replays it and no second order exists', async () => {
+    const customer = await newCustomer(app)
+    const productId = await newProduct(app, admin, { stock: 10 })
+    await fillCart(app, customer, [{ productId, quantity: 1 }])
+    const key = randomUUID()
+    const first = await checkout(app, customer, key)
+    expect(first.statusCode).toBe(201)
+    await app.redis.del(`idem:{${customer.id}}:${key}`)
+    await fillCart(app, customer, [{ productId, quantity: 1 }])
+
+    const retry = await checkout(app, customer, key)
+
+    expect(retry.statusCode).toBe(201)
+    expect(retry.headers['idempotent-replayed']).toBe('true')
+    expect(retry.json<OrderBody>().id).toBe(first.json<OrderBody>().id)
+    expect(await ordersOf(app, customer)).toBe(1)
+    expect(await stockOf(app, productId)).toMatchObject({ available: 9, reserved: 1 })
   })
 
   it('when the key is longer than 255 characters or not visible ASCII, then it is 400 and nothing runs', async () => {

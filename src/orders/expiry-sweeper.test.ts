@@ -44,7 +44,8 @@ describe('expiry sweeper', () => {
 
     await sleep(1100)
     // Small batches make the two sweepers interleave over many transactions.
-    const sweep = (app: FastifyInstance) => sweepExpiredReservations(app.db.primary, app.metrics, 3)
+    const sweep = (app: FastifyInstance) =>
+      sweepExpiredReservations(app.db.primary, app.metrics, { batchSize: 3 })
     const rounds = await Promise.all(
       apps.map(async (app) => [await sweep(app), await sweep(app), await sweep(app), await sweep(app)]),
     )

@@ -1,9 +1,8 @@
 import type pg from 'pg'
 import { withTransaction } from '../db/transaction.js'
 import type { Metrics } from '../metrics.js'
-import { releaseReserved, type StockLine, type StockTable } from '../stock/stock.js'
+import { releaseOrdersStock, type OnOrdersReleased } from './order-release.js'
 import { expireDueOrders } from './orders.repository.js'
-import { stockOf } from './orders.service.js'
 
 /**
  * Expires up to `batchSize` reservations whose time is up and gives their stock back, in one
@@ -13,32 +12,15 @@ import { stockOf } from './orders.service.js'
 export async function sweepExpiredReservations(
   primary: pg.Pool,
   metrics: Metrics,
-  batchSize = 500,
+  options: { batchSize?: number; onReleased?: OnOrdersReleased } = {},
 ): Promise<number> {
   const expired = await withTransaction(primary, async (tx) => {
-    const orders = await expireDueOrders(tx, batchSize)
-    // Concurrency: release the whole batch as one sum per stock row, in key order. Releasing order by
-    // order would lock rows in expiry order, and two sweepers (or a sweeper and a checkout) taking
-    // the same rows in different orders could deadlock.
-    for (const { stock, lines } of sumPerStockRow(orders.map(stockOf))) {
-      await releaseReserved(tx, stock, lines)
-    }
+    const orders = await expireDueOrders(tx, options.batchSize ?? 500)
+    await releaseOrdersStock(tx, orders)
     return orders
   })
+  if (expired.length > 0) await options.onReleased?.(expired)
   metrics.reservationsExpired.inc(expired.length)
   metrics.ordersTotal.inc({ status: 'expired' }, expired.length)
   return expired.length
-}
-
-function sumPerStockRow(parts: { stock: StockTable; lines: StockLine[] }[]) {
-  const byTable = new Map<StockTable, Map<number, number>>()
-  for (const { stock, lines } of parts) {
-    const sums = byTable.get(stock) ?? new Map<number, number>()
-    for (const line of lines) sums.set(line.id, (sums.get(line.id) ?? 0) + line.quantity)
-    byTable.set(stock, sums)
-  }
-  return [...byTable].map(([stock, sums]) => ({
-    stock,
-    lines: [...sums].map(([id, quantity]) => ({ id, quantity })),
-  }))
 }

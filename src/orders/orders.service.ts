@@ -14,15 +14,7 @@ import {
 import type { IdempotentRequest } from '../idempotency/idempotency.plugin.js'
 import type { Metrics } from '../metrics.js'
 import type { Db } from '../plugins/postgres.plugin.js'
-import {
-  PRODUCT_STOCK,
-  SALE_STOCK,
-  confirmSold,
-  releaseReserved,
-  type ReserveStock,
-  type StockLine,
-  type StockTable,
-} from '../stock/stock.js'
+import { PRODUCT_STOCK, confirmSold, type ReserveStock } from '../stock/stock.js'
 import { retryStockConflicts } from '../stock/stock-retry.js'
 import {
   findOrder,
@@ -32,23 +24,12 @@ import {
   markPaidIfStillReserved,
   type Order,
 } from './orders.repository.js'
+import { releaseOrdersStock, stockOf, type OnOrdersReleased } from './order-release.js'
 import type { PaymentProvider } from './payment-provider.js'
 
 export interface Caller {
   userId: string
   isAdmin: boolean
-}
-
-/** Where an order's units live: the sale's own stock row, or each product's inventory row. */
-export function stockOf(order: Order): { stock: StockTable; lines: StockLine[] } {
-  if (order.saleId !== null) {
-    const units = order.items.reduce((sum, item) => sum + item.quantity, 0)
-    return { stock: SALE_STOCK, lines: [{ id: order.saleId, quantity: units }] }
-  }
-  return {
-    stock: PRODUCT_STOCK,
-    lines: order.items.map((item) => ({ id: item.productId, quantity: item.quantity })),
-  }
 }
 
 export interface OrdersDeps {
@@ -57,6 +38,8 @@ export interface OrdersDeps {
   reserveStock: ReserveStock
   payments: PaymentProvider
   metrics: Metrics
+  /** After a cancellation committed: sale units go back to the Redis gate. */
+  onReleased?: OnOrdersReleased
 }
 
 export function createOrders(deps: OrdersDeps) {
@@ -143,18 +126,23 @@ export function createOrders(deps: OrdersDeps) {
 
   /** Cancels a reserved order and gives its stock back, exactly once; cancelling twice is a no-op. */
   async function cancel(caller: Caller, orderId: string): Promise<Order> {
-    return withTransaction(db.primary, async (tx) => {
+    let released = false
+    const cancelled = await withTransaction(db.primary, async (tx) => {
       const order = await orderVisibleTo(tx, caller, orderId)
       if (!(await markCancelledIfReserved(tx, order.id))) {
         const current = (await findOrder(tx, order.id))!
         if (current.status === 'cancelled') return current
         throw new OrderNotCancellableError(current.status)
       }
-      const { stock, lines } = stockOf(order)
-      await releaseReserved(tx, stock, lines)
-      metrics.ordersTotal.inc({ status: 'cancelled' })
+      await releaseOrdersStock(tx, [order])
+      released = true
       return (await findOrder(tx, order.id))!
     })
+    if (released) {
+      await deps.onReleased?.([cancelled])
+      metrics.ordersTotal.inc({ status: 'cancelled' })
+    }
+    return cancelled
   }
 
   return {

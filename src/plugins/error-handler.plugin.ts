@@ -1,6 +1,6 @@
 import type { FastifyError } from 'fastify'
 import fp from 'fastify-plugin'
-import { AppError } from '../errors.js'
+import { AppError, IdempotentReplayError } from '../errors.js'
 
 // The one place where errors become HTTP answers, always shaped `{ code, message }`.
 // Named errors keep their status and code; Fastify's own 4xx (bad JSON, body too large, validation)
@@ -8,9 +8,15 @@ import { AppError } from '../errors.js'
 export default fp(
   async (app) => {
     app.setErrorHandler((error: FastifyError | AppError, request, reply) => {
+      if (error instanceof IdempotentReplayError) {
+        return reply.header('idempotent-replayed', 'true').status(error.storedStatus).send(error.storedBody)
+      }
       if (error instanceof AppError) {
         if (error.statusCode >= 500) request.log.warn({ err: error }, error.message)
-        return reply.status(error.statusCode).send({ code: error.code, message: error.message })
+        return reply
+          .status(error.statusCode)
+          .headers(error.headers)
+          .send({ code: error.code, message: error.message })
       }
       if (error.validation) {
         return reply.status(400).send({ code: 'VALIDATION_FAILED', message: error.message })

@@ -1,17 +1,22 @@
 import fp from 'fastify-plugin'
 import pg from 'pg'
 import type { Config } from '../config.js'
+import { createReplicaLagMonitor, type ReplicaLagMonitor } from '../db/replica-lag.js'
 
-// All database access goes through these two pools. `primary` is the authority for stock and orders;
-// `replica` serves catalog reads that may be slightly stale (a later issue adds the lag check).
+// All database access goes through these pools. `primary` is the authority for stock and orders, and
+// serves every read a user must see right after their own write (cart, orders: read-your-writes).
+// `readPool()` serves catalog reads that may be slightly stale: the replica while its lag is under
+// REPLICA_MAX_LAG_MS, the primary otherwise (src/db/replica-lag.ts).
 export interface Db {
   primary: pg.Pool
   replica: pg.Pool
+  readPool(): pg.Pool
 }
 
 declare module 'fastify' {
   interface FastifyInstance {
     db: Db
+    replicaLag: ReplicaLagMonitor
   }
 }
 
@@ -19,8 +24,15 @@ declare module 'fastify' {
 // number, so parse int8 as a number once, here, rather than in every repository.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value))
 
-export function createPool(connectionString: string, max: number, config: Config, role: string): pg.Pool {
-  return new pg.Pool({
+/** `onQuery` runs once per query sent on any of the pool's connections (db_queries_total). */
+export function createPool(
+  connectionString: string,
+  max: number,
+  config: Config,
+  role: string,
+  onQuery?: () => void,
+): pg.Pool {
+  const pool = new pg.Pool({
     connectionString,
     max,
     connectionTimeoutMillis: 2000,
@@ -28,22 +40,59 @@ export function createPool(connectionString: string, max: number, config: Config
     statement_timeout: config.DB_STATEMENT_TIMEOUT_MS,
     application_name: `stampede-${role}-${config.NODE_APP_INSTANCE}`,
   })
+  if (onQuery) pool.on('connect', (client) => countQueries(client, onQuery))
+  return pool
+}
+
+// Counting at the connection catches every query: `pool.query` runs on a client too, and so does each
+// statement of a transaction. It is wrapped once per new connection, so the cost is one call per query.
+function countQueries(client: pg.PoolClient, onQuery: () => void) {
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown
+  client.query = ((...args: unknown[]) => {
+    onQuery()
+    return query(...args)
+  }) as typeof client.query
 }
 
 export default fp(
   async (app, opts: { config: Config }) => {
     const { config } = opts
-    const db: Db = {
-      primary: createPool(config.DATABASE_URL, config.DB_POOL_MAX, config, 'primary'),
-      replica: createPool(config.DATABASE_REPLICA_URL, config.DB_REPLICA_POOL_MAX, config, 'replica'),
+    const queries = app.metrics.dbQueries
+    const primary = createPool(config.DATABASE_URL, config.DB_POOL_MAX, config, 'primary', () =>
+      queries.inc({ pool: 'primary' }),
+    )
+    const replica = createPool(
+      config.DATABASE_REPLICA_URL,
+      config.DB_REPLICA_POOL_MAX,
+      config,
+      'replica',
+      () => queries.inc({ pool: 'replica' }),
+    )
+    const probes = {
+      primary: createPool(config.DATABASE_URL, 1, config, 'lag-probe'),
+      replica: createPool(config.DATABASE_REPLICA_URL, 1, config, 'lag-probe'),
     }
+    const replicaLag = createReplicaLagMonitor({
+      primary,
+      replica,
+      probes,
+      maxLagMs: config.REPLICA_MAX_LAG_MS,
+      intervalMs: config.REPLICA_LAG_PROBE_MS,
+      gauges: { lagSeconds: app.metrics.replicaLagSeconds, replicaInUse: app.metrics.replicaInUse },
+      log: app.log,
+    })
+    const pools = { primary, replica, 'probe-primary': probes.primary, 'probe-replica': probes.replica }
     // An idle client that loses its server emits 'error' on the pool; unhandled, it would crash the worker.
-    for (const [name, pool] of Object.entries(db) as [string, pg.Pool][]) {
+    for (const [name, pool] of Object.entries(pools)) {
       pool.on('error', (err) => app.log.warn({ err, pool: name }, 'idle Postgres client failed'))
     }
-    app.decorate('db', db)
+    // The first measurement decides where reads start; until it answers they go to the primary.
+    await replicaLag.start()
+    app.decorate('db', { primary, replica, readPool: replicaLag.readPool } satisfies Db)
+    app.decorate('replicaLag', replicaLag)
     app.addHook('onClose', async () => {
-      await Promise.all([db.primary.end(), db.replica.end()])
+      replicaLag.stop()
+      await Promise.all(Object.values(pools).map((pool) => pool.end()))
     })
   },
   { name: 'postgres' },

@@ -10,7 +10,10 @@ import { loadConfig, type Config } from '../../src/config.js'
  */
 export async function buildTestApp(overrides: Record<string, string> = {}): Promise<FastifyInstance> {
   const config: Config = loadConfig({ ...process.env, PAYMENT_LATENCY_MS: '0', ...overrides })
-  return buildApp(config, { logger: false })
+  const app = await buildApp(config, { logger: false })
+  // Ready now, so that several instances in one test start racing at the same moment.
+  await app.ready()
+  return app
 }
 
 export interface TestUser {
@@ -91,4 +94,46 @@ export async function stockOf(app: FastifyInstance, productId: number): Promise<
     [productId],
   )
   return rows[0]!
+}
+
+/** Opens a flash sale of `units` units (taken from a fresh product) that runs for the next hour. */
+export async function newSale(
+  app: FastifyInstance,
+  admin: TestUser,
+  sale: { units: number; perUserLimit?: number; priceCents?: number; startsInMs?: number },
+): Promise<number> {
+  const productId = await newProduct(app, admin, { stock: sale.units, priceCents: 5000 })
+  const startsAt = Date.now() + (sale.startsInMs ?? -1000)
+  const response = await app.inject({
+    method: 'POST',
+    url: '/api/admin/sales',
+    headers: admin.headers,
+    payload: {
+      productId,
+      priceCents: sale.priceCents ?? 1999,
+      units: sale.units,
+      perUserLimit: sale.perUserLimit ?? 1,
+      startsAt: new Date(startsAt).toISOString(),
+      endsAt: new Date(startsAt + 3600_000).toISOString(),
+    },
+  })
+  if (response.statusCode !== 201) throw new Error(`creating a sale failed: ${response.body}`)
+  return response.json<{ id: number }>().id
+}
+
+export interface SaleAudit {
+  initial: number
+  available: number
+  reserved: number
+  sold: number
+  gate: number | null
+  inFlight: number | null
+  drift: number | null
+  oversold: boolean
+  violations: string[]
+}
+
+export async function auditOf(app: FastifyInstance, admin: TestUser, saleId: number): Promise<SaleAudit> {
+  const response = await app.inject({ url: `/api/admin/sales/${saleId}/audit`, headers: admin.headers })
+  return response.json<SaleAudit>()
 }

@@ -1,0 +1,85 @@
+// `npm run stack:up | stack:down [-- --purge] | stack:status [-- --json]` (add `-- --profile test` for the
+// tests' stack) and `npm run nginx:check`.
+// The local stack without Docker: see docs/local-stack.md. The work is done in scripts/stack/stack.ts.
+import { mkdtempSync, rmSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { parseArgs } from 'node:util'
+import { loadConfig } from '../src/config.js'
+import { nginxLimitsFromEnv, NGINX_TEMPLATE, writeAndCheckNginxConf } from './stack/nginx.js'
+import { MissingPackagesError } from './stack/system-packages.js'
+import { stackDown, stackProfile, stackPurge, stackStatus, stackUp, type StackStatus } from './stack/stack.js'
+
+const USAGE =
+  'usage: tsx scripts/stack.ts <up|down|status|nginx-check> [--json] [--purge] [--profile dev|test]'
+
+const { positionals, values } = parseArgs({
+  allowPositionals: true,
+  options: {
+    json: { type: 'boolean', default: false },
+    purge: { type: 'boolean', default: false },
+    profile: { type: 'string', default: 'dev' },
+  },
+})
+const command = positionals[0]
+const profile = values.profile
+if (profile !== 'dev' && profile !== 'test') throw new Error(`--profile must be dev or test\n${USAGE}`)
+
+try {
+  if (command === 'up') {
+    const started = Date.now()
+    const options = stackProfile(profile)
+    await stackUp(options)
+    printStatus(await stackStatus(options))
+    console.log(`\nstack:${options.name} up in ${((Date.now() - started) / 1000).toFixed(1)} s`)
+  } else if (command === 'down') {
+    const options = stackProfile(profile)
+    if (values.purge) await stackPurge(options)
+    else await stackDown(options)
+    console.log(`stack:${options.name} down`)
+  } else if (command === 'status') {
+    const status = await stackStatus(stackProfile(profile))
+    if (values.json) console.log(JSON.stringify(status, null, 2))
+    else printStatus(status)
+  } else if (command === 'nginx-check') {
+    await nginxCheck()
+  } else {
+    console.error(USAGE)
+    process.exitCode = 2
+  }
+} catch (error) {
+  console.error(error instanceof MissingPackagesError ? error.message : error)
+  process.exitCode = 1
+}
+
+function printStatus(s: StackStatus) {
+  const row = (name: string, url: string, up: boolean) =>
+    console.log(`${up ? 'up  ' : 'DOWN'}  ${name.padEnd(8)} ${url}`)
+  row('nginx', s.nginx.url, s.nginx.up)
+  row('admin', s.nginx.adminUrl, s.nginx.adminUp)
+  s.workers.forEach((w, n) => row(`worker ${n}`, w.url, w.up))
+  s.metrics.forEach((m, n) => row(`metrics ${n}`, m.url, m.up))
+  // Passwords stay out of the terminal.
+  const redact = (url: string) => url.replace(/\/\/([^:@/]+):[^@/]+@/, '//$1:***@')
+  row('primary', redact(s.primary.url), s.primary.up)
+  row('replica', redact(s.replica.url), s.replica.up)
+  row('redis', redact(s.redis.url), s.redis.up)
+}
+
+/** CI: renders nginx.conf with the default settings into a temporary folder and runs `nginx -t` on it. */
+async function nginxCheck() {
+  const config = loadConfig({})
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'stampede-nginx-check-'))
+  try {
+    await writeAndCheckNginxConf({
+      stackDir: dir,
+      port: config.NGINX_PORT,
+      adminPort: config.NGINX_ADMIN_PORT,
+      upstreams: Array.from({ length: config.API_INSTANCES }, (_, n) => `127.0.0.1:${config.PORT + n}`),
+      limits: nginxLimitsFromEnv({}),
+    })
+    console.log(`nginx -t: ${NGINX_TEMPLATE} renders to a valid configuration`)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}

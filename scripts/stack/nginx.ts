@@ -1,0 +1,159 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+import { PUBLIC_DIR, REPO_ROOT } from './paths.js'
+import {
+  isRoot,
+  livePidFromFile,
+  portAnswers,
+  processesHoldingFilesIn,
+  removeStalePidFile,
+  run,
+  terminate,
+  waitFor,
+  type Log,
+} from './process.js'
+
+// nginx in front of the workers. The committed nginx.conf is the configuration; this module only fills in
+// ports and paths, and starts or reloads nginx with everything (pid, logs, temp files) under <stack>/nginx.
+
+export const NGINX_TEMPLATE = path.join(REPO_ROOT, 'nginx.conf')
+
+export interface NginxLimits {
+  buyRate: string
+  buyBurst: number
+  loginRate: string
+  loginBurst: number
+}
+
+export interface NginxSetup {
+  stackDir: string
+  port: number
+  adminPort: number
+  /** host:port of every API worker. */
+  upstreams: string[]
+  limits: NginxLimits
+}
+
+/**
+ * Rate limits for purchase/checkout and login, per client address. A load test drives everything from
+ * one loopback address, so it raises them (NGINX_BUY_RATE=100000r/s ...) rather than measure nginx's 429s.
+ */
+export function nginxLimitsFromEnv(env: NodeJS.ProcessEnv): NginxLimits {
+  const rate = (name: string, fallback: string) => {
+    const value = env[name] || fallback
+    if (!/^\d+r\/[sm]$/.test(value))
+      throw new Error(`${name}=${JSON.stringify(value)}: must look like 50r/s or 600r/m`)
+    return value
+  }
+  const burst = (name: string, fallback: number) => {
+    const value = Number(env[name] || fallback)
+    if (!Number.isInteger(value) || value < 0)
+      throw new Error(`${name}=${JSON.stringify(env[name])}: must be an integer >= 0`)
+    return value
+  }
+  return {
+    buyRate: rate('NGINX_BUY_RATE', '50r/s'),
+    buyBurst: burst('NGINX_BUY_BURST', 100),
+    loginRate: rate('NGINX_LOGIN_RATE', '10r/s'),
+    loginBurst: burst('NGINX_LOGIN_BURST', 20),
+  }
+}
+
+const nginxDir = (n: NginxSetup) => path.join(n.stackDir, 'nginx')
+const confFile = (n: NginxSetup) => path.join(nginxDir(n), 'nginx.conf')
+const pidFile = (n: NginxSetup) => path.join(nginxDir(n), 'nginx.pid')
+// `-p <prefix> -c <conf> -e <log>`: nothing is read from or written to /etc/nginx or /var/log/nginx.
+const nginxArgs = (n: NginxSetup) => [
+  '-p',
+  nginxDir(n),
+  '-c',
+  confFile(n),
+  '-e',
+  path.join(nginxDir(n), 'logs', 'error.log'),
+]
+
+// The master's title is "nginx: master process nginx -p ... -c <conf> ...": our conf file identifies it.
+export const nginxPid = (n: NginxSetup) => livePidFromFile(pidFile(n), confFile(n))
+
+/** Fills in the template; an unknown or missing placeholder is an error, never left for nginx to choke on. */
+export async function renderNginxConf(n: NginxSetup): Promise<string> {
+  const values: Record<string, string> = {
+    NGINX_USER: await userDirective(n.stackDir),
+    STACK_DIR: path.resolve(n.stackDir),
+    PUBLIC_DIR,
+    NGINX_PORT: String(n.port),
+    NGINX_ADMIN_PORT: String(n.adminPort),
+    API_UPSTREAM_SERVERS: n.upstreams
+      .map((u) => `        server ${u} max_fails=3 fail_timeout=5s;`)
+      .join('\n'),
+    NGINX_BUY_RATE: n.limits.buyRate,
+    NGINX_BUY_BURST: String(n.limits.buyBurst),
+    NGINX_LOGIN_RATE: n.limits.loginRate,
+    NGINX_LOGIN_BURST: String(n.limits.loginBurst),
+  }
+  return readFileSync(NGINX_TEMPLATE, 'utf8').replace(/\$\{([A-Z_]+)\}/g, (_, name: string) => {
+    const value = values[name]
+    if (value === undefined) throw new Error(`nginx.conf: unknown placeholder \${${name}}`)
+    return value
+  })
+}
+
+/**
+ * As root, nginx's workers run as `nobody`, who must be able to read the storefront in public/. When the
+ * checkout is not reachable for nobody (under /root, say), the workers run as root: a local stack only.
+ */
+async function userDirective(stackDir: string): Promise<string> {
+  if (!isRoot()) return '# user: nginx runs as the user who started the stack'
+  const test = ['-x', REPO_ROOT, '-a', '-x', stackDir]
+  const readable = (await run('test', test, { asUser: 'nobody', check: false })).code === 0
+  return readable ? 'user nobody nogroup;' : 'user root; # the checkout is not readable by nobody'
+}
+
+/** Writes the rendered configuration and asks nginx to check it (`nginx -t`). */
+export async function writeAndCheckNginxConf(n: NginxSetup): Promise<string> {
+  for (const dir of ['logs', 'temp']) mkdirSync(path.join(nginxDir(n), dir), { recursive: true })
+  const rendered = await renderNginxConf(n)
+  const previous = existsSync(confFile(n)) ? readFileSync(confFile(n), 'utf8') : ''
+  writeFileSync(confFile(n), rendered)
+  await run('nginx', ['-t', '-q', ...nginxArgs(n)]).catch((error: Error) => {
+    throw new Error(`nginx -t failed on ${confFile(n)} (rendered from nginx.conf):\n${error.message}`)
+  })
+  return previous
+}
+
+/** Starts nginx, or reloads it when the rendered configuration changed. */
+export async function ensureNginx(n: NginxSetup, log: Log): Promise<void> {
+  const previous = await writeAndCheckNginxConf(n)
+  const pid = nginxPid(n)
+  if (pid !== undefined) {
+    if (previous !== readFileSync(confFile(n), 'utf8')) {
+      log('nginx: configuration changed, reloading')
+      await run('nginx', [...nginxArgs(n), '-s', 'reload'])
+    }
+    return
+  }
+  await recoverFromCrash(n, log)
+  log(`nginx: starting on 127.0.0.1:${n.port} (admin 127.0.0.1:${n.adminPort})`)
+  await run('nginx', nginxArgs(n))
+  await waitFor(`nginx on port ${n.port}`, () => portAnswers(n.port), 10_000)
+}
+
+export async function stopNginx(n: NginxSetup, log: Log): Promise<void> {
+  const pid = nginxPid(n)
+  if (pid === undefined) return recoverFromCrash(n, log)
+  log('nginx: stopping')
+  // SIGQUIT: graceful, open requests finish; terminate() escalates if it takes too long.
+  process.kill(pid, 'SIGQUIT')
+  await waitFor('nginx to exit', () => nginxPid(n) === undefined, 10_000).catch(() => terminate(pid))
+}
+
+/**
+ * When the master dies (kill -9), its workers live on, still holding the listening sockets, so a new
+ * nginx cannot bind. They are ours if they hold a file of this stack's nginx folder open (the logs).
+ */
+async function recoverFromCrash(n: NginxSetup, log: Log): Promise<void> {
+  removeStalePidFile(pidFile(n), confFile(n))
+  const orphans = processesHoldingFilesIn('nginx: ', path.resolve(nginxDir(n)))
+  if (orphans.length > 0) log(`nginx: stopping ${orphans.length} worker(s) left by a crashed master`)
+  await Promise.all(orphans.map((pid) => terminate(pid, 3_000)))
+}

@@ -1,0 +1,143 @@
+import { createHash } from 'node:crypto'
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+import { REPO_ROOT } from './paths.js'
+import { commandLine, httpStatus, livePidFromFile, run, terminate, waitFor, type Log } from './process.js'
+
+// The app under PM2, in cluster mode, with a PM2 daemon of its own (PM2_HOME inside the stack dir) so the
+// stack never touches a PM2 the user runs elsewhere, and `down` can kill exactly this daemon.
+
+export interface AppSetup {
+  pm2Home: string
+  logsDir: string
+  ecosystem: string
+  /** Settings for the workers (DATABASE_URL, PORT, ...), read by ecosystem.config.cjs. */
+  env: Record<string, string>
+  instances: number
+  apiPort: number
+}
+
+const PM2 = path.join(REPO_ROOT, 'node_modules', '.bin', 'pm2')
+const APP = 'api'
+
+function pm2(a: AppSetup, args: string[]) {
+  const env = {
+    ...process.env,
+    ...a.env,
+    PM2_HOME: a.pm2Home,
+    // No banner, no version check over the network.
+    PM2_DISCRETE_MODE: 'true',
+    PM2_DISABLE_VERSION_CHECK: 'true',
+  }
+  return run(PM2, args, { cwd: REPO_ROOT, env })
+}
+
+const daemonPidFile = (a: AppSetup) => path.join(a.pm2Home, 'pm2.pid')
+// The daemon's process title names its PM2_HOME, so a reused PID cannot be mistaken for it.
+export const daemonPid = (a: AppSetup) => livePidFromFile(daemonPidFile(a), `God Daemon (${a.pm2Home})`)
+
+export const workerUrls = (a: AppSetup) =>
+  Array.from({ length: a.instances }, (_, n) => `http://127.0.0.1:${a.apiPort + n}`)
+
+interface Pm2Process {
+  name: string
+  pid: number
+  pm2_env: { status: string }
+}
+
+async function listApp(a: AppSetup): Promise<Pm2Process[]> {
+  const { stdout } = await pm2(a, ['jlist'])
+  const json = stdout.slice(stdout.indexOf('['))
+  return (JSON.parse(json) as Pm2Process[]).filter((p) => p.name === APP)
+}
+
+/**
+ * Starts the workers (from the build in dist/) unless they are all online with the current build and
+ * settings, and waits until every worker answers GET /health/live.
+ */
+export async function ensureApp(a: AppSetup, log: Log): Promise<void> {
+  mkdirSync(a.logsDir, { recursive: true })
+  if (daemonPid(a) === undefined) removeDaemonLeftovers(a)
+
+  const fingerprintFile = path.join(a.pm2Home, 'stack-fingerprint')
+  const fingerprint = appFingerprint(a)
+  const running = await listApp(a)
+  const upToDate =
+    existsSync(fingerprintFile) &&
+    readFileSync(fingerprintFile, 'utf8') === fingerprint &&
+    running.length === a.instances &&
+    running.every((p) => p.pm2_env.status === 'online') &&
+    (await workersLive(a))
+  if (upToDate) return
+  rmSync(fingerprintFile, { force: true })
+  if (running.length > 0) {
+    log('app: build or settings changed, restarting the workers')
+    await pm2(a, ['delete', APP])
+  }
+  log(`app: pm2 start ${path.basename(a.ecosystem)} (${a.instances} workers from port ${a.apiPort})`)
+  // With wait_ready this returns once every worker said 'ready', or after listen_timeout per worker: then
+  // the workers answer at once, or never (PM2 keeps a worker whose startup promise rejected "online").
+  await pm2(a, ['start', a.ecosystem, '--only', APP])
+  await waitForWorkers(a)
+  writeFileSync(fingerprintFile, fingerprint)
+}
+
+const workersLive = async (a: AppSetup) =>
+  (await Promise.all(workerUrls(a).map((url) => httpStatus(`${url}/health/live`)))).every((s) => s === 200)
+
+async function waitForWorkers(a: AppSetup): Promise<void> {
+  try {
+    await waitFor('every worker to answer GET /health/live', () => workersLive(a), 10_000)
+  } catch (error) {
+    throw new Error(`${(error as Error).message}${errLogTail(a)}`)
+  }
+}
+
+function errLogTail(a: AppSetup): string {
+  const errLog = path.join(a.logsDir, 'api.err.log')
+  const tail = existsSync(errLog)
+    ? readFileSync(errLog, 'utf8').trimEnd().split('\n').slice(-20).join('\n')
+    : ''
+  return `\nLast lines of ${errLog}:\n${tail}`
+}
+
+/** `pm2 kill` for this PM2_HOME, then makes sure the daemon and every worker it had are gone. */
+export async function stopApp(a: AppSetup, log: Log): Promise<void> {
+  const daemon = daemonPid(a)
+  if (daemon === undefined) {
+    removeDaemonLeftovers(a)
+    return
+  }
+  log('app: pm2 kill')
+  const workers = (await listApp(a).catch(() => []))
+    .filter((p) => p.pid > 0)
+    .map((p) => ({ pid: p.pid, title: commandLine(p.pid) }))
+  await pm2(a, ['kill']).catch(() => undefined)
+  if (daemonPid(a) === daemon) await terminate(daemon)
+  // Workers are the daemon's children; pm2 kill stops them, and a worker whose daemon died exits when its
+  // IPC channel closes. This only catches a worker stuck past its kill_timeout (same PID, same title).
+  for (const { pid, title } of workers) if (title && commandLine(pid) === title) await terminate(pid)
+  removeDaemonLeftovers(a)
+}
+
+/** A daemon killed with -9 leaves its pid file and sockets; a new daemon must not trip over them. */
+function removeDaemonLeftovers(a: AppSetup) {
+  for (const file of ['pm2.pid', 'rpc.sock', 'pub.sock']) rmSync(path.join(a.pm2Home, file), { force: true })
+}
+
+/** Changes when the build output, the process file or the workers' settings change. */
+function appFingerprint(a: AppSetup): string {
+  const hash = createHash('sha256')
+  hash.update(JSON.stringify({ env: a.env, instances: a.instances }))
+  hash.update(readFileSync(a.ecosystem))
+  const dist = path.join(REPO_ROOT, 'dist', 'src')
+  const walk = (dir: string): void => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const file = path.join(dir, entry.name)
+      if (entry.isDirectory()) walk(file)
+      else if (entry.name.endsWith('.js')) hash.update(`${file}:${statSync(file).mtimeMs}`)
+    }
+  }
+  if (existsSync(dist)) walk(dist)
+  return hash.digest('hex')
+}

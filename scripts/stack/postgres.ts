@@ -1,0 +1,256 @@
+import { chownSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+import pg from 'pg'
+import { postgresUser, userIds, type PostgresPaths } from './paths.js'
+import { livePidFromFile, processesStartingWith, run, waitFor, type Log } from './process.js'
+
+// A Postgres 15 primary and a streaming hot-standby replica, each a plain data directory run by pg_ctl.
+
+export const REPLICATION_USER = 'replicator'
+export const REPLICATION_PASSWORD = 'replicator'
+// The same names as the compose topology (deploy/compose/postgres-primary-init.sh).
+export const REPLICATION_SLOT = 'replica_slot'
+
+export interface PostgresSetup {
+  paths: PostgresPaths
+  binDir: string
+  /** Stack name, part of cluster_name so `ps` shows which stack a postgres process belongs to. */
+  stackName: string
+  primaryPort: number
+  replicaPort: number
+  /** The application's role and database, from DATABASE_URL's default. */
+  app: { user: string; password: string; database: string }
+}
+
+type Role = 'primary' | 'replica'
+
+const dataDir = (s: PostgresSetup, role: Role) =>
+  role === 'primary' ? s.paths.primaryData : s.paths.replicaData
+const portOf = (s: PostgresSetup, role: Role) => (role === 'primary' ? s.primaryPort : s.replicaPort)
+const clusterName = (s: PostgresSetup, role: Role) => `stampede-${s.stackName}-${role}`
+// Written once the data directory is complete; a directory without it is a half-finished init and is redone.
+const readyMarker = (s: PostgresSetup, role: Role) => path.join(s.paths.root, `${role}.ready`)
+
+function pgTool(s: PostgresSetup, tool: string, args: string[]) {
+  // Postgres refuses to run as root. The cwd must be readable by the user we switch to.
+  return run(path.join(s.binDir, tool), args, { asUser: postgresUser(), cwd: s.paths.root })
+}
+
+/** The postmaster's PID when this cluster is running. */
+export function postgresPid(s: PostgresSetup, role: Role): number | undefined {
+  return livePidFromFile(path.join(dataDir(s, role), 'postmaster.pid'), dataDir(s, role))
+}
+
+/** Creates (if needed) and starts the primary, then makes sure the app and replication roles exist. */
+export async function ensurePrimary(s: PostgresSetup, log: Log): Promise<void> {
+  if (!existsSync(readyMarker(s, 'primary'))) {
+    await removeDataDir(s, 'primary')
+    // A new primary has a new system identifier: the old replica can never follow it.
+    await removeDataDir(s, 'replica')
+    log(`primary: initdb ${s.paths.primaryData}`)
+    // --no-sync: the stack runs with fsync=off anyway; a crash mid-init is detected by the missing marker.
+    await pgTool(s, 'initdb', [
+      ...['-D', s.paths.primaryData, '-U', 'postgres', '-E', 'UTF8', '--no-locale', '--no-sync'],
+      ...['--auth-local=trust', '--auth-host=scram-sha-256'],
+    ])
+    await writeOwned(
+      s,
+      path.join(s.paths.primaryData, 'pg_hba.conf'),
+      [
+        '# Written by scripts/stack/postgres.ts. Only 127.0.0.1 and the private socket directory.',
+        'local   all          all                         trust',
+        'host    all          all          127.0.0.1/32   scram-sha-256',
+        `host    replication  ${REPLICATION_USER}   127.0.0.1/32   scram-sha-256`,
+        '',
+      ].join('\n'),
+    )
+    const conf = path.join(s.paths.primaryData, 'postgresql.conf')
+    await writeOwned(s, conf, `${readFileSync(conf, 'utf8')}\ninclude 'stampede.conf'\n`)
+  }
+  await startCluster(s, 'primary', log)
+  await bootstrapRoles(s)
+  writeFileSync(readyMarker(s, 'primary'), `${new Date().toISOString()}\n`)
+}
+
+/**
+ * Creates (if needed) and starts the hot standby: a pg_basebackup -R copy of the primary that streams
+ * WAL through a physical replication slot, so the primary keeps the WAL the replica has not received yet.
+ */
+export async function ensureReplica(s: PostgresSetup, log: Log): Promise<void> {
+  const autoConf = path.join(s.paths.replicaData, 'postgresql.auto.conf')
+  const recovery = existsSync(autoConf) ? readFileSync(autoConf, 'utf8') : ''
+  const followsPrimary =
+    recovery.includes(`port=${s.primaryPort} `) &&
+    recovery.includes(`primary_slot_name = '${REPLICATION_SLOT}'`)
+  if (!existsSync(readyMarker(s, 'replica')) || !followsPrimary) {
+    await removeDataDir(s, 'replica')
+    log(`replica: pg_basebackup from 127.0.0.1:${s.primaryPort}`)
+    const source = `host=127.0.0.1 port=${s.primaryPort} user=${REPLICATION_USER}`
+    const password = `password=${REPLICATION_PASSWORD}`
+    await pgTool(s, 'pg_basebackup', [
+      ...[
+        '-D',
+        s.paths.replicaData,
+        '-d',
+        `${source} ${password}`,
+        '-R',
+        '-X',
+        'stream',
+        '-S',
+        REPLICATION_SLOT,
+      ],
+      ...['--checkpoint=fast', '--no-sync'],
+    ])
+  }
+  await startCluster(s, 'replica', log)
+  writeFileSync(readyMarker(s, 'replica'), `${new Date().toISOString()}\n`)
+}
+
+/** Waits until the primary reports the replica's slot as streaming. */
+export async function waitForStreaming(s: PostgresSetup, timeoutMs = 30_000): Promise<void> {
+  const client = superuserClient(s)
+  await client.connect()
+  try {
+    await waitFor(
+      'the replica to stream from the primary',
+      async () => {
+        const { rowCount } = await client.query(
+          `SELECT 1 FROM pg_stat_replication r JOIN pg_replication_slots s ON s.active_pid = r.pid
+            WHERE s.slot_name = $1 AND r.state = 'streaming'`,
+          [REPLICATION_SLOT],
+        )
+        return rowCount === 1
+      },
+      timeoutMs,
+    )
+  } finally {
+    await client.end()
+  }
+}
+
+/** Stops a cluster (fast shutdown: active sessions are cut, nothing is lost) if it runs. */
+export async function stopCluster(s: PostgresSetup, role: Role, log: Log): Promise<void> {
+  if (postgresPid(s, role) === undefined) return
+  log(`${role}: stopping`)
+  const args = ['stop', '-D', dataDir(s, role), '-w', '-t', '30']
+  await pgTool(s, 'pg_ctl', [...args, '-m', 'fast']).catch(() =>
+    pgTool(s, 'pg_ctl', [...args, '-m', 'immediate']),
+  )
+}
+
+async function startCluster(s: PostgresSetup, role: Role, log: Log): Promise<void> {
+  const data = dataDir(s, role)
+  await writeOwned(s, path.join(data, 'stampede.conf'), serverSettings(s, role))
+  if (postgresPid(s, role) !== undefined) return
+  await recoverFromCrash(s, role, log)
+  log(`${role}: starting on 127.0.0.1:${portOf(s, role)}`)
+  const logFile = path.join(s.paths.logs, `${role}.log`)
+  await pgTool(s, 'pg_ctl', ['start', '-D', data, '-l', logFile, '-w', '-t', '60']).catch((error: Error) => {
+    throw new Error(`${error.message}\nSee ${logFile}`)
+  })
+}
+
+/**
+ * After a crash (kill -9, a reboot) postmaster.pid and the socket lock file stay behind. Postgres
+ * refuses to start if the PID they name now belongs to some other process, so we remove them once we
+ * know our postmaster is gone, after its children have exited (they still hold the shared memory).
+ */
+async function recoverFromCrash(s: PostgresSetup, role: Role, log: Log): Promise<void> {
+  const pidFile = path.join(dataDir(s, role), 'postmaster.pid')
+  if (!existsSync(pidFile)) return
+  log(`${role}: removing postmaster.pid left by a crashed run`)
+  await waitFor(
+    `the old ${role}'s processes to exit`,
+    () => processesStartingWith(`postgres: ${clusterName(s, role)}:`).length === 0,
+    15_000,
+  )
+  rmSync(pidFile, { force: true })
+  for (const file of [`.s.PGSQL.${portOf(s, role)}`, `.s.PGSQL.${portOf(s, role)}.lock`]) {
+    rmSync(path.join(s.paths.sockets, file), { force: true })
+  }
+}
+
+/** Never delete a running data directory: stop it first. */
+async function removeDataDir(s: PostgresSetup, role: Role): Promise<void> {
+  await stopCluster(s, role, () => {})
+  rmSync(readyMarker(s, role), { force: true })
+  rmSync(dataDir(s, role), { recursive: true, force: true })
+}
+
+// Demo and test settings: fsync and full_page_writes are off (an OS crash may corrupt the data, which
+// the stack recreates anyway); synchronous_commit stays on so commit latency is still that of a real server.
+function serverSettings(s: PostgresSetup, role: Role): string {
+  return [
+    '# Written by scripts/stack/postgres.ts on every start: edit that file, not this one.',
+    `cluster_name = '${clusterName(s, role)}'`,
+    "listen_addresses = '127.0.0.1'",
+    `port = ${portOf(s, role)}`,
+    `unix_socket_directories = '${s.paths.sockets}'`,
+    'max_connections = 200',
+    'shared_buffers = 256MB',
+    'fsync = off',
+    'full_page_writes = off',
+    'synchronous_commit = on',
+    'wal_level = replica',
+    'max_wal_senders = 10',
+    'max_replication_slots = 10',
+    'hot_standby = on',
+    // Without it, a long catalog read on the replica can be cancelled by VACUUM replayed from the primary.
+    'hot_standby_feedback = on',
+    '',
+  ].join('\n')
+}
+
+function superuserClient(s: PostgresSetup, role: Role = 'primary') {
+  return new pg.Client({
+    host: s.paths.sockets,
+    port: portOf(s, role),
+    user: 'postgres',
+    database: 'postgres',
+  })
+}
+
+/** Idempotent: the app role and database, the replication role and its slot. */
+async function bootstrapRoles(s: PostgresSetup): Promise<void> {
+  const client = superuserClient(s)
+  await client.connect()
+  try {
+    const { app } = s
+    // CREATEDB: tests make a database of their own to migrate from scratch.
+    await ensureRole(client, app.user, app.password, 'LOGIN CREATEDB')
+    // pg_monitor lets the app read pg_stat_replication (replica lag) without being a superuser.
+    await client.query(`GRANT pg_monitor TO ${client.escapeIdentifier(app.user)}`)
+    await ensureRole(client, REPLICATION_USER, REPLICATION_PASSWORD, 'LOGIN REPLICATION')
+    const db = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [app.database])
+    if (db.rowCount === 0) {
+      await client.query(
+        `CREATE DATABASE ${client.escapeIdentifier(app.database)} OWNER ${client.escapeIdentifier(app.user)}`,
+      )
+    }
+    const slot = await client.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [
+      REPLICATION_SLOT,
+    ])
+    if (slot.rowCount === 0)
+      await client.query('SELECT pg_create_physical_replication_slot($1)', [REPLICATION_SLOT])
+  } finally {
+    await client.end()
+  }
+}
+
+async function ensureRole(client: pg.Client, user: string, password: string, attributes: string) {
+  const exists = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [user])
+  const verb = exists.rowCount === 0 ? 'CREATE' : 'ALTER'
+  // password_encryption defaults to scram-sha-256 in Postgres 15, matching pg_hba.conf.
+  await client.query(
+    `${verb} ROLE ${client.escapeIdentifier(user)} ${attributes} PASSWORD ${client.escapeLiteral(password)}`,
+  )
+}
+
+async function writeOwned(s: PostgresSetup, file: string, content: string): Promise<void> {
+  writeFileSync(file, content)
+  const user = postgresUser()
+  if (user) {
+    const { uid, gid } = await userIds(user)
+    chownSync(file, uid, gid)
+  }
+}

@@ -1,0 +1,60 @@
+import { existsSync } from 'node:fs'
+import path from 'node:path'
+import { isRoot, run, type Log } from './process.js'
+
+/** The Debian packages that provide the servers of the local stack. */
+const PACKAGES = { postgres: 'postgresql-15', redis: 'redis-server', nginx: 'nginx' } as const
+export type SystemServer = keyof typeof PACKAGES
+
+export class MissingPackagesError extends Error {
+  constructor(readonly packages: string[]) {
+    super(
+      [
+        `The local stack needs system packages that are not installed: ${packages.join(' ')}`,
+        `Install them (Debian/Ubuntu): sudo apt-get update && sudo apt-get install -y ${packages.join(' ')}`,
+        'or use servers you already run: set DATABASE_URL, DATABASE_REPLICA_URL and REDIS_URL.',
+      ].join('\n'),
+    )
+    this.name = 'MissingPackagesError'
+  }
+}
+
+const POSTGRES_TOOLS = ['initdb', 'pg_ctl', 'pg_basebackup', 'postgres']
+
+/** The directory holding initdb, pg_ctl and friends: the Debian path for 15, else what pg_config says. */
+export async function postgresBinDir(): Promise<string | undefined> {
+  const candidates = ['/usr/lib/postgresql/15/bin']
+  const fromPgConfig = await run('pg_config', ['--bindir'], { check: false }).catch(() => undefined)
+  if (fromPgConfig?.code === 0) candidates.push(fromPgConfig.stdout.trim())
+  return candidates.find((dir) => POSTGRES_TOOLS.every((tool) => existsSync(path.join(dir, tool))))
+}
+
+async function onPath(command: string): Promise<boolean> {
+  return (await run('sh', ['-c', `command -v ${command}`], { check: false })).code === 0
+}
+
+async function isInstalled(server: SystemServer): Promise<boolean> {
+  if (server === 'postgres') return (await postgresBinDir()) !== undefined
+  if (server === 'redis') return (await onPath('redis-server')) && (await onPath('redis-cli'))
+  return onPath('nginx')
+}
+
+/**
+ * Makes sure the binaries of `servers` exist. As root on Debian/Ubuntu it installs what is missing
+ * with apt-get; anywhere else it throws a MissingPackagesError that says what to install.
+ */
+export async function ensureSystemPackages(servers: SystemServer[], log: Log): Promise<void> {
+  const missing: string[] = []
+  for (const server of servers) if (!(await isInstalled(server))) missing.push(PACKAGES[server])
+  if (missing.length === 0) return
+  const apt = existsSync('/etc/debian_version') && (await onPath('apt-get'))
+  if (!isRoot() || !apt) throw new MissingPackagesError(missing)
+
+  log(`installing ${missing.join(' ')} with apt-get (this takes a minute, once)`)
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
+  await run('apt-get', ['update'], { env })
+  await run('apt-get', ['install', '-y', ...missing], { env })
+  const stillMissing: string[] = []
+  for (const server of servers) if (!(await isInstalled(server))) stillMissing.push(PACKAGES[server])
+  if (stillMissing.length > 0) throw new MissingPackagesError(stillMissing)
+}

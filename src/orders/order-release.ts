@@ -1,0 +1,56 @@
+import type { PoolClient } from 'pg'
+import { releaseUserUnits } from '../sales/sales.repository.js'
+import {
+  PRODUCT_STOCK,
+  SALE_STOCK,
+  releaseReserved,
+  type StockLine,
+  type StockTable,
+} from '../stock/stock.js'
+import type { Order } from './orders.repository.js'
+
+/** Called after a transaction that released orders committed: sale units go back to the Redis gate. */
+export type OnOrdersReleased = (orders: Order[]) => Promise<void>
+
+export const unitsOf = (order: Order) => order.items.reduce((sum, item) => sum + item.quantity, 0)
+
+/** Where an order's units live: the sale's own stock row, or each product's inventory row. */
+export function stockOf(order: Order): { stock: StockTable; lines: StockLine[] } {
+  if (order.saleId !== null) {
+    return { stock: SALE_STOCK, lines: [{ id: order.saleId, quantity: unitsOf(order) }] }
+  }
+  return {
+    stock: PRODUCT_STOCK,
+    lines: order.items.map((item) => ({ id: item.productId, quantity: item.quantity })),
+  }
+}
+
+/**
+ * Gives the stock of cancelled or expired orders back (reserved -> available) and, for sale orders,
+ * the buyers' per-user allowance, inside the caller's transaction.
+ * Concurrency: rows are updated as one sum per stock row in key order, and allowances in (sale, user)
+ * order: releasing order by order would lock rows in arbitrary order, and two releasers (or a
+ * release and a checkout) taking the same rows in different orders could deadlock.
+ */
+export async function releaseOrdersStock(tx: PoolClient, orders: Order[]): Promise<void> {
+  for (const { stock, lines } of sumPerStockRow(orders.map(stockOf))) {
+    await releaseReserved(tx, stock, lines)
+  }
+  const saleOrders = orders
+    .filter((order) => order.saleId !== null)
+    .sort((a, b) => a.saleId! - b.saleId! || a.userId.localeCompare(b.userId))
+  for (const order of saleOrders) await releaseUserUnits(tx, order.saleId!, order.userId, unitsOf(order))
+}
+
+function sumPerStockRow(parts: { stock: StockTable; lines: StockLine[] }[]) {
+  const byTable = new Map<StockTable, Map<number, number>>()
+  for (const { stock, lines } of parts) {
+    const sums = byTable.get(stock) ?? new Map<number, number>()
+    for (const line of lines) sums.set(line.id, (sums.get(line.id) ?? 0) + line.quantity)
+    byTable.set(stock, sums)
+  }
+  return [...byTable].map(([stock, sums]) => ({
+    stock,
+    lines: [...sums].map(([id, quantity]) => ({ id, quantity })),
+  }))
+}

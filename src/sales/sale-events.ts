@@ -1,0 +1,84 @@
+import type { Redis } from 'ioredis'
+
+export interface SaleNumbers {
+  saleId: number
+  remaining: number
+  /** Units taken by buyers (reserved or paid). */
+  sold: number
+  status: string
+}
+
+type Listener = (numbers: SaleNumbers) => void
+
+const CHANNEL = 'sale-events'
+
+/**
+ * Live numbers of flash sales for server-sent events. Any worker that sells a unit asks for a
+ * publish; publishes are throttled per sale (at most one per `intervalMs` per worker) and go through
+ * Redis pub/sub, so every worker pushes the same numbers to its own SSE clients. Delivery to clients is
+ * throttled again, so a client sees a few updates a second however many workers publish.
+ */
+export function createSaleEvents(deps: {
+  publisher: Redis
+  subscriber: Redis
+  snapshot(saleId: number): Promise<SaleNumbers>
+  intervalMs: number
+  onError(err: unknown): void
+}) {
+  const { publisher, subscriber, intervalMs } = deps
+  const listeners = new Map<number, Set<Listener>>()
+  const publishTimers = new Map<number, NodeJS.Timeout>()
+  const deliveries = new Map<number, { latest: SaleNumbers | null; timer: NodeJS.Timeout | null }>()
+
+  void subscriber.subscribe(CHANNEL).catch(deps.onError)
+  subscriber.on('message', (_channel: string, message: string) => {
+    const numbers = JSON.parse(message) as SaleNumbers
+    if (listeners.has(numbers.saleId)) deliverThrottled(numbers)
+  })
+
+  function deliverThrottled(numbers: SaleNumbers) {
+    const state = deliveries.get(numbers.saleId) ?? { latest: null, timer: null }
+    deliveries.set(numbers.saleId, state)
+    state.latest = numbers
+    state.timer ??= setTimeout(() => {
+      state.timer = null
+      for (const listener of listeners.get(numbers.saleId) ?? []) listener(state.latest!)
+    }, intervalMs)
+  }
+
+  return {
+    /** A sale's numbers moved; publishes them (throttled) to every worker. */
+    changed(saleId: number): void {
+      if (publishTimers.has(saleId)) return
+      publishTimers.set(
+        saleId,
+        setTimeout(() => {
+          publishTimers.delete(saleId)
+          deps
+            .snapshot(saleId)
+            .then((numbers) => publisher.publish(CHANNEL, JSON.stringify(numbers)))
+            .catch(deps.onError)
+        }, intervalMs),
+      )
+    },
+
+    /** Registers an SSE client; returns the function that unregisters it. */
+    listen(saleId: number, listener: Listener): () => void {
+      const set = listeners.get(saleId) ?? new Set()
+      listeners.set(saleId, set)
+      set.add(listener)
+      return () => {
+        set.delete(listener)
+        if (set.size === 0) listeners.delete(saleId)
+      }
+    },
+
+    async close(): Promise<void> {
+      for (const timer of publishTimers.values()) clearTimeout(timer)
+      for (const state of deliveries.values()) if (state.timer) clearTimeout(state.timer)
+      subscriber.disconnect()
+    },
+  }
+}
+
+export type SaleEvents = ReturnType<typeof createSaleEvents>

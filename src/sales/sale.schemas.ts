@@ -1,0 +1,75 @@
+export const saleSchema = {
+  type: 'object',
+  required: [
+    'id',
+    'productId',
+    'priceCents',
+    'unitsTotal',
+    'perUserLimit',
+    'startsAt',
+    'endsAt',
+    'status',
+    'remaining',
+  ],
+  properties: {
+    id: { type: 'integer' },
+    productId: { type: 'integer' },
+    productName: { type: 'string' },
+    priceCents: { type: 'integer' },
+    unitsTotal: { type: 'integer' },
+    perUserLimit: { type: 'integer' },
+    startsAt: { type: 'string', format: 'date-time' },
+    endsAt: { type: 'string', format: 'date-time' },
+    status: { type: 'string', enum: ['upcoming', 'active', 'sold_out', 'ended'] },
+    remaining: { type: 'integer', description: 'from the Redis gate: at most a moment old' },
+  },
+} as const
+
+export const saleIdParams = {
+  type: 'object',
+  required: ['id'],
+  additionalProperties: false,
+  properties: { id: { type: 'integer', minimum: 1, maximum: 2147483647 } },
+} as const
+
+export const purchaseBody = {
+  type: 'object',
+  required: ['quantity'],
+  additionalProperties: false,
+  properties: { quantity: { type: 'integer', minimum: 1, maximum: 10 } },
+} as const
+
+export const newSaleBody = {
+  type: 'object',
+  required: ['productId', 'priceCents', 'units', 'startsAt', 'endsAt'],
+  additionalProperties: false,
+  properties: {
+    productId: { type: 'integer', minimum: 1, maximum: 2147483647 },
+    priceCents: { type: 'integer', minimum: 0, maximum: 100_000_000 },
+    units: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+    perUserLimit: { type: 'integer', minimum: 1, maximum: 100, default: 1 },
+    startsAt: { type: 'string', format: 'date-time' },
+    endsAt: { type: 'string', format: 'date-time' },
+  },
+} as const
+
+export const auditSchema = {
+  type: 'object',
+  properties: {
+    saleId: { type: 'integer' },
+    strategy: { type: 'string' },
+    initial: { type: 'integer' },
+    available: { type: 'integer' },
+    reserved: { type: 'integer' },
+    sold: { type: 'integer' },
+    ordersReserved: { type: 'integer' },
+    ordersPaid: { type: 'integer' },
+    gate: { type: ['integer', 'null'] },
+    inFlight: { type: ['integer', 'null'] },
+    drift: { type: ['integer', 'null'] },
+    maxUnitsPerUser: { type: 'integer' },
+    perUserLimit: { type: 'integer' },
+    oversold: { type: 'boolean' },
+    violations: { type: 'array', items: { type: 'string' } },
+  },
+} as const

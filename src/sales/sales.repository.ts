@@ -1,0 +1,180 @@
+import type { Queryable } from '../db/transaction.js'
+
+export interface Sale {
+  id: number
+  productId: number
+  productName: string
+  priceCents: number
+  unitsTotal: number
+  /** Postgres' count: the authority, but read from the replica it may lag; see remaining in sales.service. */
+  available: number
+  reserved: number
+  sold: number
+  perUserLimit: number
+  startsAt: Date
+  endsAt: Date
+  version: number
+}
+
+interface SaleRow {
+  id: number
+  product_id: number
+  product_name: string
+  price_cents: number
+  units_total: number
+  available: number
+  reserved: number
+  sold: number
+  per_user_limit: number
+  starts_at: Date
+  ends_at: Date
+  version: number
+}
+
+const toSale = (row: SaleRow): Sale => ({
+  id: row.id,
+  productId: row.product_id,
+  productName: row.product_name,
+  priceCents: row.price_cents,
+  unitsTotal: row.units_total,
+  available: row.available,
+  reserved: row.reserved,
+  sold: row.sold,
+  perUserLimit: row.per_user_limit,
+  startsAt: row.starts_at,
+  endsAt: row.ends_at,
+  version: row.version,
+})
+
+const SELECT_SALE = `
+  SELECT s.id, s.product_id, p.name AS product_name, s.price_cents, s.units_total, s.available, s.reserved,
+         s.sold, s.per_user_limit, s.starts_at, s.ends_at, s.version
+    FROM flash_sales s JOIN products p ON p.id = s.product_id`
+
+export async function findSale(db: Queryable, saleId: number): Promise<Sale | undefined> {
+  const { rows } = await db.query<SaleRow>(`${SELECT_SALE} WHERE s.id = $1`, [saleId])
+  return rows[0] && toSale(rows[0])
+}
+
+/** Sales that have not ended more than a day ago, soonest first. */
+export async function listCurrentSales(db: Queryable, limit: number): Promise<Sale[]> {
+  const { rows } = await db.query<SaleRow>(
+    `${SELECT_SALE} WHERE s.ends_at > now() - interval '1 day' ORDER BY s.starts_at, s.id LIMIT $1`,
+    [limit],
+  )
+  return rows.map(toSale)
+}
+
+export interface NewSale {
+  productId: number
+  priceCents: number
+  units: number
+  perUserLimit: number
+  startsAt: Date
+  endsAt: Date
+}
+
+/**
+ * Moves `units` from the product's available stock into a new sale of their own.
+ * Concurrency: the allotment is a conditional UPDATE (available >= units) like every other stock
+ * decrement, so a sale can never be created from units a checkout took a moment earlier.
+ * Returns undefined when the product does not have that many units available.
+ */
+export async function insertSaleAllottingStock(tx: Queryable, sale: NewSale): Promise<number | undefined> {
+  const { rowCount } = await tx.query(
+    `UPDATE inventory SET on_hand = on_hand - $2, available = available - $2, version = version + 1
+      WHERE product_id = $1 AND available >= $2`,
+    [sale.productId, sale.units],
+  )
+  if (rowCount === 0) return undefined
+  const { rows } = await tx.query<{ id: number }>(
+    `INSERT INTO flash_sales (product_id, price_cents, units_total, available, per_user_limit, starts_at, ends_at)
+     VALUES ($1, $2, $3, $3, $4, $5, $6) RETURNING id`,
+    [sale.productId, sale.priceCents, sale.units, sale.perUserLimit, sale.startsAt, sale.endsAt],
+  )
+  return rows[0]!.id
+}
+
+/** Locks the sale row (so no batch commits meanwhile) and reads what the gate is built from. */
+export async function lockSaleForGate(
+  tx: Queryable,
+  saleId: number,
+): Promise<{ sale: Sale; usersHolding: { userId: string; units: number }[] } | undefined> {
+  const { rows } = await tx.query<SaleRow>(`${SELECT_SALE} WHERE s.id = $1 FOR UPDATE OF s`, [saleId])
+  if (!rows[0]) return undefined
+  const holders = await tx.query<{ user_id: string; units: number }>(
+    'SELECT user_id, units FROM sale_user_units WHERE sale_id = $1 AND units > 0',
+    [saleId],
+  )
+  return {
+    sale: toSale(rows[0]),
+    usersHolding: holders.rows.map((row) => ({ userId: row.user_id, units: row.units })),
+  }
+}
+
+/**
+ * Adds units to each user's holding in the sale, but only where the total stays within the limit.
+ * Returns the users whose units were added; the others are over their limit.
+ * Concurrency: the limit is checked by the same statement that raises the count (ON CONFLICT ...
+ * WHERE), so parallel purchases by one user cannot each see room for one more.
+ */
+export async function addUserUnitsWithinLimit(
+  tx: Queryable,
+  saleId: number,
+  limit: number,
+  units: { userId: string; quantity: number }[],
+): Promise<Set<string>> {
+  const { rows } = await tx.query<{ user_id: string }>(
+    `INSERT INTO sale_user_units (sale_id, user_id, units)
+     SELECT $1, u, q FROM unnest($2::uuid[], $3::int[]) AS t (u, q) WHERE q <= $4
+     ON CONFLICT (sale_id, user_id) DO UPDATE SET units = sale_user_units.units + excluded.units
+       WHERE sale_user_units.units + excluded.units <= $4
+     RETURNING user_id`,
+    [saleId, units.map((u) => u.userId), units.map((u) => u.quantity), limit],
+  )
+  return new Set(rows.map((row) => row.user_id))
+}
+
+/** Gives units back to a user's allowance when their order is cancelled or expires. */
+export async function releaseUserUnits(tx: Queryable, saleId: number, userId: string, quantity: number) {
+  await tx.query('UPDATE sale_user_units SET units = units - $3 WHERE sale_id = $1 AND user_id = $2', [
+    saleId,
+    userId,
+    quantity,
+  ])
+}
+
+export interface SaleAudit {
+  unitsTotal: number
+  available: number
+  reserved: number
+  sold: number
+  ordersReserved: number
+  ordersPaid: number
+  unitsInReservedOrders: number
+  unitsInPaidOrders: number
+  maxUnitsPerUser: number
+  perUserLimit: number
+}
+
+/** The sale's counters next to what its orders add up to, read from the primary in one snapshot. */
+export async function auditSale(db: Queryable, saleId: number): Promise<SaleAudit | undefined> {
+  const { rows } = await db.query<SaleAudit>(
+    `SELECT s.units_total AS "unitsTotal", s.available, s.reserved, s.sold, s.per_user_limit AS "perUserLimit",
+            count(*) FILTER (WHERE o.status = 'reserved')::int AS "ordersReserved",
+            count(*) FILTER (WHERE o.status = 'paid')::int AS "ordersPaid",
+            COALESCE(sum(i.quantity) FILTER (WHERE o.status = 'reserved'), 0)::int AS "unitsInReservedOrders",
+            COALESCE(sum(i.quantity) FILTER (WHERE o.status = 'paid'), 0)::int AS "unitsInPaidOrders",
+            COALESCE((SELECT max(per_user.units) FROM (
+                SELECT sum(i2.quantity) AS units FROM orders o2 JOIN order_items i2 ON i2.order_id = o2.id
+                 WHERE o2.sale_id = s.id AND o2.status IN ('reserved', 'paid') GROUP BY o2.user_id) per_user), 0)::int
+              AS "maxUnitsPerUser"
+       FROM flash_sales s
+       LEFT JOIN orders o ON o.sale_id = s.id
+       LEFT JOIN order_items i ON i.order_id = o.id
+      WHERE s.id = $1
+      GROUP BY s.id`,
+    [saleId],
+  )
+  return rows[0]
+}

@@ -1,0 +1,111 @@
+import type { FastifyInstance } from 'fastify'
+import type { ServerResponse } from 'node:http'
+import { idempotencyKeyHeader, orderSchema } from '../orders/order.schemas.js'
+import { errorSchema } from '../schemas.js'
+import type { Purchases } from './purchase.service.js'
+import { purchaseBody, saleIdParams, saleSchema } from './sale.schemas.js'
+import type { SaleEvents, SaleNumbers } from './sale-events.js'
+import type { Sales } from './sales.service.js'
+
+const HEARTBEAT_MS = 15_000
+
+export default async function saleRoutes(
+  app: FastifyInstance,
+  opts: { sales: Sales; purchases: Purchases; events: SaleEvents },
+) {
+  const { sales, purchases, events } = opts
+  const streams = new Set<ServerResponse>()
+  // Open event streams would keep a stopping worker alive forever: end them when it starts to close.
+  app.addHook('preClose', async () => {
+    for (const stream of streams) stream.end()
+  })
+
+  app.get(
+    '/api/sales',
+    {
+      schema: {
+        tags: ['sales'],
+        response: { 200: { type: 'object', properties: { items: { type: 'array', items: saleSchema } } } },
+      },
+    },
+    async () => ({ items: await sales.listSales() }),
+  )
+
+  app.get<{ Params: { id: number } }>(
+    '/api/sales/:id',
+    { schema: { tags: ['sales'], params: saleIdParams, response: { 200: saleSchema, 404: errorSchema } } },
+    async (request) => sales.getSale(request.params.id),
+  )
+
+  app.get<{ Params: { id: number } }>(
+    '/api/sales/:id/events',
+    {
+      schema: {
+        tags: ['sales'],
+        summary: 'Server-sent events: remaining, sold and status, a few times a second',
+        params: saleIdParams,
+        response: { 404: errorSchema },
+      },
+    },
+    async (request, reply) => {
+      const sale = await sales.getSale(request.params.id)
+      const stream = reply.raw
+      reply.hijack()
+      stream.writeHead(200, {
+        'content-type': 'text/event-stream',
+        'cache-control': 'no-cache',
+        'x-accel-buffering': 'no',
+      })
+      const send = (numbers: SaleNumbers) => stream.write(`event: sale\ndata: ${JSON.stringify(numbers)}\n\n`)
+      send({
+        saleId: sale.id,
+        remaining: sale.remaining,
+        sold: sale.unitsTotal - sale.remaining,
+        status: sale.status,
+      })
+      const unlisten = events.listen(sale.id, send)
+      const heartbeat = setInterval(() => stream.write(': heartbeat\n\n'), HEARTBEAT_MS)
+      streams.add(stream)
+      stream.on('close', () => {
+        unlisten()
+        clearInterval(heartbeat)
+        streams.delete(stream)
+      })
+    },
+  )
+
+  app.post<{ Params: { id: number }; Body: { quantity: number } }>(
+    '/api/sales/:id/purchase',
+    {
+      onRequest: app.authenticate,
+      preHandler: app.idempotent,
+      schema: {
+        tags: ['sales'],
+        summary: 'Buy during a flash sale',
+        security: [{ bearer: [] }],
+        params: saleIdParams,
+        headers: idempotencyKeyHeader,
+        body: purchaseBody,
+        response: {
+          201: orderSchema,
+          404: errorSchema,
+          409: errorSchema,
+          422: errorSchema,
+          429: errorSchema,
+          503: errorSchema,
+        },
+      },
+    },
+    async (request, reply) =>
+      reply
+        .status(201)
+        .send(
+          await purchases.purchase(
+            request.user.sub,
+            request.params.id,
+            request.body.quantity,
+            request.idempotency,
+          ),
+        ),
+  )
+}

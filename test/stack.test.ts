@@ -1,0 +1,77 @@
+import pg from 'pg'
+import { afterAll, describe, expect, it } from 'vitest'
+import { startService, stopService } from '../scripts/stack/stack.js'
+import { loadConfig } from '../src/config.js'
+import { redisPing } from '../scripts/stack/redis.js'
+import { testStack } from './support/stack-env.js'
+
+const stack = testStack()
+const clients: pg.Client[] = []
+
+async function query<T extends pg.QueryResultRow>(url: string, sql: string): Promise<T[]> {
+  const client = new pg.Client({ connectionString: url })
+  clients.push(client)
+  await client.connect()
+  return (await client.query<T>(sql)).rows
+}
+
+const redisAnswers = (url: string) => redisPing(Number(new URL(url).port), new URL(url).hostname)
+
+afterAll(async () => {
+  await Promise.all(clients.map((client) => client.end().catch(() => undefined)))
+})
+
+describe('the test stack', () => {
+  it('when asked, the primary accepts writes and is not in recovery', async () => {
+    const [row] = await query<{ recovery: boolean }>(
+      stack.databaseUrl,
+      'SELECT pg_is_in_recovery() AS recovery',
+    )
+    expect(row?.recovery).toBe(false)
+  })
+
+  it('when asked, the replica answers queries as a hot standby in recovery', async () => {
+    const [row] = await query<{ recovery: boolean }>(
+      stack.replicaUrl,
+      'SELECT pg_is_in_recovery() AS recovery',
+    )
+    expect(row?.recovery).toBe(stack.runtime === 'local' || stack.replicaUrl !== stack.databaseUrl)
+  })
+
+  it.runIf(stack.options?.services.replica)(
+    'then the primary shows the replica streaming from it',
+    async () => {
+      const rows = await query<{ state: string }>(stack.databaseUrl, 'SELECT state FROM pg_stat_replication')
+      expect(rows.map((r) => r.state)).toContain('streaming')
+    },
+  )
+
+  it('when pinged, Redis answers PONG', async () => {
+    expect(await redisAnswers(stack.redisUrl)).toBe(true)
+  })
+
+  it.runIf(stack.nginxUrl)('when the app runs, nginx answers GET /health/live with 200', async () => {
+    const response = await fetch(`${stack.nginxUrl}/health/live`)
+    expect(response.status).toBe(200)
+  })
+
+  it('when a test calls loadConfig(), it gets the test stack through process.env', () => {
+    const config = loadConfig()
+    expect([config.DATABASE_URL, config.DATABASE_REPLICA_URL, config.REDIS_URL]).toEqual([
+      stack.databaseUrl,
+      stack.replicaUrl,
+      stack.redisUrl,
+    ])
+  })
+
+  it.runIf(stack.options?.services.redis)(
+    'when Redis is stopped and started again, it answers again',
+    async () => {
+      const options = stack.options!
+      await stopService(options, 'redis')
+      expect(await redisAnswers(stack.redisUrl)).toBe(false)
+      await startService(options, 'redis')
+      expect(await redisAnswers(stack.redisUrl)).toBe(true)
+    },
+  )
+})
