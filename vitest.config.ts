@@ -12,5 +12,8 @@ export default defineConfig({
     hookTimeout: 60_000,
     testTimeout: 30_000,
     teardownTimeout: 60_000,
+    // In CI a JSON report as well, from which .ci/run prints the plain "N passed, N failed" line.
+    reporters: process.env.CI ? ['default', 'json'] : ['default'],
+    outputFile: { json: '.stack/test-results.json' },
   },
 })
