@@ -38,6 +38,22 @@ module.exports = {
       out_file: logFile('api.out.log'),
       error_file: logFile('api.err.log'),
     },
-    // The `jobs` process (exec_mode 'fork', one instance: reservation sweeper, stock reconciler) goes here.
+    {
+      // Background work no request waits for: the reservation sweeper, the flash-sale reconciler, and the
+      // merged metrics view (src/jobs.ts). One fork process; every job is safe if two ever run at once.
+      name: 'jobs',
+      script: path.join(__dirname, 'dist/src/jobs.js'),
+      cwd: __dirname,
+      exec_mode: 'fork',
+      instances: 1,
+      wait_ready: true,
+      listen_timeout: 10_000,
+      // A round of jobs ends within a second of SIGINT; the margin covers a slow sweep transaction.
+      kill_timeout: 5_000,
+      max_memory_restart: '256M',
+      exp_backoff_restart_delay: 100,
+      out_file: logFile('jobs.out.log'),
+      error_file: logFile('jobs.err.log'),
+    },
   ],
 }

@@ -76,6 +76,7 @@ async function nginxCheck() {
       port: config.NGINX_PORT,
       adminPort: config.NGINX_ADMIN_PORT,
       upstreams: Array.from({ length: config.API_INSTANCES }, (_, n) => `127.0.0.1:${config.PORT + n}`),
+      jobsMetrics: `127.0.0.1:${config.JOBS_METRICS_PORT}`,
       limits: nginxLimitsFromEnv({}),
     })
     console.log(`nginx -t: ${NGINX_TEMPLATE} renders to a valid configuration`)

@@ -10,14 +10,13 @@ import productRoutes from './catalog/products.routes.js'
 import type { Config } from './config.js'
 import healthRoutes from './health/health.routes.js'
 import idempotency from './idempotency/idempotency.plugin.js'
-import { createMetrics, type Metrics } from './metrics.js'
-import metricsRoutes from './metrics.routes.js'
 import orderRoutes from './orders/orders.routes.js'
 import { createOrders, type Orders } from './orders/orders.service.js'
 import { createSimulatedPaymentProvider } from './orders/payment-provider.js'
 import cache from './plugins/cache.plugin.js'
 import drain from './plugins/drain.plugin.js'
 import errorHandler from './plugins/error-handler.plugin.js'
+import metrics from './plugins/metrics.plugin.js'
 import openapi from './plugins/openapi.plugin.js'
 import postgres from './plugins/postgres.plugin.js'
 import redis from './plugins/redis.plugin.js'
@@ -36,7 +35,6 @@ import { stockStrategy } from './stock/stock.js'
 declare module 'fastify' {
   interface FastifyInstance {
     config: Config
-    metrics: Metrics
     orders: Orders
   }
 }
@@ -71,11 +69,11 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     return503OnClosing: false,
   })
   app.decorate('config', config)
-  app.decorate('metrics', createMetrics())
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id)
   })
 
+  await app.register(metrics, { config })
   await app.register(errorHandler)
   await app.register(validation)
   await app.register(openapi)
@@ -145,7 +143,6 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   })
 
   await app.register(healthRoutes)
-  await app.register(metricsRoutes)
   await app.register(authRoutes)
   await app.register(productRoutes, { catalog })
   await app.register(productAdminRoutes, { catalog })

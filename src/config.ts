@@ -20,6 +20,8 @@ const schema = z.object({
   // so nginx can balance over named upstreams and Prometheus can scrape each worker.
   PORT: port.default(53000),
   METRICS_PORT: port.default(59100),
+  // The jobs process's own metrics, and the merged view of every worker's (/metrics/merged).
+  JOBS_METRICS_PORT: port.default(59199),
   NODE_APP_INSTANCE: z.coerce.number().int().min(0).default(0),
   API_INSTANCES: positiveInt.default(Math.max(2, os.availableParallelism())),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

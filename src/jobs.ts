@@ -1,6 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { loadConfigOrExit } from './config.js'
 import { deleteExpiredKeys } from './idempotency/idempotency.repository.js'
+import { mergeWorkerMetrics } from './merged-metrics.js'
+import { startMetricsServer } from './metrics-server.js'
 import { createMetrics } from './metrics.js'
 import { sweepExpiredReservations } from './orders/expiry-sweeper.js'
 import { createPool } from './plugins/postgres.plugin.js'
@@ -20,7 +22,8 @@ const db = { primary, replica: primary, readPool: () => primary }
 const redis = createRedis(config)
 redis.on('error', () => undefined)
 await redis.connect().catch(() => undefined)
-const metrics = createMetrics()
+const metrics = createMetrics('jobs')
+metrics.trackPool('primary', primary)
 const gate = createStockGate(redis, { tokenTtlMs: config.GATE_TOKEN_TTL_MS })
 const reconciler = createReconciler({ db, gate, sales: createSales({ db, config, gate }), metrics })
 const onReleased = giveBackToGate(config, gate)
@@ -44,6 +47,22 @@ async function every(name: string, intervalMs: number, job: () => Promise<Record
   }
 }
 
+// The jobs process's own metrics, and the merged view of the whole cluster for humans and the
+// load-test report (nginx's admin server serves it as /metrics).
+const workerMetricsUrls = Array.from(
+  { length: config.API_INSTANCES },
+  (_, n) => `http://127.0.0.1:${config.METRICS_PORT + n}/metrics.json`,
+)
+const metricsServer = await startMetricsServer(metrics.registry, config.HOST, config.JOBS_METRICS_PORT, {
+  '/metrics/merged': async () => {
+    const { text, sources } = await mergeWorkerMetrics(metrics.registry, workerMetricsUrls)
+    return {
+      type: 'text/plain; version=0.0.4',
+      body: `# merged from jobs and ${sources.length} worker(s)\n${text}`,
+    }
+  },
+})
+
 process.send?.('ready')
 log({ sweepMs: config.SWEEP_INTERVAL_MS, reconcileMs: config.RECONCILE_INTERVAL_MS }, 'jobs started')
 await Promise.all([
@@ -60,6 +79,7 @@ await Promise.all([
     return returned > 0 || rebuilt > 0 ? { returned, rebuilt } : null
   }),
 ])
+metricsServer.close()
 await primary.end()
 redis.disconnect()
 log({}, 'jobs stopped')

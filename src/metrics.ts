@@ -1,12 +1,53 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 
+/** Something that reports its connection counts, like a pg.Pool. */
+interface PoolStats {
+  totalCount: number
+  idleCount: number
+  waitingCount: number
+}
+
 // Every metric the app exports is declared here, once, so `grep metrics.` finds every use and the
-// dashboards and alert rules can be checked against this list.
-export function createMetrics() {
+// dashboards and alert rules can be checked against this list (test/monitoring.test.ts does).
+// `worker` labels every series with the process it comes from: api-0, api-1, ..., jobs.
+export function createMetrics(worker = 'api-0') {
   const registry = new Registry()
+  registry.setDefaultLabels({ worker })
   collectDefaultMetrics({ register: registry })
+  const pools = new Map<string, PoolStats>()
   return {
     registry,
+    /** Reports a pool's connections in db_pool_connections, read at every scrape. */
+    trackPool(name: string, pool: PoolStats) {
+      pools.set(name, pool)
+    },
+    httpDuration: new Histogram({
+      name: 'http_request_duration_seconds',
+      help: 'Time from request to response, by route template (not the raw URL) and status',
+      labelNames: ['method', 'route', 'status_code'] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    dbPoolConnections: new Gauge({
+      name: 'db_pool_connections',
+      help: 'Connections of each Postgres pool: total open, idle, and requests waiting for one',
+      labelNames: ['pool', 'state'] as const,
+      registers: [registry],
+      collect() {
+        for (const [pool, stats] of pools) {
+          this.set({ pool, state: 'total' }, stats.totalCount)
+          this.set({ pool, state: 'idle' }, stats.idleCount)
+          this.set({ pool, state: 'waiting' }, stats.waitingCount)
+        }
+      },
+    }),
+    redisCommandSeconds: new Histogram({
+      name: 'redis_command_duration_seconds',
+      help: 'Round trip of Redis commands (scripts by their EVALSHA/EVAL name)',
+      labelNames: ['command'] as const,
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1],
+      registers: [registry],
+    }),
     stockConflicts: new Counter({
       name: 'stock_conflicts_total',
       help: 'Stock writes that lost a race (optimistic version clash, pessimistic lock timeout)',
@@ -83,11 +124,14 @@ export function createMetrics() {
     replicaLagSeconds: new Gauge({
       name: 'db_replica_lag_seconds',
       help: 'How far the replica replays behind the primary; NaN while the replica does not answer',
+      // Every worker measures the same replica: the merged view shows the worst, not the sum.
+      aggregator: 'max',
       registers: [registry],
     }),
     replicaInUse: new Gauge({
       name: 'db_replica_in_use',
       help: '1 while catalog reads go to the replica, 0 while they fall back to the primary',
+      aggregator: 'min',
       registers: [registry],
     }),
     dbQueries: new Counter({

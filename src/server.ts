@@ -1,5 +1,6 @@
 import { buildApp } from './app.js'
 import { loadConfigOrExit } from './config.js'
+import { startMetricsServer } from './metrics-server.js'
 
 const config = loadConfigOrExit()
 const app = await buildApp(config).catch((err: Error) => {
@@ -14,6 +15,14 @@ await app.listen({ host: config.HOST, port }).catch((err: Error) => {
   app.log.fatal({ err }, 'could not start')
   process.exit(1)
 })
+const metricsServer = await startMetricsServer(
+  app.metrics.registry,
+  config.HOST,
+  config.METRICS_PORT + config.NODE_APP_INSTANCE,
+).catch((err: Error) => {
+  app.log.fatal({ err }, 'could not start the metrics server')
+  process.exit(1)
+})
 // Tells PM2 (wait_ready) that this worker is ready, so a reload never swaps in a worker still booting.
 process.send?.('ready')
 
@@ -26,6 +35,7 @@ async function shutdown(signal: string): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, config.SHUTDOWN_DRAIN_MS))
   // Stops accepting, waits for in-flight requests, then runs every onClose hook (pools, Redis).
   await app.close()
+  metricsServer.close()
   app.log.info('stopped')
   process.exit(0)
 }

@@ -31,6 +31,8 @@ export interface NginxSetup {
   adminPort: number
   /** host:port of every API worker. */
   upstreams: string[]
+  /** host:port of the jobs process's metrics server (the merged /metrics view). */
+  jobsMetrics: string
   limits: NginxLimits
 }
 
@@ -83,6 +85,7 @@ export async function renderNginxConf(n: NginxSetup): Promise<string> {
     PUBLIC_DIR,
     NGINX_PORT: String(n.port),
     NGINX_ADMIN_PORT: String(n.adminPort),
+    JOBS_METRICS_ADDRESS: n.jobsMetrics,
     API_UPSTREAM_SERVERS: n.upstreams
       .map((u) => `        server ${u} max_fails=3 fail_timeout=5s;`)
       .join('\n'),

@@ -18,7 +18,8 @@ export interface AppSetup {
 }
 
 const PM2 = path.join(REPO_ROOT, 'node_modules', '.bin', 'pm2')
-const APP = 'api'
+// The ecosystem's apps: the `api` cluster (one worker per instance) and the `jobs` fork process.
+const APPS = ['api', 'jobs']
 
 function pm2(a: AppSetup, args: string[]) {
   const env = {
@@ -48,7 +49,7 @@ interface Pm2Process {
 async function listApp(a: AppSetup): Promise<Pm2Process[]> {
   const { stdout } = await pm2(a, ['jlist'])
   const json = stdout.slice(stdout.indexOf('['))
-  return (JSON.parse(json) as Pm2Process[]).filter((p) => p.name === APP)
+  return (JSON.parse(json) as Pm2Process[]).filter((p) => APPS.includes(p.name))
 }
 
 /**
@@ -65,19 +66,19 @@ export async function ensureApp(a: AppSetup, log: Log): Promise<void> {
   const upToDate =
     existsSync(fingerprintFile) &&
     readFileSync(fingerprintFile, 'utf8') === fingerprint &&
-    running.length === a.instances &&
+    running.length === a.instances + 1 &&
     running.every((p) => p.pm2_env.status === 'online') &&
     (await workersLive(a))
   if (upToDate) return
   rmSync(fingerprintFile, { force: true })
   if (running.length > 0) {
     log('app: build or settings changed, restarting the workers')
-    await pm2(a, ['delete', APP])
+    await pm2(a, ['delete', a.ecosystem])
   }
   log(`app: pm2 start ${path.basename(a.ecosystem)} (${a.instances} workers from port ${a.apiPort})`)
   // With wait_ready this returns once every worker said 'ready', or after listen_timeout per worker: then
   // the workers answer at once, or never (PM2 keeps a worker whose startup promise rejected "online").
-  await pm2(a, ['start', a.ecosystem, '--only', APP])
+  await pm2(a, ['start', a.ecosystem])
   await waitForWorkers(a)
   writeFileSync(fingerprintFile, fingerprint)
 }

@@ -88,6 +88,8 @@ export default fp(
     }
     // The first measurement decides where reads start; until it answers they go to the primary.
     await replicaLag.start()
+    app.metrics.trackPool('primary', primary)
+    app.metrics.trackPool('replica', replica)
     app.decorate('db', { primary, replica, readPool: replicaLag.readPool } satisfies Db)
     app.decorate('replicaLag', replicaLag)
     app.addHook('onClose', async () => {
@@ -95,5 +97,5 @@ export default fp(
       await Promise.all(Object.values(pools).map((pool) => pool.end()))
     })
   },
-  { name: 'postgres' },
+  { name: 'postgres', dependencies: ['metrics'] },
 )

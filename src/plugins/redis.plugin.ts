@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
-import { Redis } from 'ioredis'
+import { Redis, type Command } from 'ioredis'
+import type { Metrics } from '../metrics.js'
 import type { Config } from '../config.js'
 
 declare module 'fastify' {
@@ -19,6 +20,17 @@ export function createRedis(config: Config): Redis {
   })
 }
 
+/** Times every command this client sends, by command name (redis_command_duration_seconds). */
+export function timeCommands(redis: Redis, histogram: Metrics['redisCommandSeconds']): void {
+  const send = redis.sendCommand.bind(redis)
+  redis.sendCommand = ((command: Command, stream?: never) => {
+    const end = histogram.startTimer({ command: command.name })
+    const done = () => void end()
+    command.promise.then(done, done)
+    return send(command, stream)
+  }) as typeof redis.sendCommand
+}
+
 /** Waits for the first connection, but never longer than `ms`: the app starts even with Redis down. */
 async function connectWithin(redis: Redis, ms: number): Promise<void> {
   const connected = redis.connect().catch(() => undefined)
@@ -28,6 +40,7 @@ async function connectWithin(redis: Redis, ms: number): Promise<void> {
 export default fp(
   async (app, opts: { config: Config }) => {
     const redis = createRedis(opts.config)
+    timeCommands(redis, app.metrics.redisCommandSeconds)
     redis.on('error', (err) => app.log.warn({ err }, 'Redis connection error'))
     await connectWithin(redis, 2000)
     app.decorate('redis', redis)
@@ -35,5 +48,5 @@ export default fp(
       redis.disconnect()
     })
   },
-  { name: 'redis' },
+  { name: 'redis', dependencies: ['metrics'] },
 )
