@@ -64,6 +64,11 @@ function printStatus(s: StackStatus) {
   row('primary', redact(s.primary.url), s.primary.up)
   row('replica', redact(s.replica.url), s.replica.up)
   row('redis', redact(s.redis.url), s.redis.up)
+  row(
+    'prometheus',
+    s.prometheus.installed ? s.prometheus.url : 'not installed (apt-get install prometheus)',
+    s.prometheus.up,
+  )
 }
 
 /** CI: renders nginx.conf with the default settings into a temporary folder and runs `nginx -t` on it. */

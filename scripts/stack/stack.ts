@@ -9,6 +9,14 @@ import { ensureNginx, nginxLimitsFromEnv, stopNginx, type NginxLimits, type Ngin
 import { createPostgresRoot, existingPostgresRoot, postgresPaths, REPO_ROOT, stackPaths } from './paths.js'
 import { ensureApp, stopApp, type AppSetup } from './pm2.js'
 import {
+  ensurePrometheus,
+  prometheusStatus,
+  PROMETHEUS_PORT,
+  stopPrometheus,
+  type PrometheusSetup,
+  type PrometheusStatus,
+} from './prometheus.js'
+import {
   ensurePrimary,
   ensureReplica,
   stopCluster,
@@ -31,8 +39,11 @@ export interface StackPorts {
   /** Worker N listens on api + N and serves metrics on metrics + N. */
   api: number
   metrics: number
+  /** The jobs process's metrics and the merged view of all workers. */
+  jobsMetrics: number
   nginx: number
   nginxAdmin: number
+  prometheus: number
 }
 
 export interface StackOptions {
@@ -43,7 +54,15 @@ export interface StackOptions {
   ports: StackPorts
   apiInstances: number
   /** What this stack starts. A service given by an external URL is never started. */
-  services: { postgres: boolean; replica: boolean; redis: boolean; app: boolean; nginx: boolean }
+  services: {
+    postgres: boolean
+    replica: boolean
+    redis: boolean
+    app: boolean
+    nginx: boolean
+    /** Only where Debian's `prometheus` package is installed: the stack never installs it. */
+    prometheus: boolean
+  }
   /** Servers the user runs (DATABASE_URL, DATABASE_REPLICA_URL, REDIS_URL set in the environment). */
   external: { databaseUrl?: string; replicaUrl?: string; redisUrl?: string }
   nginxLimits: NginxLimits
@@ -74,6 +93,7 @@ export interface StackStatus {
   primary: ServiceStatus
   replica: ServiceStatus
   redis: ServiceStatus
+  prometheus: PrometheusStatus
 }
 
 export interface StackOverrides {
@@ -114,8 +134,10 @@ export function stackOptionsFromEnv(
       redis: portOf(defaults.REDIS_URL) + offset,
       api: config.PORT + offset,
       metrics: config.METRICS_PORT + offset,
+      jobsMetrics: config.JOBS_METRICS_PORT + offset,
       nginx: config.NGINX_PORT + offset,
       nginxAdmin: config.NGINX_ADMIN_PORT + offset,
+      prometheus: PROMETHEUS_PORT + offset,
       ...overrides.ports,
     },
     apiInstances: overrides.apiInstances ?? config.API_INSTANCES,
@@ -126,6 +148,7 @@ export function stackOptionsFromEnv(
       redis: !external.redisUrl,
       app: true,
       nginx: true,
+      prometheus: true,
       ...overrides.services,
     },
     external,
@@ -146,9 +169,12 @@ export function stackProfile(profile: 'dev' | 'test', env: NodeJS.ProcessEnv = p
     name: 'test',
     dir: path.join(loadConfig(env).STACK_DIR, 'test'),
     portOffset: 100,
-    services: { app: withApp, nginx: withApp },
+    // No Prometheus: tests read the metrics endpoints themselves.
+    services: { app: withApp, nginx: withApp, prometheus: false },
     // A short drain: the test run's teardown stops the workers, and nobody is waiting for answers then.
-    appEnv: { NODE_ENV: 'test', LOG_LEVEL: env.LOG_LEVEL || 'warn', SHUTDOWN_DRAIN_MS: '200' },
+    // The drain stays longer than nginx's upstream keepalive_timeout (1 s), as in production: the reload
+    // test (test/cluster.test.ts) depends on it.
+    appEnv: { NODE_ENV: 'test', LOG_LEVEL: env.LOG_LEVEL || 'warn', SHUTDOWN_DRAIN_MS: '1500' },
   })
 }
 
@@ -206,6 +232,7 @@ function appSetup(o: StackOptions, urls: StackUrls): AppSetup {
       HOST: '127.0.0.1',
       PORT: String(o.ports.api),
       METRICS_PORT: String(o.ports.metrics),
+      JOBS_METRICS_PORT: String(o.ports.jobsMetrics),
       API_INSTANCES: String(o.apiInstances),
       DATABASE_URL: urls.databaseUrl,
       DATABASE_REPLICA_URL: urls.replicaUrl,
@@ -221,9 +248,17 @@ function nginxSetup(o: StackOptions, urls: StackUrls): NginxSetup {
     port: o.ports.nginx,
     adminPort: o.ports.nginxAdmin,
     upstreams: urls.workers.map((url) => new URL(url).host),
+    jobsMetrics: `127.0.0.1:${o.ports.jobsMetrics}`,
     limits: o.nginxLimits,
   }
 }
+
+const prometheusSetup = (o: StackOptions): PrometheusSetup => ({
+  dir: path.join(o.dir, 'prometheus'),
+  port: o.ports.prometheus,
+  apiTargets: stackUrls(o).metrics.map((url) => new URL(url).host),
+  jobsTarget: `127.0.0.1:${o.ports.jobsMetrics}`,
+})
 
 const defaultLog = (o: StackOptions): Log => {
   const started = Date.now()
@@ -264,6 +299,7 @@ export async function stackUp(o: StackOptions, log: Log = defaultLog(o)): Promis
 
   if (o.services.app) await ensureApp(appSetup(o, urls), log)
   if (o.services.nginx) await ensureNginx(nginxSetup(o, urls), log)
+  if (o.services.prometheus) await ensurePrometheus(prometheusSetup(o), log)
   log(`up: ${urls.nginxUrl}`)
   return urls
 }
@@ -286,6 +322,7 @@ async function migrateAndSeed(o: StackOptions, urls: StackUrls, log: Log): Promi
  */
 export async function stackDown(o: StackOptions, log: Log = defaultLog(o)): Promise<void> {
   const urls = stackUrls(o)
+  await stopPrometheus(prometheusSetup(o), log)
   await stopNginx(nginxSetup(o, urls), log)
   await stopApp(appSetup(o, urls), log)
   const pgSetup = await postgresSetup(o, false)
@@ -306,7 +343,8 @@ export async function stackPurge(o: StackOptions, log: Log = defaultLog(o)): Pro
   const pgRoot = existingPostgresRoot(paths)
   if (pgRoot) rmSync(pgRoot, { recursive: true, force: true })
   const { postgresLink, redisDir, pm2Home, nginxDir, logsDir, buildStamp } = paths
-  for (const entry of [postgresLink, redisDir, pm2Home, nginxDir, logsDir, buildStamp]) {
+  const prometheusDir = prometheusSetup(o).dir
+  for (const entry of [postgresLink, redisDir, pm2Home, nginxDir, prometheusDir, logsDir, buildStamp]) {
     rmSync(entry, { recursive: true, force: true })
   }
   log(`purged ${o.dir}`)
@@ -345,7 +383,7 @@ function assertLocal(o: StackOptions, service: ServiceName) {
 /** Which of the stack's endpoints answer right now; starts nothing. */
 export async function stackStatus(o: StackOptions): Promise<StackStatus> {
   const urls = stackUrls(o)
-  const [nginx, nginxAdmin, workers, metrics, primary, replica, redis] = await Promise.all([
+  const [nginx, nginxAdmin, workers, metrics, primary, replica, redis, prometheus] = await Promise.all([
     httpStatus(`${urls.nginxUrl}/health/live`),
     httpStatus(`${urls.nginxAdminUrl}/health/live`),
     Promise.all(urls.workers.map((url) => httpStatus(`${url}/health/live`))),
@@ -353,6 +391,7 @@ export async function stackStatus(o: StackOptions): Promise<StackStatus> {
     postgresAnswers(urls.databaseUrl),
     postgresAnswers(urls.replicaUrl),
     redisPing(Number(new URL(urls.redisUrl).port || 6379), new URL(urls.redisUrl).hostname),
+    prometheusStatus(prometheusSetup(o)),
   ])
   return {
     nginx: { url: urls.nginxUrl, up: nginx > 0, adminUrl: urls.nginxAdminUrl, adminUp: nginxAdmin > 0 },
@@ -361,6 +400,7 @@ export async function stackStatus(o: StackOptions): Promise<StackStatus> {
     primary: { url: urls.databaseUrl, up: primary },
     replica: { url: urls.replicaUrl, up: replica },
     redis: { url: urls.redisUrl, up: redis },
+    prometheus,
   }
 }
 

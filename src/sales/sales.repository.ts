@@ -56,10 +56,11 @@ export async function findSale(db: Queryable, saleId: number): Promise<Sale | un
   return rows[0] && toSale(rows[0])
 }
 
-/** Sales that have not ended more than a day ago, soonest first. */
+/** Sales that have not ended more than a day ago: running ones first, then upcoming, then ended; newest first. */
 export async function listCurrentSales(db: Queryable, limit: number): Promise<Sale[]> {
   const { rows } = await db.query<SaleRow>(
-    `${SELECT_SALE} WHERE s.ends_at > now() - interval '1 day' ORDER BY s.starts_at, s.id LIMIT $1`,
+    `${SELECT_SALE} WHERE s.ends_at > now() - interval '1 day'
+      ORDER BY s.ends_at <= now(), s.starts_at > now(), s.starts_at DESC, s.id DESC LIMIT $1`,
     [limit],
   )
   return rows.map(toSale)

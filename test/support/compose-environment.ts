@@ -34,6 +34,8 @@ export async function startComposeEnvironment(): Promise<ComposeEnvironment> {
       STAMPEDE_REPLICA_HOST_PORT: '',
       STAMPEDE_REDIS_HOST_PORT: '',
       STAMPEDE_NGINX_HOST_PORT: '',
+      STAMPEDE_PROMETHEUS_HOST_PORT: '',
+      STAMPEDE_GRAFANA_HOST_PORT: '',
     })
     // The one-shot `migrate` service has exited by then and is not waited for; app waits on it anyway.
     .withDefaultWaitStrategy(Wait.forHealthCheck())
