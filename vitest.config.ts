@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config'
 
 export default defineConfig({
   test: {
-    include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
+    include: ['src/**/*.test.ts', 'test/**/*.test.ts', 'loadtest/**/*.test.ts'],
     // Brings up the test stack (or the compose environment) once per run and stops it at the end.
     globalSetup: ['test/global-setup.ts'],
     // Separate processes, one file at a time: some tests stop and start Redis or the replica of the

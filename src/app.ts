@@ -133,7 +133,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       failureRate: config.PAYMENT_FAILURE_RATE,
     }),
     metrics: app.metrics,
-    onReleased: giveBackToGate(config, gate, events),
+    onReleased: giveBackToGate(gate, events),
   })
   app.decorate('orders', orders)
   // A stopping worker writes the orders it has admitted before its pools close.

@@ -14,10 +14,10 @@ function problemsOf(env: NodeJS.ProcessEnv): string[] {
 describe('config', () => {
   it('when nothing is set, then every setting has a default that points at the local stack', () => {
     const config = loadConfig({})
-    expect(config.PORT).toBe(53000)
-    expect(config.DATABASE_URL).toContain('127.0.0.1:55432')
-    expect(config.DATABASE_REPLICA_URL).toContain('127.0.0.1:55433')
-    expect(config.REDIS_URL).toBe('redis://127.0.0.1:56379')
+    expect(config.PORT).toBe(23000)
+    expect(config.DATABASE_URL).toContain('127.0.0.1:25432')
+    expect(config.DATABASE_REPLICA_URL).toContain('127.0.0.1:25433')
+    expect(config.REDIS_URL).toBe('redis://127.0.0.1:26379')
     expect(config.STOCK_STRATEGY).toBe('optimistic')
     expect(config.API_INSTANCES).toBeGreaterThanOrEqual(2)
   })

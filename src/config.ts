@@ -18,21 +18,21 @@ const schema = z.object({
   HOST: z.string().min(1).default('127.0.0.1'),
   // Base ports: worker N of the PM2 cluster listens on PORT + N and serves metrics on METRICS_PORT + N,
   // so nginx can balance over named upstreams and Prometheus can scrape each worker.
-  PORT: port.default(53000),
-  METRICS_PORT: port.default(59100),
+  PORT: port.default(23000),
+  METRICS_PORT: port.default(29100),
   // The jobs process's own metrics, and the merged view of every worker's (/metrics/merged).
-  JOBS_METRICS_PORT: port.default(59199),
+  JOBS_METRICS_PORT: port.default(29199),
   NODE_APP_INSTANCE: z.coerce.number().int().min(0).default(0),
   API_INSTANCES: positiveInt.default(Math.max(2, os.availableParallelism())),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 
   DATABASE_URL: url(['postgres', 'postgresql']).default(
-    'postgres://stampede:stampede@127.0.0.1:55432/stampede',
+    'postgres://stampede:stampede@127.0.0.1:25432/stampede',
   ),
   DATABASE_REPLICA_URL: url(['postgres', 'postgresql']).default(
-    'postgres://stampede:stampede@127.0.0.1:55433/stampede',
+    'postgres://stampede:stampede@127.0.0.1:25433/stampede',
   ),
-  REDIS_URL: url(['redis', 'rediss']).default('redis://127.0.0.1:56379'),
+  REDIS_URL: url(['redis', 'rediss']).default('redis://127.0.0.1:26379'),
   DB_POOL_MAX: positiveInt.default(20),
   DB_REPLICA_POOL_MAX: positiveInt.default(10),
   DB_STATEMENT_TIMEOUT_MS: positiveInt.default(5000),
@@ -74,8 +74,8 @@ const schema = z.object({
 
   // The local stack (scripts/stack.ts). Postgres, replica and Redis ports come from the URLs above.
   STACK_DIR: z.string().min(1).default('.stack'),
-  NGINX_PORT: port.default(58080),
-  NGINX_ADMIN_PORT: port.default(58081),
+  NGINX_PORT: port.default(28080),
+  NGINX_ADMIN_PORT: port.default(28081),
 })
 
 export type Config = z.infer<typeof schema>

@@ -26,7 +26,7 @@ const metrics = createMetrics('jobs')
 metrics.trackPool('primary', primary)
 const gate = createStockGate(redis, { tokenTtlMs: config.GATE_TOKEN_TTL_MS })
 const reconciler = createReconciler({ db, gate, sales: createSales({ db, config, gate }), metrics })
-const onReleased = giveBackToGate(config, gate)
+const onReleased = giveBackToGate(gate)
 
 const log = (fields: Record<string, unknown>, msg: string) =>
   console.log(JSON.stringify({ time: new Date().toISOString(), process: 'jobs', msg, ...fields }))

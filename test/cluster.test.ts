@@ -143,8 +143,8 @@ describe('nginx never replays a POST on another upstream', () => {
     const port = (s: Server) => (s.address() as { port: number }).port
     setup = {
       stackDir: dir,
-      port: 58390,
-      adminPort: 58391,
+      port: 28390,
+      adminPort: 28391,
       // The dying upstream first: least_conn starts with it.
       upstreams: upstreams.map((s) => `127.0.0.1:${port(s)}`),
       jobsMetrics: '127.0.0.1:9',

@@ -202,11 +202,11 @@ describe('the Prometheus configuration', () => {
 
   it('when rendered for a local stack, the target files list its workers and jobs process', () => {
     const files = renderTargets({
-      apiTargets: ['127.0.0.1:59200', '127.0.0.1:59201'],
-      jobsTarget: '127.0.0.1:59299',
+      apiTargets: ['127.0.0.1:29200', '127.0.0.1:29201'],
+      jobsTarget: '127.0.0.1:29299',
     })
-    expect(parse(files['api.yml']!)).toEqual([{ targets: ['127.0.0.1:59200', '127.0.0.1:59201'] }])
-    expect(parse(files['jobs.yml']!)).toEqual([{ targets: ['127.0.0.1:59299'] }])
+    expect(parse(files['api.yml']!)).toEqual([{ targets: ['127.0.0.1:29200', '127.0.0.1:29201'] }])
+    expect(parse(files['jobs.yml']!)).toEqual([{ targets: ['127.0.0.1:29299'] }])
   })
 
   it.runIf(promtoolInstalled)(
@@ -215,9 +215,9 @@ describe('the Prometheus configuration', () => {
       const dir = tempDir()
       await writeAndCheckPrometheusConf({
         dir,
-        port: 59090,
-        apiTargets: ['127.0.0.1:59100', '127.0.0.1:59101'],
-        jobsTarget: '127.0.0.1:59199',
+        port: 29090,
+        apiTargets: ['127.0.0.1:29100', '127.0.0.1:29101'],
+        jobsTarget: '127.0.0.1:29199',
       })
       const result = await run('promtool', ['check', 'config', path.join(dir, 'prometheus.yml')], {
         check: false,

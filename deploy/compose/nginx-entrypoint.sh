@@ -32,13 +32,13 @@ if [ -z "${NGINX_USER+set}" ]; then
 fi
 export NGINX_USER
 
-# One upstream server per PM2 worker of the app container: app:53000 and app:53001 by default, written the
+# One upstream server per PM2 worker of the app container: app:23000 and app:23001 by default, written the
 # way scripts/stack/nginx.ts writes them.
 if [ -z "${API_UPSTREAM_SERVERS:-}" ]; then
   API_UPSTREAM_SERVERS=''
   i=0
   while [ "$i" -lt "${API_INSTANCES:-2}" ]; do
-    line="        server ${API_HOST:-app}:$((${PORT:-53000} + i)) max_fails=3 fail_timeout=5s;"
+    line="        server ${API_HOST:-app}:$((${PORT:-23000} + i)) max_fails=3 fail_timeout=5s;"
     API_UPSTREAM_SERVERS="${API_UPSTREAM_SERVERS:+$API_UPSTREAM_SERVERS
 }$line"
     i=$((i + 1))
@@ -48,7 +48,7 @@ export API_UPSTREAM_SERVERS
 
 # The template's public server listens on 127.0.0.1, right for the local stack; in a container the published
 # port arrives on the container's own interface, so the public server listens on NGINX_PUBLIC_ADDRESS
-# (0.0.0.0). The admin server stays on loopback: reach it with `docker compose exec nginx curl 127.0.0.1:58081`.
+# (0.0.0.0). The admin server stays on loopback: reach it with `docker compose exec nginx curl 127.0.0.1:28081`.
 public_address="${NGINX_PUBLIC_ADDRESS:-0.0.0.0}"
 source_conf=$(sed "s/listen 127\.0\.0\.1:\${NGINX_PORT}/listen $public_address:\${NGINX_PORT}/" "$template")
 

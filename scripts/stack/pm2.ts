@@ -88,7 +88,7 @@ const workersLive = async (a: AppSetup) =>
 
 async function waitForWorkers(a: AppSetup): Promise<void> {
   try {
-    await waitFor('every worker to answer GET /health/live', () => workersLive(a), 10_000)
+    await waitFor('every worker to answer GET /health/live', () => workersLive(a), 30_000)
   } catch (error) {
     throw new Error(`${(error as Error).message}${errLogTail(a)}`)
   }

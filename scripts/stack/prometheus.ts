@@ -20,7 +20,7 @@ import {
 
 export const PROMETHEUS_DIR = path.join(REPO_ROOT, 'deploy', 'prometheus')
 /** The local stack's Prometheus listens here (+ the stack's port offset). */
-export const PROMETHEUS_PORT = 59090
+export const PROMETHEUS_PORT = 29090
 
 export interface PrometheusSetup {
   /** <stack>/prometheus */

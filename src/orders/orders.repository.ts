@@ -17,6 +17,8 @@ export interface Order {
   expiresAt: string
   createdAt: string
   paidAt: string | null
+  /** Set when the Redis gate admitted the order (redis-gate): its units came out of the gate. */
+  reservationToken: string | null
   items: OrderItem[]
 }
 
@@ -29,6 +31,7 @@ interface OrderRow {
   expires_at: Date
   created_at: Date
   paid_at: Date | null
+  reservation_token: string | null
   items: { product_id: number; quantity: number; unit_price_cents: number }[]
 }
 
@@ -41,6 +44,7 @@ const toOrder = (row: OrderRow): Order => ({
   expiresAt: row.expires_at.toISOString(),
   createdAt: row.created_at.toISOString(),
   paidAt: row.paid_at?.toISOString() ?? null,
+  reservationToken: row.reservation_token,
   items: row.items.map((item) => ({
     productId: item.product_id,
     quantity: item.quantity,
@@ -50,7 +54,7 @@ const toOrder = (row: OrderRow): Order => ({
 
 // One query per order read: the items come along as a JSON array.
 const SELECT_ORDER = `
-  SELECT o.id, o.user_id, o.sale_id, o.status, o.total_cents, o.expires_at, o.created_at, o.paid_at,
+  SELECT o.id, o.user_id, o.sale_id, o.status, o.total_cents, o.expires_at, o.created_at, o.paid_at, o.reservation_token,
          COALESCE((SELECT json_agg(json_build_object('product_id', i.product_id, 'quantity', i.quantity,
                                                      'unit_price_cents', i.unit_price_cents)
                                    ORDER BY i.product_id)

@@ -202,6 +202,45 @@ describe('flash sale on the redis-gate strategy', () => {
     expect(await auditOf(apps[0]!, admin, saleId)).toMatchObject({ available: 0, gate: 0, drift: 0 })
   })
 
+  it('when a gate-admitted order is cancelled or expires, its units return to the gate exactly once', async () => {
+    const app = await buildTestApp({ STOCK_STRATEGY: 'redis-gate', RESERVATION_TTL_SECONDS: '1' })
+    try {
+      const saleId = await newSale(app, admin, { units: 3 })
+      const [a, b] = await createLoadTestUsers(app.db.primary, app.config, 2)
+      const cancelled = (await purchase(app, a!, saleId)).json<{ id: string }>()
+      const expiring = (await purchase(app, b!, saleId)).json<{ id: string }>()
+      expect((await auditOf(app, admin, saleId)).gate).toBe(1)
+
+      const cancel = () =>
+        app.inject({
+          method: 'POST',
+          url: `/api/orders/${cancelled.id}/cancel`,
+          headers: { authorization: `Bearer ${a!.token}` },
+        })
+      expect((await cancel()).statusCode).toBe(200)
+      expect((await cancel()).statusCode).toBe(200)
+      expect(await auditOf(app, admin, saleId)).toMatchObject({ gate: 2, available: 2, drift: 0 })
+
+      await new Promise((resolve) => setTimeout(resolve, 1100))
+      const { sweepExpiredReservations } = await import('../orders/expiry-sweeper.js')
+      const { giveBackToGate } = await import('./give-back.js')
+      const onReleased = giveBackToGate(createStockGate(app.redis, { tokenTtlMs: 1000 }))
+      await sweepExpiredReservations(app.db.primary, app.metrics, { onReleased })
+      await sweepExpiredReservations(app.db.primary, app.metrics, { onReleased })
+      expect(expiring.id).toBeDefined()
+      expect(await auditOf(app, admin, saleId)).toMatchObject({
+        gate: 3,
+        available: 3,
+        reserved: 0,
+        drift: 0,
+      })
+      // Both buyers got their allowance back too.
+      expect((await purchase(app, b!, saleId)).statusCode).toBe(201)
+    } finally {
+      await app.close()
+    }
+  })
+
   it('when a keyed purchase is retried, the same order is replayed and a SOLD_OUT is replayed without Postgres', async () => {
     const saleId = await newSale(apps[0]!, admin, { units: 1 })
     const [winner, loser] = await createLoadTestUsers(apps[0]!.db.primary, apps[0]!.config, 2)

@@ -158,6 +158,7 @@ function orderFor(p: Pending, sale: Sale, now: number, ttlSeconds: number): Orde
     expiresAt: new Date(now + ttlSeconds * 1000).toISOString(),
     createdAt: new Date(now).toISOString(),
     paidAt: null,
+    reservationToken: p.token,
     items: [{ productId: sale.productId, quantity: p.quantity, unitPriceCents: sale.priceCents }],
   }
 }

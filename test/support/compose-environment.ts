@@ -55,7 +55,7 @@ export async function startComposeEnvironment(): Promise<ComposeEnvironment> {
       databaseUrl: `postgres://stampede:stampede@${postgres.getHost()}:${postgres.getMappedPort(5432)}/stampede`,
       replicaUrl: `postgres://stampede:stampede@${replica.getHost()}:${replica.getMappedPort(5432)}/stampede`,
       redisUrl: `redis://${redis.getHost()}:${redis.getMappedPort(6379)}`,
-      nginxUrl: `http://${nginx.getHost()}:${nginx.getMappedPort(58080)}`,
+      nginxUrl: `http://${nginx.getHost()}:${nginx.getMappedPort(28080)}`,
       async stop() {
         await started.down({ removeVolumes: true })
       },

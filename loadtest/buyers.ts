@@ -1,0 +1,110 @@
+import { randomUUID } from 'node:crypto'
+import type autocannon from 'autocannon'
+import type { LoadTestUser } from '../src/auth/load-test-users.js'
+import type { Headers } from './load.js'
+
+// The crowd of a flash sale, shared by the stampede and the soak. Buyers take turns (round robin over all
+// users, each request with that user's own token and a fresh Idempotency-Key), and two kinds of
+// misbehaviour are mixed in on purpose:
+// - retries: a share of requests reuse the user's previous key, as a client would after a timeout; they
+//   must get the first answer again (Idempotent-Replayed: true), never a second order;
+// - greedy users: a share of all turns goes to a small group who so try again and again, and hit the
+//   per-user limit while units remain.
+
+export interface BuyerOptions {
+  /** Share of requests that resend the user's previous Idempotency-Key. */
+  replayShare: number
+  /** Share of turns given to the greedy group. */
+  greedyShare: number
+  /** The sale's units and per-user limit, to size the greedy group. */
+  units: number
+  limit: number
+}
+
+export interface BuyerTally {
+  /** Fresh 201s, and 201s replayed from an earlier key. */
+  created: number
+  replayed: number
+  /** Units in fresh 201 answers. */
+  unitsBought: number
+  orderIds: Set<string>
+  duplicateFreshIds: number
+  /** ms since the start: first SOLD_OUT answer, last fresh 201. */
+  firstSoldOutMs: number | null
+  lastOrderMs: number | null
+}
+
+export function createBuyers(users: LoadTestUser[], options: BuyerOptions) {
+  const run = randomUUID().slice(0, 8)
+  // Small enough that each greedy user gets more than `limit` turns before the units run out.
+  const greedyCount = Math.max(
+    1,
+    Math.min(users.length, Math.floor((options.units * options.greedyShare) / (options.limit + 2))),
+  )
+  const lastKey: (string | undefined)[] = users.map(() => undefined)
+  const keysUsed = users.map(() => 0)
+  const freshIds = new Set<string>()
+  let turn = 0
+  let nextUser = 0
+  let nextGreedy = 0
+  let startedAt = Date.now()
+  const tally: BuyerTally = {
+    created: 0,
+    replayed: 0,
+    unitsBought: 0,
+    orderIds: new Set(),
+    duplicateFreshIds: 0,
+    firstSoldOutMs: null,
+    lastOrderMs: null,
+  }
+
+  return {
+    tally,
+    start(at: number) {
+      startedAt = at
+    },
+
+    /** Makes `request` the next buyer's purchase: their token, and a new key or (sometimes) the last one. */
+    next(request: autocannon.Request, context: Record<string, unknown>, saleId: number): autocannon.Request {
+      const n = turn++
+      const greedyTurn = Math.floor((n + 1) * options.greedyShare) > Math.floor(n * options.greedyShare)
+      const u = greedyTurn ? nextGreedy++ % greedyCount : nextUser++ % users.length
+      const retry = lastKey[u] !== undefined && Math.random() < options.replayShare
+      const key = retry ? lastKey[u]! : `${run}-${u}-${++keysUsed[u]!}`
+      lastKey[u] = key
+      context.retry = retry
+      request.method = 'POST'
+      request.path = `/api/sales/${saleId}/purchase`
+      request.body = '{"quantity":1}'
+      request.headers = {
+        'content-type': 'application/json',
+        authorization: `Bearer ${users[u]!.token}`,
+        'idempotency-key': key,
+      }
+      return request
+    },
+
+    /** Reads a purchase answer: order ids from 201s (fresh or replayed), the first SOLD_OUT. */
+    record(status: number, body: string, headers: Headers) {
+      const t = Date.now() - startedAt
+      if (status === 201) {
+        const order = JSON.parse(body) as { id: string; items: { quantity: number }[] }
+        const replayHeader = headers['idempotent-replayed'] ?? headers['Idempotent-Replayed']
+        tally.orderIds.add(order.id)
+        if (replayHeader === 'true') {
+          tally.replayed++
+          return
+        }
+        tally.created++
+        if (freshIds.has(order.id)) tally.duplicateFreshIds++
+        freshIds.add(order.id)
+        tally.unitsBought += order.items.reduce((sum, item) => sum + item.quantity, 0)
+        tally.lastOrderMs = t
+      } else if (status === 409 && tally.firstSoldOutMs === null && body.includes('"SOLD_OUT"')) {
+        tally.firstSoldOutMs = t
+      }
+    },
+  }
+}
+
+export type Buyers = ReturnType<typeof createBuyers>

@@ -1,0 +1,49 @@
+import type { LoadStats } from './load.js'
+import type { MetricsDelta } from './prometheus.js'
+import type { Verification } from './verify.js'
+
+// What every scenario hands to the verifier and the report.
+
+export interface SaleOutcome {
+  saleId: number
+  units: number
+  perUserLimit: number
+  strategy: string
+  /** Units in orders after the run (the audit's reserved + sold). */
+  sold: number
+  /** ms from the start to the first SOLD_OUT answer: the gate (or Postgres) said "none left". */
+  firstSoldOutMs: number | null
+  /** ms from the start to the last fresh 201: when the last order was durable and its buyer answered. */
+  lastOrderMs: number | null
+  /** Units in fresh 201 answers per second up to the last of them. */
+  durableUnitsPerSecond: number | null
+  /** 201 answers: fresh, and replays of an earlier key (Idempotent-Replayed: true). */
+  created: number
+  replayed: number
+}
+
+export interface ScenarioRun {
+  scenario: string
+  params: Record<string, string | number>
+  startedAt: string
+  /** The stock strategy the workers ran with (from the audit, or the settings). */
+  strategy: string
+  load: LoadStats
+  sale: SaleOutcome | null
+  /** Units on offer over time (GET /api/sales/:id every 200 ms), seconds since the start. */
+  stock: { t: number; remaining: number }[]
+  metrics: MetricsDelta | null
+  verification: Verification
+}
+
+/** What the verifier needs from a run: the sale it sold, the users it acted as, the orders it was told of. */
+export interface RunEvidence {
+  saleId: number | null
+  userIds: string[]
+  /** Every order id a 201 answer carried (fresh or replayed). */
+  orderIds: Set<string>
+  /** Fresh 201s whose order id another fresh 201 had already carried (must stay 0). */
+  duplicateFreshIds: number
+  /** Requests whose answers never arrived (cut off at the end, timed out): orders they made are unseen. */
+  unanswered: number
+}

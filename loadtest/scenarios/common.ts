@@ -1,0 +1,99 @@
+import type { AdminApi, SaleView } from '../admin.js'
+import type { Buyers } from '../buyers.js'
+import { sampleEvery, type LoadStats } from '../load.js'
+import { metricsDelta, scrape, type MetricsDelta } from '../prometheus.js'
+import type { RunEvidence, SaleOutcome, ScenarioRun } from '../scenario.js'
+import type { LoadTarget } from '../target.js'
+import { verifyInvariants } from '../verify.js'
+
+// What the scenarios share: the context they run in, the metrics before/after, the stock sampler, and
+// the ending every scenario has (verify the invariants, assemble the run for the report).
+
+export interface ScenarioContext {
+  target: LoadTarget
+  admin: AdminApi
+  log(message: string): void
+}
+
+/** Runs the load between two scrapes of the app's counters; null metrics when no endpoint answers. */
+export async function withMetrics<T>(
+  target: LoadTarget,
+  load: () => Promise<T>,
+): Promise<{ value: T; metrics: MetricsDelta | null }> {
+  const before = await scrape(target.metrics)
+  const value = await load()
+  const after = await scrape(target.metrics)
+  return { value, metrics: metricsDelta(before, after) }
+}
+
+/** Samples the units on offer every 200 ms, the way a storefront sees them (GET /api/sales/:id). */
+export function watchSale(target: LoadTarget, saleId: number, since: () => number) {
+  let remaining: number | undefined
+  const sampler = sampleEvery(200, since, async () => {
+    const response = await fetch(`${target.nginxUrl}/api/sales/${saleId}`, {
+      signal: AbortSignal.timeout(1000),
+    })
+    if (!response.ok) return undefined
+    remaining = ((await response.json()) as SaleView).remaining
+    return remaining
+  })
+  return {
+    remaining: () => remaining,
+    stop: () => sampler.stop(),
+    points: () => sampler.points.map((p) => ({ t: p.t, remaining: p.value })),
+  }
+}
+
+export function saleOutcome(sale: SaleView, buyers: Buyers, strategy: string, sold: number): SaleOutcome {
+  const { tally } = buyers
+  return {
+    saleId: sale.id,
+    units: sale.unitsTotal,
+    perUserLimit: sale.perUserLimit,
+    strategy,
+    sold,
+    firstSoldOutMs: tally.firstSoldOutMs,
+    lastOrderMs: tally.lastOrderMs,
+    durableUnitsPerSecond:
+      tally.lastOrderMs && tally.lastOrderMs > 0 ? tally.unitsBought / (tally.lastOrderMs / 1000) : null,
+    created: tally.created,
+    replayed: tally.replayed,
+  }
+}
+
+export async function finishRun(
+  ctx: ScenarioContext,
+  run: Omit<ScenarioRun, 'verification' | 'strategy' | 'sale'> & {
+    evidence: RunEvidence
+    sale?: { view: SaleView; buyers: Buyers }
+  },
+): Promise<ScenarioRun> {
+  ctx.log('verifying the invariants ...')
+  const verification = await verifyInvariants({
+    db: ctx.target.db,
+    admin: ctx.admin,
+    evidence: run.evidence,
+    sweepIntervalMs: ctx.target.config.SWEEP_INTERVAL_MS,
+  })
+  const strategy = verification.audit?.strategy ?? ctx.target.config.STOCK_STRATEGY
+  const sold = verification.audit ? verification.audit.reserved + verification.audit.sold : 0
+  return {
+    scenario: run.scenario,
+    params: run.params,
+    startedAt: run.startedAt,
+    strategy,
+    load: run.load,
+    sale: run.sale ? saleOutcome(run.sale.view, run.sale.buyers, strategy, sold) : null,
+    stock: run.stock,
+    metrics: run.metrics,
+    verification,
+  }
+}
+
+export const noEvidence = (load: LoadStats): RunEvidence => ({
+  saleId: null,
+  userIds: [],
+  orderIds: new Set(),
+  duplicateFreshIds: 0,
+  unanswered: load.unanswered + load.errors,
+})

@@ -1,0 +1,65 @@
+import type { ScenarioRun } from '../scenario.js'
+import { browse, BROWSE_DEFAULTS } from './browse.js'
+import { ceiling, CEILING_DEFAULTS } from './ceiling.js'
+import { checkout, CHECKOUT_DEFAULTS } from './checkout.js'
+import type { ScenarioContext } from './common.js'
+import { soak, SOAK_DEFAULTS } from './soak.js'
+import { stampede, STAMPEDE_DEFAULTS } from './stampede.js'
+
+// Every scenario by name, with its parameters' defaults: the command line offers exactly these keys
+// (camelCase keys become --kebab-case flags).
+
+type Params = Record<string, number>
+interface Scenario {
+  defaults: Params
+  run(ctx: ScenarioContext, params: Params): Promise<ScenarioRun>
+  summary: string
+}
+
+const scenario = <P extends object>(
+  defaults: P,
+  run: (ctx: ScenarioContext, params: P) => Promise<ScenarioRun>,
+  summary: string,
+): Scenario => ({
+  defaults: defaults as unknown as Params,
+  run: (ctx, params) => run(ctx, params as unknown as P),
+  summary,
+})
+
+export const SCENARIOS: Record<string, Scenario> = {
+  ceiling: scenario(CEILING_DEFAULTS, ceiling, 'GET /health/live through nginx and PM2: the reference'),
+  browse: scenario(BROWSE_DEFAULTS, browse, 'product and sale pages: the cache path'),
+  stampede: scenario(STAMPEDE_DEFAULTS, stampede, 'a flash sale: units, distinct users, retries, limits'),
+  checkout: scenario(CHECKOUT_DEFAULTS, checkout, 'cart, checkout and pay on one product'),
+  soak: scenario(SOAK_DEFAULTS, soak, 'a constant mixed rate for a longer time'),
+}
+
+export const flagOf = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
+
+/** The scenario's defaults with the flags given (`--units 100`); unknown or non-numeric flags throw. */
+export function scenarioParams(name: string, flags: Record<string, string | undefined>): Params {
+  const found = SCENARIOS[name]
+  if (!found)
+    throw new Error(`unknown scenario ${JSON.stringify(name)}: ${Object.keys(SCENARIOS).join(', ')}`)
+  const params: Params = { ...found.defaults }
+  for (const key of Object.keys(params)) {
+    const given = flags[flagOf(key)]
+    if (given === undefined) continue
+    const value = Number(given)
+    if (!Number.isFinite(value) || value < 0)
+      throw new Error(`--${flagOf(key)} ${given}: expected a number >= 0`)
+    params[key] = value
+  }
+  return params
+}
+
+export function usage(): string {
+  return Object.entries(SCENARIOS)
+    .map(
+      ([name, s]) =>
+        `  ${name.padEnd(9)} ${s.summary}\n            ${Object.entries(s.defaults)
+          .map(([k, v]) => `--${flagOf(k)} ${v}`)
+          .join(' ')}`,
+    )
+    .join('\n')
+}
