@@ -25,6 +25,7 @@ import { createRateLimiter } from './rate-limit/rate-limiter.js'
 import { createOrderBatcher } from './sales/order-batcher.js'
 import { createPurchases } from './sales/purchase.service.js'
 import { giveBackToGate } from './sales/give-back.js'
+import { rebuildGateFromPostgres } from './sales/gate-rebuild.js'
 import { createSaleEvents } from './sales/sale-events.js'
 import saleAdminRoutes from './sales/sales.admin.routes.js'
 import saleRoutes from './sales/sales.routes.js'
@@ -89,12 +90,12 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   const cart = createCart({ db: app.db })
   const reserveStock = stockStrategy(config.STOCK_STRATEGY, { lockTimeoutMs: config.STOCK_LOCK_TIMEOUT_MS })
   const gate = createStockGate(app.redis, { tokenTtlMs: config.GATE_TOKEN_TTL_MS })
-  const sales = createSales({ db: app.db, config, gate })
+  const sales = createSales({ db: app.db, config, gate, cache: app.cache })
   const events = createSaleEvents({
     publisher: app.redis,
     subscriber: app.redis.duplicate({ enableOfflineQueue: true, lazyConnect: false }),
     snapshot: async (saleId) => {
-      const sale = await sales.getSale(saleId)
+      const sale = await sales.getSale(saleId, { fresh: true })
       return {
         saleId,
         remaining: sale.remaining,
@@ -121,7 +122,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     reserveStock,
     rateLimiter: createRateLimiter(app.redis),
     metrics: app.metrics,
-    rebuildGate: sales.rebuildGate,
+    rebuildGate: (saleId) => rebuildGateFromPostgres(app.db.primary, gate, saleId),
     saleChanged: events.changed,
   })
   const orders = createOrders({

@@ -9,7 +9,6 @@ import { createPool } from './plugins/postgres.plugin.js'
 import { createRedis } from './plugins/redis.plugin.js'
 import { giveBackToGate } from './sales/give-back.js'
 import { createReconciler } from './sales/reconciler.js'
-import { createSales } from './sales/sales.service.js'
 import { createStockGate } from './sales/stock-gate.js'
 
 // The `jobs` process (one PM2 fork): background work no request waits for. Every job here is safe
@@ -18,14 +17,13 @@ import { createStockGate } from './sales/stock-gate.js'
 const config = loadConfigOrExit()
 // Background jobs decide stock, so they read everything from the primary.
 const primary = createPool(config.DATABASE_URL, 4, config, 'jobs')
-const db = { primary, replica: primary, readPool: () => primary }
 const redis = createRedis(config)
 redis.on('error', () => undefined)
 await redis.connect().catch(() => undefined)
 const metrics = createMetrics('jobs')
 metrics.trackPool('primary', primary)
 const gate = createStockGate(redis, { tokenTtlMs: config.GATE_TOKEN_TTL_MS })
-const reconciler = createReconciler({ db, gate, sales: createSales({ db, config, gate }), metrics })
+const reconciler = createReconciler({ db: { primary }, gate, metrics })
 const onReleased = giveBackToGate(gate)
 
 const log = (fields: Record<string, unknown>, msg: string) =>
@@ -67,8 +65,8 @@ process.send?.('ready')
 log({ sweepMs: config.SWEEP_INTERVAL_MS, reconcileMs: config.RECONCILE_INTERVAL_MS }, 'jobs started')
 await Promise.all([
   every('expiry sweep', config.SWEEP_INTERVAL_MS, async () => {
-    const expired = await sweepExpiredReservations(db.primary, metrics, { onReleased })
-    const keys = await deleteExpiredKeys(db.primary, 5000)
+    const expired = await sweepExpiredReservations(primary, metrics, { onReleased })
+    const keys = await deleteExpiredKeys(primary, 5000)
     return expired > 0 || keys > 0 ? { expired, idempotencyKeysDeleted: keys } : null
   }),
   every('reconcile', config.RECONCILE_INTERVAL_MS, async () => {

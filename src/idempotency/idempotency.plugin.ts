@@ -74,7 +74,7 @@ export function replayOrReuseError(
 //   `Idempotent-Replayed: true`; the same key while the first request still runs answers 409; the
 //   same key on a different request (method, path or body) answers 422;
 // - requests that fail validation never get here (validation runs before preHandlers) and are not
-//   stored; 5xx answers are not stored either, so the client may retry them.
+//   stored; nor are 429 and 5xx answers, so the client may retry them.
 // The fast path is Redis only (one script before, one after), so a keyed purchase that ends SOLD_OUT
 // never touches Postgres. Responses that come with an effect (an order) are also stored in Postgres
 // in the effect's own transaction; that copy is the backstop if Redis forgets.
@@ -135,14 +135,12 @@ export default fp(
       const inFlight = request.idempotency
       if (!inFlight) return
       request.idempotency = null
-      const keep = reply.statusCode < 500 && typeof payload === 'string'
+      // 429 (rate limited, or over the per-user limit until an order is cancelled) and 5xx answers say
+      // "not now", not what the request did: the key is freed so a retry runs. The payload is already
+      // JSON, so the stored state is assembled around it.
+      const keep = reply.statusCode < 500 && reply.statusCode !== 429 && typeof payload === 'string'
       const state = keep
-        ? JSON.stringify({
-            h: inFlight.record.requestHash,
-            t: inFlight.token,
-            s: reply.statusCode,
-            b: JSON.parse(payload),
-          })
+        ? `{"h":${JSON.stringify(inFlight.record.requestHash)},"t":"${inFlight.token}","s":${reply.statusCode},"b":${payload}}`
         : ''
       // If Redis is away the effect still stands: the lock frees itself after LOCK_TTL_MS, and a retry
       // then finds the Postgres copy.

@@ -17,6 +17,9 @@ export function createRedis(config: Config): Redis {
     connectTimeout: 2000,
     retryStrategy: (attempt) => Math.min(attempt * 100, 1000),
     lazyConnect: true,
+    // Commands issued in the same event-loop turn (hundreds, in a stampede) go out in one write and
+    // come back in one read: far fewer system calls for the worker and for Redis.
+    enableAutoPipelining: true,
   })
 }
 

@@ -149,15 +149,7 @@ describe('flash sale on the redis-gate strategy', () => {
     await new Promise((resolve) => setTimeout(resolve, 300))
     // Two reconcilers at once, as two jobs processes would.
     const { createReconciler } = await import('./reconciler.js')
-    const { createSales } = await import('./sales.service.js')
-    const reconcilers = apps.slice(0, 2).map((a) =>
-      createReconciler({
-        db: a.db,
-        gate,
-        sales: createSales({ db: a.db, config: a.config, gate }),
-        metrics: a.metrics,
-      }),
-    )
+    const reconcilers = apps.slice(0, 2).map((a) => createReconciler({ db: a.db, gate, metrics: a.metrics }))
     const results = await Promise.all(reconcilers.map((r) => r.reconcileSale(saleId)))
 
     expect(results.reduce((sum, r) => sum + r.returned, 0)).toBe(1)

@@ -33,9 +33,17 @@ export interface PurchaseDeps {
   saleChanged(saleId: number): void
 }
 
+/** How long a worker answers SOLD_OUT from memory after the gate said so. */
+const SOLD_OUT_MEMO_MS = 250
+
 export function createPurchases(deps: PurchaseDeps) {
   const { db, config, gate, batcher, reserveStock, rateLimiter, metrics } = deps
   const strategy = config.STOCK_STRATEGY
+  // Most of a stampede's requests arrive after the last unit is gone. Once the gate said SOLD_OUT,
+  // this worker answers the same for SOLD_OUT_MEMO_MS without asking Redis again. A unit given back
+  // meanwhile (a cancelled order) is offered again at most that much later: the brief allows the
+  // remaining count to come from memory for a few hundred milliseconds, never a sale to be oversold.
+  const soldOutUntil = new Map<number, number>()
 
   /**
    * The flash-sale fast path. The gate answers most buyers (sold out, closed, over the limit) from
@@ -53,6 +61,7 @@ export function createPurchases(deps: PurchaseDeps) {
         deps.saleChanged(saleId)
         return batcher.submit({ saleId, userId, quantity, token: admission.token, idempotency })
       case 'sold_out':
+        if (admission.remaining === 0) soldOutUntil.set(saleId, Date.now() + SOLD_OUT_MEMO_MS)
         throw new SoldOutError(saleId)
       case 'not_started':
         throw new SaleNotActiveError(saleId, 'upcoming')
@@ -111,6 +120,7 @@ export function createPurchases(deps: PurchaseDeps) {
   return {
     async purchase(userId: string, saleId: number, quantity: number, idempotency: IdempotentRequest | null) {
       try {
+        if ((soldOutUntil.get(saleId) ?? 0) > Date.now()) throw new SoldOutError(saleId)
         await rateLimiter.check([
           { scope: `user:${userId}`, perWindow: config.RATE_LIMIT_USER_PER_SECOND },
           { scope: `sale:${saleId}`, perWindow: config.RATE_LIMIT_SALE_PER_SECOND },

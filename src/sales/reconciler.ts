@@ -1,7 +1,7 @@
 import type { Metrics } from '../metrics.js'
 import type { Db } from '../plugins/postgres.plugin.js'
-import type { Sales } from './sales.service.js'
-import { listCurrentSales } from './sales.repository.js'
+import { rebuildGateFromPostgres } from './gate-rebuild.js'
+import { listSalesToReconcile } from './sales.repository.js'
 import type { StockGate } from './stock-gate.js'
 
 export interface ReconcileResult {
@@ -18,13 +18,14 @@ export interface ReconcileResult {
  * Keeps the Redis gate honest against Postgres (invariant I3). Runs in the jobs process; every step
  * is safe when two reconcilers, or a reconciler and the workers, run at once.
  */
-export function createReconciler(deps: { db: Db; gate: StockGate; sales: Sales; metrics: Metrics }) {
-  const { db, gate, sales, metrics } = deps
+export function createReconciler(deps: { db: Pick<Db, 'primary'>; gate: StockGate; metrics: Metrics }) {
+  const { db, gate, metrics } = deps
 
   async function reconcileSale(saleId: number): Promise<ReconcileResult> {
     const result: ReconcileResult = { saleId, rebuilt: false, returned: 0, dropped: 0, drift: null }
     // A missing gate (Redis restarted empty) is rebuilt from Postgres; until then buyers get 503.
-    if ((await gate.remaining(saleId)) === null) result.rebuilt = await sales.rebuildGate(saleId)
+    if ((await gate.remaining(saleId)) === null)
+      result.rebuilt = await rebuildGateFromPostgres(db.primary, gate, saleId)
 
     // Concurrency: a token whose deadline passed belongs to a worker that died between the gate and
     // its batch. If its order exists, the units are sold and the token is just dropped; if not, the
@@ -67,11 +68,11 @@ export function createReconciler(deps: { db: Db; gate: StockGate; sales: Sales; 
 
   return {
     reconcileSale,
-    /** Every sale that is running or ended within the last day. */
+    /** Every sale that is open, or closed so recently that reservation tokens may still be in flight. */
     async reconcileAll(): Promise<ReconcileResult[]> {
-      const current = await listCurrentSales(db.primary, 200)
       const results: ReconcileResult[] = []
-      for (const sale of current) results.push(await reconcileSale(sale.id))
+      for (const saleId of await listSalesToReconcile(db.primary, 15))
+        results.push(await reconcileSale(saleId))
       return results
     },
   }

@@ -66,6 +66,16 @@ export async function listCurrentSales(db: Queryable, limit: number): Promise<Sa
   return rows.map(toSale)
 }
 
+/** Sales whose gate may still move: open now, or closed less than `graceMinutes` ago. */
+export async function listSalesToReconcile(db: Queryable, graceMinutes: number): Promise<number[]> {
+  const { rows } = await db.query<{ id: number }>(
+    `SELECT id FROM flash_sales
+      WHERE starts_at <= now() AND ends_at > now() - make_interval(mins => $1) ORDER BY id`,
+    [graceMinutes],
+  )
+  return rows.map((row) => row.id)
+}
+
 export interface NewSale {
   productId: number
   priceCents: number

@@ -1,5 +1,7 @@
+import type { CachePolicy, TwoLevelCache } from '../cache/two-level-cache.js'
 import type { Config } from '../config.js'
 import { withTransaction } from '../db/transaction.js'
+import { rebuildGateFromPostgres } from './gate-rebuild.js'
 import { InvalidSaleWindowError, NotFoundError, OutOfStockError } from '../errors.js'
 import type { Db } from '../plugins/postgres.plugin.js'
 import { saleStatus, type SaleStatus } from './sale-status.js'
@@ -8,7 +10,6 @@ import {
   findSale,
   insertSaleAllottingStock,
   listCurrentSales,
-  lockSaleForGate,
   type NewSale,
   type Sale,
 } from './sales.repository.js'
@@ -48,58 +49,52 @@ export interface SaleAuditReport {
   violations: string[]
 }
 
-export function createSales(deps: { db: Db; config: Config; gate: StockGate }) {
+/** What never changes once a sale exists (there is no sale update), cached like a product. */
+type SaleFacts = Omit<SaleView, 'status' | 'remaining'>
+
+const toFacts = (sale: Sale): SaleFacts => ({
+  id: sale.id,
+  productId: sale.productId,
+  productName: sale.productName,
+  priceCents: sale.priceCents,
+  unitsTotal: sale.unitsTotal,
+  perUserLimit: sale.perUserLimit,
+  startsAt: sale.startsAt.toISOString(),
+  endsAt: sale.endsAt.toISOString(),
+})
+
+export const SALE_CACHE: CachePolicy = {
+  l1TtlMs: 5000,
+  l2: { ttlMs: 60_000, staleMs: 30_000 },
+  negativeTtlMs: 1000,
+}
+// Remaining units change with every purchase: memory only, for at most 250 ms (±20%), never Redis' L2.
+// A sale page may show a count that old; buying never reads it (the gate decides).
+export const SALE_REMAINING_CACHE: CachePolicy = { l1TtlMs: 250, l2: false, negativeTtlMs: 250 }
+
+export function createSales(deps: { db: Db; config: Config; gate: StockGate; cache: TwoLevelCache }) {
   const { db, config, gate } = deps
   const usesGate = config.STOCK_STRATEGY === 'redis-gate'
+  const facts = deps.cache.family<SaleFacts>('sale', SALE_CACHE)
+  const remainingUnits = deps.cache.family<number>('sale-remaining', SALE_REMAINING_CACHE)
 
   // Remaining units come from the gate (Redis) under redis-gate, and from the primary otherwise: never
   // from a long-lived cache, and never from the replica, which may lag.
-  async function remainingOf(sale: Sale): Promise<number> {
-    if (usesGate) {
-      const remaining = await gate.remaining(sale.id)
-      if (remaining !== null) return remaining
-    }
-    return (await findSale(db.primary, sale.id))?.available ?? 0
+  async function currentRemaining(saleId: number): Promise<number | undefined> {
+    const fromGate = usesGate ? await gate.remaining(saleId) : null
+    return fromGate ?? (await findSale(db.primary, saleId))?.available
   }
 
-  async function view(sale: Sale): Promise<SaleView> {
-    const remaining = await remainingOf(sale)
-    return {
-      id: sale.id,
-      productId: sale.productId,
-      productName: sale.productName,
-      priceCents: sale.priceCents,
-      unitsTotal: sale.unitsTotal,
-      perUserLimit: sale.perUserLimit,
-      startsAt: sale.startsAt.toISOString(),
-      endsAt: sale.endsAt.toISOString(),
-      status: saleStatus(sale, remaining),
-      remaining,
-    }
-  }
-
-  /**
-   * Builds the sale's gate from Postgres unless it exists. The sale row stays locked while the gate
-   * is written, so no batch commits in between and the gate starts exactly at Postgres' count.
-   */
-  async function rebuildGate(saleId: number): Promise<boolean> {
-    return withTransaction(db.primary, async (tx) => {
-      const state = await lockSaleForGate(tx, saleId)
-      if (!state) return false
-      return gate.build(saleId, {
-        available: state.sale.available,
-        startsAt: state.sale.startsAt,
-        endsAt: state.sale.endsAt,
-        perUserLimit: state.sale.perUserLimit,
-        version: state.sale.version,
-        usersHolding: state.usersHolding,
-      })
-    })
+  async function view(sale: SaleFacts, fresh = false): Promise<SaleView> {
+    const remaining =
+      (fresh
+        ? await currentRemaining(sale.id)
+        : await remainingUnits.get(sale.id, () => currentRemaining(sale.id))) ?? 0
+    const window = { startsAt: new Date(sale.startsAt), endsAt: new Date(sale.endsAt) }
+    return { ...sale, status: saleStatus(window, remaining), remaining }
   }
 
   return {
-    rebuildGate,
-
     async createSale(input: NewSale): Promise<SaleView> {
       if (input.endsAt <= input.startsAt || input.endsAt.getTime() <= Date.now())
         throw new InvalidSaleWindowError()
@@ -110,19 +105,27 @@ export function createSales(deps: { db: Db; config: Config; gate: StockGate }) {
         if (id === undefined) throw new OutOfStockError(input.productId)
         return id
       })
-      await rebuildGate(saleId)
-      return view((await findSale(db.primary, saleId))!)
+      await rebuildGateFromPostgres(db.primary, gate, saleId)
+      await facts.invalidate(saleId)
+      return view(toFacts((await findSale(db.primary, saleId))!))
     },
 
-    async getSale(saleId: number): Promise<SaleView> {
-      // The sale's fixed facts may come from the replica; its remaining units never do.
-      const sale = (await findSale(db.replica, saleId)) ?? (await findSale(db.primary, saleId))
+    /**
+     * A sale as a page shows it. `fresh` skips the 250 ms memory of the remaining count: the live
+     * numbers feed uses it, since its last update after a sell-out must say 0.
+     */
+    async getSale(saleId: number, options: { fresh?: boolean } = {}): Promise<SaleView> {
+      // The sale's fixed facts may come from the cache or the replica; its remaining units never do.
+      const sale = await facts.get(saleId, async ({ recentlyWritten }) => {
+        const found = await findSale(recentlyWritten ? db.primary : db.readPool(), saleId)
+        return found && toFacts(found)
+      })
       if (!sale) throw new NotFoundError(`sale ${saleId}`)
-      return view(sale)
+      return view(sale, options.fresh)
     },
 
     async listSales(): Promise<SaleView[]> {
-      return Promise.all((await listCurrentSales(db.replica, 50)).map(view))
+      return Promise.all((await listCurrentSales(db.readPool(), 50)).map((sale) => view(toFacts(sale))))
     },
 
     /** The invariant report of one sale, from the primary and the gate. */
