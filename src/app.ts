@@ -113,6 +113,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     reservationTtlSeconds: config.RESERVATION_TTL_SECONDS,
     maxBatch: config.ORDER_BATCH_MAX,
     maxWaitMs: config.ORDER_BATCH_WAIT_MS,
+    maxConcurrent: config.ORDER_BATCH_CONCURRENCY,
   })
   const purchases = createPurchases({
     db: app.db,

@@ -58,6 +58,7 @@ const schema = z.object({
   // an idle worker waits for company before writing a lone order.
   ORDER_BATCH_MAX: positiveInt.default(128),
   ORDER_BATCH_WAIT_MS: z.coerce.number().int().min(0).default(2),
+  ORDER_BATCH_CONCURRENCY: positiveInt.default(3),
   // How long an admitted reservation may stay unconfirmed before the reconciler returns its units.
   GATE_TOKEN_TTL_MS: positiveInt.default(30_000),
   RECONCILE_INTERVAL_MS: positiveInt.default(1000),

@@ -15,7 +15,7 @@ import type { IdempotentRequest } from '../idempotency/idempotency.plugin.js'
 import type { Metrics } from '../metrics.js'
 import type { Db } from '../plugins/postgres.plugin.js'
 import { PRODUCT_STOCK, confirmSold, type ReserveStock } from '../stock/stock.js'
-import { retryStockConflicts } from '../stock/stock-retry.js'
+import { countedIn, retryPolicyOf, retryStockConflicts } from '../stock/stock-retry.js'
 import {
   findOrder,
   insertReservedOrder,
@@ -45,11 +45,7 @@ export interface OrdersDeps {
 export function createOrders(deps: OrdersDeps) {
   const { db, config, reserveStock, payments, metrics } = deps
   const strategy = config.STOCK_STRATEGY
-  const retryPolicy = {
-    maxAttempts: config.STOCK_MAX_ATTEMPTS,
-    baseMs: config.STOCK_RETRY_BASE_MS,
-    capMs: config.STOCK_RETRY_CAP_MS,
-  }
+  const retryPolicy = retryPolicyOf(config)
 
   /** An order as its owner (or an admin) may see it; anyone else gets the same 404 as for no order. */
   async function orderVisibleTo(
@@ -69,7 +65,7 @@ export function createOrders(deps: OrdersDeps) {
    * A lost stock race rolls the whole transaction back and runs it again after a backoff.
    */
   async function checkout(userId: string, idempotency: IdempotentRequest | null): Promise<Order> {
-    const { value: order, retries } = await retryStockConflicts(
+    const order = await retryStockConflicts(
       retryPolicy,
       () =>
         withTransaction(db.primary, async (tx) => {
@@ -95,9 +91,8 @@ export function createOrders(deps: OrdersDeps) {
           await idempotency?.saveWithin(tx, 201, created)
           return created
         }),
-      () => metrics.stockConflicts.inc({ strategy }),
+      countedIn(metrics, strategy),
     )
-    metrics.stockRetries.observe({ strategy }, retries)
     metrics.ordersTotal.inc({ status: 'reserved' })
     return order
   }

@@ -35,46 +35,55 @@ export interface BatcherOptions {
   maxBatch: number
   /** How long the first buyer of an idle worker waits for company before its batch is written. */
   maxWaitMs: number
+  /** How many batch transactions one worker runs at once. */
+  maxConcurrent: number
 }
 
 /**
- * Write batching for the redis-gate strategy. Admitted buyers queue here; one transaction at a time
- * writes a whole batch: one conditional UPDATE of the sale's stock for the batch's sum, one
- * multi-row INSERT of the orders and their items, and the batch's idempotency records. Each buyer is
- * answered when its batch commits. While a batch is being written, the next one fills up, so the
- * batch size follows the load: 1 when idle (after maxWaitMs), up to maxBatch in a stampede.
+ * Write batching for the redis-gate strategy. Admitted buyers queue here; one transaction writes a
+ * whole batch: the batch's idempotency records, the buyers' per-user allowance, one multi-row INSERT
+ * of the orders and their items, and one conditional UPDATE of the sale's stock for the batch's sum.
+ * Each buyer is answered when its batch commits. While batches are being written the next ones fill
+ * up, so the batch size follows the load: 1 when idle (after maxWaitMs), up to maxBatch in a stampede.
  */
 export function createOrderBatcher(options: BatcherOptions) {
   const { db, gate, metrics } = options
-  let queue: Pending[] = []
-  let writing: Promise<void> | null = null
+  const queue: Pending[] = []
+  let writing = 0
   let timer: NodeJS.Timeout | null = null
+  const idleWaiters: (() => void)[] = []
   // A sale's price, product and limit never change once it is created: read each once per worker.
   const sales = new Map<number, Promise<Sale | undefined>>()
 
   function submit(purchase: AdmittedPurchase): Promise<Order> {
     return new Promise<Order>((resolve, reject) => {
       queue.push({ ...purchase, orderId: randomUUID(), resolve, reject })
-      if (writing) return
-      if (queue.length >= options.maxBatch) void drain()
-      else timer ??= setTimeout(() => void drain(), options.maxWaitMs)
+      // A full batch goes at once; a lone buyer waits maxWaitMs for company. While every writer is busy
+      // the queue just grows, and the next writer to finish takes it.
+      if (writing >= options.maxConcurrent) return
+      if (queue.length >= options.maxBatch) startWriters()
+      else timer ??= setTimeout(startWriters, options.maxWaitMs)
     })
   }
 
-  async function drain(): Promise<void> {
+  // Concurrency: up to maxConcurrent batch transactions per worker overlap. They serialise only on
+  // the sale row's UPDATE, which each takes last, just before COMMIT, so the row is locked briefly.
+  function startWriters(): void {
     if (timer) clearTimeout(timer)
     timer = null
-    if (writing) return writing
-    writing = (async () => {
-      while (queue.length > 0) {
-        const batch = queue.slice(0, options.maxBatch)
-        queue = queue.slice(batch.length)
-        for (const [saleId, items] of groupBy(batch, (p) => p.saleId)) await writeSaleBatch(saleId, items)
-      }
-    })().finally(() => {
-      writing = null
-    })
-    return writing
+    while (queue.length > 0 && writing < options.maxConcurrent) {
+      const batch = queue.splice(0, options.maxBatch)
+      writing++
+      void writeBatch(batch).finally(() => {
+        writing--
+        if (queue.length > 0) startWriters()
+        else if (writing === 0) idleWaiters.splice(0).forEach((wake) => wake())
+      })
+    }
+  }
+
+  async function writeBatch(batch: Pending[]): Promise<void> {
+    for (const [saleId, items] of groupBy(batch, (p) => p.saleId)) await writeSaleBatch(saleId, items)
   }
 
   async function saleOf(saleId: number): Promise<Sale> {
@@ -94,6 +103,12 @@ export function createOrderBatcher(options: BatcherOptions) {
         settled.clear()
         const live = await dropReplaysAndOverLimit(tx, sale, items, ordersOf, settled)
         if (live.length === 0) return null
+        await insertOrders(
+          tx,
+          sale,
+          live.map((p) => ordersOf.get(p)!),
+          live,
+        )
         const units = live.reduce((sum, p) => sum + p.quantity, 0)
         // Concurrency: one conditional UPDATE for the whole batch. Postgres stays the authority: if the
         // gate ever admitted more than Postgres has, the UPDATE matches nothing and the batch fails.
@@ -103,12 +118,6 @@ export function createOrderBatcher(options: BatcherOptions) {
           [saleId, units],
         )
         if (rows.length === 0) throw new Error(`sale ${saleId}: Postgres has fewer than ${units} units`)
-        await insertOrders(
-          tx,
-          sale,
-          live.map((p) => ordersOf.get(p)!),
-          live,
-        )
         for (const p of live) settled.set(p, { order: ordersOf.get(p)! })
         return rows[0]!.version
       })
@@ -140,7 +149,10 @@ export function createOrderBatcher(options: BatcherOptions) {
     submit,
     /** Writes what is queued and waits for it; for a stopping worker. */
     async flush(): Promise<void> {
-      while (queue.length > 0 || writing) await drain()
+      if (queue.length === 0 && writing === 0) return
+      const idle = new Promise<void>((resolve) => idleWaiters.push(resolve))
+      startWriters()
+      await idle
     },
     get queued() {
       return queue.length
@@ -185,10 +197,11 @@ async function dropReplaysAndOverLimit(
     if (found) settled.set(p, { error: replayOrReuseError(p.idempotency!.record, found) })
   }
   const candidates = items.filter((p) => !settled.has(p))
-  const perUser = [...groupBy(candidates, (p) => p.userId)].map(([userId, own]) => ({
-    userId,
-    quantity: own.reduce((sum, p) => sum + p.quantity, 0),
-  }))
+  // Concurrency: allowances are raised in user-id order, so two overlapping batches that share users
+  // lock those rows in the same order and cannot deadlock.
+  const perUser = [...groupBy(candidates, (p) => p.userId)]
+    .map(([userId, own]) => ({ userId, quantity: own.reduce((sum, p) => sum + p.quantity, 0) }))
+    .sort((a, b) => (a.userId < b.userId ? -1 : 1))
   const within = await addUserUnitsWithinLimit(tx, sale.id, sale.perUserLimit, perUser)
   const overLimit = candidates.filter((p) => !within.has(p.userId))
   for (const p of overLimit) settled.set(p, { error: new PerUserLimitError() })

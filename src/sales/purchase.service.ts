@@ -13,7 +13,7 @@ import { insertReservedOrder, type Order } from '../orders/orders.repository.js'
 import type { Db } from '../plugins/postgres.plugin.js'
 import type { RateLimiter } from '../rate-limit/rate-limiter.js'
 import { SALE_STOCK, type ReserveStock } from '../stock/stock.js'
-import { retryStockConflicts } from '../stock/stock-retry.js'
+import { countedIn, retryPolicyOf, retryStockConflicts } from '../stock/stock-retry.js'
 import type { OrderBatcher } from './order-batcher.js'
 import { saleStatus } from './sale-status.js'
 import { addUserUnitsWithinLimit, findSale } from './sales.repository.js'
@@ -84,12 +84,8 @@ export function createPurchases(deps: PurchaseDeps) {
     quantity: number,
     idempotency: IdempotentRequest | null,
   ): Promise<Order> {
-    const { value, retries } = await retryStockConflicts(
-      {
-        maxAttempts: config.STOCK_MAX_ATTEMPTS,
-        baseMs: config.STOCK_RETRY_BASE_MS,
-        capMs: config.STOCK_RETRY_CAP_MS,
-      },
+    const order = await retryStockConflicts(
+      retryPolicyOf(config),
       () =>
         withTransaction(db.primary, async (tx) => {
           const sale = await findSale(tx, saleId)
@@ -110,11 +106,10 @@ export function createPurchases(deps: PurchaseDeps) {
           await idempotency?.saveWithin(tx, 201, order)
           return order
         }),
-      () => metrics.stockConflicts.inc({ strategy }),
+      countedIn(metrics, strategy),
     )
-    metrics.stockRetries.observe({ strategy }, retries)
     deps.saleChanged(saleId)
-    return value
+    return order
   }
 
   return {

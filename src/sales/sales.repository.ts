@@ -137,7 +137,7 @@ export async function addUserUnitsWithinLimit(
 ): Promise<Set<string>> {
   const { rows } = await tx.query<{ user_id: string }>(
     `INSERT INTO sale_user_units (sale_id, user_id, units)
-     SELECT $1, u, q FROM unnest($2::uuid[], $3::int[]) AS t (u, q) WHERE q <= $4
+     SELECT $1, u, q FROM unnest($2::uuid[], $3::int[]) AS t (u, q) WHERE q <= $4 ORDER BY u
      ON CONFLICT (sale_id, user_id) DO UPDATE SET units = sale_user_units.units + excluded.units
        WHERE sale_user_units.units + excluded.units <= $4
      RETURNING user_id`,

@@ -1,5 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import type { Config } from '../config.js'
 import { StockConflictError } from '../errors.js'
+import type { Metrics } from '../metrics.js'
 
 export interface RetryPolicy {
   maxAttempts: number
@@ -7,9 +9,20 @@ export interface RetryPolicy {
   capMs: number
 }
 
-export interface RetryOutcome<T> {
-  value: T
-  retries: number
+export function retryPolicyOf(config: Config): RetryPolicy {
+  return {
+    maxAttempts: config.STOCK_MAX_ATTEMPTS,
+    baseMs: config.STOCK_RETRY_BASE_MS,
+    capMs: config.STOCK_RETRY_CAP_MS,
+  }
+}
+
+/** stock_conflicts_total and the stock_retries histogram, for every decision, won or lost. */
+export function countedIn(metrics: Metrics, strategy: string) {
+  return {
+    onConflict: () => metrics.stockConflicts.inc({ strategy }),
+    onSettled: (retries: number) => metrics.stockRetries.observe({ strategy }, retries),
+  }
 }
 
 /**
@@ -22,15 +35,21 @@ export interface RetryOutcome<T> {
 export async function retryStockConflicts<T>(
   policy: RetryPolicy,
   attempt: () => Promise<T>,
-  onConflict: () => void = () => {},
-): Promise<RetryOutcome<T>> {
-  for (let retries = 0; ; retries++) {
-    try {
-      return { value: await attempt(), retries }
-    } catch (err) {
-      if (!(err instanceof StockConflictError) || retries + 1 >= policy.maxAttempts) throw err
-      onConflict()
-      await sleep(Math.random() * Math.min(policy.capMs, policy.baseMs * 2 ** retries))
+  hooks: { onConflict(): void; onSettled(retries: number): void },
+): Promise<T> {
+  let retries = 0
+  try {
+    for (;;) {
+      try {
+        return await attempt()
+      } catch (err) {
+        if (!(err instanceof StockConflictError) || retries + 1 >= policy.maxAttempts) throw err
+        hooks.onConflict()
+        await sleep(Math.random() * Math.min(policy.capMs, policy.baseMs * 2 ** retries))
+        retries++
+      }
     }
+  } finally {
+    hooks.onSettled(retries)
   }
 }
