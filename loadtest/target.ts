@@ -54,14 +54,12 @@ export function loadStackOptions(
 export function loadTarget(options: StackOptions, env: NodeJS.ProcessEnv = process.env): LoadTarget {
   const urls = stackUrls(options)
   const config = loadConfig({ ...env, ...options.appEnv, DATABASE_URL: urls.databaseUrl })
-  // The jobs process serves the merged metrics JOBS_METRICS_PORT - METRICS_PORT above the workers' base.
-  const jobsMetricsPort = options.ports.metrics + (config.JOBS_METRICS_PORT - config.METRICS_PORT)
   const db = createPool(urls.databaseUrl, 4, config, 'loadtest')
   return {
     nginxUrl: urls.nginxUrl,
     adminUrl: urls.nginxAdminUrl,
     config,
-    metrics: { merged: `http://127.0.0.1:${jobsMetricsPort}/metrics/merged`, workers: urls.metrics },
+    metrics: { merged: `http://127.0.0.1:${options.ports.jobsMetrics}/metrics/merged`, workers: urls.metrics },
     db,
     close: () => db.end(),
   }

@@ -5,7 +5,7 @@
 // broke. A stack that was already running is left running, with its default settings put back.
 import { parseArgs } from 'node:util'
 import { STOCK_STRATEGIES, type StockStrategyName } from '../src/config.js'
-import { containerRuntimeAvailable } from '../test/support/container-runtime.js'
+import { containerRuntimeAvailable } from './stack/container-runtime.js'
 import { AdminApi } from '../loadtest/admin.js'
 import { bold, dim, formatRun, green, red, writeReports } from '../loadtest/report.js'
 import { stampede, STAMPEDE_DEFAULTS } from '../loadtest/scenarios/stampede.js'

@@ -4,7 +4,7 @@ import path from 'node:path'
 import type { TestProject } from 'vitest/node'
 import { REPO_ROOT } from '../scripts/stack/paths.js'
 import { stackDown, stackProfile, stackUp } from '../scripts/stack/stack.js'
-import { containerRuntimeAvailable } from './support/container-runtime.js'
+import { containerRuntimeAvailable } from '../scripts/stack/container-runtime.js'
 import type { TestStack } from './support/stack-env.js'
 
 // Runs once in vitest's main process, before any test file. It starts the servers every test uses and

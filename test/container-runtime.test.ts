@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { containerRuntimeAvailable } from './container-runtime.js'
+import { containerRuntimeAvailable } from '../scripts/stack/container-runtime.js'
 
 // A fake Docker engine: answers `GET /_ping` the way the test asks, over a Unix socket or TCP.
 type PingAnswer = { status: number; body: string } | 'hang'
