@@ -59,7 +59,10 @@ export function loadTarget(options: StackOptions, env: NodeJS.ProcessEnv = proce
     nginxUrl: urls.nginxUrl,
     adminUrl: urls.nginxAdminUrl,
     config,
-    metrics: { merged: `http://127.0.0.1:${options.ports.jobsMetrics}/metrics/merged`, workers: urls.metrics },
+    metrics: {
+      merged: `http://127.0.0.1:${options.ports.jobsMetrics}/metrics/merged`,
+      workers: urls.metrics,
+    },
     db,
     close: () => db.end(),
   }
