@@ -46,6 +46,7 @@ export function loadStackOptions(
         RATE_LIMIT_USER_PER_SECOND: env.RATE_LIMIT_USER_PER_SECOND || '1000000',
         // Request logs cost a worker about as much as a cached read: a load run keeps warnings only.
         LOG_LEVEL: env.LOG_LEVEL || 'warn',
+        CACHE_MODE: env.CACHE_MODE || 'on',
       },
     },
   )

@@ -73,6 +73,10 @@ const schema = z.object({
   // How long a stopping worker keeps answering (with `Connection: close`) before it closes.
   SHUTDOWN_DRAIN_MS: z.coerce.number().int().min(0).default(2000),
 
+  // `off` sends every cached read straight to its loader (the database): for measuring what the
+  // cache buys (`CACHE_MODE=off npm run load -- browse`), or ruling it out while debugging.
+  CACHE_MODE: z.enum(['on', 'off']).default('on'),
+
   // The local stack (scripts/stack.ts). Postgres, replica and Redis ports come from the URLs above.
   STACK_DIR: z.string().min(1).default('.stack'),
   NGINX_PORT: port.default(28080),

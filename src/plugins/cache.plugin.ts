@@ -8,11 +8,22 @@ declare module 'fastify' {
   }
 }
 
+/** CACHE_MODE=off: every read goes to its loader, as if the cache did not exist. */
+const uncached: TwoLevelCache = {
+  family: () => ({ get: (_id, loader) => loader({ recentlyWritten: false }), invalidate: async () => {} }),
+  start: async () => {},
+  close: async () => {},
+}
+
 // The two-level cache (src/cache/two-level-cache.ts) for the whole worker: one L1, one subscriber.
 // Use cases declare their own key families on it: `app.cache.family<Product>('product', policy)`.
 export default fp(
   async (app, opts: { config: Config }) => {
     const { config } = opts
+    if (config.CACHE_MODE === 'off') {
+      app.decorate('cache', uncached)
+      return
+    }
     // Unlike the app's connection, the subscriber queues its SUBSCRIBE until Redis answers, and
     // ioredis subscribes again by itself after every reconnect.
     const subscriber = app.redis.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null })
