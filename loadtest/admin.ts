@@ -1,36 +1,13 @@
 import { createSigner } from 'fast-jwt'
+import type { SaleAuditReport, SaleView } from '../src/sales/sales.service.js'
 import type { LoadTarget } from './target.js'
 
 // The admin side of a load run, through nginx's loopback admin server like an operator: a product to sell,
 // stock for it, the sale, and the sale's invariant report. The token is signed here with the app's secret
 // for the seeded admin, so a run never depends on the admin's password.
 
-export interface SaleView {
-  id: number
-  productId: number
-  unitsTotal: number
-  perUserLimit: number
-  remaining: number
-  status: string
-}
-
-export interface SaleAudit {
-  saleId: number
-  strategy: string
-  initial: number
-  available: number
-  reserved: number
-  sold: number
-  ordersReserved: number
-  ordersPaid: number
-  gate: number | null
-  inFlight: number | null
-  drift: number | null
-  maxUnitsPerUser: number
-  perUserLimit: number
-  oversold: boolean
-  violations: string[]
-}
+// The API's own shapes: a load run reads exactly what the app answers.
+export type { SaleAuditReport as SaleAudit, SaleView } from '../src/sales/sales.service.js'
 
 /** The product load runs sell, created once: the demo catalogue's stock is left to the storefront. */
 export const LOAD_TEST_SKU = 'loadtest-flash-unit'
@@ -112,7 +89,7 @@ export class AdminApi {
     })
   }
 
-  audit(saleId: number): Promise<SaleAudit> {
-    return this.request<SaleAudit>('GET', `/api/admin/sales/${saleId}/audit`)
+  audit(saleId: number): Promise<SaleAuditReport> {
+    return this.request<SaleAuditReport>('GET', `/api/admin/sales/${saleId}/audit`)
   }
 }

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto'
 import { buildApp } from '../../src/app.js'
 import { insertUserIfEmailFree } from '../../src/auth/users.repository.js'
 import { loadConfig, type Config } from '../../src/config.js'
+import type { SaleAuditReport } from '../../src/sales/sales.service.js'
 
 /**
  * Builds the real app against the test stack's servers (the global setup put their URLs in
@@ -121,19 +122,11 @@ export async function newSale(
   return response.json<{ id: number }>().id
 }
 
-export interface SaleAudit {
-  initial: number
-  available: number
-  reserved: number
-  sold: number
-  gate: number | null
-  inFlight: number | null
-  drift: number | null
-  oversold: boolean
-  violations: string[]
-}
-
-export async function auditOf(app: FastifyInstance, admin: TestUser, saleId: number): Promise<SaleAudit> {
+export async function auditOf(
+  app: FastifyInstance,
+  admin: TestUser,
+  saleId: number,
+): Promise<SaleAuditReport> {
   const response = await app.inject({ url: `/api/admin/sales/${saleId}/audit`, headers: admin.headers })
-  return response.json<SaleAudit>()
+  return response.json<SaleAuditReport>()
 }
