@@ -11,7 +11,7 @@ import type { Config } from './config.js'
 import healthRoutes from './health/health.routes.js'
 import idempotency from './idempotency/idempotency.plugin.js'
 import orderRoutes from './orders/orders.routes.js'
-import { createOrders, type Orders } from './orders/orders.service.js'
+import { createOrders } from './orders/orders.service.js'
 import { createSimulatedPaymentProvider } from './orders/payment-provider.js'
 import cache from './plugins/cache.plugin.js'
 import drain from './plugins/drain.plugin.js'
@@ -36,7 +36,6 @@ import { stockStrategy } from './stock/stock.js'
 declare module 'fastify' {
   interface FastifyInstance {
     config: Config
-    orders: Orders
   }
 }
 
@@ -137,7 +136,6 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     metrics: app.metrics,
     onReleased: giveBackToGate(gate, events),
   })
-  app.decorate('orders', orders)
   // A stopping worker writes the orders it has admitted before its pools close.
   app.addHook('preClose', async () => {
     await batcher.flush()

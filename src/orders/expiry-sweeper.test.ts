@@ -46,12 +46,11 @@ describe('expiry sweeper', () => {
     // Small batches make the two sweepers interleave over many transactions.
     const sweep = (app: FastifyInstance) =>
       sweepExpiredReservations(app.db.primary, app.metrics, { batchSize: 3 })
-    const rounds = await Promise.all(
+    await Promise.all(
       apps.map(async (app) => [await sweep(app), await sweep(app), await sweep(app), await sweep(app)]),
     )
-    const swept = rounds.flat().reduce((sum, n) => sum + n, 0)
-
-    expect(swept).toBeGreaterThanOrEqual(orders.length)
+    // The test stack's own jobs process may sweep some of these too; what matters is that every order
+    // is expired and its stock released exactly once, whichever sweeper did it.
     // Released twice, available would be 80 and break the stock-conservation CHECK; here it is exact.
     expect(await stockOf(apps[0]!, productId)).toEqual({ onHand: 40, available: 40, reserved: 0, sold: 0 })
     const { rows } = await apps[0]!.db.primary.query<{ status: string }>(
