@@ -29,6 +29,7 @@ const onReleased = giveBackToGate(gate)
 const log = (fields: Record<string, unknown>, msg: string) =>
   console.log(JSON.stringify({ time: new Date().toISOString(), process: 'jobs', msg, ...fields }))
 
+const SWEEP_BATCH = 500
 const stop = new AbortController()
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => stop.abort())
 
@@ -65,7 +66,14 @@ process.send?.('ready')
 log({ sweepMs: config.SWEEP_INTERVAL_MS, reconcileMs: config.RECONCILE_INTERVAL_MS }, 'jobs started')
 await Promise.all([
   every('expiry sweep', config.SWEEP_INTERVAL_MS, async () => {
-    const expired = await sweepExpiredReservations(primary, metrics, { onReleased })
+    // A full batch means more are due (after a big sale): keep going until the backlog is gone, so
+    // no reservation outlives its TTL by more than about one sweep interval (invariant I4).
+    let expired = 0
+    let batch: number
+    do {
+      batch = await sweepExpiredReservations(primary, metrics, { batchSize: SWEEP_BATCH, onReleased })
+      expired += batch
+    } while (batch === SWEEP_BATCH && !stop.signal.aborted)
     const keys = await deleteExpiredKeys(primary, 5000)
     return expired > 0 || keys > 0 ? { expired, idempotencyKeysDeleted: keys } : null
   }),

@@ -3,9 +3,11 @@
 -- KEYS[1]  idem:{<userId>}:<key>  JSON {"h": request hash, "t": owner token, "s": status, "b": body}
 --          ("s" and "b" are present once the first request finished)
 -- ARGV[1]  this request's hash
--- ARGV[2]  the JSON to store as the in-flight lock: {"h": hash, "t": token}
--- ARGV[3]  lock lifetime in ms (frees the key if the owner dies)
--- returns  {'run'}            the key was free: this request now owns it and must run
+-- ARGV[2]  what to store if the key is free: the in-flight lock {"h": hash, "t": token}, or, when the
+--          answer is already known without running the request, the finished state {"h", "t", "s", "b"}
+-- ARGV[3]  how long to keep ARGV[2] in ms (a lock frees the key if its owner dies; an answer is
+--          replayed for 24 hours)
+-- returns  {'run'}            the key was free: ARGV[2] is stored (run the request, or answer it)
 --          {'replay', json}   a finished request with the same hash: answer with its stored response
 --          {'busy'}           the same request is still running elsewhere
 --          {'reused'}         the key belongs to a different request

@@ -4,6 +4,7 @@ import fp from 'fastify-plugin'
 import type { Result } from 'ioredis'
 import type { PoolClient } from 'pg'
 import {
+  type AppError,
   IdempotencyKeyInUseError,
   IdempotencyKeyReusedError,
   IdempotentReplayError,
@@ -31,7 +32,13 @@ interface InFlight extends IdempotentRequest {
 declare module 'fastify' {
   interface FastifyInstance {
     /** preHandler for POSTs that honour an Idempotency-Key header (runs after authentication). */
-    idempotent(request: FastifyRequest, reply: FastifyReply): Promise<void>
+    idempotent(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | void>
+    /**
+     * Answers with `answer` without running the request, when the answer is known up front (a sale
+     * known to be sold out), with the key's semantics in one round trip: a key seen before replays
+     * (or is refused), a new key records `answer` for later replays.
+     */
+    answerIdempotently(request: FastifyRequest, reply: FastifyReply, answer: AppError): Promise<FastifyReply>
   }
   interface FastifyRequest {
     idempotency: InFlight | null
@@ -40,7 +47,7 @@ declare module 'fastify' {
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    idempotencyBegin(key: string, hash: string, lock: string, lockMs: number): Result<string[], Context>
+    idempotencyBegin(key: string, hash: string, value: string, keepMs: number): Result<string[], Context>
     idempotencyFinish(key: string, token: string, state: string, keepMs: number): Result<number, Context>
   }
 }
@@ -90,9 +97,10 @@ export default fp(
     })
     app.decorateRequest('idempotency', null)
 
-    app.decorate('idempotent', async (request: FastifyRequest, reply: FastifyReply) => {
+    /** Parses the key (400 if malformed) and names the request it belongs to. */
+    function scopeOf(request: FastifyRequest) {
       const key = request.headers['idempotency-key']
-      if (key === undefined) return
+      if (key === undefined) return null
       if (typeof key !== 'string' || !KEY_PATTERN.test(key)) throw new InvalidIdempotencyKeyError()
       const record = {
         userId: request.user.sub,
@@ -101,22 +109,54 @@ export default fp(
         path: request.url,
         requestHash: requestHash(request),
       }
+      return { record, redisKey: `idem:{${record.userId}}:${key}` }
+    }
+
+    /** Replays, refuses, or returns true when the key was free and `value` is now stored under it. */
+    async function begin(
+      reply: FastifyReply,
+      scope: { record: { requestHash: string }; redisKey: string },
+      value: string,
+      keepMs: number,
+    ) {
       // Concurrency: the begin script checks and takes the key in one atomic step, so of two requests
       // with one key exactly one runs; the other replays, waits its turn (409) or is refused (422).
-      const redisKey = `idem:{${record.userId}}:${key}`
-      const token = randomUUID()
-      const lock = JSON.stringify({ h: record.requestHash, t: token })
       const [verdict, stored] = await app.redis.idempotencyBegin(
-        redisKey,
-        record.requestHash,
-        lock,
-        LOCK_TTL_MS,
+        scope.redisKey,
+        scope.record.requestHash,
+        value,
+        keepMs,
       )
       if (verdict === 'reused') throw new IdempotencyKeyReusedError()
       if (verdict === 'busy') throw new IdempotencyKeyInUseError()
       if (verdict === 'replay') {
         const state = JSON.parse(stored!) as { s: number; b: unknown }
-        return reply.header('idempotent-replayed', 'true').status(state.s).send(state.b)
+        reply.header('idempotent-replayed', 'true').status(state.s).send(state.b)
+        return false
+      }
+      return true
+    }
+
+    app.decorate(
+      'answerIdempotently',
+      async (request: FastifyRequest, reply: FastifyReply, answer: AppError) => {
+        const scope = scopeOf(request)
+        if (scope) {
+          const body = { code: answer.code, message: answer.message }
+          const state = JSON.stringify({ h: scope.record.requestHash, t: '', s: answer.statusCode, b: body })
+          if (!(await begin(reply, scope, state, KEEP_MS))) return reply
+        }
+        throw answer
+      },
+    )
+
+    app.decorate('idempotent', async (request: FastifyRequest, reply: FastifyReply) => {
+      const scope = scopeOf(request)
+      if (!scope) return
+      const { record, redisKey } = scope
+      const token = randomUUID()
+      if (!(await begin(reply, scope, JSON.stringify({ h: record.requestHash, t: token }), LOCK_TTL_MS))) {
+        return reply
       }
       request.idempotency = {
         record,

@@ -233,6 +233,31 @@ describe('flash sale on the redis-gate strategy', () => {
     }
   })
 
+  it('when a worker already knows the sale is sold out, a keyed answer is still recorded, replayed and guarded', async () => {
+    const app = apps[0]!
+    const saleId = await newSale(app, admin, { units: 1 })
+    const [first, second] = await createLoadTestUsers(app.db.primary, app.config, 2)
+    expect((await purchase(app, first!, saleId)).statusCode).toBe(201)
+    // The gate says SOLD_OUT once; from then on this worker answers from memory.
+    expect((await purchase(app, second!, saleId)).json()).toMatchObject({ code: 'SOLD_OUT' })
+
+    const fromMemory = await purchase(app, second!, saleId, 'late-1')
+    const replay = await purchase(app, second!, saleId, 'late-1')
+    const reused = await app.inject({
+      method: 'POST',
+      url: `/api/sales/${saleId}/purchase`,
+      headers: { authorization: `Bearer ${second!.token}`, 'idempotency-key': 'late-1' },
+      payload: { quantity: 2 },
+    })
+
+    expect(fromMemory.statusCode).toBe(409)
+    expect(fromMemory.headers['idempotent-replayed']).toBeUndefined()
+    expect(replay.statusCode).toBe(409)
+    expect(replay.headers['idempotent-replayed']).toBe('true')
+    expect(replay.json()).toEqual(fromMemory.json())
+    expect(reused.statusCode).toBe(422)
+  })
+
   it('when a keyed purchase is retried, the same order is replayed and a SOLD_OUT is replayed without Postgres', async () => {
     const saleId = await newSale(apps[0]!, admin, { units: 1 })
     const [winner, loser] = await createLoadTestUsers(apps[0]!.db.primary, apps[0]!.config, 2)

@@ -113,9 +113,18 @@ export function createPurchases(deps: PurchaseDeps) {
   }
 
   return {
+    /**
+     * SOLD_OUT when this worker heard it from the gate less than SOLD_OUT_MEMO_MS ago, else null. The
+     * route answers such a request before any other work (src/sales/sales.routes.ts).
+     */
+    knownSoldOut(saleId: number): SoldOutError | null {
+      if ((soldOutUntil.get(saleId) ?? 0) <= Date.now()) return null
+      metrics.purchases.inc({ outcome: 'SOLD_OUT' })
+      return new SoldOutError(saleId)
+    },
+
     async purchase(userId: string, saleId: number, quantity: number, idempotency: IdempotentRequest | null) {
       try {
-        if ((soldOutUntil.get(saleId) ?? 0) > Date.now()) throw new SoldOutError(saleId)
         await rateLimiter.check([
           { scope: `user:${userId}`, perWindow: config.RATE_LIMIT_USER_PER_SECOND },
           { scope: `sale:${saleId}`, perWindow: config.RATE_LIMIT_SALE_PER_SECOND },
