@@ -82,8 +82,9 @@ export function replayOrReuseError(
 //   same key on a different request (method, path or body) answers 422;
 // - requests that fail validation never get here (validation runs before preHandlers) and are not
 //   stored; nor are 429 and 5xx answers, so the client may retry them.
-// The fast path is Redis only (one script before, one after), so a keyed purchase that ends SOLD_OUT
-// never touches Postgres. Responses that come with an effect (an order) are also stored in Postgres
+// The fast path is Redis only: one script before and one after the request, or a single one when the
+// answer is known up front (answerIdempotently), so a keyed purchase that ends SOLD_OUT never touches
+// Postgres. Responses that come with an effect (an order) are also stored in Postgres
 // in the effect's own transaction; that copy is the backstop if Redis forgets.
 export default fp(
   async (app) => {

@@ -40,9 +40,9 @@ export function createPurchases(deps: PurchaseDeps) {
   const { db, config, gate, batcher, reserveStock, rateLimiter, metrics } = deps
   const strategy = config.STOCK_STRATEGY
   // Most of a stampede's requests arrive after the last unit is gone. Once the gate said SOLD_OUT,
-  // this worker answers the same for SOLD_OUT_MEMO_MS without asking Redis again. A unit given back
-  // meanwhile (a cancelled order) is offered again at most that much later: the brief allows the
-  // remaining count to come from memory for a few hundred milliseconds, never a sale to be oversold.
+  // this worker answers the same for SOLD_OUT_MEMO_MS without asking the gate again. A unit given back
+  // meanwhile (a cancelled order) is offered again at most that much later; like a sale page's
+  // remaining count, the answer may be a few hundred milliseconds old, and it can never oversell.
   const soldOutUntil = new Map<number, number>()
 
   /**
