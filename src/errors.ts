@@ -26,12 +26,6 @@ export class NotFoundError extends AppError {
   }
 }
 
-export class DependencyUnavailableError extends AppError {
-  constructor(dependency: string) {
-    super(503, 'SERVICE_UNAVAILABLE', `${dependency} is unavailable, try again shortly`)
-  }
-}
-
 export class SkuTakenError extends AppError {
   constructor(sku: string) {
     super(409, 'SKU_TAKEN', `a product with SKU ${sku} exists already`)
