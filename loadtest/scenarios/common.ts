@@ -97,3 +97,17 @@ export const noEvidence = (load: LoadStats): RunEvidence => ({
   duplicateFreshIds: 0,
   unanswered: load.unanswered + load.errors,
 })
+
+/** What the verifier needs from a flash-sale run: the sale, its buyers, and the orders they were told of. */
+export const saleEvidence = (
+  saleId: number,
+  users: { id: string }[],
+  buyers: Buyers,
+  load: LoadStats,
+): RunEvidence => ({
+  saleId,
+  userIds: users.map((u) => u.id),
+  orderIds: buyers.tally.orderIds,
+  duplicateFreshIds: buyers.tally.duplicateFreshIds,
+  unanswered: load.unanswered + load.errors,
+})

@@ -2,7 +2,7 @@ import { createLoadTestUsers } from '../../src/auth/load-test-users.js'
 import { createBuyers } from '../buyers.js'
 import { runLoad } from '../load.js'
 import type { ScenarioRun } from '../scenario.js'
-import { finishRun, watchSale, withMetrics, type ScenarioContext } from './common.js'
+import { finishRun, saleEvidence, watchSale, withMetrics, type ScenarioContext } from './common.js'
 
 // A steady mixed load at a constant rate (autocannon's overallRate) for a longer time: 60% product pages,
 // 15% sale pages, 25% purchases on a sale big enough to last a while. It looks for what only time shows:
@@ -90,12 +90,6 @@ export async function soak(ctx: ScenarioContext, params: SoakParams): Promise<Sc
     stock: stock.points(),
     metrics,
     sale: { view: sale, buyers },
-    evidence: {
-      saleId: sale.id,
-      userIds: users.map((u) => u.id),
-      orderIds: buyers.tally.orderIds,
-      duplicateFreshIds: buyers.tally.duplicateFreshIds,
-      unanswered: load.unanswered + load.errors,
-    },
+    evidence: saleEvidence(sale.id, users, buyers, load),
   })
 }

@@ -2,7 +2,7 @@ import { createLoadTestUsers } from '../../src/auth/load-test-users.js'
 import { createBuyers } from '../buyers.js'
 import { runLoad } from '../load.js'
 import type { ScenarioRun } from '../scenario.js'
-import { finishRun, watchSale, withMetrics, type ScenarioContext } from './common.js'
+import { finishRun, saleEvidence, watchSale, withMetrics, type ScenarioContext } from './common.js'
 
 // The flash sale: `units` units, `users` distinct buyers with their own tokens, `connections` at once.
 // Everyone tries to buy one unit; some retry with the same Idempotency-Key, a greedy few try past their
@@ -82,12 +82,6 @@ export async function stampede(ctx: ScenarioContext, params: StampedeParams): Pr
     stock: stock.points(),
     metrics,
     sale: { view: sale, buyers },
-    evidence: {
-      saleId: sale.id,
-      userIds: users.map((u) => u.id),
-      orderIds: buyers.tally.orderIds,
-      duplicateFreshIds: buyers.tally.duplicateFreshIds,
-      unanswered: load.unanswered + load.errors,
-    },
+    evidence: saleEvidence(sale.id, users, buyers, load),
   })
 }

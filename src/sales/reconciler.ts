@@ -31,7 +31,7 @@ export function createReconciler(deps: { db: Pick<Db, 'primary'>; gate: StockGat
     // its batch. If its order exists, the units are sold and the token is just dropped; if not, the
     // units go back, exactly once (gate-release removes the token atomically). A batch that commits
     // after this check re-takes the units in gate-confirm, so neither case double-counts.
-    const stale = await gate.tokensInFlight(saleId, Date.now())
+    const stale = await gate.tokensPastDeadline(saleId, Date.now())
     if (stale.length > 0) {
       const { rows } = await db.primary.query<{ reservation_token: string }>(
         'SELECT reservation_token FROM orders WHERE reservation_token = ANY($1::text[])',
@@ -56,11 +56,7 @@ export function createReconciler(deps: { db: Pick<Db, 'primary'>; gate: StockGat
     if (row && row.reserved + row.sold > row.units_total) metrics.oversell.inc({ sale: saleId })
     const remaining = await gate.remaining(saleId)
     if (row && remaining !== null) {
-      const inFlight = (await gate.tokensInFlight(saleId)).reduce(
-        (sum, t) => sum + Number(t.split(':')[1]),
-        0,
-      )
-      result.drift = remaining + inFlight - row.available
+      result.drift = remaining + (await gate.unitsInFlight(saleId)) - row.available
       metrics.stockDrift.set({ sale: saleId }, result.drift)
     }
     return result

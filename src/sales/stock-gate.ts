@@ -141,13 +141,9 @@ export function createStockGate(redis: Redis, options: { tokenTtlMs: number }) {
       return stock === null ? null : Number(stock)
     },
 
-    /** Tokens admitted but not yet orders; `olderThanMs` picks those whose deadline has passed. */
-    async tokensInFlight(saleId: number, deadlineBeforeMs = Infinity): Promise<string[]> {
-      return redis.zrangebyscore(
-        keys(saleId).tokens,
-        '-inf',
-        deadlineBeforeMs === Infinity ? '+inf' : deadlineBeforeMs,
-      )
+    /** Tokens admitted but not yet orders whose deadline is before `nowMs`: their worker may be dead. */
+    async tokensPastDeadline(saleId: number, nowMs: number): Promise<string[]> {
+      return redis.zrangebyscore(keys(saleId).tokens, '-inf', nowMs)
     },
 
     /** Units admitted by the gate whose orders are not written yet. */
