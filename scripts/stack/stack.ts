@@ -160,7 +160,8 @@ export function stackOptionsFromEnv(
 
 /**
  * The two stacks of a checkout: `dev` (npm run stack:*) and `test` (vitest's global setup), which lives
- * in <STACK_DIR>/test with every port + 100. The test stack runs the app and nginx unless STACK_TEST_APP=0.
+ * in <STACK_DIR>/test with every port + STACK_TEST_PORT_OFFSET (100), so a second checkout's tests can run
+ * beside this one's with another offset. The test stack runs the app and nginx unless STACK_TEST_APP=0.
  */
 export function stackProfile(profile: 'dev' | 'test', env: NodeJS.ProcessEnv = process.env): StackOptions {
   if (profile === 'dev') return stackOptionsFromEnv(env)
@@ -168,7 +169,7 @@ export function stackProfile(profile: 'dev' | 'test', env: NodeJS.ProcessEnv = p
   return stackOptionsFromEnv(env, {
     name: 'test',
     dir: path.join(loadConfig(env).STACK_DIR, 'test'),
-    portOffset: 100,
+    portOffset: Number(env.STACK_TEST_PORT_OFFSET || 100),
     // No Prometheus: tests read the metrics endpoints themselves.
     services: { app: withApp, nginx: withApp, prometheus: false },
     // A short drain: the test run's teardown stops the workers, and nobody is waiting for answers then.
