@@ -1,6 +1,6 @@
 import type pg from 'pg'
 import { loadConfig, type Config, type StockStrategyName } from '../src/config.js'
-import { createPool } from '../src/plugins/postgres.plugin.js'
+import { createPool } from '../src/db/pool.js'
 import { stackOptionsFromEnv, stackUrls, type StackOptions } from '../scripts/stack/stack.js'
 import type { MetricsSource } from './prometheus.js'
 

@@ -1,7 +1,7 @@
 // `npx tsx scripts/generate-images.ts`: draws one small SVG card per demo product into public/images/.
-// The output is committed; rerun after changing src/db/demo-catalogue.ts.
+// The output is committed; rerun after changing src/demo/demo-catalogue.ts.
 import { mkdir, writeFile } from 'node:fs/promises'
-import { DEMO_PRODUCTS, type DemoCategory } from '../src/db/demo-catalogue.js'
+import { DEMO_PRODUCTS, type DemoCategory } from '../src/demo/demo-catalogue.js'
 
 const OUT_DIR = new URL('../public/images/', import.meta.url)
 

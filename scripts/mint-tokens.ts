@@ -3,7 +3,7 @@ import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { createLoadTestUsers } from '../src/auth/load-test-users.js'
 import { loadConfigOrExit } from '../src/config.js'
-import { createPool } from '../src/plugins/postgres.plugin.js'
+import { createPool } from '../src/db/pool.js'
 
 // npm run tokens -- --count 1000 --out loadtest/results/tokens.json
 // Creates that many customers and writes [{ id, token }] for load tests.

@@ -1,7 +1,7 @@
 // `npm run seed`: inserts the demo catalogue and demo users into DATABASE_URL (run `npm run migrate` first).
 import pg from 'pg'
 import { loadConfig } from '../src/config.js'
-import { seed } from '../src/db/seed.js'
+import { seed } from '../src/demo/seed.js'
 
 const config = loadConfig()
 const pool = new pg.Pool({ connectionString: config.DATABASE_URL, max: 1 })

@@ -22,16 +22,17 @@ import postgres from './plugins/postgres.plugin.js'
 import redis from './plugins/redis.plugin.js'
 import validation from './plugins/validation.plugin.js'
 import { createRateLimiter } from './rate-limit/rate-limiter.js'
-import { createOrderBatcher } from './sales/order-batcher.js'
+import { createGatePurchasePath } from './redis-gate/gate-purchase-path.js'
+import { createStockGate } from './redis-gate/stock-gate.js'
+import { orderReleaseHooks } from './release-hooks.js'
+import { createPostgresPurchasePath } from './sales/postgres-purchase-path.js'
 import { createPurchases } from './sales/purchase.service.js'
-import { giveBackToGate } from './sales/give-back.js'
-import { rebuildGateFromPostgres } from './sales/gate-rebuild.js'
+import type { PurchasePath } from './sales/purchase-path.js'
 import { createSaleEvents } from './sales/sale-events.js'
 import saleAdminRoutes from './sales/sales.admin.routes.js'
 import saleRoutes from './sales/sales.routes.js'
 import { createSales } from './sales/sales.service.js'
-import { createStockGate } from './sales/stock-gate.js'
-import { stockStrategy } from './stock/stock.js'
+import { rowStrategy } from './stock/stock.repository.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -87,9 +88,19 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   // Use cases are plain factories; routes get them as options and stay one line per handler.
   const catalog = createCatalog({ db: app.db, cache: app.cache })
   const cart = createCart({ db: app.db })
-  const reserveStock = stockStrategy(config.STOCK_STRATEGY, { lockTimeoutMs: config.STOCK_LOCK_TIMEOUT_MS })
+  // Cart checkouts always reserve with a row strategy: under redis-gate (which only sells flash sales)
+  // that is the atomic one, a single conditional UPDATE per row.
+  const rows = rowStrategy(config.STOCK_STRATEGY === 'redis-gate' ? 'atomic' : config.STOCK_STRATEGY, {
+    lockTimeoutMs: config.STOCK_LOCK_TIMEOUT_MS,
+  })
+  // The gate exists under every strategy: orders it admitted earlier release their units to it.
   const gate = createStockGate(app.redis, { tokenTtlMs: config.GATE_TOKEN_TTL_MS })
-  const sales = createSales({ db: app.db, config, gate, cache: app.cache })
+  // The one place that decides how flash-sale stock is decided (src/sales/purchase-path.ts).
+  const path: PurchasePath =
+    config.STOCK_STRATEGY === 'redis-gate'
+      ? createGatePurchasePath({ db: app.db, gate, config, metrics: app.metrics, log: app.log })
+      : createPostgresPurchasePath({ db: app.db, rows, config, metrics: app.metrics })
+  const sales = createSales({ db: app.db, path, cache: app.cache })
   const events = createSaleEvents({
     publisher: app.redis,
     subscriber: app.redis.duplicate({ enableOfflineQueue: true, lazyConnect: false }),
@@ -105,40 +116,27 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     intervalMs: 250,
     onError: (err) => app.log.warn({ err }, 'sale events'),
   })
-  const batcher = createOrderBatcher({
-    db: app.db,
-    gate,
-    metrics: app.metrics,
-    reservationTtlSeconds: config.RESERVATION_TTL_SECONDS,
-    maxBatch: config.ORDER_BATCH_MAX,
-    maxWaitMs: config.ORDER_BATCH_WAIT_MS,
-    maxConcurrent: config.ORDER_BATCH_CONCURRENCY,
-  })
   const purchases = createPurchases({
-    db: app.db,
+    path,
     config,
-    gate,
-    batcher,
-    reserveStock,
     rateLimiter: createRateLimiter(app.redis),
     metrics: app.metrics,
-    rebuildGate: (saleId) => rebuildGateFromPostgres(app.db.primary, gate, saleId),
     saleChanged: events.changed,
   })
   const orders = createOrders({
     db: app.db,
     config,
-    reserveStock,
+    rows,
     payments: createSimulatedPaymentProvider({
       latencyMs: config.PAYMENT_LATENCY_MS,
       failureRate: config.PAYMENT_FAILURE_RATE,
     }),
     metrics: app.metrics,
-    onReleased: giveBackToGate(gate, events),
+    releaseHooks: orderReleaseHooks(gate, events.changed),
   })
   // A stopping worker writes the orders it has admitted before its pools close.
   app.addHook('preClose', async () => {
-    await batcher.flush()
+    await path.flush()
     await events.close()
   })
 

@@ -1,33 +1,35 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import { pino } from 'pino'
 import { loadConfigOrExit } from './config.js'
+import { createPool } from './db/pool.js'
 import { deleteExpiredKeys } from './idempotency/idempotency.repository.js'
 import { mergeWorkerMetrics } from './merged-metrics.js'
 import { startMetricsServer } from './metrics-server.js'
 import { createMetrics } from './metrics.js'
 import { sweepExpiredReservations } from './orders/expiry-sweeper.js'
-import { createPool } from './plugins/postgres.plugin.js'
-import { createRedis } from './plugins/redis.plugin.js'
-import { giveBackToGate } from './sales/give-back.js'
-import { createReconciler } from './sales/reconciler.js'
-import { createStockGate } from './sales/stock-gate.js'
+import { createReconciler } from './redis-gate/reconciler.js'
+import { createStockGate } from './redis-gate/stock-gate.js'
+import { connectWithin, createRedis } from './redis/client.js'
+import { orderReleaseHooks } from './release-hooks.js'
 
 // The `jobs` process (one PM2 fork): background work no request waits for. Every job here is safe
 // to run in two processes at once, so a second jobs process (or a restart overlap) is harmless.
 
 const config = loadConfigOrExit()
+const log = pino({ level: config.LOG_LEVEL, base: { process: 'jobs' } })
 // Background jobs decide stock, so they read everything from the primary.
 const primary = createPool(config.DATABASE_URL, 4, config, 'jobs')
+primary.on('error', (err) => log.warn({ err }, 'idle Postgres client failed'))
 const redis = createRedis(config)
-redis.on('error', () => undefined)
-await redis.connect().catch(() => undefined)
+redis.on('error', (err) => log.warn({ err }, 'Redis connection error'))
+if (!(await connectWithin(redis, 2000))) log.warn('Redis did not answer at start-up; still trying')
 const metrics = createMetrics('jobs')
 metrics.trackPool('primary', primary)
 const gate = createStockGate(redis, { tokenTtlMs: config.GATE_TOKEN_TTL_MS })
-const reconciler = createReconciler({ db: { primary }, gate, metrics })
-const onReleased = giveBackToGate(gate)
-
-const log = (fields: Record<string, unknown>, msg: string) =>
-  console.log(JSON.stringify({ time: new Date().toISOString(), process: 'jobs', msg, ...fields }))
+const releaseHooks = orderReleaseHooks(gate)
+// The reconciler keeps the Redis gate honest; it has nothing to do unless sales are sold through it.
+const reconciler =
+  config.STOCK_STRATEGY === 'redis-gate' ? createReconciler({ db: { primary }, gate, metrics }) : null
 
 const SWEEP_BATCH = 500
 const stop = new AbortController()
@@ -38,10 +40,11 @@ async function every(name: string, intervalMs: number, job: () => Promise<Record
   while (!stop.signal.aborted) {
     try {
       const done = await job()
-      if (done) log(done, name)
+      if (done) log.info(done, name)
     } catch (err) {
-      log({ err: String(err) }, `${name} failed; retrying next round`)
+      log.error({ err }, `${name} failed; retrying next round`)
     }
+    // An abort ends the wait early; that is how the loop stops, not an error.
     await sleep(intervalMs, undefined, { signal: stop.signal }).catch(() => undefined)
   }
 }
@@ -63,7 +66,7 @@ const metricsServer = await startMetricsServer(metrics.registry, config.HOST, co
 })
 
 process.send?.('ready')
-log({ sweepMs: config.SWEEP_INTERVAL_MS, reconcileMs: config.RECONCILE_INTERVAL_MS }, 'jobs started')
+log.info({ sweepMs: config.SWEEP_INTERVAL_MS, reconcileMs: config.RECONCILE_INTERVAL_MS }, 'jobs started')
 await Promise.all([
   every('expiry sweep', config.SWEEP_INTERVAL_MS, async () => {
     // A full batch means more are due (after a big sale): keep going until the backlog is gone, so
@@ -71,21 +74,21 @@ await Promise.all([
     let expired = 0
     let batch: number
     do {
-      batch = await sweepExpiredReservations(primary, metrics, { batchSize: SWEEP_BATCH, onReleased })
+      batch = await sweepExpiredReservations(primary, metrics, releaseHooks, SWEEP_BATCH)
       expired += batch
     } while (batch === SWEEP_BATCH && !stop.signal.aborted)
     const keys = await deleteExpiredKeys(primary, 5000)
     return expired > 0 || keys > 0 ? { expired, idempotencyKeysDeleted: keys } : null
   }),
   every('reconcile', config.RECONCILE_INTERVAL_MS, async () => {
-    if (config.STOCK_STRATEGY !== 'redis-gate') return null
+    if (!reconciler) return null
     const results = await reconciler.reconcileAll()
-    const returned = results.reduce((sum, r) => sum + r.returned, 0)
+    const released = results.reduce((sum, r) => sum + r.released, 0)
     const rebuilt = results.filter((r) => r.rebuilt).length
-    return returned > 0 || rebuilt > 0 ? { returned, rebuilt } : null
+    return released > 0 || rebuilt > 0 ? { released, rebuilt } : null
   }),
 ])
 metricsServer.close()
 await primary.end()
 redis.disconnect()
-log({}, 'jobs stopped')
+log.info('jobs stopped')

@@ -81,7 +81,7 @@ export function createMetrics(worker = 'api-0') {
     }),
     orderBatches: new Counter({
       name: 'order_batches_total',
-      help: 'Batch transactions of the redis-gate strategy by outcome (committed, failed)',
+      help: 'Batch transactions of the redis-gate strategy by outcome (committed, split to isolate a bad row, failed)',
       labelNames: ['outcome'] as const,
       registers: [registry],
     }),
@@ -97,9 +97,9 @@ export function createMetrics(worker = 'api-0') {
       labelNames: ['sale'] as const,
       registers: [registry],
     }),
-    gateTokensReturned: new Counter({
-      name: 'gate_tokens_returned_total',
-      help: 'Reservation tokens the reconciler gave back because they never became an order',
+    gateTokensReleased: new Counter({
+      name: 'gate_tokens_released_total',
+      help: 'Reservation tokens the reconciler released to the gate because they never became an order',
       registers: [registry],
     }),
     reservationsExpired: new Counter({

@@ -3,13 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Config } from '../config.js'
 import { ForbiddenError, UnauthorizedError } from '../errors.js'
-
-export type Role = 'customer' | 'admin'
-
-export interface TokenClaims {
-  sub: string
-  role: Role
-}
+import type { TokenClaims } from './token-claims.js'
 
 declare module '@fastify/jwt' {
   interface FastifyJWT {

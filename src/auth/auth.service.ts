@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
-import type { Db } from '../plugins/postgres.plugin.js'
+import type { Db } from '../db/pool.js'
 import { EmailTakenError, InvalidCredentialsError } from '../errors.js'
-import type { TokenClaims } from './auth.plugin.js'
+import type { TokenClaims } from './token-claims.js'
 import { hashPassword, verifyPassword } from './password.js'
 import { findUserByEmail, insertUserIfEmailFree, type User } from './users.repository.js'
 

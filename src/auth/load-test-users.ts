@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { createSigner } from 'fast-jwt'
 import type pg from 'pg'
 import type { Config } from '../config.js'
+import { insertGuests } from './users.repository.js'
 
 export interface LoadTestUser {
   id: string
@@ -19,12 +20,7 @@ export async function createLoadTestUsers(
   count: number,
 ): Promise<LoadTestUser[]> {
   const run = randomUUID().slice(0, 8)
-  const { rows } = await pool.query<{ id: string }>(
-    `INSERT INTO users (email, role, is_guest)
-     SELECT 'load-' || $1 || '-' || n || '@load.stampede.local', 'customer', true FROM generate_series(1, $2) AS n
-     RETURNING id`,
-    [run, count],
-  )
+  const ids = await insertGuests(pool, `load-${run}`, 'load.stampede.local', count)
   const sign = createSigner({ key: config.JWT_SECRET, expiresIn: config.JWT_TTL_SECONDS * 1000 })
-  return rows.map(({ id }) => ({ id, token: sign({ sub: id, role: 'customer' }) }))
+  return ids.map((id) => ({ id, token: sign({ sub: id, role: 'customer' }) }))
 }

@@ -1,5 +1,5 @@
 import type { Queryable } from '../db/transaction.js'
-import type { Role } from './auth.plugin.js'
+import type { Role } from './token-claims.js'
 
 export interface User {
   id: string
@@ -41,4 +41,34 @@ export async function insertUserIfEmailFree(
     [user.email.toLowerCase(), user.passwordHash, user.role, user.isGuest],
   )
   return rows[0] && toUser(rows[0])
+}
+
+/** Sets a user's password hash and role (the seed keeps the configured admin in step with its settings). */
+export async function updateCredentials(
+  db: Queryable,
+  email: string,
+  changes: { passwordHash?: string; role?: Role },
+): Promise<void> {
+  await db.query(
+    `UPDATE users SET password_hash = COALESCE($2, password_hash), role = COALESCE($3, role),
+            is_guest = is_guest AND $2::text IS NULL
+      WHERE email = $1`,
+    [email.toLowerCase(), changes.passwordHash ?? null, changes.role ?? null],
+  )
+}
+
+/** Inserts `count` guest customers named <prefix>-<n>@<domain> in one statement; returns their ids. */
+export async function insertGuests(
+  db: Queryable,
+  prefix: string,
+  domain: string,
+  count: number,
+): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>(
+    `INSERT INTO users (email, role, is_guest)
+     SELECT $1 || '-' || n || '@' || $2, 'customer', true FROM generate_series(1, $3) AS n
+     RETURNING id`,
+    [prefix, domain, count],
+  )
+  return rows.map((row) => row.id)
 }

@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis'
 import { afterAll, describe, expect, it } from 'vitest'
 import { loadConfig } from '../config.js'
 import { createMetrics, type Metrics } from '../metrics.js'
-import { createRedis } from '../plugins/redis.plugin.js'
+import { createRedis } from '../redis/client.js'
 import { cacheKeys, createTwoLevelCache, type CachePolicy, type TwoLevelCache } from './two-level-cache.js'
 
 const config = loadConfig()

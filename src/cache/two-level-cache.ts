@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Redis, Result } from 'ioredis'
 import { LRUCache } from 'lru-cache'
 import type { Metrics } from '../metrics.js'
+import { defineScripts } from '../redis/scripts.js'
 
 // A read-through cache in two levels: L1 in this worker's memory (an LRU with a short TTL), L2 in
 // Redis (shared by every worker, longer TTL), then the loader (the database). See docs/caching.md.
@@ -113,9 +113,6 @@ interface Flight {
   superseded: boolean
 }
 
-const SET_IF_VERSION = readFileSync(new URL('./set-if-version.lua', import.meta.url), 'utf8')
-const RELEASE_LOCK = readFileSync(new URL('./release-lock.lua', import.meta.url), 'utf8')
-
 /** ±20%, so entries written together do not all expire together (cache avalanche). */
 const jitter = (ms: number) => Math.round(ms * (0.8 + Math.random() * 0.4))
 
@@ -139,8 +136,10 @@ export function createTwoLevelCache(options: TwoLevelCacheOptions): TwoLevelCach
   const families = new Set<string>()
   let redisFailing = false
 
-  redis.defineCommand('cacheSetIfVersion', { numberOfKeys: 2, lua: SET_IF_VERSION })
-  redis.defineCommand('cacheReleaseLock', { numberOfKeys: 1, lua: RELEASE_LOCK })
+  defineScripts(redis, import.meta.url, {
+    cacheSetIfVersion: { file: 'set-if-version.lua', keys: 2 },
+    cacheReleaseLock: { file: 'release-lock.lua', keys: 1 },
+  })
 
   const count = (family: string, layer: Layer, result: Outcome) =>
     metrics.cacheRequests.inc({ family, layer, result })

@@ -1,7 +1,7 @@
 import { PG, pgErrorCode, withTransaction } from '../db/transaction.js'
 import { NotFoundError, PreconditionFailedError, PreconditionRequiredError } from '../errors.js'
 import type { PoolClient } from 'pg'
-import type { Db } from '../plugins/postgres.plugin.js'
+import type { Db } from '../db/pool.js'
 import {
   bumpCartVersionIfMatches,
   deleteCartItem,

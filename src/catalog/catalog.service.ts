@@ -1,7 +1,7 @@
 import type { CachePolicy, TwoLevelCache } from '../cache/two-level-cache.js'
 import { withTransaction } from '../db/transaction.js'
 import { InvalidCursorError, NotFoundError, SkuTakenError } from '../errors.js'
-import type { Db } from '../plugins/postgres.plugin.js'
+import type { Db } from '../db/pool.js'
 import {
   findProduct,
   insertProduct,

@@ -77,6 +77,35 @@ export async function insertProduct(tx: Queryable, product: NewProduct): Promise
   return id
 }
 
+/**
+ * Inserts the products whose SKU is new, each with its stock row, in one statement (so a product never
+ * exists without its inventory); existing SKUs are left alone. Returns how many it inserted.
+ */
+export async function insertProductsIfSkuFree(db: Queryable, products: NewProduct[]): Promise<number> {
+  const { rowCount } = await db.query(
+    `WITH new AS (
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[])
+         AS d (sku, name, description, price_cents, image_url, stock)
+     ), inserted AS (
+       INSERT INTO products (sku, name, description, price_cents, image_url)
+       SELECT sku, name, description, price_cents, image_url FROM new
+       ON CONFLICT (sku) DO NOTHING
+       RETURNING id, sku
+     )
+     INSERT INTO inventory (product_id, on_hand, available, reserved, sold)
+     SELECT inserted.id, new.stock, new.stock, 0, 0 FROM inserted JOIN new USING (sku)`,
+    [
+      products.map((p) => p.sku),
+      products.map((p) => p.name),
+      products.map((p) => p.description),
+      products.map((p) => p.priceCents),
+      products.map((p) => p.imageUrl),
+      products.map((p) => p.stock),
+    ],
+  )
+  return rowCount ?? 0
+}
+
 export interface ProductChanges {
   name?: string
   description?: string

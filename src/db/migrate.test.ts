@@ -7,9 +7,9 @@ import pg from 'pg'
 import { afterAll, describe, expect, it } from 'vitest'
 import { verifyPassword } from '../auth/password.js'
 import { loadConfig } from '../config.js'
-import { DEMO_PRODUCTS } from './demo-catalogue.js'
+import { DEMO_PRODUCTS } from '../demo/demo-catalogue.js'
 import { migrate } from './migrate.js'
-import { DEMO_CUSTOMER_EMAILS, DEMO_CUSTOMER_PASSWORD, seed } from './seed.js'
+import { DEMO_CUSTOMER_EMAILS, DEMO_CUSTOMER_PASSWORD, seed } from '../demo/seed.js'
 
 // Runs against a real Postgres: DATABASE_URL from the test setup, or the local stack's default.
 // Each test creates its own database, so tests never see each other's schema or rows.

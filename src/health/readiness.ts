@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify'
+import { ping } from '../db/pool.js'
 import type { ReadSource } from '../db/replica-lag.js'
 
 export type CheckState = 'up' | 'down'
@@ -35,8 +36,8 @@ async function probe(check: () => Promise<unknown>): Promise<CheckState> {
 /** Asks every dependency at once; a dependency that does not answer within a second counts as down. */
 export async function checkReadiness(app: FastifyInstance): Promise<ReadinessReport> {
   const [primary, replica, redis] = await Promise.all([
-    probe(() => app.db.primary.query('SELECT 1')),
-    probe(() => app.db.replica.query('SELECT 1')),
+    probe(() => ping(app.db.primary)),
+    probe(() => ping(app.db.replica)),
     probe(() => app.redis.ping()),
   ])
   const checks: Record<string, CheckState> = { primary, replica, redis }

@@ -7,6 +7,7 @@ import {
   newAdmin,
   newCustomer,
   newProduct,
+  releaseHooksOf,
   stockOf,
   type TestUser,
 } from '../../test/support/app.js'
@@ -45,7 +46,7 @@ describe('expiry sweeper', () => {
     await sleep(1100)
     // Small batches make the two sweepers interleave over many transactions.
     const sweep = (app: FastifyInstance) =>
-      sweepExpiredReservations(app.db.primary, app.metrics, { batchSize: 3 })
+      sweepExpiredReservations(app.db.primary, app.metrics, releaseHooksOf(app), 3)
     await Promise.all(
       apps.map(async (app) => [await sweep(app), await sweep(app), await sweep(app), await sweep(app)]),
     )
@@ -73,7 +74,7 @@ describe('expiry sweeper', () => {
     expect(beforeSweep.statusCode).toBe(409)
     expect(beforeSweep.json()).toMatchObject({ code: 'ORDER_EXPIRED' })
 
-    await sweepExpiredReservations(apps[0]!.db.primary, apps[0]!.metrics)
+    await sweepExpiredReservations(apps[0]!.db.primary, apps[0]!.metrics, releaseHooksOf(apps[0]!))
     const afterSweep = await pay()
     expect(afterSweep.statusCode).toBe(409)
     expect(afterSweep.json()).toMatchObject({ code: 'ORDER_EXPIRED' })
@@ -96,7 +97,7 @@ describe('expiry sweeper', () => {
       })
       expect(paid.statusCode).toBe(200)
       await sleep(2100)
-      await sweepExpiredReservations(app.db.primary, app.metrics)
+      await sweepExpiredReservations(app.db.primary, app.metrics, releaseHooksOf(app))
       expect(await stockOf(app, productId)).toEqual({ onHand: 2, available: 0, reserved: 0, sold: 2 })
     } finally {
       await app.close()

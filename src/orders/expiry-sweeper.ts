@@ -1,7 +1,7 @@
 import type pg from 'pg'
 import { withTransaction } from '../db/transaction.js'
 import type { Metrics } from '../metrics.js'
-import { releaseOrdersStock, type OnOrdersReleased } from './order-release.js'
+import { releaseOrdersStock, type ReleaseHooks } from './order-release.js'
 import { expireDueOrders } from './orders.repository.js'
 
 /**
@@ -12,14 +12,15 @@ import { expireDueOrders } from './orders.repository.js'
 export async function sweepExpiredReservations(
   primary: pg.Pool,
   metrics: Metrics,
-  options: { batchSize?: number; onReleased?: OnOrdersReleased } = {},
+  hooks: ReleaseHooks,
+  batchSize = 500,
 ): Promise<number> {
   const expired = await withTransaction(primary, async (tx) => {
-    const orders = await expireDueOrders(tx, options.batchSize ?? 500)
-    await releaseOrdersStock(tx, orders)
+    const orders = await expireDueOrders(tx, batchSize)
+    await releaseOrdersStock(tx, orders, hooks)
     return orders
   })
-  if (expired.length > 0) await options.onReleased?.(expired)
+  if (expired.length > 0) await hooks.afterCommit?.(expired)
   metrics.reservationsExpired.inc(expired.length)
   metrics.ordersTotal.inc({ status: 'expired' }, expired.length)
   return expired.length

@@ -1,16 +1,22 @@
 import type { PoolClient } from 'pg'
-import { releaseUserUnits } from '../sales/sales.repository.js'
 import {
   PRODUCT_STOCK,
   SALE_STOCK,
   releaseReserved,
   type StockLine,
   type StockTable,
-} from '../stock/stock.js'
+} from '../stock/stock.repository.js'
 import type { Order } from './orders.repository.js'
 
-/** Called after a transaction that released orders committed: sale units go back to the Redis gate. */
-export type OnOrdersReleased = (orders: Order[]) => Promise<void>
+/**
+ * What releasing orders means beyond their stock rows, for the modules that own the rest: inside the
+ * release's transaction (a sale order's per-user units, in src/sales/), and after it committed (units
+ * the Redis gate admitted go back to the gate, in src/redis-gate/).
+ */
+export interface ReleaseHooks {
+  inTransaction?(tx: PoolClient, orders: Order[]): Promise<void>
+  afterCommit?(orders: Order[]): Promise<void>
+}
 
 export const unitsOf = (order: Order) => order.items.reduce((sum, item) => sum + item.quantity, 0)
 
@@ -26,20 +32,21 @@ export function stockOf(order: Order): { stock: StockTable; lines: StockLine[] }
 }
 
 /**
- * Gives the stock of cancelled or expired orders back (reserved -> available) and, for sale orders,
- * the buyers' per-user allowance, inside the caller's transaction.
- * Concurrency: rows are updated as one sum per stock row in key order, and allowances in (sale, user)
- * order: releasing order by order would lock rows in arbitrary order, and two releasers (or a
- * release and a checkout) taking the same rows in different orders could deadlock.
+ * Gives the stock of cancelled or expired orders back (reserved -> available), then runs the
+ * inTransaction hook, inside the caller's transaction.
+ * Concurrency: rows are updated as one sum per stock row in key order: releasing order by order would
+ * lock rows in arbitrary order, and two releasers (or a release and a checkout) taking the same rows
+ * in different orders could deadlock.
  */
-export async function releaseOrdersStock(tx: PoolClient, orders: Order[]): Promise<void> {
+export async function releaseOrdersStock(
+  tx: PoolClient,
+  orders: Order[],
+  hooks: ReleaseHooks,
+): Promise<void> {
   for (const { stock, lines } of sumPerStockRow(orders.map(stockOf))) {
     await releaseReserved(tx, stock, lines)
   }
-  const saleOrders = orders
-    .filter((order) => order.saleId !== null)
-    .sort((a, b) => a.saleId! - b.saleId! || a.userId.localeCompare(b.userId))
-  for (const order of saleOrders) await releaseUserUnits(tx, order.saleId!, order.userId, unitsOf(order))
+  await hooks.inTransaction?.(tx, orders)
 }
 
 function sumPerStockRow(parts: { stock: StockTable; lines: StockLine[] }[]) {

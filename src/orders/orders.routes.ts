@@ -18,7 +18,7 @@ export default async function orderRoutes(app: FastifyInstance, opts: { orders: 
   app.post(
     '/api/checkout',
     {
-      preHandler: app.idempotent,
+      preHandler: app.idempotent(),
       schema: {
         ...secured,
         summary: 'Turn the cart into a reserved order',
@@ -55,7 +55,7 @@ export default async function orderRoutes(app: FastifyInstance, opts: { orders: 
   app.post<{ Params: { id: string } }>(
     '/api/orders/:id/pay',
     {
-      preHandler: app.idempotent,
+      preHandler: app.idempotent(),
       schema: {
         ...secured,
         summary: 'Pay a reserved order (simulated provider)',

@@ -11,10 +11,10 @@ import {
   OrderNotPayableError,
   PaymentDeclinedError,
 } from '../errors.js'
-import type { IdempotentRequest } from '../idempotency/idempotency.plugin.js'
+import type { Db } from '../db/pool.js'
+import { saveResponse, type IdempotentRequest } from '../idempotency/idempotency.js'
 import type { Metrics } from '../metrics.js'
-import type { Db } from '../plugins/postgres.plugin.js'
-import { PRODUCT_STOCK, confirmSold, type ReserveStock } from '../stock/stock.js'
+import { PRODUCT_STOCK, sellReserved, type RowStrategy } from '../stock/stock.repository.js'
 import { countedIn, retryPolicyOf, retryStockConflicts } from '../stock/stock-retry.js'
 import {
   findOrder,
@@ -24,7 +24,7 @@ import {
   markPaidIfStillReserved,
   type Order,
 } from './orders.repository.js'
-import { releaseOrdersStock, stockOf, type OnOrdersReleased } from './order-release.js'
+import { releaseOrdersStock, stockOf, type ReleaseHooks } from './order-release.js'
 import type { PaymentProvider } from './payment-provider.js'
 
 export interface Caller {
@@ -35,16 +35,16 @@ export interface Caller {
 export interface OrdersDeps {
   db: Db
   config: Config
-  reserveStock: ReserveStock
+  /** The row strategy checkout reserves with. */
+  rows: RowStrategy
   payments: PaymentProvider
   metrics: Metrics
-  /** After a cancellation committed: sale units go back to the Redis gate. */
-  onReleased?: OnOrdersReleased
+  /** What a cancellation releases beyond stock rows (src/release-hooks.ts). */
+  releaseHooks: ReleaseHooks
 }
 
 export function createOrders(deps: OrdersDeps) {
-  const { db, config, reserveStock, payments, metrics } = deps
-  const strategy = config.STOCK_STRATEGY
+  const { db, config, rows, payments, metrics } = deps
   const retryPolicy = retryPolicyOf(config)
 
   /** An order as its owner (or an admin) may see it; anyone else gets the same 404 as for no order. */
@@ -71,7 +71,7 @@ export function createOrders(deps: OrdersDeps) {
         withTransaction(db.primary, async (tx) => {
           const lines = await lockCartForCheckout(tx, userId)
           if (lines.length === 0) throw new CartEmptyError()
-          await reserveStock(
+          await rows.reserve(
             tx,
             PRODUCT_STOCK,
             lines.map((line) => ({ id: line.productId, quantity: line.quantity })),
@@ -88,10 +88,10 @@ export function createOrders(deps: OrdersDeps) {
             })),
           })
           await emptyCart(tx, userId)
-          await idempotency?.saveWithin(tx, 201, created)
+          if (idempotency) await saveResponse(tx, idempotency, 201, created)
           return created
         }),
-      countedIn(metrics, strategy),
+      countedIn(metrics, rows.name),
     )
     metrics.ordersTotal.inc({ status: 'reserved' })
     return order
@@ -110,9 +110,9 @@ export function createOrders(deps: OrdersDeps) {
       if (!(await markPaidIfStillReserved(tx, order.id)))
         throw whyNotPayable((await findOrder(tx, order.id))!)
       const { stock, lines } = stockOf(order)
-      await confirmSold(tx, stock, lines)
+      await sellReserved(tx, stock, lines)
       const result = (await findOrder(tx, order.id))!
-      await idempotency?.saveWithin(tx, 200, result)
+      if (idempotency) await saveResponse(tx, idempotency, 200, result)
       return result
     })
     metrics.ordersTotal.inc({ status: 'paid' })
@@ -129,12 +129,12 @@ export function createOrders(deps: OrdersDeps) {
         if (current.status === 'cancelled') return current
         throw new OrderNotCancellableError(current.status)
       }
-      await releaseOrdersStock(tx, [order])
+      await releaseOrdersStock(tx, [order], deps.releaseHooks)
       released = true
       return (await findOrder(tx, order.id))!
     })
     if (released) {
-      await deps.onReleased?.([cancelled])
+      await deps.releaseHooks.afterCommit?.([cancelled])
       metrics.ordersTotal.inc({ status: 'cancelled' })
     }
     return cancelled

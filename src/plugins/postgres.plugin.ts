@@ -1,17 +1,7 @@
 import fp from 'fastify-plugin'
-import pg from 'pg'
 import type { Config } from '../config.js'
-import { createReplicaLagMonitor, type ReplicaLagMonitor } from '../db/replica-lag.js'
-
-// All database access goes through these pools. `primary` is the authority for stock and orders, and
-// serves every read a user must see right after their own write (cart, orders: read-your-writes).
-// `readPool()` serves catalog reads that may be slightly stale: the replica while its lag is under
-// REPLICA_MAX_LAG_MS, the primary otherwise (src/db/replica-lag.ts).
-export interface Db {
-  primary: pg.Pool
-  replica: pg.Pool
-  readPool(): pg.Pool
-}
+import { openDatabase, type Db } from '../db/pool.js'
+import type { ReplicaLagMonitor } from '../db/replica-lag.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -20,82 +10,13 @@ declare module 'fastify' {
   }
 }
 
-// Postgres returns bigint (int8) and numeric as strings by default; our ids and counters fit in a JS
-// number, so parse int8 as a number once, here, rather than in every repository.
-pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value))
-
-/** `onQuery` runs once per query sent on any of the pool's connections (db_queries_total). */
-export function createPool(
-  connectionString: string,
-  max: number,
-  config: Config,
-  role: string,
-  onQuery?: () => void,
-): pg.Pool {
-  const pool = new pg.Pool({
-    connectionString,
-    max,
-    connectionTimeoutMillis: 2000,
-    idleTimeoutMillis: 30_000,
-    statement_timeout: config.DB_STATEMENT_TIMEOUT_MS,
-    application_name: `stampede-${role}-${config.NODE_APP_INSTANCE}`,
-  })
-  if (onQuery) pool.on('connect', (client) => countQueries(client, onQuery))
-  return pool
-}
-
-// Counting at the connection catches every query: `pool.query` runs on a client too, and so does each
-// statement of a transaction. It is wrapped once per new connection, so the cost is one call per query.
-function countQueries(client: pg.PoolClient, onQuery: () => void) {
-  const query = client.query.bind(client) as (...args: unknown[]) => unknown
-  client.query = ((...args: unknown[]) => {
-    onQuery()
-    return query(...args)
-  }) as typeof client.query
-}
-
+// The worker's pools (src/db/pool.ts), closed with the app.
 export default fp(
   async (app, opts: { config: Config }) => {
-    const { config } = opts
-    const queries = app.metrics.dbQueries
-    const primary = createPool(config.DATABASE_URL, config.DB_POOL_MAX, config, 'primary', () =>
-      queries.inc({ pool: 'primary' }),
-    )
-    const replica = createPool(
-      config.DATABASE_REPLICA_URL,
-      config.DB_REPLICA_POOL_MAX,
-      config,
-      'replica',
-      () => queries.inc({ pool: 'replica' }),
-    )
-    const probes = {
-      primary: createPool(config.DATABASE_URL, 1, config, 'lag-probe'),
-      replica: createPool(config.DATABASE_REPLICA_URL, 1, config, 'lag-probe'),
-    }
-    const replicaLag = createReplicaLagMonitor({
-      primary,
-      replica,
-      probes,
-      maxLagMs: config.REPLICA_MAX_LAG_MS,
-      intervalMs: config.REPLICA_LAG_PROBE_MS,
-      gauges: { lagSeconds: app.metrics.replicaLagSeconds, replicaInUse: app.metrics.replicaInUse },
-      log: app.log,
-    })
-    const pools = { primary, replica, 'probe-primary': probes.primary, 'probe-replica': probes.replica }
-    // An idle client that loses its server emits 'error' on the pool; unhandled, it would crash the worker.
-    for (const [name, pool] of Object.entries(pools)) {
-      pool.on('error', (err) => app.log.warn({ err, pool: name }, 'idle Postgres client failed'))
-    }
-    // The first measurement decides where reads start; until it answers they go to the primary.
-    await replicaLag.start()
-    app.metrics.trackPool('primary', primary)
-    app.metrics.trackPool('replica', replica)
-    app.decorate('db', { primary, replica, readPool: replicaLag.readPool } satisfies Db)
-    app.decorate('replicaLag', replicaLag)
-    app.addHook('onClose', async () => {
-      replicaLag.stop()
-      await Promise.all(Object.values(pools).map((pool) => pool.end()))
-    })
+    const database = await openDatabase(opts.config, app.metrics, app.log)
+    app.decorate('db', database.db)
+    app.decorate('replicaLag', database.replicaLag)
+    app.addHook('onClose', async () => database.close())
   },
   { name: 'postgres', dependencies: ['metrics'] },
 )

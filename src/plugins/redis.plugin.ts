@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
-import { Redis, type Command } from 'ioredis'
-import type { Metrics } from '../metrics.js'
+import type { Redis } from 'ioredis'
 import type { Config } from '../config.js'
+import { connectWithin, createRedis, timeCommands } from '../redis/client.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -9,43 +9,13 @@ declare module 'fastify' {
   }
 }
 
-export function createRedis(config: Config): Redis {
-  return new Redis(config.REDIS_URL, {
-    // Fail fast instead of queueing: while Redis is away a buyer gets a quick 503, not a hung request.
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    connectTimeout: 2000,
-    retryStrategy: (attempt) => Math.min(attempt * 100, 1000),
-    lazyConnect: true,
-    // Commands issued in the same event-loop turn (hundreds, in a stampede) go out in one write and
-    // come back in one read: far fewer system calls for the worker and for Redis.
-    enableAutoPipelining: true,
-  })
-}
-
-/** Times every command this client sends, by command name (redis_command_duration_seconds). */
-export function timeCommands(redis: Redis, histogram: Metrics['redisCommandSeconds']): void {
-  const send = redis.sendCommand.bind(redis)
-  redis.sendCommand = ((command: Command, stream?: never) => {
-    const end = histogram.startTimer({ command: command.name })
-    const done = () => void end()
-    command.promise.then(done, done)
-    return send(command, stream)
-  }) as typeof redis.sendCommand
-}
-
-/** Waits for the first connection, but never longer than `ms`: the app starts even with Redis down. */
-async function connectWithin(redis: Redis, ms: number): Promise<void> {
-  const connected = redis.connect().catch(() => undefined)
-  await Promise.race([connected, new Promise((resolve) => setTimeout(resolve, ms).unref())])
-}
-
+// The worker's Redis connection (src/redis/client.ts), timed per command and closed with the app.
 export default fp(
   async (app, opts: { config: Config }) => {
     const redis = createRedis(opts.config)
     timeCommands(redis, app.metrics.redisCommandSeconds)
     redis.on('error', (err) => app.log.warn({ err }, 'Redis connection error'))
-    await connectWithin(redis, 2000)
+    if (!(await connectWithin(redis, 2000))) app.log.warn('Redis did not answer at start-up; still trying')
     app.decorate('redis', redis)
     app.addHook('onClose', async () => {
       redis.disconnect()

@@ -1,6 +1,6 @@
 import type { Redis, Result } from 'ioredis'
 import { RateLimitedError } from '../errors.js'
-import { luaScript } from '../redis/lua.js'
+import { defineScripts } from '../redis/scripts.js'
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
@@ -19,7 +19,7 @@ export interface Limit {
  * user gets the same allowance whichever worker nginx sends them to.
  */
 export function createRateLimiter(redis: Redis, windowMs = 1000) {
-  redis.defineCommand('fixedWindow', { lua: luaScript('fixed-window.lua', import.meta.url) })
+  defineScripts(redis, import.meta.url, { fixedWindow: { file: 'fixed-window.lua' } })
   return {
     /** Counts one request against every limit; throws RateLimitedError (429, Retry-After) past any. */
     async check(limits: Limit[]): Promise<void> {

@@ -85,19 +85,8 @@ export interface NewSale {
   endsAt: Date
 }
 
-/**
- * Moves `units` from the product's available stock into a new sale of their own.
- * Concurrency: the allotment is a conditional UPDATE (available >= units) like every other stock
- * decrement, so a sale can never be created from units a checkout took a moment earlier.
- * Returns undefined when the product does not have that many units available.
- */
-export async function insertSaleAllottingStock(tx: Queryable, sale: NewSale): Promise<number | undefined> {
-  const { rowCount } = await tx.query(
-    `UPDATE inventory SET on_hand = on_hand - $2, available = available - $2, version = version + 1
-      WHERE product_id = $1 AND available >= $2`,
-    [sale.productId, sale.units],
-  )
-  if (rowCount === 0) return undefined
+/** Inserts a sale whose units were just allotted from its product's inventory (allotFromInventory). */
+export async function insertSale(tx: Queryable, sale: NewSale): Promise<number> {
   const { rows } = await tx.query<{ id: number }>(
     `INSERT INTO flash_sales (product_id, price_cents, units_total, available, per_user_limit, starts_at, ends_at)
      VALUES ($1, $2, $3, $3, $4, $5, $6) RETURNING id`,
@@ -146,13 +135,25 @@ export async function addUserUnitsWithinLimit(
   return new Set(rows.map((row) => row.user_id))
 }
 
-/** Gives units back to a user's allowance when their order is cancelled or expires. */
-export async function releaseUserUnits(tx: Queryable, saleId: number, userId: string, quantity: number) {
-  await tx.query('UPDATE sale_user_units SET units = units - $3 WHERE sale_id = $1 AND user_id = $2', [
-    saleId,
-    userId,
-    quantity,
-  ])
+/**
+ * Lowers users' units in sales when their orders are cancelled or expire, inside the release's
+ * transaction. Concurrency: rows are updated in (sale, user) order, so two releasers, or a release
+ * and a batch raising the same users' units, lock them in the same order and cannot deadlock.
+ */
+export async function releaseUserUnits(
+  tx: Queryable,
+  holdings: { saleId: number; userId: string; units: number }[],
+): Promise<void> {
+  const ordered = [...holdings].sort(
+    (a, b) => a.saleId - b.saleId || (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0),
+  )
+  for (const { saleId, userId, units } of ordered) {
+    await tx.query('UPDATE sale_user_units SET units = units - $3 WHERE sale_id = $1 AND user_id = $2', [
+      saleId,
+      userId,
+      units,
+    ])
+  }
 }
 
 export interface SaleAudit {

@@ -78,15 +78,11 @@ export default async function saleRoutes(
     '/api/sales/:id/purchase',
     {
       onRequest: app.authenticate,
-      preHandler: [
-        // Most of a stampede arrives after the last unit: a worker that knows the sale is sold out
-        // answers at once, in one Redis round trip for a keyed request (none without a key).
-        async (request, reply) => {
-          const soldOut = purchases.knownSoldOut(request.params.id)
-          if (soldOut) return app.answerIdempotently(request, reply, soldOut)
-        },
-        app.idempotent,
-      ],
+      // Most of a stampede arrives after the last unit: a worker that knows the sale is sold out
+      // answers at once, in one Redis round trip for a keyed request (none without a key).
+      preHandler: app.idempotent({
+        earlyAnswer: (request) => purchases.answerFromMemory((request.params as { id: number }).id),
+      }),
       schema: {
         tags: ['sales'],
         summary: 'Buy during a flash sale',
@@ -105,15 +101,13 @@ export default async function saleRoutes(
       },
     },
     async (request, reply) =>
-      reply
-        .status(201)
-        .send(
-          await purchases.purchase(
-            request.user.sub,
-            request.params.id,
-            request.body.quantity,
-            request.idempotency,
-          ),
-        ),
+      reply.status(201).send(
+        await purchases.purchase({
+          userId: request.user.sub,
+          saleId: request.params.id,
+          quantity: request.body.quantity,
+          idempotency: request.idempotency,
+        }),
+      ),
   )
 }

@@ -1,19 +1,19 @@
 import type { CachePolicy, TwoLevelCache } from '../cache/two-level-cache.js'
-import type { Config } from '../config.js'
+import { findProduct } from '../catalog/products.repository.js'
+import type { Db } from '../db/pool.js'
 import { withTransaction } from '../db/transaction.js'
-import { rebuildGateFromPostgres } from './gate-rebuild.js'
 import { InvalidSaleWindowError, NotFoundError, OutOfStockError } from '../errors.js'
-import type { Db } from '../plugins/postgres.plugin.js'
+import { allotFromInventory } from '../stock/stock.repository.js'
+import type { PurchasePath } from './purchase-path.js'
 import { saleStatus, type SaleStatus } from './sale-status.js'
 import {
   auditSale,
   findSale,
-  insertSaleAllottingStock,
+  insertSale,
   listCurrentSales,
   type NewSale,
   type Sale,
 } from './sales.repository.js'
-import type { StockGate } from './stock-gate.js'
 
 export interface SaleView {
   id: number
@@ -25,7 +25,10 @@ export interface SaleView {
   startsAt: string
   endsAt: string
   status: SaleStatus
-  /** Units still on offer. Under redis-gate it is the gate's count, otherwise Postgres' available. */
+  /**
+   * Units still on offer (`available` in the code; the API calls it what a shopper reads): the gate's
+   * count under redis-gate, otherwise Postgres' available.
+   */
   remaining: number
 }
 
@@ -68,30 +71,28 @@ export const SALE_CACHE: CachePolicy = {
   l2: { ttlMs: 60_000, staleMs: 30_000 },
   negativeTtlMs: 1000,
 }
-// Remaining units change with every purchase: memory only, for at most 250 ms (±20%), never Redis' L2.
-// A sale page may show a count that old; buying never reads it (the gate decides).
-export const SALE_REMAINING_CACHE: CachePolicy = { l1TtlMs: 250, l2: false, negativeTtlMs: 250 }
+// Available units change with every purchase: memory only, for at most 250 ms (±20%), never Redis' L2.
+// A sale page may show a count that old; buying never reads it (the purchase path decides).
+export const SALE_AVAILABLE_CACHE: CachePolicy = { l1TtlMs: 250, l2: false, negativeTtlMs: 250 }
 
-export function createSales(deps: { db: Db; config: Config; gate: StockGate; cache: TwoLevelCache }) {
-  const { db, config, gate } = deps
-  const usesGate = config.STOCK_STRATEGY === 'redis-gate'
+export function createSales(deps: { db: Db; path: PurchasePath; cache: TwoLevelCache }) {
+  const { db, path } = deps
   const facts = deps.cache.family<SaleFacts>('sale', SALE_CACHE)
-  const remainingUnits = deps.cache.family<number>('sale-remaining', SALE_REMAINING_CACHE)
+  const availableUnits = deps.cache.family<number>('sale-available', SALE_AVAILABLE_CACHE)
 
-  // Remaining units come from the gate (Redis) under redis-gate, and from the primary otherwise: never
-  // from a long-lived cache, and never from the replica, which may lag.
-  async function currentRemaining(saleId: number): Promise<number | undefined> {
-    const fromGate = usesGate ? await gate.remaining(saleId) : null
-    return fromGate ?? (await findSale(db.primary, saleId))?.available
+  // Available units come from the purchase path (the gate, or the primary): never from a long-lived
+  // cache, and never from the replica, which may lag. A missing gate falls back to Postgres' count.
+  async function currentAvailable(saleId: number): Promise<number | undefined> {
+    return (await path.available(saleId)) ?? (await findSale(db.primary, saleId))?.available
   }
 
   async function view(sale: SaleFacts, fresh = false): Promise<SaleView> {
-    const remaining =
+    const available =
       (fresh
-        ? await currentRemaining(sale.id)
-        : await remainingUnits.get(sale.id, () => currentRemaining(sale.id))) ?? 0
+        ? await currentAvailable(sale.id)
+        : await availableUnits.get(sale.id, () => currentAvailable(sale.id))) ?? 0
     const window = { startsAt: new Date(sale.startsAt), endsAt: new Date(sale.endsAt) }
-    return { ...sale, status: saleStatus(window, remaining), remaining }
+    return { ...sale, status: saleStatus(window, available), remaining: available }
   }
 
   return {
@@ -99,13 +100,12 @@ export function createSales(deps: { db: Db; config: Config; gate: StockGate; cac
       if (input.endsAt <= input.startsAt || input.endsAt.getTime() <= Date.now())
         throw new InvalidSaleWindowError()
       const saleId = await withTransaction(db.primary, async (tx) => {
-        const product = await tx.query('SELECT 1 FROM products WHERE id = $1', [input.productId])
-        if (product.rowCount === 0) throw new NotFoundError(`product ${input.productId}`)
-        const id = await insertSaleAllottingStock(tx, input)
-        if (id === undefined) throw new OutOfStockError(input.productId)
-        return id
+        if (!(await findProduct(tx, input.productId))) throw new NotFoundError(`product ${input.productId}`)
+        if (!(await allotFromInventory(tx, input.productId, input.units)))
+          throw new OutOfStockError(input.productId)
+        return insertSale(tx, input)
       })
-      await rebuildGateFromPostgres(db.primary, gate, saleId)
+      await path.saleCreated(saleId)
       await facts.invalidate(saleId)
       return view(toFacts((await findSale(db.primary, saleId))!))
     },
@@ -128,12 +128,12 @@ export function createSales(deps: { db: Db; config: Config; gate: StockGate; cac
       return Promise.all((await listCurrentSales(db.readPool(), 50)).map((sale) => view(toFacts(sale))))
     },
 
-    /** The invariant report of one sale, from the primary and the gate. */
+    /** The invariant report of one sale, from the primary and the purchase path (the gate's numbers). */
     async audit(saleId: number): Promise<SaleAuditReport> {
       const audit = await auditSale(db.primary, saleId)
       if (!audit) throw new NotFoundError(`sale ${saleId}`)
-      const gateCount = usesGate ? await gate.remaining(saleId) : null
-      const inFlight = usesGate ? await gate.unitsInFlight(saleId) : null
+      const inFlight = await path.inFlight(saleId)
+      const gateCount = inFlight === null ? null : await path.available(saleId)
       const drift = gateCount === null || inFlight === null ? null : gateCount + inFlight - audit.available
       const violations: string[] = []
       if (audit.available < 0) violations.push('available below zero')
@@ -147,7 +147,7 @@ export function createSales(deps: { db: Db; config: Config; gate: StockGate; cac
       if (drift !== null && drift !== 0) violations.push(`gate drifts from Postgres by ${drift}`)
       return {
         saleId,
-        strategy: config.STOCK_STRATEGY,
+        strategy: path.strategy,
         initial: audit.unitsTotal,
         available: audit.available,
         reserved: audit.reserved,

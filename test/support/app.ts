@@ -3,6 +3,9 @@ import { randomUUID } from 'node:crypto'
 import { buildApp } from '../../src/app.js'
 import { insertUserIfEmailFree } from '../../src/auth/users.repository.js'
 import { loadConfig, type Config } from '../../src/config.js'
+import type { ReleaseHooks } from '../../src/orders/order-release.js'
+import { createStockGate } from '../../src/redis-gate/stock-gate.js'
+import { orderReleaseHooks } from '../../src/release-hooks.js'
 import type { SaleAuditReport } from '../../src/sales/sales.service.js'
 
 /**
@@ -129,4 +132,9 @@ export async function auditOf(
 ): Promise<SaleAuditReport> {
   const response = await app.inject({ url: `/api/admin/sales/${saleId}/audit`, headers: admin.headers })
   return response.json<SaleAuditReport>()
+}
+
+/** The release hooks the jobs process uses, for tests that run the expiry sweeper themselves. */
+export function releaseHooksOf(app: FastifyInstance): ReleaseHooks {
+  return orderReleaseHooks(createStockGate(app.redis, { tokenTtlMs: app.config.GATE_TOKEN_TTL_MS }))
 }

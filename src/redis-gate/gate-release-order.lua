@@ -1,4 +1,4 @@
--- gate-give-back: a cancelled or expired sale order returns its units to the gate and to the
+-- gate-release-order: a cancelled or expired sale order releases its units to the gate and to the
 -- buyer's per-user allowance. Called once per order, after Postgres committed the status change.
 --
 -- KEYS[1]  sale:{<id>}:gate
@@ -7,6 +7,6 @@
 -- ARGV[2]  quantity
 -- returns  1 if the gate was there to take them, 0 if it is missing (a rebuild will read Postgres)
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HINCRBY', KEYS[1], 'stock', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'available', ARGV[2])
 redis.call('HINCRBY', KEYS[2], ARGV[1], -tonumber(ARGV[2]))
 return 1

@@ -1,7 +1,14 @@
 import type { FastifyInstance } from 'fastify'
 import { setImmediate } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { auditOf, buildTestApp, newAdmin, newSale, type TestUser } from '../../test/support/app.js'
+import {
+  auditOf,
+  buildTestApp,
+  newAdmin,
+  newSale,
+  releaseHooksOf,
+  type TestUser,
+} from '../../test/support/app.js'
 import { createLoadTestUsers, type LoadTestUser } from '../auth/load-test-users.js'
 import { STOCK_STRATEGIES } from '../config.js'
 import { createStockGate } from './stock-gate.js'
@@ -152,7 +159,7 @@ describe('flash sale on the redis-gate strategy', () => {
     const reconcilers = apps.slice(0, 2).map((a) => createReconciler({ db: a.db, gate, metrics: a.metrics }))
     const results = await Promise.all(reconcilers.map((r) => r.reconcileSale(saleId)))
 
-    expect(results.reduce((sum, r) => sum + r.returned, 0)).toBe(1)
+    expect(results.reduce((sum, r) => sum + r.released, 0)).toBe(1)
     const audit = await auditOf(app, admin, saleId)
     expect(audit).toMatchObject({ available: 5, gate: 5, inFlight: 0, drift: 0 })
     // The buyer's allowance came back too: they can buy again.
@@ -215,10 +222,8 @@ describe('flash sale on the redis-gate strategy', () => {
 
       await new Promise((resolve) => setTimeout(resolve, 1100))
       const { sweepExpiredReservations } = await import('../orders/expiry-sweeper.js')
-      const { giveBackToGate } = await import('./give-back.js')
-      const onReleased = giveBackToGate(createStockGate(app.redis, { tokenTtlMs: 1000 }))
-      await sweepExpiredReservations(app.db.primary, app.metrics, { onReleased })
-      await sweepExpiredReservations(app.db.primary, app.metrics, { onReleased })
+      await sweepExpiredReservations(app.db.primary, app.metrics, releaseHooksOf(app))
+      await sweepExpiredReservations(app.db.primary, app.metrics, releaseHooksOf(app))
       expect(expiring.id).toBeDefined()
       expect(await auditOf(app, admin, saleId)).toMatchObject({
         gate: 3,

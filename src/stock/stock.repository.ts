@@ -1,6 +1,9 @@
 import type { PoolClient } from 'pg'
-import type { StockStrategyName } from '../config.js'
+import type { Queryable } from '../db/transaction.js'
 import { OutOfStockError, SoldOutError, StockConflictError, type AppError } from '../errors.js'
+
+// Every statement that moves units between available, reserved and sold lives here, for both stock
+// tables: the three row strategies that reserve, and release, sell, allot and the batch reservation.
 
 /**
  * A table that holds stock: `inventory` (one row per product, for cart checkouts) or `flash_sales`
@@ -103,19 +106,58 @@ const atomic: ReserveStock = async (tx, stock, lines) => {
   }
 }
 
-export function stockStrategy(name: StockStrategyName, options: { lockTimeoutMs: number }): ReserveStock {
+export const ROW_STRATEGIES = ['optimistic', 'pessimistic', 'atomic'] as const
+export type RowStrategyName = (typeof ROW_STRATEGIES)[number]
+
+/** A row strategy and its name, so that metrics say which strategy really ran. */
+export interface RowStrategy {
+  name: RowStrategyName
+  reserve: ReserveStock
+}
+
+export function rowStrategy(name: RowStrategyName, options: { lockTimeoutMs: number }): RowStrategy {
   switch (name) {
     case 'optimistic':
-      return optimistic
+      return { name, reserve: optimistic }
     case 'pessimistic':
-      return pessimistic(options.lockTimeoutMs)
+      return { name, reserve: pessimistic(options.lockTimeoutMs) }
     case 'atomic':
-      return atomic
-    case 'redis-gate':
-      // The Redis gate admits buyers before Postgres; what it writes to Postgres is one atomic
-      // UPDATE per batch, so behind the gate the atomic strategy is the right one.
-      return atomic
+      return { name, reserve: atomic }
   }
+}
+
+/**
+ * Reserves `quantity` units of one row in one conditional UPDATE and returns the row's new version, or
+ * null when it does not have that many. The redis-gate batch takes its whole sum this way.
+ */
+export async function reserveReturningVersion(
+  tx: Queryable,
+  stock: StockTable,
+  id: number,
+  quantity: number,
+): Promise<number | null> {
+  const { rows } = await tx.query<{ version: number }>(
+    `UPDATE ${stock.table}
+        SET available = available - $2, reserved = reserved + $2, version = version + 1
+      WHERE ${stock.key} = $1 AND available >= $2 RETURNING version`,
+    [id, quantity],
+  )
+  return rows[0]?.version ?? null
+}
+
+/**
+ * Takes `units` out of a product's inventory altogether (on hand and available), for a flash sale that
+ * will own them. False when the product does not have that many available.
+ * Concurrency: the allotment is a conditional UPDATE (available >= units) like every other decrement,
+ * so a sale can never be created from units a checkout took a moment earlier.
+ */
+export async function allotFromInventory(tx: Queryable, productId: number, units: number): Promise<boolean> {
+  const { rowCount } = await tx.query(
+    `UPDATE inventory SET on_hand = on_hand - $2, available = available - $2, version = version + 1
+      WHERE product_id = $1 AND available >= $2`,
+    [productId, units],
+  )
+  return rowCount === 1
 }
 
 /** Moves units from `reserved` back to `available`: a cancelled or expired order gives its stock back. */
@@ -131,7 +173,7 @@ export async function releaseReserved(tx: PoolClient, stock: StockTable, lines: 
 }
 
 /** Moves units from `reserved` to `sold`: a paid order keeps its stock for good. */
-export async function confirmSold(tx: PoolClient, stock: StockTable, lines: StockLine[]): Promise<void> {
+export async function sellReserved(tx: PoolClient, stock: StockTable, lines: StockLine[]): Promise<void> {
   for (const line of inKeyOrder(lines)) {
     await tx.query(
       `UPDATE ${stock.table} SET reserved = reserved - $2, sold = sold + $2, version = version + 1

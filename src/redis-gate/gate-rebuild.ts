@@ -1,6 +1,6 @@
 import type pg from 'pg'
 import { withTransaction } from '../db/transaction.js'
-import { lockSaleForGate } from './sales.repository.js'
+import { lockSaleForGate } from '../sales/sales.repository.js'
 import type { StockGate } from './stock-gate.js'
 
 /**

@@ -1,4 +1,4 @@
-// The demo shop's catalogue, seeded by src/db/seed.ts and drawn by scripts/generate-images.ts.
+// The demo shop's catalogue, seeded by src/demo/seed.ts and drawn by scripts/generate-images.ts.
 // Stock levels are deliberately mixed: deep stock for cache and checkout load, a few scarce items
 // (5-20 units) so a crowd sells them out and the no-oversell invariant gets exercised.
 

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto'
 import type { Redis, Result } from 'ioredis'
-import { luaScript } from '../redis/lua.js'
+import { defineScripts } from '../redis/scripts.js'
 
 // Redis key layout of the flash-sale gate. The `{<id>}` hash tag keeps one sale's keys in one slot,
 // so the scripts stay valid on a Redis Cluster.
-//   sale:{<id>}:gate    hash   stock, starts_ms, ends_ms, per_user_limit, fence
+//   sale:{<id>}:gate    hash   available, starts_ms, ends_ms, per_user_limit, fence
 //   sale:{<id>}:users   hash   user id -> units held in the sale (reserved + paid)
 //   sale:{<id>}:tokens  zset   "<userId>:<qty>:<uuid>" -> deadline ms: admitted, not yet an order
 const keys = (saleId: number) => {
@@ -24,7 +24,7 @@ declare module 'ioredis' {
       token: string,
       deadlineMs: number,
     ): Result<[number, number], Context>
-    gateRelease(gate: string, users: string, tokens: string, token: string): Result<number, Context>
+    gateReleaseToken(gate: string, users: string, tokens: string, token: string): Result<number, Context>
     gateConfirm(
       gate: string,
       users: string,
@@ -32,14 +32,14 @@ declare module 'ioredis' {
       version: number,
       ...tokens: string[]
     ): Result<number, Context>
-    gateGiveBack(gate: string, users: string, userId: string, quantity: number): Result<number, Context>
+    gateReleaseOrder(gate: string, users: string, userId: string, quantity: number): Result<number, Context>
     gateBuild(gate: string, users: string, ...args: (string | number)[]): Result<number, Context>
   }
 }
 
 export type Admission =
-  | { outcome: 'admitted'; token: string; remaining: number }
-  | { outcome: 'sold_out' | 'not_started' | 'ended' | 'per_user_limit'; remaining: number }
+  | { outcome: 'admitted'; token: string; available: number }
+  | { outcome: 'sold_out' | 'not_started' | 'ended' | 'per_user_limit'; available: number }
   | { outcome: 'gate_missing' }
 
 const OUTCOMES = { 0: 'sold_out', [-2]: 'not_started', [-3]: 'ended', [-4]: 'per_user_limit' } as const
@@ -61,23 +61,13 @@ export function parseToken(token: string): { userId: string; quantity: number } 
 }
 
 export function createStockGate(redis: Redis, options: { tokenTtlMs: number }) {
-  const scripts = {
-    gateAdmit: { numberOfKeys: 3, file: 'gate-admit.lua' },
-    gateRelease: { numberOfKeys: 3, file: 'gate-release.lua' },
-    gateConfirm: { numberOfKeys: 3, file: 'gate-confirm.lua' },
-    gateGiveBack: { numberOfKeys: 2, file: 'gate-give-back.lua' },
-    gateBuild: { numberOfKeys: 2, file: 'gate-build.lua' },
-  }
-  // defineCommand sends EVALSHA and falls back to EVAL on NOSCRIPT, so a SCRIPT FLUSH (or a Redis
-  // restart) mid-sale costs one extra round trip, not an error.
-  for (const [name, script] of Object.entries(scripts)) {
-    if (!(name in redis)) {
-      redis.defineCommand(name, {
-        numberOfKeys: script.numberOfKeys,
-        lua: luaScript(script.file, import.meta.url),
-      })
-    }
-  }
+  defineScripts(redis, import.meta.url, {
+    gateAdmit: { file: 'gate-admit.lua', keys: 3 },
+    gateReleaseToken: { file: 'gate-release-token.lua', keys: 3 },
+    gateConfirm: { file: 'gate-confirm.lua', keys: 3 },
+    gateReleaseOrder: { file: 'gate-release-order.lua', keys: 2 },
+    gateBuild: { file: 'gate-build.lua', keys: 2 },
+  })
 
   return {
     /** Asks the gate for `quantity` units; sold out, closed and over-limit answers never touch Postgres. */
@@ -85,7 +75,7 @@ export function createStockGate(redis: Redis, options: { tokenTtlMs: number }) {
       const k = keys(saleId)
       const now = Date.now()
       const token = `${userId}:${quantity}:${randomUUID()}`
-      const [code, remaining] = await redis.gateAdmit(
+      const [code, available] = await redis.gateAdmit(
         k.gate,
         k.users,
         k.tokens,
@@ -95,15 +85,15 @@ export function createStockGate(redis: Redis, options: { tokenTtlMs: number }) {
         token,
         now + options.tokenTtlMs,
       )
-      if (code === 1) return { outcome: 'admitted', token, remaining }
+      if (code === 1) return { outcome: 'admitted', token, available }
       if (code === -1) return { outcome: 'gate_missing' }
-      return { outcome: OUTCOMES[code as keyof typeof OUTCOMES], remaining }
+      return { outcome: OUTCOMES[code as keyof typeof OUTCOMES], available }
     },
 
-    /** Returns a token's units, exactly once (false if it was not in flight any more). */
-    async release(saleId: number, token: string): Promise<boolean> {
+    /** Releases a token's units to the gate, exactly once (false if it was not in flight any more). */
+    async releaseToken(saleId: number, token: string): Promise<boolean> {
       const k = keys(saleId)
-      return (await redis.gateRelease(k.gate, k.users, k.tokens, token)) === 1
+      return (await redis.gateReleaseToken(k.gate, k.users, k.tokens, token)) === 1
     },
 
     /** The batch that holds these tokens committed at `version`: they are orders now. */
@@ -112,10 +102,10 @@ export function createStockGate(redis: Redis, options: { tokenTtlMs: number }) {
       return redis.gateConfirm(k.gate, k.users, k.tokens, version, ...tokens)
     },
 
-    /** A cancelled or expired order's units go back on sale. */
-    async giveBack(saleId: number, userId: string, quantity: number): Promise<void> {
+    /** Releases a cancelled or expired order's units to the gate: they are on offer again. */
+    async releaseOrder(saleId: number, userId: string, quantity: number): Promise<void> {
       const k = keys(saleId)
-      await redis.gateGiveBack(k.gate, k.users, userId, quantity)
+      await redis.gateReleaseOrder(k.gate, k.users, userId, quantity)
     },
 
     /** Creates the gate from Postgres' numbers unless it exists; true if it built one. */
@@ -136,9 +126,9 @@ export function createStockGate(redis: Redis, options: { tokenTtlMs: number }) {
     },
 
     /** Units the gate still offers, or null when the gate is missing. */
-    async remaining(saleId: number): Promise<number | null> {
-      const stock = await redis.hget(keys(saleId).gate, 'stock')
-      return stock === null ? null : Number(stock)
+    async available(saleId: number): Promise<number | null> {
+      const available = await redis.hget(keys(saleId).gate, 'available')
+      return available === null ? null : Number(available)
     },
 
     /** Tokens admitted but not yet orders whose deadline is before `nowMs`: their worker may be dead. */

@@ -2,7 +2,7 @@
 -- per-user limit and the remaining units, then takes the units and records a reservation token.
 -- Postgres still has the last word: the token becomes an order only when a batch commits.
 --
--- KEYS[1]  sale:{<id>}:gate    hash: stock, starts_ms, ends_ms, per_user_limit, fence
+-- KEYS[1]  sale:{<id>}:gate    hash: available, starts_ms, ends_ms, per_user_limit, fence
 -- KEYS[2]  sale:{<id>}:users   hash: user id -> units the user holds (reserved + paid)
 -- KEYS[3]  sale:{<id>}:tokens  sorted set: token -> deadline (ms); a token is "<userId>:<qty>:<uuid>"
 -- ARGV[1]  user id
@@ -10,19 +10,19 @@
 -- ARGV[3]  now (ms since the epoch, from the app's clock)
 -- ARGV[4]  the reservation token to record
 -- ARGV[5]  the token's deadline (ms): after it, the reconciler may return the units
--- returns  {code, remaining}: 1 admitted, 0 sold out, -1 gate missing (fail closed),
+-- returns  {code, available}: 1 admitted, 0 sold out, -1 gate missing (fail closed),
 --          -2 not started, -3 ended, -4 per-user limit reached
-local gate = redis.call('HMGET', KEYS[1], 'stock', 'starts_ms', 'ends_ms', 'per_user_limit')
+local gate = redis.call('HMGET', KEYS[1], 'available', 'starts_ms', 'ends_ms', 'per_user_limit')
 if not gate[1] then return {-1, 0} end
-local stock = tonumber(gate[1])
+local available = tonumber(gate[1])
 local now = tonumber(ARGV[3])
 local quantity = tonumber(ARGV[2])
-if now < tonumber(gate[2]) then return {-2, stock} end
-if now >= tonumber(gate[3]) then return {-3, stock} end
-if stock < quantity then return {0, stock} end
+if now < tonumber(gate[2]) then return {-2, available} end
+if now >= tonumber(gate[3]) then return {-3, available} end
+if available < quantity then return {0, available} end
 local held = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
-if held + quantity > tonumber(gate[4]) then return {-4, stock} end
-redis.call('HINCRBY', KEYS[1], 'stock', -quantity)
+if held + quantity > tonumber(gate[4]) then return {-4, available} end
+redis.call('HINCRBY', KEYS[1], 'available', -quantity)
 redis.call('HINCRBY', KEYS[2], ARGV[1], quantity)
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
-return {1, stock - quantity}
+return {1, available - quantity}

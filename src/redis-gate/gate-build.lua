@@ -11,9 +11,9 @@
 -- ARGV[5]  fence: the flash_sales.version those numbers belong to
 -- ARGV[6..] pairs of user id, units held (from sale_user_units)
 -- returns  1 if built, 0 if a gate existed already
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[1], 'stock', ARGV[1], 'starts_ms', ARGV[2], 'ends_ms', ARGV[3],
+if redis.call('HEXISTS', KEYS[1], 'available') == 1 then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('HSET', KEYS[1], 'available', ARGV[1], 'starts_ms', ARGV[2], 'ends_ms', ARGV[3],
   'per_user_limit', ARGV[4], 'fence', ARGV[5])
 for i = 6, #ARGV, 2 do
   redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])

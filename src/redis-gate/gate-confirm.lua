@@ -1,5 +1,5 @@
 -- gate-confirm: after a batch committed its orders, drops their tokens from the in-flight set.
--- A token that is no longer there was given back meanwhile (the reconciler thought its worker dead)
+-- A token that is no longer there was released meanwhile (the reconciler thought its worker dead)
 -- or lost (Redis was flushed and the gate rebuilt from Postgres). If the gate was built from a
 -- Postgres state older than this batch (fence < batch version), the gate counted those units as
 -- available, so they are taken again here; if it was built later, Postgres already showed them sold.
@@ -15,7 +15,7 @@ local retaken = 0
 for i = 2, #ARGV do
   if redis.call('ZREM', KEYS[3], ARGV[i]) == 0 and fence >= 0 and tonumber(ARGV[1]) > fence then
     local user, quantity = string.match(ARGV[i], '^([^:]+):(%d+):')
-    redis.call('HINCRBY', KEYS[1], 'stock', -tonumber(quantity))
+    redis.call('HINCRBY', KEYS[1], 'available', -tonumber(quantity))
     redis.call('HINCRBY', KEYS[2], user, quantity)
     retaken = retaken + tonumber(quantity)
   end

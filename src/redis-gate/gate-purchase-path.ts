@@ -1,0 +1,85 @@
+import type { Config } from '../config.js'
+import type { Db } from '../db/pool.js'
+import {
+  NotFoundError,
+  PerUserLimitError,
+  SaleNotActiveError,
+  SaleUnavailableError,
+  SoldOutError,
+} from '../errors.js'
+import type { Metrics } from '../metrics.js'
+import type { PurchasePath } from '../sales/purchase-path.js'
+import { findSale } from '../sales/sales.repository.js'
+import { rebuildGateFromPostgres } from './gate-rebuild.js'
+import { createOrderBatcher } from './order-batcher.js'
+import { createSoldOutMemo } from './sold-out-memo.js'
+import type { StockGate } from './stock-gate.js'
+
+/** How long a worker answers SOLD_OUT from memory after the gate said so. */
+const SOLD_OUT_MEMO_MS = 250
+
+/**
+ * The redis-gate strategy. The gate (a Lua script in Redis) answers most buyers on its own (sold out,
+ * not open, over the limit); an admitted buyer holds a reservation token until its order is written in
+ * a batch, and gets the order when that batch commits. Postgres keeps the last word: the batch's
+ * conditional UPDATE. The reconciler (./reconciler.ts, in the jobs process) releases tokens whose
+ * worker died and rebuilds a gate Redis lost.
+ */
+export function createGatePurchasePath(deps: {
+  db: Db
+  gate: StockGate
+  config: Config
+  metrics: Metrics
+  log: { warn(obj: object, msg: string): void }
+}): PurchasePath {
+  const { db, gate, config } = deps
+  const soldOut = createSoldOutMemo(SOLD_OUT_MEMO_MS)
+  const batcher = createOrderBatcher({
+    db,
+    gate,
+    metrics: deps.metrics,
+    log: deps.log,
+    reservationTtlSeconds: config.RESERVATION_TTL_SECONDS,
+    maxBatch: config.ORDER_BATCH_MAX,
+    maxWaitMs: config.ORDER_BATCH_WAIT_MS,
+    maxConcurrent: config.ORDER_BATCH_CONCURRENCY,
+  })
+
+  return {
+    strategy: 'redis-gate',
+
+    async purchase({ userId, saleId, quantity, idempotency }) {
+      const admission = await gate.admit(saleId, userId, quantity)
+      switch (admission.outcome) {
+        case 'admitted':
+          return batcher.submit({ saleId, userId, quantity, token: admission.token, idempotency })
+        case 'sold_out':
+          if (admission.available === 0) soldOut.remember(saleId)
+          throw new SoldOutError(saleId)
+        case 'not_started':
+          throw new SaleNotActiveError(saleId, 'upcoming')
+        case 'ended':
+          throw new SaleNotActiveError(saleId, 'ended')
+        case 'per_user_limit':
+          throw new PerUserLimitError()
+        case 'gate_missing':
+          // Fail closed: no gate means Redis lost it; never sell on without one. Rebuild it from Postgres.
+          if (!(await findSale(db.primary, saleId))) throw new NotFoundError(`sale ${saleId}`)
+          await rebuildGateFromPostgres(db.primary, gate, saleId).catch((err: Error) =>
+            deps.log.warn({ err, saleId }, 'could not rebuild the gate; the reconciler will retry'),
+          )
+          throw new SaleUnavailableError()
+      }
+    },
+
+    available: (saleId) => gate.available(saleId),
+    inFlight: (saleId) => gate.unitsInFlight(saleId),
+    knownAnswer: (saleId) => (soldOut.knows(saleId) ? new SoldOutError(saleId) : null),
+
+    async saleCreated(saleId) {
+      await rebuildGateFromPostgres(db.primary, gate, saleId)
+    },
+
+    flush: () => batcher.flush(),
+  }
+}

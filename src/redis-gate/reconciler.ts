@@ -1,0 +1,71 @@
+import type { Db } from '../db/pool.js'
+import type { Metrics } from '../metrics.js'
+import { findWrittenTokens } from '../orders/orders.repository.js'
+import { findSale, listSalesToReconcile } from '../sales/sales.repository.js'
+import { rebuildGateFromPostgres } from './gate-rebuild.js'
+import type { StockGate } from './stock-gate.js'
+
+export interface ReconcileResult {
+  saleId: number
+  rebuilt: boolean
+  /** Tokens past their deadline that never became an order: their units were released to the gate. */
+  released: number
+  /** Tokens past their deadline whose order exists: only dropped from the in-flight set. */
+  dropped: number
+  drift: number | null
+}
+
+/**
+ * Keeps the Redis gate honest against Postgres (invariant I3). Runs in the jobs process; every step
+ * is safe when two reconcilers, or a reconciler and the workers, run at once.
+ */
+export function createReconciler(deps: { db: Pick<Db, 'primary'>; gate: StockGate; metrics: Metrics }) {
+  const { db, gate, metrics } = deps
+
+  async function reconcileSale(saleId: number): Promise<ReconcileResult> {
+    const result: ReconcileResult = { saleId, rebuilt: false, released: 0, dropped: 0, drift: null }
+    // A missing gate (Redis restarted empty) is rebuilt from Postgres; until then buyers get 503.
+    if ((await gate.available(saleId)) === null)
+      result.rebuilt = await rebuildGateFromPostgres(db.primary, gate, saleId)
+
+    // Concurrency: a token whose deadline passed belongs to a worker that died between the gate and
+    // its batch (or whose confirm was lost). If its order exists, the units are sold and the token is
+    // just dropped (a confirm at fence 0 re-takes nothing); if not, the units go back, exactly once
+    // (gate-release-token removes the token atomically). A batch that commits after this check
+    // re-takes the units in gate-confirm, so neither case double-counts.
+    const stale = await gate.tokensPastDeadline(saleId, Date.now())
+    if (stale.length > 0) {
+      const written = await findWrittenTokens(db.primary, stale)
+      if (written.size > 0) {
+        await gate.confirm(saleId, 0, [...written])
+        result.dropped = written.size
+      }
+      for (const token of stale.filter((t) => !written.has(t))) {
+        if (await gate.releaseToken(saleId, token)) result.released++
+      }
+      metrics.gateTokensReleased.inc(result.released)
+    }
+
+    const sale = await findSale(db.primary, saleId)
+    if (sale && sale.reserved + sale.sold > sale.unitsTotal) metrics.oversell.inc({ sale: saleId })
+    const available = await gate.available(saleId)
+    if (sale && available !== null) {
+      result.drift = available + (await gate.unitsInFlight(saleId)) - sale.available
+      metrics.stockDrift.set({ sale: saleId }, result.drift)
+    }
+    return result
+  }
+
+  return {
+    reconcileSale,
+    /** Every sale that is open, or closed so recently that reservation tokens may still be in flight. */
+    async reconcileAll(): Promise<ReconcileResult[]> {
+      const results: ReconcileResult[] = []
+      for (const saleId of await listSalesToReconcile(db.primary, 15))
+        results.push(await reconcileSale(saleId))
+      return results
+    },
+  }
+}
+
+export type Reconciler = ReturnType<typeof createReconciler>

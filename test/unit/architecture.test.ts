@@ -1,0 +1,99 @@
+import { readdirSync, readFileSync } from 'node:fs'
+import path from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { REPO_ROOT } from '../../scripts/stack/paths.js'
+
+// The module map of docs/architecture.md, enforced: folders under src/ import each other in one
+// direction only, SQL lives in the repository that owns its table, and domain code never imports a
+// Fastify plugin. Reads the source as text; needs no server.
+
+const SRC = path.join(REPO_ROOT, 'src')
+
+function sourceFiles(dir = SRC): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const full = path.join(dir, entry.name)
+    if (entry.isDirectory()) return sourceFiles(full)
+    return entry.name.endsWith('.ts') && !entry.name.endsWith('.test.ts') ? [full] : []
+  })
+}
+
+/** A file's module: its folder under src/, or the file itself for the composition files at the root. */
+const moduleOf = (file: string) => path.relative(SRC, file).split(path.sep)[0]!
+
+function importsOf(file: string): string[] {
+  const text = readFileSync(file, 'utf8')
+  return [...text.matchAll(/^(?:import|export)\b[^'"]*from '(\.[^']+)'/gm)].map((m) =>
+    path.resolve(path.dirname(file), m[1]!.replace(/\.js$/, '.ts')),
+  )
+}
+
+/** The first cycle in a directed graph, as a path that ends where it starts; null when there is none. */
+export function findCycle(graph: Map<string, Set<string>>): string[] | null {
+  const state = new Map<string, 'open' | 'done'>()
+  const trail: string[] = []
+  function visit(node: string): string[] | null {
+    if (state.get(node) === 'done') return null
+    if (state.get(node) === 'open') return [...trail.slice(trail.indexOf(node)), node]
+    state.set(node, 'open')
+    trail.push(node)
+    for (const next of graph.get(node) ?? []) {
+      const cycle = visit(next)
+      if (cycle) return cycle
+    }
+    trail.pop()
+    state.set(node, 'done')
+    return null
+  }
+  for (const node of graph.keys()) {
+    const cycle = visit(node)
+    if (cycle) return cycle
+  }
+  return null
+}
+
+// Statements, not words: a comment that says "the sale row's UPDATE" is fine.
+const SQL = /[`'"]\s*(SELECT\s|INSERT\s+INTO\s|UPDATE\s+\w+\s+SET\s|DELETE\s+FROM\s|WITH\s+\w+\s+AS\s*\()/
+// src/db/ is the database's own infrastructure: the migration runner's table and the lag probes.
+const mayHoldSql = (file: string) => file.endsWith('.repository.ts') || moduleOf(file) === 'db'
+// Composition roots and Fastify adapters may import plugins; nothing else.
+const mayImportPlugins = (file: string) =>
+  /\.(plugin|routes)\.ts$/.test(file) || ['app.ts', 'server.ts'].includes(path.basename(file))
+
+describe('module boundaries', () => {
+  const files = sourceFiles()
+
+  it('when the folders of src/ import each other, no cycle exists', () => {
+    const graph = new Map<string, Set<string>>()
+    for (const file of files) {
+      const from = moduleOf(file)
+      for (const target of importsOf(file)) {
+        const to = moduleOf(target)
+        if (to !== from) graph.set(from, (graph.get(from) ?? new Set()).add(to))
+      }
+    }
+    expect(findCycle(graph)).toBeNull()
+  })
+
+  it('when a file holds an SQL statement, it is a repository (or the database infrastructure in src/db/)', () => {
+    const offenders = files.filter((file) => !mayHoldSql(file) && SQL.test(readFileSync(file, 'utf8')))
+    expect(offenders.map((file) => path.relative(REPO_ROOT, file))).toEqual([])
+  })
+
+  it('when a file imports a *.plugin.ts, it is a plugin, a route file or the app itself', () => {
+    const offenders = files.filter(
+      (file) => !mayImportPlugins(file) && importsOf(file).some((target) => target.endsWith('.plugin.ts')),
+    )
+    expect(offenders.map((file) => path.relative(REPO_ROOT, file))).toEqual([])
+  })
+
+  it('when the cycle finder meets a cycle, it names it (the check above can fail)', () => {
+    const graph = new Map([
+      ['orders', new Set(['sales'])],
+      ['sales', new Set(['stock', 'orders'])],
+      ['stock', new Set<string>()],
+    ])
+    expect(findCycle(graph)).toEqual(['orders', 'sales', 'orders'])
+    graph.get('sales')!.delete('orders')
+    expect(findCycle(graph)).toBeNull()
+  })
+})
