@@ -116,7 +116,7 @@ function runSection(run: ScenarioRun): string {
   if (sale) {
     rows.push([
       'sale',
-      `${sale.sold}/${sale.units} sold · first SOLD_OUT ${sale.firstSoldOutMs === null ? 'n/a' : `${fmt(sale.firstSoldOutMs)} ms`}` +
+      `${sale.taken}/${sale.units} taken · first SOLD_OUT ${sale.firstSoldOutMs === null ? 'n/a' : `${fmt(sale.firstSoldOutMs)} ms`}` +
         ` · last order ${sale.lastOrderMs === null ? 'n/a' : `${fmt(sale.lastOrderMs)} ms`}` +
         ` · ${sale.durableUnitsPerSecond === null ? 'n/a' : fmt(sale.durableUnitsPerSecond)} durable units/s`,
     ])

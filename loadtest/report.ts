@@ -75,7 +75,7 @@ export function formatRun(run: ScenarioRun): string {
   if (sale) {
     row(
       'sale',
-      `${sale.sold}/${sale.units} units sold, limit ${sale.perUserLimit}/user; first SOLD_OUT ${seconds(sale.firstSoldOutMs)}, ` +
+      `${sale.taken}/${sale.units} units taken, limit ${sale.perUserLimit}/user; first SOLD_OUT ${seconds(sale.firstSoldOutMs)}, ` +
         `last order ${seconds(sale.lastOrderMs)}`,
     )
     row(

@@ -9,8 +9,8 @@ export interface SaleOutcome {
   units: number
   perUserLimit: number
   strategy: string
-  /** Units in orders after the run (the audit's reserved + sold). */
-  sold: number
+  /** Units in orders after the run: taken, the audit's reserved + sold. */
+  taken: number
   /** ms from the start to the first SOLD_OUT answer: the gate (or Postgres) said "none left". */
   firstSoldOutMs: number | null
   /** ms from the start to the last fresh 201: when the last order was durable and its buyer answered. */

@@ -31,7 +31,7 @@ describe.skipIf(!local)('the stampede scenario against the test stack', () => {
 
       const failed = run.verification.checks.filter((c) => !c.ok)
       expect(failed, JSON.stringify(failed, null, 2)).toEqual([])
-      expect(run.sale?.sold).toBe(20)
+      expect(run.sale?.taken).toBe(20)
       expect(run.sale?.created).toBe(20)
       const answers = run.load.answers
       const throttled = Object.entries(answers)

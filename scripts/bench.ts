@@ -163,7 +163,7 @@ function benchmarksMarkdown(
       run.metrics && run.metrics.batchesCommitted > 0
         ? run.metrics.batchedOrders / run.metrics.batchesCommitted
         : null
-    return `| ${label} | ${f(run.load.requestsPerSecond)} | ${f(ratio(run), 2)} | ${f(run.load.latencyMs.p50, 1)} | ${f(run.load.latencyMs.p99, 1)} | ${f(p99Ratio(run), 2)} | ${run.sale ? `${run.sale.sold}/${run.sale.units}` : ''} | ${f(run.sale?.durableUnitsPerSecond)} | ${run.metrics ? f(run.metrics.stockConflicts) : 'n/a'} | ${run.metrics ? f(run.metrics.stockRetries) : 'n/a'} | ${run.metrics ? `${f(run.metrics.batchesCommitted)}${meanBatch ? ` (${f(meanBatch, 1)})` : ''}` : 'n/a'} | ${run.verification.ok ? 'pass' : '**FAIL**'} |`
+    return `| ${label} | ${f(run.load.requestsPerSecond)} | ${f(ratio(run), 2)} | ${f(run.load.latencyMs.p50, 1)} | ${f(run.load.latencyMs.p99, 1)} | ${f(p99Ratio(run), 2)} | ${run.sale ? `${run.sale.taken}/${run.sale.units}` : ''} | ${f(run.sale?.durableUnitsPerSecond)} | ${run.metrics ? f(run.metrics.stockConflicts) : 'n/a'} | ${run.metrics ? f(run.metrics.stockRetries) : 'n/a'} | ${run.metrics ? `${f(run.metrics.batchesCommitted)}${meanBatch ? ` (${f(meanBatch, 1)})` : ''}` : 'n/a'} | ${run.verification.ok ? 'pass' : '**FAIL**'} |`
   })
   const gate = stampedes.find((s) => s.strategy === 'redis-gate')?.run
   const targets: [string, boolean | null, string][] = [
@@ -232,7 +232,7 @@ limit ${STAMPEDE_DEFAULTS.limit}, ${STAMPEDE_DEFAULTS.replay * 100}% retries wit
 Answers/s counts every answer (201, 409 SOLD_OUT, 429 ...). Durable units/s = units in fresh 201 answers /
 time of the last one. Batches: the redis-gate write batches (mean orders per batch).
 
-| scenario | answers/s | x ceiling | p50 ms | p99 ms | p99 x ceiling | sold | durable units/s | conflicts | retries | batches | invariants |
+| scenario | answers/s | x ceiling | p50 ms | p99 ms | p99 x ceiling | taken | durable units/s | conflicts | retries | batches | invariants |
 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
 ${rows.join('\n')}
 

@@ -109,7 +109,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       return {
         saleId,
         remaining: sale.remaining,
-        sold: sale.unitsTotal - sale.remaining,
+        taken: sale.unitsTotal - sale.remaining,
         status: sale.status,
       }
     },

@@ -44,14 +44,14 @@ export function watchSale(target: LoadTarget, saleId: number, since: () => numbe
   }
 }
 
-export function saleOutcome(sale: SaleView, buyers: Buyers, strategy: string, sold: number): SaleOutcome {
+export function saleOutcome(sale: SaleView, buyers: Buyers, strategy: string, taken: number): SaleOutcome {
   const { tally } = buyers
   return {
     saleId: sale.id,
     units: sale.unitsTotal,
     perUserLimit: sale.perUserLimit,
     strategy,
-    sold,
+    taken,
     firstSoldOutMs: tally.firstSoldOutMs,
     lastOrderMs: tally.lastOrderMs,
     durableUnitsPerSecond:
@@ -76,14 +76,14 @@ export async function finishRun(
     sweepIntervalMs: ctx.target.config.SWEEP_INTERVAL_MS,
   })
   const strategy = verification.audit?.strategy ?? ctx.target.config.STOCK_STRATEGY
-  const sold = verification.audit ? verification.audit.reserved + verification.audit.sold : 0
+  const taken = verification.audit ? verification.audit.reserved + verification.audit.sold : 0
   return {
     scenario: run.scenario,
     params: run.params,
     startedAt: run.startedAt,
     strategy,
     load: run.load,
-    sale: run.sale ? saleOutcome(run.sale.view, run.sale.buyers, strategy, sold) : null,
+    sale: run.sale ? saleOutcome(run.sale.view, run.sale.buyers, strategy, taken) : null,
     stock: run.stock,
     metrics: run.metrics,
     verification,

@@ -118,8 +118,16 @@ export async function terminate(pid: number, graceMs = 10_000) {
   }
 }
 
-/** True when something accepts TCP connections on 127.0.0.1:port. */
-export function portAnswers(port: number, host = '127.0.0.1', timeoutMs = 500): Promise<boolean> {
+/**
+ * Opens a TCP connection to host:port and lets `talk` decide, through `done`, whether the server is
+ * the one expected; no answer within `timeoutMs`, or a refused connection, is false.
+ */
+export function probeSocket(
+  port: number,
+  host: string,
+  timeoutMs: number,
+  talk: (socket: net.Socket, done: (ok: boolean) => void) => void,
+): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = net.connect({ port, host })
     const done = (ok: boolean) => {
@@ -127,9 +135,34 @@ export function portAnswers(port: number, host = '127.0.0.1', timeoutMs = 500): 
       resolve(ok)
     }
     socket.setTimeout(timeoutMs, () => done(false))
-    socket.once('connect', () => done(true))
     socket.once('error', () => done(false))
+    talk(socket, done)
   })
+}
+
+/** True when something accepts TCP connections on 127.0.0.1:port. */
+export function portAnswers(port: number, host = '127.0.0.1', timeoutMs = 500): Promise<boolean> {
+  return probeSocket(port, host, timeoutMs, (socket, done) => socket.once('connect', () => done(true)))
+}
+
+/**
+ * Stops the process a pid file names (if it is alive and ours), after `politely` asked it to (a
+ * shutdown command); a stale pid file is just removed. `terminate` escalates to SIGKILL if needed.
+ */
+export async function stopFromPidFile(
+  file: string,
+  expect: string,
+  log: () => void,
+  politely: () => Promise<unknown> = async () => {},
+): Promise<void> {
+  const pid = livePidFromFile(file, expect)
+  if (pid === undefined) {
+    removeStalePidFile(file, expect)
+    return
+  }
+  log()
+  await politely()
+  await terminate(pid)
 }
 
 /** GET a URL with a short timeout; resolves to the status code, or 0 when nothing answered. */

@@ -8,7 +8,7 @@ import {
   livePidFromFile,
   removeStalePidFile,
   run,
-  terminate,
+  stopFromPidFile,
   waitFor,
   type Log,
 } from './process.js'
@@ -129,14 +129,8 @@ export async function ensurePrometheus(p: PrometheusSetup, log: Log): Promise<vo
 }
 
 export async function stopPrometheus(p: PrometheusSetup, log: Log): Promise<void> {
-  const pid = prometheusPid(p)
-  if (pid === undefined) {
-    removeStalePidFile(pidFile(p), processName(p))
-    return
-  }
-  log('prometheus: stopping')
   // SIGTERM: Prometheus closes its database cleanly; terminate() escalates if it takes too long.
-  await terminate(pid)
+  await stopFromPidFile(pidFile(p), processName(p), () => log('prometheus: stopping'))
 }
 
 export async function prometheusStatus(p: PrometheusSetup): Promise<PrometheusStatus> {

@@ -1,7 +1,14 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
-import { livePidFromFile, removeStalePidFile, run, terminate, waitFor, type Log } from './process.js'
+import {
+  livePidFromFile,
+  type Log,
+  probeSocket,
+  removeStalePidFile,
+  run,
+  stopFromPidFile,
+  waitFor,
+} from './process.js'
 
 // One redis-server, daemonized, with its config, pid file, log and append-only file in <stack>/redis.
 
@@ -45,28 +52,19 @@ export async function ensureRedis(r: RedisSetup, log: Log): Promise<void> {
 }
 
 export async function stopRedis(r: RedisSetup, log: Log): Promise<void> {
-  const pid = redisPid(r)
-  if (pid === undefined) {
-    removeStalePidFile(pidFile(r), processName(r))
-    return
-  }
-  log('redis: stopping')
-  await run('redis-cli', ['-h', '127.0.0.1', '-p', String(r.port), 'shutdown', 'nosave'], { check: false })
-  await terminate(pid)
+  await stopFromPidFile(
+    pidFile(r),
+    processName(r),
+    () => log('redis: stopping'),
+    () => run('redis-cli', ['-h', '127.0.0.1', '-p', String(r.port), 'shutdown', 'nosave'], { check: false }),
+  )
 }
 
 /** True when a Redis answers PING on 127.0.0.1:port (RESP over a plain socket, no client library). */
 export function redisPing(port: number, host = '127.0.0.1', timeoutMs = 500): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ port, host })
-    const done = (ok: boolean) => {
-      socket.destroy()
-      resolve(ok)
-    }
-    socket.setTimeout(timeoutMs, () => done(false))
+  return probeSocket(port, host, timeoutMs, (socket, done) => {
     socket.once('connect', () => socket.write('PING\r\n'))
     // -NOAUTH is an answer too: an external Redis with a password is up, we just did not log in.
     socket.once('data', (data) => done(/^(\+PONG|-NOAUTH)/.test(data.toString())))
-    socket.once('error', () => done(false))
   })
 }

@@ -162,7 +162,7 @@ describe('flash sale on the redis-gate strategy', () => {
     expect(results.reduce((sum, r) => sum + r.released, 0)).toBe(1)
     const audit = await auditOf(app, admin, saleId)
     expect(audit).toMatchObject({ available: 5, gate: 5, inFlight: 0, drift: 0 })
-    // The buyer's allowance came back too: they can buy again.
+    // The buyer's per-user units came back too: they can buy again.
     expect((await purchase(app, buyer!, saleId)).statusCode).toBe(201)
   })
 
@@ -231,7 +231,7 @@ describe('flash sale on the redis-gate strategy', () => {
         reserved: 0,
         drift: 0,
       })
-      // Both buyers got their allowance back too.
+      // Both buyers got their per-user units back too.
       expect((await purchase(app, b!, saleId)).statusCode).toBe(201)
     } finally {
       await app.close()

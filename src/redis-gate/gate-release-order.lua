@@ -1,5 +1,5 @@
 -- gate-release-order: a cancelled or expired sale order releases its units to the gate and to the
--- buyer's per-user allowance. Called once per order, after Postgres committed the status change.
+-- buyer's per-user units. Called once per order, after Postgres committed the status change.
 --
 -- KEYS[1]  sale:{<id>}:gate
 -- KEYS[2]  sale:{<id>}:users

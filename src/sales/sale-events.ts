@@ -3,8 +3,8 @@ import type { Redis } from 'ioredis'
 export interface SaleNumbers {
   saleId: number
   remaining: number
-  /** Units taken by buyers (reserved or paid). */
-  sold: number
+  /** Units buyers hold: reserved or paid. */
+  taken: number
   status: string
 }
 

@@ -4,10 +4,10 @@ export type SaleStatus = 'upcoming' | 'active' | 'sold_out' | 'ended'
 
 export function saleStatus(
   sale: Pick<Sale, 'startsAt' | 'endsAt'>,
-  remaining: number,
+  available: number,
   now = Date.now(),
 ): SaleStatus {
   if (now < sale.startsAt.getTime()) return 'upcoming'
   if (now >= sale.endsAt.getTime()) return 'ended'
-  return remaining > 0 ? 'active' : 'sold_out'
+  return available > 0 ? 'active' : 'sold_out'
 }

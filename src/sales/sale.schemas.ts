@@ -21,7 +21,11 @@ export const saleSchema = {
     startsAt: { type: 'string', format: 'date-time' },
     endsAt: { type: 'string', format: 'date-time' },
     status: { type: 'string', enum: ['upcoming', 'active', 'sold_out', 'ended'] },
-    remaining: { type: 'integer', description: 'from the Redis gate: at most a moment old' },
+    remaining: {
+      type: 'integer',
+      description:
+        'units still on offer, from the purchase path (the Redis gate or the primary): at most a moment old',
+    },
   },
 } as const
 

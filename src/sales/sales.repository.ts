@@ -6,7 +6,7 @@ export interface Sale {
   productName: string
   priceCents: number
   unitsTotal: number
-  /** Postgres' count: the authority, but read from the replica it may lag; see remaining in sales.service. */
+  /** Postgres' count: the authority, but read from the replica it may lag (the API's `remaining` reads the purchase path). */
   available: number
   reserved: number
   sold: number

@@ -42,7 +42,7 @@ export default async function saleRoutes(
     {
       schema: {
         tags: ['sales'],
-        summary: 'Server-sent events: remaining, sold and status, a few times a second',
+        summary: 'Server-sent events: remaining, taken and status, a few times a second',
         params: saleIdParams,
         response: { 404: errorSchema },
       },
@@ -60,7 +60,7 @@ export default async function saleRoutes(
       send({
         saleId: sale.id,
         remaining: sale.remaining,
-        sold: sale.unitsTotal - sale.remaining,
+        taken: sale.unitsTotal - sale.remaining,
         status: sale.status,
       })
       const unlisten = events.listen(sale.id, send)

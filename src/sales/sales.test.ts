@@ -141,7 +141,7 @@ describe('flash sales API', () => {
     const reader = stream.body!.getReader()
     const decoder = new TextDecoder()
     let received = ''
-    const nextEvent = async (): Promise<{ remaining: number; sold: number; status: string }> => {
+    const nextEvent = async (): Promise<{ remaining: number; taken: number; status: string }> => {
       for (;;) {
         const end = received.indexOf('\n\n')
         if (end >= 0) {
@@ -157,9 +157,9 @@ describe('flash sales API', () => {
       }
     }
 
-    expect(await nextEvent()).toMatchObject({ remaining: 5, sold: 0, status: 'active' })
+    expect(await nextEvent()).toMatchObject({ remaining: 5, taken: 0, status: 'active' })
     expect((await purchase(saleId)).statusCode).toBe(201)
-    expect(await nextEvent()).toMatchObject({ remaining: 4, sold: 1, status: 'active' })
+    expect(await nextEvent()).toMatchObject({ remaining: 4, taken: 1, status: 'active' })
     await reader.cancel()
   })
 })
