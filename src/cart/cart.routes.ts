@@ -1,11 +1,13 @@
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts'
 import type { FastifyInstance, FastifyReply } from 'fastify'
-import { errorSchema } from '../schemas.js'
+import { errorSchema, lineItemProperties } from '../schemas.js'
 import type { Cart } from './cart.repository.js'
 import { etagOf, type CartService } from './cart.service.js'
 
 const cartSchema = {
   type: 'object',
   required: ['version', 'items', 'totalCents'],
+  additionalProperties: false,
   properties: {
     version: { type: 'integer' },
     totalCents: { type: 'integer' },
@@ -13,13 +15,9 @@ const cartSchema = {
       type: 'array',
       items: {
         type: 'object',
-        properties: {
-          productId: { type: 'integer' },
-          name: { type: 'string' },
-          quantity: { type: 'integer' },
-          unitPriceCents: { type: 'integer' },
-          lineTotalCents: { type: 'integer' },
-        },
+        required: ['productId', 'name', 'quantity', 'unitPriceCents', 'lineTotalCents'],
+        additionalProperties: false,
+        properties: { ...lineItemProperties, name: { type: 'string' }, lineTotalCents: { type: 'integer' } },
       },
     },
   },
@@ -48,7 +46,8 @@ const quantityBody = {
 
 const withEtag = (reply: FastifyReply, cart: Cart) => reply.header('etag', etagOf(cart)).send(cart)
 
-export default async function cartRoutes(app: FastifyInstance, opts: { cart: CartService }) {
+export default async function cartRoutes(fastify: FastifyInstance, opts: { cart: CartService }) {
+  const app = fastify.withTypeProvider<JsonSchemaToTsProvider>()
   const { cart } = opts
   app.addHook('onRequest', app.authenticate)
 
@@ -58,7 +57,7 @@ export default async function cartRoutes(app: FastifyInstance, opts: { cart: Car
     async (request, reply) => withEtag(reply, await cart.getCart(request.user.sub)),
   )
 
-  app.put<{ Params: { productId: number }; Body: { quantity: number }; Headers: { 'if-match'?: string } }>(
+  app.put(
     '/api/cart/items/:productId',
     {
       schema: {
@@ -82,7 +81,7 @@ export default async function cartRoutes(app: FastifyInstance, opts: { cart: Car
       ),
   )
 
-  app.delete<{ Params: { productId: number }; Headers: { 'if-match'?: string } }>(
+  app.delete(
     '/api/cart/items/:productId',
     {
       schema: {

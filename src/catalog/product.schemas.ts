@@ -3,6 +3,7 @@ import { PAGE_SIZE } from './catalog.service.js'
 export const productSchema = {
   type: 'object',
   required: ['id', 'sku', 'name', 'description', 'priceCents', 'imageUrl', 'available'],
+  additionalProperties: false,
   properties: {
     id: { type: 'integer' },
     sku: { type: 'string' },

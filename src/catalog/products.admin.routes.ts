@@ -1,7 +1,7 @@
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts'
 import type { FastifyInstance } from 'fastify'
 import { errorSchema } from '../schemas.js'
 import type { Catalog } from './catalog.service.js'
-import type { NewProduct, ProductChanges } from './products.repository.js'
 import {
   newProductBody,
   priceBody,
@@ -13,29 +13,30 @@ import {
 
 const answers = { 200: productSchema, 404: errorSchema } as const
 
-export default async function productAdminRoutes(app: FastifyInstance, opts: { catalog: Catalog }) {
+export default async function productAdminRoutes(fastify: FastifyInstance, opts: { catalog: Catalog }) {
+  const app = fastify.withTypeProvider<JsonSchemaToTsProvider>()
   const { catalog } = opts
   app.addHook('onRequest', app.requireAdmin)
 
-  app.post<{ Body: NewProduct }>(
+  app.post(
     '/api/admin/products',
     { schema: { tags: ['admin'], body: newProductBody, response: { 201: productSchema, 409: errorSchema } } },
     async (request, reply) => reply.status(201).send(await catalog.createProduct(request.body)),
   )
 
-  app.patch<{ Params: { id: number }; Body: ProductChanges }>(
+  app.patch(
     '/api/admin/products/:id',
     { schema: { tags: ['admin'], params: productIdParams, body: productChangesBody, response: answers } },
     async (request) => catalog.updateProduct(request.params.id, request.body),
   )
 
-  app.put<{ Params: { id: number }; Body: { priceCents: number } }>(
+  app.put(
     '/api/admin/products/:id/price',
     { schema: { tags: ['admin'], params: productIdParams, body: priceBody, response: answers } },
     async (request) => catalog.updateProduct(request.params.id, { priceCents: request.body.priceCents }),
   )
 
-  app.post<{ Params: { id: number }; Body: { quantity: number } }>(
+  app.post(
     '/api/admin/products/:id/restock',
     { schema: { tags: ['admin'], params: productIdParams, body: restockBody, response: answers } },
     async (request) => catalog.restock(request.params.id, request.body.quantity),

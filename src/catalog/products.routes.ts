@@ -1,3 +1,4 @@
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts'
 import type { FastifyInstance } from 'fastify'
 import { errorSchema } from '../schemas.js'
 import type { Catalog } from './catalog.service.js'
@@ -6,13 +7,15 @@ import { pageQuery, productIdParams, productSchema } from './product.schemas.js'
 const pageSchema = {
   type: 'object',
   required: ['items', 'nextCursor'],
+  additionalProperties: false,
   properties: { items: { type: 'array', items: productSchema }, nextCursor: { type: ['string', 'null'] } },
 } as const
 
-export default async function productRoutes(app: FastifyInstance, opts: { catalog: Catalog }) {
+export default async function productRoutes(fastify: FastifyInstance, opts: { catalog: Catalog }) {
+  const app = fastify.withTypeProvider<JsonSchemaToTsProvider>()
   const { catalog } = opts
 
-  app.get<{ Querystring: { limit: number; cursor?: string } }>(
+  app.get(
     '/api/products',
     {
       schema: { tags: ['catalog'], querystring: pageQuery, response: { 200: pageSchema, 400: errorSchema } },
@@ -20,7 +23,7 @@ export default async function productRoutes(app: FastifyInstance, opts: { catalo
     async (request) => catalog.listProducts(request.query.cursor, request.query.limit),
   )
 
-  app.get<{ Params: { id: number } }>(
+  app.get(
     '/api/products/:id',
     {
       schema: {

@@ -1,3 +1,4 @@
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts'
 import type { FastifyInstance } from 'fastify'
 import { errorSchema } from '../schemas.js'
 import { checkReadiness } from './readiness.js'
@@ -13,7 +14,8 @@ const readsSchema = {
   degraded: { type: 'array', items: { type: 'string' } },
 } as const
 
-export default async function healthRoutes(app: FastifyInstance) {
+export default async function healthRoutes(fastify: FastifyInstance) {
+  const app = fastify.withTypeProvider<JsonSchemaToTsProvider>()
   app.get(
     '/health/live',
     {

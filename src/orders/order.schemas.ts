@@ -1,6 +1,9 @@
+import { lineItemProperties } from '../schemas.js'
+
 export const orderSchema = {
   type: 'object',
   required: ['id', 'status', 'totalCents', 'expiresAt', 'items'],
+  additionalProperties: false,
   properties: {
     id: { type: 'string', format: 'uuid' },
     userId: { type: 'string' },
@@ -14,11 +17,9 @@ export const orderSchema = {
       type: 'array',
       items: {
         type: 'object',
-        properties: {
-          productId: { type: 'integer' },
-          quantity: { type: 'integer' },
-          unitPriceCents: { type: 'integer' },
-        },
+        required: ['productId', 'quantity', 'unitPriceCents'],
+        additionalProperties: false,
+        properties: lineItemProperties,
       },
     },
   },
@@ -29,14 +30,4 @@ export const orderIdParams = {
   required: ['id'],
   additionalProperties: false,
   properties: { id: { type: 'string', format: 'uuid' } },
-} as const
-
-export const idempotencyKeyHeader = {
-  type: 'object',
-  properties: {
-    'idempotency-key': {
-      type: 'string',
-      description: 'a unique key per attempt; a retry with the same key returns the first answer',
-    },
-  },
 } as const

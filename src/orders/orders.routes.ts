@@ -1,6 +1,7 @@
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { errorSchema } from '../schemas.js'
-import { idempotencyKeyHeader, orderIdParams, orderSchema } from './order.schemas.js'
+import { errorSchema, idempotencyKeyHeader } from '../schemas.js'
+import { orderIdParams, orderSchema } from './order.schemas.js'
 import type { Caller, Orders } from './orders.service.js'
 
 const callerOf = (request: FastifyRequest): Caller => ({
@@ -11,7 +12,8 @@ const callerOf = (request: FastifyRequest): Caller => ({
 const secured = { security: [{ bearer: [] }], tags: ['orders'] }
 const orderAnswers = { 200: orderSchema, 404: errorSchema, 409: errorSchema } as const
 
-export default async function orderRoutes(app: FastifyInstance, opts: { orders: Orders }) {
+export default async function orderRoutes(fastify: FastifyInstance, opts: { orders: Orders }) {
+  const app = fastify.withTypeProvider<JsonSchemaToTsProvider>()
   const { orders } = opts
   app.addHook('onRequest', app.authenticate)
 
@@ -30,7 +32,7 @@ export default async function orderRoutes(app: FastifyInstance, opts: { orders: 
       reply.status(201).send(await orders.checkout(request.user.sub, request.idempotency)),
   )
 
-  app.get<{ Querystring: { limit: number } }>(
+  app.get(
     '/api/orders',
     {
       schema: {
@@ -40,19 +42,26 @@ export default async function orderRoutes(app: FastifyInstance, opts: { orders: 
           additionalProperties: false,
           properties: { limit: { type: 'integer', minimum: 1, maximum: 100, default: 50 } },
         },
-        response: { 200: { type: 'object', properties: { items: { type: 'array', items: orderSchema } } } },
+        response: {
+          200: {
+            type: 'object',
+            required: ['items'],
+            additionalProperties: false,
+            properties: { items: { type: 'array', items: orderSchema } },
+          },
+        },
       },
     },
     async (request) => ({ items: await orders.list(callerOf(request), request.query.limit) }),
   )
 
-  app.get<{ Params: { id: string } }>(
+  app.get(
     '/api/orders/:id',
     { schema: { ...secured, params: orderIdParams, response: orderAnswers } },
     async (request) => orders.get(callerOf(request), request.params.id),
   )
 
-  app.post<{ Params: { id: string } }>(
+  app.post(
     '/api/orders/:id/pay',
     {
       preHandler: app.idempotent(),
@@ -67,7 +76,7 @@ export default async function orderRoutes(app: FastifyInstance, opts: { orders: 
     async (request) => orders.pay(callerOf(request), request.params.id, request.idempotency),
   )
 
-  app.post<{ Params: { id: string } }>(
+  app.post(
     '/api/orders/:id/cancel',
     {
       schema: {

@@ -1,5 +1,6 @@
 export const saleSchema = {
   type: 'object',
+  additionalProperties: false,
   required: [
     'id',
     'productId',
@@ -59,6 +60,7 @@ export const newSaleBody = {
 
 export const auditSchema = {
   type: 'object',
+  additionalProperties: false,
   properties: {
     saleId: { type: 'integer' },
     strategy: { type: 'string' },

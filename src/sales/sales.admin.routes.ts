@@ -1,22 +1,15 @@
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts'
 import type { FastifyInstance } from 'fastify'
 import { errorSchema } from '../schemas.js'
 import { auditSchema, newSaleBody, saleIdParams, saleSchema } from './sale.schemas.js'
 import type { Sales } from './sales.service.js'
 
-interface NewSaleBody {
-  productId: number
-  priceCents: number
-  units: number
-  perUserLimit: number
-  startsAt: string
-  endsAt: string
-}
-
-export default async function saleAdminRoutes(app: FastifyInstance, opts: { sales: Sales }) {
+export default async function saleAdminRoutes(fastify: FastifyInstance, opts: { sales: Sales }) {
+  const app = fastify.withTypeProvider<JsonSchemaToTsProvider>()
   const { sales } = opts
   app.addHook('onRequest', app.requireAdmin)
 
-  app.post<{ Body: NewSaleBody }>(
+  app.post(
     '/api/admin/sales',
     {
       schema: {
@@ -33,7 +26,7 @@ export default async function saleAdminRoutes(app: FastifyInstance, opts: { sale
     },
   )
 
-  app.get<{ Params: { id: number } }>(
+  app.get(
     '/api/admin/sales/:id/audit',
     {
       schema: {
