@@ -1,14 +1,12 @@
 import { runLoad } from '../load.js'
 import type { ScenarioRun } from '../scenario.js'
-import { finishRun, noEvidence, withMetrics, type ScenarioContext } from './common.js'
+import { finishLoadOnly, withMetrics, type LoadShape, type ScenarioContext } from './common.js'
 
 // The cache path: product pages over a few dozen ids (GET /api/products/:id, served from each worker's
 // L1, else Redis L2, else the replica), and a share of sale pages (GET /api/sales/:id: the fixed facts
 // from the replica, the units left from the gate).
 
-export interface BrowseParams {
-  connections: number
-  duration: number
+export interface BrowseParams extends LoadShape {
   /** How many different products are read, round robin. */
   products: number
   /** Share of requests that read the latest sale's page instead of a product. */
@@ -34,7 +32,7 @@ export async function browse(ctx: ScenarioContext, params: BrowseParams): Promis
   ctx.log(`${ids.length} products${params.saleShare > 0 ? `, sale ${saleId}` : ''}`)
 
   let n = 0
-  const { value: load, metrics } = await withMetrics(target, () =>
+  const measured = await withMetrics(target, () =>
     runLoad({
       title: 'browse',
       url: target.nginxUrl,
@@ -53,13 +51,5 @@ export async function browse(ctx: ScenarioContext, params: BrowseParams): Promis
       ],
     }),
   )
-  return finishRun(ctx, {
-    scenario: 'browse',
-    params: { ...params },
-    startedAt: load.startedAt,
-    load,
-    stock: [],
-    metrics,
-    evidence: noEvidence(load),
-  })
+  return finishLoadOnly(ctx, 'browse', params, measured)
 }

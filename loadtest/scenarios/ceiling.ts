@@ -1,6 +1,6 @@
 import { runLoad } from '../load.js'
 import type { ScenarioRun } from '../scenario.js'
-import { finishRun, noEvidence, withMetrics, type ScenarioContext } from './common.js'
+import { finishLoadOnly, withMetrics, type ScenarioContext } from './common.js'
 
 // The reference for every ratio: GET /health/live through the same nginx and PM2 path, with the same
 // connections. It does no I/O in the worker, so it measures the path itself (nginx, the upstream
@@ -14,7 +14,7 @@ export interface CeilingParams {
 export const CEILING_DEFAULTS: CeilingParams = { connections: 200, duration: 10 }
 
 export async function ceiling(ctx: ScenarioContext, params: CeilingParams): Promise<ScenarioRun> {
-  const { value: load, metrics } = await withMetrics(ctx.target, () =>
+  const measured = await withMetrics(ctx.target, () =>
     runLoad({
       title: 'ceiling',
       url: ctx.target.nginxUrl,
@@ -23,13 +23,5 @@ export async function ceiling(ctx: ScenarioContext, params: CeilingParams): Prom
       requests: [{ method: 'GET', path: '/health/live' }],
     }),
   )
-  return finishRun(ctx, {
-    scenario: 'ceiling',
-    params: { ...params },
-    startedAt: load.startedAt,
-    load,
-    stock: [],
-    metrics,
-    evidence: noEvidence(load),
-  })
+  return finishLoadOnly(ctx, 'ceiling', params, measured)
 }

@@ -2,16 +2,14 @@ import { randomUUID } from 'node:crypto'
 import { createLoadTestUsers } from '../../src/auth/load-test-users.js'
 import { runLoad } from '../load.js'
 import type { ScenarioRun } from '../scenario.js'
-import { finishRun, withMetrics, type ScenarioContext } from './common.js'
+import { finishRun, withMetrics, type LoadShape, type ScenarioContext } from './common.js'
 
 // The ordinary shop under load: each turn, one user reads their cart (ETag), puts one unit of the
 // load-test product in it (If-Match), checks out (Idempotency-Key) and pays. Every checkout decides
 // stock on the same inventory row with the configured strategy, so conflicts and retries show up.
 // A step that cannot go on (412 stale cart, 409 OUT_OF_STOCK) ends the turn; the next user starts.
 
-export interface CheckoutParams {
-  connections: number
-  duration: number
+export interface CheckoutParams extends LoadShape {
   users: number
   /** Units put on the load-test product before the run. */
   units: number

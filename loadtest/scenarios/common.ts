@@ -1,6 +1,7 @@
+import { createLoadTestUsers, type LoadTestUser } from '../../src/auth/load-test-users.js'
 import type { AdminApi, SaleView } from '../admin.js'
-import type { Buyers } from '../buyers.js'
-import { sampleEvery, type LoadStats } from '../load.js'
+import { createBuyers, type BuyerOptions, type Buyers } from '../buyers.js'
+import { runLoad, sampleEvery, type LoadOptions, type LoadStats } from '../load.js'
 import { metricsDelta, scrape, type MetricsDelta } from '../prometheus.js'
 import type { RunEvidence, SaleOutcome, ScenarioRun } from '../scenario.js'
 import type { LoadTarget } from '../target.js'
@@ -8,6 +9,12 @@ import { verifyInvariants } from '../verify.js'
 
 // What the scenarios share: the context they run in, the metrics before/after, the stock sampler, and
 // the ending every scenario has (verify the invariants, assemble the run for the report).
+
+/** How hard and how long every scenario pushes: autocannon connections, seconds. */
+export interface LoadShape {
+  connections: number
+  duration: number
+}
 
 export interface ScenarioContext {
   target: LoadTarget
@@ -88,6 +95,84 @@ export async function finishRun(
     metrics: run.metrics,
     verification,
   }
+}
+
+/** The ending of a scenario that sells nothing (the ceiling, browsing): verify, report. */
+export function finishLoadOnly(
+  ctx: ScenarioContext,
+  scenario: string,
+  params: object,
+  measured: { value: LoadStats; metrics: MetricsDelta | null },
+): Promise<ScenarioRun> {
+  const load = measured.value
+  return finishRun(ctx, {
+    scenario,
+    params: { ...params },
+    startedAt: load.startedAt,
+    load,
+    stock: [],
+    metrics: measured.metrics,
+    evidence: noEvidence(load),
+  })
+}
+
+/** A flash sale of its own for a scenario: a fresh sale, `users` buyers with tokens, and how they behave. */
+export async function openSale(
+  ctx: ScenarioContext,
+  params: { units: number; users: number; limit: number; duration: number },
+  behaviour: Pick<BuyerOptions, 'replayShare' | 'greedyShare'>,
+): Promise<{ sale: SaleView; users: LoadTestUser[]; buyers: Buyers }> {
+  const { target, admin } = ctx
+  const productId = await admin.loadTestProduct(target.db)
+  const sale = await admin.createSale({
+    productId,
+    units: params.units,
+    perUserLimit: params.limit,
+    priceCents: 999,
+    openSeconds: Math.max(600, params.duration + 60),
+  })
+  const users = await createLoadTestUsers(target.db, target.config, params.users)
+  ctx.log(`sale ${sale.id}: ${params.units} units, limit ${params.limit} per user; ${users.length} buyers`)
+  const buyers = createBuyers(users, { ...behaviour, units: params.units, limit: params.limit })
+  return { sale, users, buyers }
+}
+
+/**
+ * Runs a load against an open sale while sampling its count (the buyers' clock starts with the load),
+ * then verifies and reports with the sale's evidence.
+ */
+export async function runSaleScenario(
+  ctx: ScenarioContext,
+  scenario: string,
+  params: object,
+  opened: { sale: SaleView; users: LoadTestUser[]; buyers: Buyers },
+  load: Omit<LoadOptions, 'title' | 'url' | 'onStart' | 'progressNote'>,
+): Promise<ScenarioRun> {
+  const { sale, users, buyers } = opened
+  let startedAt = Date.now()
+  const stock = watchSale(ctx.target, sale.id, () => startedAt)
+  const { value: stats, metrics } = await withMetrics(ctx.target, () =>
+    runLoad({
+      ...load,
+      title: scenario,
+      url: ctx.target.nginxUrl,
+      onStart: (at) => {
+        startedAt = at
+        buyers.start(at)
+      },
+      progressNote: () => `${stock.remaining() ?? sale.unitsTotal}/${sale.unitsTotal} units left`,
+    }),
+  ).finally(() => stock.stop())
+  return finishRun(ctx, {
+    scenario,
+    params: { ...params },
+    startedAt: stats.startedAt,
+    load: stats,
+    stock: stock.points(),
+    metrics,
+    sale: { view: sale, buyers },
+    evidence: saleEvidence(sale.id, users, buyers, stats),
+  })
 }
 
 export const noEvidence = (load: LoadStats): RunEvidence => ({

@@ -1,8 +1,5 @@
-import { createLoadTestUsers } from '../../src/auth/load-test-users.js'
-import { createBuyers } from '../buyers.js'
-import { runLoad } from '../load.js'
 import type { ScenarioRun } from '../scenario.js'
-import { finishRun, saleEvidence, watchSale, withMetrics, type ScenarioContext } from './common.js'
+import { openSale, runSaleScenario, type ScenarioContext } from './common.js'
 
 // The flash sale: `units` units, `users` distinct buyers with their own tokens, `connections` at once.
 // Everyone tries to buy one unit; some retry with the same Idempotency-Key, a greedy few try past their
@@ -33,55 +30,16 @@ export const STAMPEDE_DEFAULTS: StampedeParams = {
 }
 
 export async function stampede(ctx: ScenarioContext, params: StampedeParams): Promise<ScenarioRun> {
-  const { target, admin } = ctx
-  const productId = await admin.loadTestProduct(target.db)
-  const sale = await admin.createSale({
-    productId,
-    units: params.units,
-    perUserLimit: params.limit,
-    priceCents: 999,
-    openSeconds: Math.max(600, params.duration + 60),
-  })
-  ctx.log(`sale ${sale.id}: ${params.units} units, limit ${params.limit} per user`)
-  const users = await createLoadTestUsers(target.db, target.config, params.users)
-  ctx.log(`${users.length} buyers with their own tokens`)
-
-  const buyers = createBuyers(users, {
-    replayShare: params.replay,
-    greedyShare: params.greedy,
-    units: params.units,
-    limit: params.limit,
-  })
-  let startedAt = Date.now()
-  const stock = watchSale(target, sale.id, () => startedAt)
-  const { value: load, metrics } = await withMetrics(target, () =>
-    runLoad({
-      title: 'stampede',
-      url: target.nginxUrl,
-      connections: params.connections,
-      durationSeconds: params.duration,
-      onStart: (at) => {
-        startedAt = at
-        buyers.start(at)
+  const opened = await openSale(ctx, params, { replayShare: params.replay, greedyShare: params.greedy })
+  const { sale, buyers } = opened
+  return runSaleScenario(ctx, 'stampede', params, opened, {
+    connections: params.connections,
+    durationSeconds: params.duration,
+    requests: [
+      {
+        setupRequest: (request, context) => buyers.next(request, context, sale.id),
+        onResponse: (status, body, _context, headers) => buyers.record(status, body, headers),
       },
-      progressNote: () => `${stock.remaining() ?? params.units}/${params.units} units left`,
-      requests: [
-        {
-          setupRequest: (request, context) => buyers.next(request, context, sale.id),
-          onResponse: (status, body, _context, headers) => buyers.record(status, body, headers),
-        },
-      ],
-    }),
-  ).finally(() => stock.stop())
-
-  return finishRun(ctx, {
-    scenario: 'stampede',
-    params: { ...params },
-    startedAt: load.startedAt,
-    load,
-    stock: stock.points(),
-    metrics,
-    sale: { view: sale, buyers },
-    evidence: saleEvidence(sale.id, users, buyers, load),
+    ],
   })
 }

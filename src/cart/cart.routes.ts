@@ -1,5 +1,5 @@
-import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts'
-import type { FastifyInstance, FastifyReply } from 'fastify'
+import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts'
+import type { FastifyReply } from 'fastify'
 import { errorSchema, lineItemProperties } from '../schemas.js'
 import type { Cart } from './cart.repository.js'
 import { etagOf, type CartService } from './cart.service.js'
@@ -44,31 +44,30 @@ const quantityBody = {
   properties: { quantity: { type: 'integer', minimum: 1, maximum: 100 } },
 } as const
 
+const secured = { tags: ['cart'], security: [{ bearer: [] }] } as const
+// Both item writes name the product in the path and carry If-Match.
+const itemWrite = {
+  ...secured,
+  params: cartItemParams,
+  headers: ifMatchHeader,
+  response: writeAnswers,
+} as const
+
 const withEtag = (reply: FastifyReply, cart: Cart) => reply.header('etag', etagOf(cart)).send(cart)
 
-export default async function cartRoutes(fastify: FastifyInstance, opts: { cart: CartService }) {
-  const app = fastify.withTypeProvider<JsonSchemaToTsProvider>()
-  const { cart } = opts
+const cartRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { cart: CartService } }> = async (
+  app,
+  { cart },
+) => {
   app.addHook('onRequest', app.authenticate)
 
-  app.get(
-    '/api/cart',
-    { schema: { tags: ['cart'], security: [{ bearer: [] }], response: { 200: cartSchema } } },
-    async (request, reply) => withEtag(reply, await cart.getCart(request.user.sub)),
+  app.get('/api/cart', { schema: { ...secured, response: { 200: cartSchema } } }, async (request, reply) =>
+    withEtag(reply, await cart.getCart(request.user.sub)),
   )
 
   app.put(
     '/api/cart/items/:productId',
-    {
-      schema: {
-        tags: ['cart'],
-        security: [{ bearer: [] }],
-        params: cartItemParams,
-        headers: ifMatchHeader,
-        body: quantityBody,
-        response: writeAnswers,
-      },
-    },
+    { schema: { ...itemWrite, body: quantityBody } },
     async (request, reply) =>
       withEtag(
         reply,
@@ -81,21 +80,12 @@ export default async function cartRoutes(fastify: FastifyInstance, opts: { cart:
       ),
   )
 
-  app.delete(
-    '/api/cart/items/:productId',
-    {
-      schema: {
-        tags: ['cart'],
-        security: [{ bearer: [] }],
-        params: cartItemParams,
-        headers: ifMatchHeader,
-        response: writeAnswers,
-      },
-    },
-    async (request, reply) =>
-      withEtag(
-        reply,
-        await cart.removeItem(request.user.sub, request.params.productId, request.headers['if-match']),
-      ),
+  app.delete('/api/cart/items/:productId', { schema: itemWrite }, async (request, reply) =>
+    withEtag(
+      reply,
+      await cart.removeItem(request.user.sub, request.params.productId, request.headers['if-match']),
+    ),
   )
 }
+
+export default cartRoutes

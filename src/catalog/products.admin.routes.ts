@@ -1,5 +1,5 @@
-import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts'
+
 import { errorSchema } from '../schemas.js'
 import type { Catalog } from './catalog.service.js'
 import {
@@ -13,9 +13,10 @@ import {
 
 const answers = { 200: productSchema, 404: errorSchema } as const
 
-export default async function productAdminRoutes(fastify: FastifyInstance, opts: { catalog: Catalog }) {
-  const app = fastify.withTypeProvider<JsonSchemaToTsProvider>()
-  const { catalog } = opts
+const productAdminRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { catalog: Catalog } }> = async (
+  app,
+  { catalog },
+) => {
   app.addHook('onRequest', app.requireAdmin)
 
   app.post(
@@ -42,3 +43,5 @@ export default async function productAdminRoutes(fastify: FastifyInstance, opts:
     async (request) => catalog.restock(request.params.id, request.body.quantity),
   )
 }
+
+export default productAdminRoutes

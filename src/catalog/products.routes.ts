@@ -1,5 +1,5 @@
-import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts'
+
 import { errorSchema } from '../schemas.js'
 import type { Catalog } from './catalog.service.js'
 import { pageQuery, productIdParams, productSchema } from './product.schemas.js'
@@ -11,10 +11,10 @@ const pageSchema = {
   properties: { items: { type: 'array', items: productSchema }, nextCursor: { type: ['string', 'null'] } },
 } as const
 
-export default async function productRoutes(fastify: FastifyInstance, opts: { catalog: Catalog }) {
-  const app = fastify.withTypeProvider<JsonSchemaToTsProvider>()
-  const { catalog } = opts
-
+const productRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { catalog: Catalog } }> = async (
+  app,
+  { catalog },
+) => {
   app.get(
     '/api/products',
     {
@@ -35,3 +35,5 @@ export default async function productRoutes(fastify: FastifyInstance, opts: { ca
     async (request) => catalog.getProduct(request.params.id),
   )
 }
+
+export default productRoutes

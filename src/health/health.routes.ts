@@ -1,5 +1,5 @@
-import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts'
+
 import { errorSchema } from '../schemas.js'
 import { checkReadiness } from './readiness.js'
 
@@ -14,8 +14,7 @@ const readsSchema = {
   degraded: { type: 'array', items: { type: 'string' } },
 } as const
 
-export default async function healthRoutes(fastify: FastifyInstance) {
-  const app = fastify.withTypeProvider<JsonSchemaToTsProvider>()
+const healthRoutes: FastifyPluginAsyncJsonSchemaToTs = async (app) => {
   app.get(
     '/health/live',
     {
@@ -60,3 +59,5 @@ export default async function healthRoutes(fastify: FastifyInstance) {
     },
   )
 }
+
+export default healthRoutes

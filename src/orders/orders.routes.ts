@@ -1,5 +1,5 @@
-import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts'
+import type { FastifyRequest } from 'fastify'
 import { errorSchema, idempotencyKeyHeader } from '../schemas.js'
 import { orderIdParams, orderSchema } from './order.schemas.js'
 import type { Caller, Orders } from './orders.service.js'
@@ -12,9 +12,10 @@ const callerOf = (request: FastifyRequest): Caller => ({
 const secured = { security: [{ bearer: [] }], tags: ['orders'] }
 const orderAnswers = { 200: orderSchema, 404: errorSchema, 409: errorSchema } as const
 
-export default async function orderRoutes(fastify: FastifyInstance, opts: { orders: Orders }) {
-  const app = fastify.withTypeProvider<JsonSchemaToTsProvider>()
-  const { orders } = opts
+const orderRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { orders: Orders } }> = async (
+  app,
+  { orders },
+) => {
   app.addHook('onRequest', app.authenticate)
 
   app.post(
@@ -89,3 +90,5 @@ export default async function orderRoutes(fastify: FastifyInstance, opts: { orde
     async (request) => orders.cancel(callerOf(request), request.params.id),
   )
 }
+
+export default orderRoutes

@@ -1,12 +1,13 @@
-import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts'
+
 import { errorSchema } from '../schemas.js'
 import { auditSchema, newSaleBody, saleIdParams, saleSchema } from './sale.schemas.js'
 import type { Sales } from './sales.service.js'
 
-export default async function saleAdminRoutes(fastify: FastifyInstance, opts: { sales: Sales }) {
-  const app = fastify.withTypeProvider<JsonSchemaToTsProvider>()
-  const { sales } = opts
+const saleAdminRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { sales: Sales } }> = async (
+  app,
+  { sales },
+) => {
   app.addHook('onRequest', app.requireAdmin)
 
   app.post(
@@ -39,3 +40,5 @@ export default async function saleAdminRoutes(fastify: FastifyInstance, opts: { 
     async (request) => sales.audit(request.params.id),
   )
 }
+
+export default saleAdminRoutes
