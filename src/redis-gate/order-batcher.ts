@@ -211,7 +211,8 @@ function orderFor(p: Pending, sale: Sale, ttlSeconds: number): Order {
 /** What a buyer whose own row broke the batch is told. */
 function refusalFor(err: unknown): AppError {
   // The token was signed for a user who no longer exists (deleted, or the database was re-seeded).
-  if (pgErrorCode(err) === PG.foreignKeyViolation && /user_id/.test(String((err as Error).message)))
+  const constraint = (err as { constraint?: string }).constraint ?? ''
+  if (pgErrorCode(err) === PG.foreignKeyViolation && constraint.endsWith('_user_id_fkey'))
     return new UnauthorizedError('the account this token belongs to no longer exists')
   return new SaleUnavailableError(err as Error)
 }
