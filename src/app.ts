@@ -26,6 +26,7 @@ import { createOrderBatcher } from './sales/order-batcher.js'
 import { createPurchases } from './sales/purchase.service.js'
 import { giveBackToGate } from './sales/give-back.js'
 import { rebuildGateFromPostgres } from './sales/gate-rebuild.js'
+import { createSaleEligibility } from './sales/sale-eligibility.js'
 import { createSaleEvents } from './sales/sale-events.js'
 import saleAdminRoutes from './sales/sales.admin.routes.js'
 import saleRoutes from './sales/sales.routes.js'
@@ -148,7 +149,12 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(productAdminRoutes, { catalog })
   await app.register(cartRoutes, { cart })
   await app.register(orderRoutes, { orders })
-  await app.register(saleRoutes, { sales, purchases, events })
+  await app.register(saleRoutes, {
+    sales,
+    purchases,
+    events,
+    eligibility: createSaleEligibility({ sales }),
+  })
   await app.register(saleAdminRoutes, { sales })
 
   return app

@@ -1,14 +1,31 @@
 import jwt from '@fastify/jwt'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import type { Config } from '../config.js'
+import { jwtSecretOf, type Config } from '../config.js'
 import { ForbiddenError, UnauthorizedError } from '../errors.js'
+import { createKnownUsers } from './known-users.js'
+import { userExists } from './users.repository.js'
 
 export type Role = 'customer' | 'admin'
 
 export interface TokenClaims {
+  /** The user's id (a UUID). */
   sub: string
   role: Role
+  /** A guest account (no password): some sales are for registered accounts only. */
+  guest: boolean
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+/** A signature proves who signed a token, not what is in it: claims of another shape are refused. */
+function hasClaimsShape(claims: Partial<Record<keyof TokenClaims, unknown>>): claims is TokenClaims {
+  return (
+    typeof claims.sub === 'string' &&
+    UUID.test(claims.sub) &&
+    (claims.role === 'customer' || claims.role === 'admin') &&
+    typeof claims.guest === 'boolean'
+  )
 }
 
 declare module '@fastify/jwt' {
@@ -32,11 +49,16 @@ declare module 'fastify' {
 export default fp(
   async (app, opts: { config: Config }) => {
     await app.register(jwt, {
-      secret: opts.config.JWT_SECRET,
+      secret: jwtSecretOf(opts.config),
       sign: { expiresIn: opts.config.JWT_TTL_SECONDS },
       // A buyer in a stampede sends the same token many times: verified tokens are remembered (until
       // they expire), so the HMAC runs once per token instead of once per request.
       verify: { cache: 10_000, errorCacheTTL: 600_000 },
+    })
+
+    const knownUsers = createKnownUsers({
+      exists: (userId) => userExists(app.db.primary, userId),
+      ttlMs: opts.config.KNOWN_USER_TTL_SECONDS * 1000,
     })
 
     async function authenticate(request: FastifyRequest): Promise<void> {
@@ -44,6 +66,12 @@ export default fp(
         await request.jwtVerify()
       } catch {
         throw new UnauthorizedError()
+      }
+      if (!hasClaimsShape(request.user)) throw new UnauthorizedError()
+      // A well-signed token of a deleted user (an expired guest) answers 401 like an expired token, so
+      // the storefront starts over as a new guest; remembered per worker, so no query per request.
+      if (!(await knownUsers.exists(request.user.sub))) {
+        throw new UnauthorizedError('the account of this token no longer exists')
       }
     }
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { createSigner } from 'fast-jwt'
 import type pg from 'pg'
-import type { Config } from '../config.js'
+import { jwtSecretOf, type Config } from '../config.js'
 
 export interface LoadTestUser {
   id: string
@@ -25,6 +25,6 @@ export async function createLoadTestUsers(
      RETURNING id`,
     [run, count],
   )
-  const sign = createSigner({ key: config.JWT_SECRET, expiresIn: config.JWT_TTL_SECONDS * 1000 })
-  return rows.map(({ id }) => ({ id, token: sign({ sub: id, role: 'customer' }) }))
+  const sign = createSigner({ key: jwtSecretOf(config), expiresIn: config.JWT_TTL_SECONDS * 1000 })
+  return rows.map(({ id }) => ({ id, token: sign({ sub: id, role: 'customer', guest: true }) }))
 }

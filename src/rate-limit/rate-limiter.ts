@@ -19,7 +19,10 @@ export interface Limit {
  * user gets the same allowance whichever worker nginx sends them to.
  */
 export function createRateLimiter(redis: Redis, windowMs = 1000) {
-  redis.defineCommand('fixedWindow', { lua: luaScript('fixed-window.lua', import.meta.url) })
+  // One definition per connection, shared by every limiter on it (each with its own window).
+  if (!Object.hasOwn(redis, 'fixedWindow')) {
+    redis.defineCommand('fixedWindow', { lua: luaScript('fixed-window.lua', import.meta.url) })
+  }
   return {
     /** Counts one request against every limit; throws RateLimitedError (429, Retry-After) past any. */
     async check(limits: Limit[]): Promise<void> {

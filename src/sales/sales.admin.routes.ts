@@ -8,6 +8,7 @@ interface NewSaleBody {
   priceCents: number
   units: number
   perUserLimit: number
+  registeredOnly: boolean
   startsAt: string
   endsAt: string
 }
