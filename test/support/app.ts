@@ -138,7 +138,7 @@ export async function newSale(
       priceCents: sale.priceCents ?? 1999,
       units: sale.units,
       perUserLimit: sale.perUserLimit ?? 1,
-      registeredOnly: sale.registeredOnly ?? false,
+      ...(sale.registeredOnly === undefined ? {} : { registeredOnly: sale.registeredOnly }),
       startsAt: new Date(startsAt).toISOString(),
       endsAt: new Date(startsAt + 3600_000).toISOString(),
     },
