@@ -1,4 +1,5 @@
 import { createSigner } from 'fast-jwt'
+import { jwtSecretOf } from '../src/config.js'
 import type { SaleAuditReport, SaleView } from '../src/sales/sales.service.js'
 import type { LoadTarget } from './target.js'
 
@@ -24,8 +25,8 @@ export class AdminApi {
       [target.config.ADMIN_EMAIL.toLowerCase()],
     )
     if (!rows[0]) throw new Error(`no admin ${target.config.ADMIN_EMAIL} in the database: was it seeded?`)
-    const sign = createSigner({ key: target.config.JWT_SECRET, expiresIn: 3600 * 1000 })
-    return new AdminApi(target.adminUrl, sign({ sub: rows[0].id, role: 'admin' }))
+    const sign = createSigner({ key: jwtSecretOf(target.config), expiresIn: 3600 * 1000 })
+    return new AdminApi(target.adminUrl, sign({ sub: rows[0].id, role: 'admin', guest: false }))
   }
 
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {

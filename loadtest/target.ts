@@ -1,7 +1,7 @@
 import type pg from 'pg'
 import { loadConfig, type Config, type StockStrategyName } from '../src/config.js'
 import { createPool } from '../src/db/pool.js'
-import { stackOptionsFromEnv, stackUrls, type StackOptions } from '../scripts/stack/stack.js'
+import { stackJwtSecret, stackOptionsFromEnv, stackUrls, type StackOptions } from '../scripts/stack/stack.js'
 import type { MetricsSource } from './prometheus.js'
 
 // What a load run talks to: nginx (public and admin), the primary (users, verification) and the metrics
@@ -20,15 +20,25 @@ export interface LoadTarget {
 }
 
 /**
- * The rate limits a load test runs with. Everything comes from one loopback address and a few thousand
- * users, so nginx's per-address limit_req and the app's per-user limit would measure themselves, not the
- * sale. Values given in the environment win.
+ * The limits a load test runs with. Everything comes from one loopback address standing for thousands
+ * of buyers, so nginx's per-address limit_req and limit_conn and the app's per-user and per-address
+ * limits would measure themselves, not the sale. Values given in the environment win.
  */
 export const LOAD_TEST_NGINX_LIMITS = {
   NGINX_BUY_RATE: '100000r/s',
   NGINX_BUY_BURST: '100000',
   NGINX_LOGIN_RATE: '100000r/s',
   NGINX_LOGIN_BURST: '100000',
+  NGINX_SIGNUP_RATE: '100000r/s',
+  NGINX_SIGNUP_BURST: '100000',
+  NGINX_STREAMS_PER_ADDRESS: '100000',
+}
+
+/** The app's per-user and per-address limits, raised for the same reason. */
+export const LOAD_TEST_APP_LIMITS = {
+  RATE_LIMIT_USER_PER_SECOND: '1000000',
+  RATE_LIMIT_SIGNUP_PER_MINUTE: '1000000',
+  SSE_MAX_STREAMS_PER_WORKER: '100000',
 }
 
 /** The dev stack with load-test limits and the given stock strategy; stackUp restarts what changed. */
@@ -43,7 +53,7 @@ export function loadStackOptions(
       ...overrides,
       appEnv: {
         STOCK_STRATEGY: strategy,
-        RATE_LIMIT_USER_PER_SECOND: env.RATE_LIMIT_USER_PER_SECOND || '1000000',
+        ...appLimitsFrom(env),
         // Request logs cost a worker about as much as a cached read: a load run keeps warnings only.
         LOG_LEVEL: env.LOG_LEVEL || 'warn',
         CACHE_MODE: env.CACHE_MODE || 'on',
@@ -52,9 +62,21 @@ export function loadStackOptions(
   )
 }
 
+/** LOAD_TEST_APP_LIMITS, each unless the environment sets it. */
+function appLimitsFrom(env: NodeJS.ProcessEnv): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(LOAD_TEST_APP_LIMITS).map(([name, raised]) => [name, env[name] || raised]),
+  )
+}
+
 export function loadTarget(options: StackOptions, env: NodeJS.ProcessEnv = process.env): LoadTarget {
   const urls = stackUrls(options)
-  const config = loadConfig({ ...env, ...options.appEnv, DATABASE_URL: urls.databaseUrl })
+  const config = loadConfig({
+    ...env,
+    ...options.appEnv,
+    DATABASE_URL: urls.databaseUrl,
+    JWT_SECRET: stackJwtSecret(options),
+  })
   const db = createPool(urls.databaseUrl, 4, config, 'loadtest')
   return {
     nginxUrl: urls.nginxUrl,

@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util'
 import { createLoadTestUsers } from '../src/auth/load-test-users.js'
 import { loadConfigOrExit } from '../src/config.js'
 import { createPool } from '../src/db/pool.js'
+import { stackJwtSecret, stackProfile } from './stack/stack.js'
 
 // npm run tokens -- --count 1000 --out loadtest/results/tokens.json
 // Creates that many customers and writes [{ id, token }] for load tests.
@@ -18,7 +19,9 @@ if (!Number.isInteger(count) || count < 1 || count > 1_000_000) {
   console.error('--count must be an integer between 1 and 1000000')
   process.exit(1)
 }
-const config = loadConfigOrExit()
+// Tokens for the dev stack are signed with its own secret (<STACK_DIR>/jwt-secret) unless JWT_SECRET is set.
+process.env.JWT_SECRET = stackJwtSecret(stackProfile('dev'))
+const config = loadConfigOrExit({ signsTokens: true })
 const pool = createPool(config.DATABASE_URL, 2, config, 'tokens')
 try {
   const users = await createLoadTestUsers(pool, config, count)

@@ -28,6 +28,7 @@ import { orderReleaseHooks } from './release-hooks.js'
 import { createPostgresPurchasePath } from './sales/postgres-purchase-path.js'
 import { createPurchases } from './sales/purchase.service.js'
 import type { PurchasePath } from './sales/purchase-path.js'
+import { createSaleEligibility } from './sales/sale-eligibility.js'
 import { createSaleEvents } from './sales/sale-events.js'
 import saleAdminRoutes from './sales/sales.admin.routes.js'
 import saleRoutes from './sales/sales.routes.js'
@@ -146,7 +147,12 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(productAdminRoutes, { catalog })
   await app.register(cartRoutes, { cart })
   await app.register(orderRoutes, { orders })
-  await app.register(saleRoutes, { sales, purchases, events })
+  await app.register(saleRoutes, {
+    sales,
+    purchases,
+    events,
+    eligibility: createSaleEligibility({ sales }),
+  })
   await app.register(saleAdminRoutes, { sales })
 
   return app

@@ -13,6 +13,18 @@ const url = (protocols: string[]) =>
 
 export const STOCK_STRATEGIES = ['optimistic', 'pessimistic', 'atomic', 'redis-gate'] as const
 
+/**
+ * The JWT secret the tests sign with. It is in this repository for anyone to read, so every process
+ * refuses it outside NODE_ENV=test (see jwtSecretOf): `npm run stack:up` gives each stack folder a
+ * random secret of its own, and production sets JWT_SECRET.
+ */
+export const TEST_JWT_SECRET = 'stampede-tests-only-secret-refused-unless-node-env-is-test'
+
+// A switch given as text: 1/true/on or 0/false/off.
+const flag = z
+  .enum(['1', 'true', 'on', '0', 'false', 'off'])
+  .transform((value) => ['1', 'true', 'on'].includes(value))
+
 const schema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   HOST: z.string().min(1).default('127.0.0.1'),
@@ -41,8 +53,14 @@ const schema = z.object({
   REPLICA_MAX_LAG_MS: positiveInt.default(1000),
   REPLICA_LAG_PROBE_MS: positiveInt.default(500),
 
-  JWT_SECRET: z.string().min(32).default('stampede-local-development-secret-change-me'),
+  JWT_SECRET: z.string().min(32).default(TEST_JWT_SECRET),
   JWT_TTL_SECONDS: positiveInt.default(24 * 3600),
+  // How long a worker remembers that a token's user exists (the answer to "valid signature, deleted
+  // user" without a database round trip per request): a deleted user's token works at most this long.
+  KNOWN_USER_TTL_SECONDS: positiveInt.default(600),
+  // Guest accounts with no order are deleted this long after they were made. Longer than JWT_TTL_SECONDS
+  // by default, so a guest is only ever deleted once its token has expired.
+  GUEST_TTL_HOURS: positiveInt.default(48),
   ADMIN_EMAIL: z.email().default('admin@stampede.local'),
   ADMIN_PASSWORD: z.string().min(8).default('stampede-admin'),
 
@@ -65,6 +83,12 @@ const schema = z.object({
   // Purchase attempts allowed per second, per user and per sale, across all workers.
   RATE_LIMIT_USER_PER_SECOND: positiveInt.default(10),
   RATE_LIMIT_SALE_PER_SECOND: positiveInt.default(50_000),
+  // Accounts (registrations and guests together) one client address may create per minute, across all
+  // workers. nginx limits the same per address (NGINX_SIGNUP_RATE); this holds without nginx too.
+  RATE_LIMIT_SIGNUP_PER_MINUTE: positiveInt.default(20),
+  // Live-event streams (SSE) one worker keeps open; past it a new stream is answered 503 TOO_MANY_STREAMS.
+  // nginx caps streams per client address too (NGINX_STREAMS_PER_ADDRESS).
+  SSE_MAX_STREAMS_PER_WORKER: positiveInt.default(1000),
   SWEEP_INTERVAL_MS: positiveInt.default(5000),
   // The simulated payment provider: how long a charge takes and how often it is declined (0..1).
   PAYMENT_LATENCY_MS: z.coerce.number().int().min(0).default(50),
@@ -76,6 +100,9 @@ const schema = z.object({
   // `off` sends every cached read straight to its loader (the database): for measuring what the
   // cache buys (`CACHE_MODE=off npm run load -- browse`), or ruling it out while debugging.
   CACHE_MODE: z.enum(['on', 'off']).default('on'),
+  // Adds `X-Worker: api-<n>` to every answer, to watch nginx spread requests. Off by default: it tells a
+  // stranger how many workers there are and which one answered.
+  DEBUG_WORKER_HEADER: flag.default(false),
 
   // The local stack (scripts/stack.ts). Postgres, replica and Redis ports come from the URLs above.
   STACK_DIR: z.string().min(1).default('.stack'),
@@ -107,19 +134,39 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       }),
     )
   }
-  if (
-    result.data.NODE_ENV === 'production' &&
-    result.data.JWT_SECRET === schema.shape.JWT_SECRET.parse(undefined)
-  ) {
-    throw new ConfigError(['JWT_SECRET: must be set to a secret of your own when NODE_ENV=production'])
+  // Concurrency: a guest is deleted only after every token it was given has expired, so no request of
+  // its own can race the deletion (an order inserted for a user being deleted).
+  if (result.data.GUEST_TTL_HOURS * 3600 <= result.data.JWT_TTL_SECONDS) {
+    throw new ConfigError([
+      `GUEST_TTL_HOURS=${JSON.stringify(env.GUEST_TTL_HOURS)}: must be longer than JWT_TTL_SECONDS (${result.data.JWT_TTL_SECONDS} s)`,
+    ])
   }
   return result.data
 }
 
-/** For process entry points: a bad setting prints which variable is wrong and exits 1, no stack trace. */
-export function loadConfigOrExit(): Config {
+/**
+ * The secret to sign and verify tokens with. The published test secret is refused unless NODE_ENV=test:
+ * with it, anyone could sign a token for any user, admin included. Only processes that sign or verify
+ * tokens ask for it, so `npm run migrate` and the stack scripts run without a secret.
+ */
+export function jwtSecretOf(config: Config): string {
+  if (config.JWT_SECRET === TEST_JWT_SECRET && config.NODE_ENV !== 'test') {
+    throw new ConfigError([
+      'JWT_SECRET: set a secret of your own (at least 32 characters); the built-in one is for tests only',
+    ])
+  }
+  return config.JWT_SECRET
+}
+
+/**
+ * For process entry points: a bad setting prints which variable is wrong and exits 1, no stack trace.
+ * `signsTokens`: the process signs or verifies tokens, so it needs a JWT secret of its own.
+ */
+export function loadConfigOrExit(options: { signsTokens?: boolean } = {}): Config {
   try {
-    return loadConfig()
+    const config = loadConfig()
+    if (options.signsTokens) jwtSecretOf(config)
+    return config
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err
     console.error(err.message)

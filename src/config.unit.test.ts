@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { ConfigError, loadConfig } from './config.js'
+import { ConfigError, jwtSecretOf, loadConfig, TEST_JWT_SECRET } from './config.js'
 
 function problemsOf(env: NodeJS.ProcessEnv): string[] {
   try {
@@ -42,8 +42,28 @@ describe('config', () => {
     expect(problemsOf({ DB_POOL_MAX: '0' })[0]).toMatch(/^DB_POOL_MAX=/)
   })
 
-  it('when running in production with the development JWT secret, then start-up stops', () => {
-    expect(problemsOf({ NODE_ENV: 'production' })[0]).toMatch(/^JWT_SECRET/)
-    expect(() => loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(40) })).not.toThrow()
+  it('when a process that signs tokens runs outside NODE_ENV=test with the built-in JWT secret, then it is refused', () => {
+    for (const NODE_ENV of [undefined, 'development', 'production']) {
+      const config = loadConfig({ NODE_ENV })
+      expect(config.JWT_SECRET).toBe(TEST_JWT_SECRET)
+      expect(() => jwtSecretOf(config), String(NODE_ENV)).toThrow(/JWT_SECRET/)
+      expect(() => jwtSecretOf(config)).toThrow(ConfigError)
+    }
+    expect(jwtSecretOf(loadConfig({ NODE_ENV: 'test' }))).toBe(TEST_JWT_SECRET)
+    const own = 'x'.repeat(40)
+    expect(jwtSecretOf(loadConfig({ NODE_ENV: 'production', JWT_SECRET: own }))).toBe(own)
+    expect(problemsOf({ JWT_SECRET: 'too short' })[0]).toMatch(/^JWT_SECRET=/)
+  })
+
+  it('when guests would be deleted while their tokens are still valid, then start-up stops', () => {
+    expect(problemsOf({ GUEST_TTL_HOURS: '24' })[0]).toMatch(/^GUEST_TTL_HOURS=/)
+    expect(() => loadConfig({ GUEST_TTL_HOURS: '2', JWT_TTL_SECONDS: '3600' })).not.toThrow()
+  })
+
+  it('when a switch is given as text, then 1/true/on and 0/false/off are read, anything else refused', () => {
+    expect(loadConfig({}).DEBUG_WORKER_HEADER).toBe(false)
+    expect(loadConfig({ DEBUG_WORKER_HEADER: '1' }).DEBUG_WORKER_HEADER).toBe(true)
+    expect(loadConfig({ DEBUG_WORKER_HEADER: 'off' }).DEBUG_WORKER_HEADER).toBe(false)
+    expect(problemsOf({ DEBUG_WORKER_HEADER: 'yes please' })[0]).toMatch(/^DEBUG_WORKER_HEADER=/)
   })
 })

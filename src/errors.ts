@@ -195,3 +195,23 @@ export class InvalidSaleWindowError extends AppError {
     super(400, 'INVALID_SALE_WINDOW', 'endsAt must be after startsAt, and in the future')
   }
 }
+
+export class RegisteredOnlyError extends AppError {
+  constructor(saleId: number) {
+    super(403, 'REGISTERED_ONLY', `flash sale ${saleId} is for registered accounts only: register or log in`)
+  }
+}
+
+export class OrderTooLargeError extends AppError {
+  constructor(maxCents: number) {
+    super(422, 'ORDER_TOO_LARGE', `an order may total at most ${maxCents} cents: split the cart`)
+  }
+}
+
+/** The worker holds as many live-event streams as it may; the client should retry later. */
+export class TooManyStreamsError extends AppError {
+  constructor() {
+    super(503, 'TOO_MANY_STREAMS', 'too many live-event streams are open; try again in a moment')
+    this.headers = { 'retry-after': '5' }
+  }
+}

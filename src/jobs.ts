@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { pino } from 'pino'
+import { deleteIdleGuests } from './auth/users.repository.js'
 import { loadConfigOrExit } from './config.js'
 import { createPool } from './db/pool.js'
 import { deleteExpiredKeys } from './idempotency/idempotency.repository.js'
@@ -32,6 +33,8 @@ const reconciler =
   config.STOCK_STRATEGY === 'redis-gate' ? createReconciler({ db: { primary }, gate, metrics }) : null
 
 const SWEEP_BATCH = 500
+const GUEST_BATCH = 1000
+const GUEST_EXPIRY_INTERVAL_MS = 60_000
 const stop = new AbortController()
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => stop.abort())
 
@@ -79,6 +82,16 @@ await Promise.all([
     } while (batch === SWEEP_BATCH && !stop.signal.aborted)
     const keys = await deleteExpiredKeys(primary, 5000)
     return expired > 0 || keys > 0 ? { expired, idempotencyKeysDeleted: keys } : null
+  }),
+  every('guest expiry', GUEST_EXPIRY_INTERVAL_MS, async () => {
+    // Bounded batches, so a backlog of a million guests never holds one long transaction.
+    let deleted = 0
+    let batch: number
+    do {
+      batch = await deleteIdleGuests(primary, config.GUEST_TTL_HOURS, GUEST_BATCH)
+      deleted += batch
+    } while (batch === GUEST_BATCH && !stop.signal.aborted)
+    return deleted > 0 ? { guestsDeleted: deleted } : null
   }),
   every('reconcile', config.RECONCILE_INTERVAL_MS, async () => {
     if (!reconciler) return null

@@ -2,7 +2,7 @@ import { buildApp } from './app.js'
 import { loadConfigOrExit } from './config.js'
 import { startMetricsServer } from './metrics-server.js'
 
-const config = loadConfigOrExit()
+const config = loadConfigOrExit({ signsTokens: true })
 const app = await buildApp(config).catch((err: Error) => {
   console.error('could not build the app:', err)
   process.exit(1)

@@ -3,7 +3,7 @@ import { mkdirSync, openSync } from 'node:fs'
 import path from 'node:path'
 import type { TestProject } from 'vitest/node'
 import { REPO_ROOT } from '../scripts/stack/paths.js'
-import { stackDown, stackProfile, stackUp } from '../scripts/stack/stack.js'
+import { stackDown, stackJwtSecret, stackProfile, stackUp } from '../scripts/stack/stack.js'
 import { containerRuntimeAvailable } from '../scripts/stack/container-runtime.js'
 import type { TestStack } from './support/stack-env.js'
 
@@ -24,6 +24,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
       nginxAdminUrl: undefined,
       workers: [],
       options: undefined,
+      jwtSecret: compose.jwtSecret,
     })
     // testcontainers' reaper removes the containers if the run is interrupted.
     return () => compose.stop()
@@ -53,6 +54,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
       nginxAdminUrl: options.services.nginx ? urls.nginxAdminUrl : undefined,
       workers: options.services.app ? urls.workers : [],
       options,
+      jwtSecret: stackJwtSecret(options),
     })
   } catch (error) {
     await teardown()
@@ -70,6 +72,8 @@ function publish(project: TestProject, stack: TestStack) {
     NGINX_URL: stack.nginxUrl,
     NGINX_ADMIN_URL: stack.nginxAdminUrl,
     STACK_RUNTIME: stack.runtime,
+    // Tokens a test signs (buildTestApp, the load-test runner) are valid for the stack's workers too.
+    JWT_SECRET: stack.jwtSecret,
   }
   for (const [name, value] of Object.entries(env)) if (value !== undefined) process.env[name] = value
 }

@@ -23,6 +23,11 @@ export interface NginxLimits {
   buyBurst: number
   loginRate: string
   loginBurst: number
+  /** New accounts (register, guest) per address. */
+  signupRate: string
+  signupBurst: number
+  /** Live-event streams (SSE) one address may hold open. */
+  streamsPerAddress: number
 }
 
 export interface NginxSetup {
@@ -37,8 +42,9 @@ export interface NginxSetup {
 }
 
 /**
- * Rate limits for purchase/checkout and login, per client address. A load test drives everything from
- * one loopback address, so it raises them (NGINX_BUY_RATE=100000r/s ...) rather than measure nginx's 429s.
+ * Limits per client address: purchase/checkout, login and new accounts (limit_req), and open event
+ * streams (limit_conn). A load test drives everything from one loopback address, so it raises them
+ * (NGINX_BUY_RATE=100000r/s ...) rather than measure nginx's 429s.
  */
 export function nginxLimitsFromEnv(env: NodeJS.ProcessEnv): NginxLimits {
   const rate = (name: string, fallback: string) => {
@@ -47,17 +53,21 @@ export function nginxLimitsFromEnv(env: NodeJS.ProcessEnv): NginxLimits {
       throw new Error(`${name}=${JSON.stringify(value)}: must look like 50r/s or 600r/m`)
     return value
   }
-  const burst = (name: string, fallback: number) => {
+  const count = (name: string, fallback: number, min: number) => {
     const value = Number(env[name] || fallback)
-    if (!Number.isInteger(value) || value < 0)
-      throw new Error(`${name}=${JSON.stringify(env[name])}: must be an integer >= 0`)
+    if (!Number.isInteger(value) || value < min)
+      throw new Error(`${name}=${JSON.stringify(env[name])}: must be an integer >= ${min}`)
     return value
   }
+  const burst = (name: string, fallback: number) => count(name, fallback, 0)
   return {
     buyRate: rate('NGINX_BUY_RATE', '50r/s'),
     buyBurst: burst('NGINX_BUY_BURST', 100),
     loginRate: rate('NGINX_LOGIN_RATE', '10r/s'),
     loginBurst: burst('NGINX_LOGIN_BURST', 20),
+    signupRate: rate('NGINX_SIGNUP_RATE', '20r/m'),
+    signupBurst: burst('NGINX_SIGNUP_BURST', 10),
+    streamsPerAddress: count('NGINX_STREAMS_PER_ADDRESS', 20, 1),
   }
 }
 
@@ -93,6 +103,9 @@ export async function renderNginxConf(n: NginxSetup): Promise<string> {
     NGINX_BUY_BURST: String(n.limits.buyBurst),
     NGINX_LOGIN_RATE: n.limits.loginRate,
     NGINX_LOGIN_BURST: String(n.limits.loginBurst),
+    NGINX_SIGNUP_RATE: n.limits.signupRate,
+    NGINX_SIGNUP_BURST: String(n.limits.signupBurst),
+    NGINX_STREAMS_PER_ADDRESS: String(n.limits.streamsPerAddress),
   }
   return readFileSync(NGINX_TEMPLATE, 'utf8').replace(/\$\{([A-Z_]+)\}/g, (_, name: string) => {
     const value = values[name]

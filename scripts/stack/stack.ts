@@ -25,6 +25,7 @@ import {
 } from './postgres.js'
 import { httpStatus, type Log } from './process.js'
 import { ensureRedis, redisPing, stopRedis, type RedisSetup } from './redis.js'
+import { stackFolderJwtSecret } from './secrets.js'
 import { ensureSystemPackages, postgresBinDir, type SystemServer } from './system-packages.js'
 
 // The local stack as a library: `npm run stack:*` (scripts/stack.ts), the test global setup and the
@@ -66,6 +67,8 @@ export interface StackOptions {
   /** Servers the user runs (DATABASE_URL, DATABASE_REPLICA_URL, REDIS_URL set in the environment). */
   external: { databaseUrl?: string; replicaUrl?: string; redisUrl?: string }
   nginxLimits: NginxLimits
+  /** JWT_SECRET when the environment sets it; otherwise the stack uses its folder's own (stackJwtSecret). */
+  givenJwtSecret: string | undefined
   /** Settings the workers get on top of the stack's own (LOG_LEVEL, STOCK_STRATEGY, ...). */
   appEnv: Record<string, string>
   ecosystem: string
@@ -153,6 +156,7 @@ export function stackOptionsFromEnv(
     },
     external,
     nginxLimits: nginxLimitsFromEnv(env),
+    givenJwtSecret: env.JWT_SECRET || undefined,
     appEnv: overrides.appEnv ?? {},
     ecosystem: overrides.ecosystem ?? path.join(REPO_ROOT, 'ecosystem.config.cjs'),
   }
@@ -166,18 +170,34 @@ export function stackOptionsFromEnv(
 export function stackProfile(profile: 'dev' | 'test', env: NodeJS.ProcessEnv = process.env): StackOptions {
   if (profile === 'dev') return stackOptionsFromEnv(env)
   const withApp = env.STACK_TEST_APP !== '0'
-  return stackOptionsFromEnv(env, {
-    name: 'test',
-    dir: path.join(loadConfig(env).STACK_DIR, 'test'),
-    portOffset: Number(env.STACK_TEST_PORT_OFFSET || 100),
-    // No Prometheus: tests read the metrics endpoints themselves.
-    services: { app: withApp, nginx: withApp, prometheus: false },
-    // A short drain: the test run's teardown stops the workers, and nobody is waiting for answers then.
-    // The drain stays longer than nginx's upstream keepalive_timeout (1 s), as in production: the reload
-    // test (test/cluster.test.ts) depends on it.
-    appEnv: { NODE_ENV: 'test', LOG_LEVEL: env.LOG_LEVEL || 'warn', SHUTDOWN_DRAIN_MS: '1500' },
-  })
+  // Tests make a fresh account for every case, from one address: the test stack raises the per-address
+  // signup limits (nginx's and the app's) the way the load tests do. The abuse tests check the defaults
+  // on an nginx and app instances of their own (test/abuse.test.ts).
+  const raised = { NGINX_SIGNUP_RATE: '100000r/s', NGINX_SIGNUP_BURST: '100000' }
+  return stackOptionsFromEnv(
+    { ...raised, ...env },
+    {
+      name: 'test',
+      dir: path.join(loadConfig(env).STACK_DIR, 'test'),
+      portOffset: Number(env.STACK_TEST_PORT_OFFSET || 100),
+      // No Prometheus: tests read the metrics endpoints themselves.
+      services: { app: withApp, nginx: withApp, prometheus: false },
+      // A short drain: the test run's teardown stops the workers, and nobody is waiting for answers then.
+      // The drain stays longer than nginx's upstream keepalive_timeout (1 s), as in production: the
+      // reload test (test/cluster.test.ts) depends on it, and on X-Worker to see the spread.
+      appEnv: {
+        NODE_ENV: 'test',
+        LOG_LEVEL: env.LOG_LEVEL || 'warn',
+        SHUTDOWN_DRAIN_MS: '1500',
+        RATE_LIMIT_SIGNUP_PER_MINUTE: '1000000',
+        DEBUG_WORKER_HEADER: '1',
+      },
+    },
+  )
 }
+
+/** The secret the stack's workers sign tokens with: JWT_SECRET if given, else `<dir>/jwt-secret`. */
+export const stackJwtSecret = (o: StackOptions): string => o.givenJwtSecret ?? stackFolderJwtSecret(o.dir)
 
 function withPort(url: string, port: number): string {
   const parsed = new URL(url)
@@ -239,6 +259,7 @@ function appSetup(o: StackOptions, urls: StackUrls): AppSetup {
       DATABASE_REPLICA_URL: urls.replicaUrl,
       REDIS_URL: urls.redisUrl,
       STACK_DIR: o.dir,
+      JWT_SECRET: stackJwtSecret(o),
     },
   }
 }

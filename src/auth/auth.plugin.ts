@@ -1,9 +1,11 @@
 import jwt from '@fastify/jwt'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import type { Config } from '../config.js'
+import { jwtSecretOf, type Config } from '../config.js'
 import { ForbiddenError, UnauthorizedError } from '../errors.js'
-import type { TokenClaims } from './token-claims.js'
+import { createKnownUsers } from './known-users.js'
+import { hasClaimsShape, type TokenClaims } from './token-claims.js'
+import { userExists } from './users.repository.js'
 
 declare module '@fastify/jwt' {
   interface FastifyJWT {
@@ -26,11 +28,16 @@ declare module 'fastify' {
 export default fp(
   async (app, opts: { config: Config }) => {
     await app.register(jwt, {
-      secret: opts.config.JWT_SECRET,
+      secret: jwtSecretOf(opts.config),
       sign: { expiresIn: opts.config.JWT_TTL_SECONDS },
       // A buyer in a stampede sends the same token many times: verified tokens are remembered (until
       // they expire), so the HMAC runs once per token instead of once per request.
       verify: { cache: 10_000, errorCacheTTL: 600_000 },
+    })
+
+    const knownUsers = createKnownUsers({
+      exists: (userId) => userExists(app.db.primary, userId),
+      ttlMs: opts.config.KNOWN_USER_TTL_SECONDS * 1000,
     })
 
     async function authenticate(request: FastifyRequest): Promise<void> {
@@ -38,6 +45,12 @@ export default fp(
         await request.jwtVerify()
       } catch {
         throw new UnauthorizedError()
+      }
+      if (!hasClaimsShape(request.user)) throw new UnauthorizedError()
+      // A well-signed token of a deleted user (an expired guest) answers 401 like an expired token, so
+      // the storefront starts over as a new guest; remembered per worker, so no query per request.
+      if (!(await knownUsers.exists(request.user.sub))) {
+        throw new UnauthorizedError('the account of this token no longer exists')
       }
     }
 

@@ -1,4 +1,5 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { createRateLimiter } from '../rate-limit/rate-limiter.js'
 import { errorSchema } from '../schemas.js'
 import { createAuth } from './auth.service.js'
 
@@ -36,10 +37,23 @@ interface Credentials {
 
 export default async function authRoutes(app: FastifyInstance) {
   const auth = createAuth({ db: app.db, signToken: (claims) => app.jwt.sign(claims) })
+  // Accounts are free, so a per-customer limit is only as strong as the cost of another account: each
+  // client address may create RATE_LIMIT_SIGNUP_PER_MINUTE of them (registrations and guests together),
+  // counted in Redis for every worker, before any body is parsed or any password hashed.
+  const signups = createRateLimiter(app.redis, 60_000)
+  const limitSignups = (request: FastifyRequest) =>
+    signups.check([{ scope: `signup:${request.ip}`, perWindow: app.config.RATE_LIMIT_SIGNUP_PER_MINUTE }])
 
   app.post<{ Body: Credentials }>(
     '/api/auth/register',
-    { schema: { tags: ['auth'], body: credentials, response: { 201: session, 409: errorSchema } } },
+    {
+      onRequest: limitSignups,
+      schema: {
+        tags: ['auth'],
+        body: credentials,
+        response: { 201: session, 409: errorSchema, 429: errorSchema },
+      },
+    },
     async (request, reply) =>
       reply.status(201).send(await auth.register(request.body.email, request.body.password)),
   )
@@ -52,7 +66,7 @@ export default async function authRoutes(app: FastifyInstance) {
 
   app.post(
     '/api/auth/guest',
-    { schema: { tags: ['auth'], response: { 201: session } } },
+    { onRequest: limitSignups, schema: { tags: ['auth'], response: { 201: session, 429: errorSchema } } },
     async (_request, reply) => reply.status(201).send(await auth.guest()),
   )
 }

@@ -17,7 +17,7 @@ export function createAuth(deps: { db: Db; signToken: (claims: TokenClaims) => s
   const { db, signToken } = deps
 
   const sessionFor = (user: User): Session => ({
-    token: signToken({ sub: user.id, role: user.role }),
+    token: signToken({ sub: user.id, role: user.role, guest: user.isGuest }),
     user: { id: user.id, email: user.email, role: user.role, isGuest: user.isGuest },
   })
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { createSigner } from 'fast-jwt'
 import type pg from 'pg'
-import type { Config } from '../config.js'
+import { jwtSecretOf, type Config } from '../config.js'
 import { insertGuests } from './users.repository.js'
 
 export interface LoadTestUser {
@@ -21,6 +21,6 @@ export async function createLoadTestUsers(
 ): Promise<LoadTestUser[]> {
   const run = randomUUID().slice(0, 8)
   const ids = await insertGuests(pool, `load-${run}`, 'load.stampede.local', count)
-  const sign = createSigner({ key: config.JWT_SECRET, expiresIn: config.JWT_TTL_SECONDS * 1000 })
-  return ids.map((id) => ({ id, token: sign({ sub: id, role: 'customer' }) }))
+  const sign = createSigner({ key: jwtSecretOf(config), expiresIn: config.JWT_TTL_SECONDS * 1000 })
+  return ids.map((id) => ({ id, token: sign({ sub: id, role: 'customer', guest: true }) }))
 }

@@ -72,3 +72,31 @@ export async function insertGuests(
   )
   return rows.map((row) => row.id)
 }
+
+export async function userExists(db: Queryable, userId: string): Promise<boolean> {
+  const { rowCount } = await db.query('SELECT 1 FROM users WHERE id = $1', [userId])
+  return rowCount === 1
+}
+
+/**
+ * Deletes up to `limit` guest accounts made more than `olderThanHours` ago that never ordered (their
+ * carts, allowances and Idempotency-Keys go with them); returns how many went.
+ * Concurrency: SKIP LOCKED passes over a guest whose order is being inserted (the insert's foreign key
+ * holds a lock on the user row), and two jobs processes delete disjoint batches.
+ */
+export async function deleteIdleGuests(
+  db: Queryable,
+  olderThanHours: number,
+  limit: number,
+): Promise<number> {
+  const { rowCount } = await db.query(
+    `DELETE FROM users WHERE id IN (
+       SELECT u.id FROM users u
+        WHERE u.is_guest AND u.created_at < now() - make_interval(hours => $1)
+          AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.user_id = u.id)
+        ORDER BY u.created_at LIMIT $2
+          FOR UPDATE SKIP LOCKED)`,
+    [olderThanHours, limit],
+  )
+  return rowCount ?? 0
+}

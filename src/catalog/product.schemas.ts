@@ -1,3 +1,4 @@
+import { linkUrl, text } from '../schemas.js'
 import { PAGE_SIZE } from './catalog.service.js'
 
 export const productSchema = {
@@ -42,10 +43,10 @@ export const newProductBody = {
   additionalProperties: false,
   properties: {
     sku: { type: 'string', pattern: '^[A-Za-z0-9-]{1,64}$' },
-    name: { type: 'string', minLength: 1, maxLength: 200 },
-    description: { type: 'string', maxLength: 2000, default: '' },
+    name: text({ minLength: 1, maxLength: 200 }),
+    description: { ...text({ maxLength: 2000 }), default: '' },
     priceCents,
-    imageUrl: { type: ['string', 'null'], maxLength: 500, default: null },
+    imageUrl: { ...linkUrl, type: ['string', 'null'], default: null },
     stock: stockQuantity,
   },
 } as const
@@ -55,9 +56,9 @@ export const productChangesBody = {
   minProperties: 1,
   additionalProperties: false,
   properties: {
-    name: { type: 'string', minLength: 1, maxLength: 200 },
-    description: { type: 'string', maxLength: 2000 },
-    imageUrl: { type: ['string', 'null'], maxLength: 500 },
+    name: text({ minLength: 1, maxLength: 200 }),
+    description: text({ maxLength: 2000 }),
+    imageUrl: { ...linkUrl, type: ['string', 'null'] },
   },
 } as const
 

@@ -82,6 +82,9 @@ export interface NewOrder {
   items: OrderItem[]
 }
 
+/** The largest total an order may have: orders.total_cents is an int4. */
+export const MAX_ORDER_TOTAL_CENTS = 2_147_483_647
+
 /** Inserts a reserved order and its items; the total is computed from the given (server) prices. */
 export async function insertReservedOrder(tx: Queryable, order: NewOrder): Promise<Order> {
   const total = order.items.reduce((sum, item) => sum + item.quantity * item.unitPriceCents, 0)

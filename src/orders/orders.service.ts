@@ -7,6 +7,7 @@ import {
   CartEmptyError,
   NotFoundError,
   OrderExpiredError,
+  OrderTooLargeError,
   OrderNotCancellableError,
   OrderNotPayableError,
   PaymentDeclinedError,
@@ -20,6 +21,7 @@ import {
   findOrder,
   insertReservedOrder,
   listOrdersOfUser,
+  MAX_ORDER_TOTAL_CENTS,
   markCancelledIfReserved,
   markPaidIfStillReserved,
   type Order,
@@ -71,6 +73,10 @@ export function createOrders(deps: OrdersDeps) {
         withTransaction(db.primary, async (tx) => {
           const lines = await lockCartForCheckout(tx, userId)
           if (lines.length === 0) throw new CartEmptyError()
+          // A cart may hold more than one order can total (100 units of a $1M product): refuse it
+          // before taking stock, rather than let the INSERT overflow the column into a 500.
+          const total = lines.reduce((sum, line) => sum + line.lineTotalCents, 0)
+          if (total > MAX_ORDER_TOTAL_CENTS) throw new OrderTooLargeError(MAX_ORDER_TOTAL_CENTS)
           await rows.reserve(
             tx,
             PRODUCT_STOCK,

@@ -112,6 +112,23 @@ describe('orders', () => {
     expect(cart.json()).toMatchObject({ items: [{ productId, quantity: 3 }] })
   })
 
+  it('when a cart totals more than an order can hold (2^31 - 1 cents), then checkout is 422 ORDER_TOO_LARGE and nothing moves', async () => {
+    const customer = await newCustomer(app)
+    const productId = await newProduct(app, admin, { stock: 100, priceCents: 100_000_000 })
+    await fillCart(app, customer, [{ productId, quantity: 22 }])
+    const orders = async () =>
+      (await app.db.primary.query('SELECT 1 FROM orders WHERE user_id = $1', [customer.id])).rowCount
+
+    const response = await checkout(app, customer)
+
+    expect(response.statusCode).toBe(422)
+    expect(response.json()).toMatchObject({ code: 'ORDER_TOO_LARGE' })
+    expect(await stockOf(app, productId)).toEqual({ onHand: 100, available: 100, reserved: 0, sold: 0 })
+    expect(await orders()).toBe(0)
+    const cart = await app.inject({ url: '/api/cart', headers: customer.headers })
+    expect(cart.json()).toMatchObject({ items: [{ productId, quantity: 22 }], totalCents: 2_200_000_000 })
+  })
+
   it('when a reserved order is paid, then it is 200 paid and its units move from reserved to sold', async () => {
     const { customer, productId, order } = await reservedOrder(app, admin, 2)
 

@@ -16,10 +16,13 @@ export default fp(
     const worker = `api-${opts.config.NODE_APP_INSTANCE}`
     const metrics = createMetrics(worker)
     app.decorate('metrics', metrics)
-    // Which worker answered: lets a load test (and a curious reader) see nginx spread the requests.
-    app.addHook('onSend', async (_request, reply) => {
-      reply.header('x-worker', worker)
-    })
+    // Which worker answered, only when DEBUG_WORKER_HEADER asks: it shows nginx spreading the requests,
+    // and would tell anyone else how many workers there are.
+    if (opts.config.DEBUG_WORKER_HEADER) {
+      app.addHook('onSend', async (_request, reply) => {
+        reply.header('x-worker', worker)
+      })
+    }
     app.addHook('onResponse', async (request, reply) => {
       metrics.httpDuration.observe(
         {

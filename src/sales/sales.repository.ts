@@ -11,6 +11,8 @@ export interface Sale {
   reserved: number
   sold: number
   perUserLimit: number
+  /** Guest accounts may not buy. */
+  registeredOnly: boolean
   startsAt: Date
   endsAt: Date
   version: number
@@ -26,6 +28,7 @@ interface SaleRow {
   reserved: number
   sold: number
   per_user_limit: number
+  registered_only: boolean
   starts_at: Date
   ends_at: Date
   version: number
@@ -41,6 +44,7 @@ const toSale = (row: SaleRow): Sale => ({
   reserved: row.reserved,
   sold: row.sold,
   perUserLimit: row.per_user_limit,
+  registeredOnly: row.registered_only,
   startsAt: row.starts_at,
   endsAt: row.ends_at,
   version: row.version,
@@ -48,7 +52,7 @@ const toSale = (row: SaleRow): Sale => ({
 
 const SELECT_SALE = `
   SELECT s.id, s.product_id, p.name AS product_name, s.price_cents, s.units_total, s.available, s.reserved,
-         s.sold, s.per_user_limit, s.starts_at, s.ends_at, s.version
+         s.sold, s.per_user_limit, s.registered_only, s.starts_at, s.ends_at, s.version
     FROM flash_sales s JOIN products p ON p.id = s.product_id`
 
 export async function findSale(db: Queryable, saleId: number): Promise<Sale | undefined> {
@@ -81,6 +85,7 @@ export interface NewSale {
   priceCents: number
   units: number
   perUserLimit: number
+  registeredOnly: boolean
   startsAt: Date
   endsAt: Date
 }
@@ -88,9 +93,18 @@ export interface NewSale {
 /** Inserts a sale whose units were just allotted from its product's inventory (allotFromInventory). */
 export async function insertSale(tx: Queryable, sale: NewSale): Promise<number> {
   const { rows } = await tx.query<{ id: number }>(
-    `INSERT INTO flash_sales (product_id, price_cents, units_total, available, per_user_limit, starts_at, ends_at)
-     VALUES ($1, $2, $3, $3, $4, $5, $6) RETURNING id`,
-    [sale.productId, sale.priceCents, sale.units, sale.perUserLimit, sale.startsAt, sale.endsAt],
+    `INSERT INTO flash_sales
+       (product_id, price_cents, units_total, available, per_user_limit, starts_at, ends_at, registered_only)
+     VALUES ($1, $2, $3, $3, $4, $5, $6, $7) RETURNING id`,
+    [
+      sale.productId,
+      sale.priceCents,
+      sale.units,
+      sale.perUserLimit,
+      sale.startsAt,
+      sale.endsAt,
+      sale.registeredOnly,
+    ],
   )
   return rows[0]!.id
 }

@@ -1,8 +1,10 @@
 import type { FastifyInstance } from 'fastify'
 import type { ServerResponse } from 'node:http'
+import { TooManyStreamsError } from '../errors.js'
 import { orderSchema } from '../orders/order.schemas.js'
 import { errorSchema, idempotencyKeyHeader } from '../schemas.js'
 import type { Purchases } from './purchase.service.js'
+import type { SaleEligibility } from './sale-eligibility.js'
 import { purchaseBody, saleIdParams, saleSchema } from './sale.schemas.js'
 import type { SaleEvents, SaleNumbers } from './sale-events.js'
 import type { Sales } from './sales.service.js'
@@ -11,9 +13,9 @@ const HEARTBEAT_MS = 15_000
 
 export default async function saleRoutes(
   app: FastifyInstance,
-  opts: { sales: Sales; purchases: Purchases; events: SaleEvents },
+  opts: { sales: Sales; purchases: Purchases; events: SaleEvents; eligibility: SaleEligibility },
 ) {
-  const { sales, purchases, events } = opts
+  const { sales, purchases, events, eligibility } = opts
   const streams = new Set<ServerResponse>()
   // Open event streams would keep a stopping worker alive forever: end them when it starts to close.
   app.addHook('preClose', async () => {
@@ -44,10 +46,13 @@ export default async function saleRoutes(
         tags: ['sales'],
         summary: 'Server-sent events: remaining, taken and status, a few times a second',
         params: saleIdParams,
-        response: { 404: errorSchema },
+        response: { 404: errorSchema, 503: errorSchema },
       },
     },
     async (request, reply) => {
+      // Each stream holds a socket and a listener for as long as the client likes: past the cap a
+      // worker refuses new ones rather than slow down every other request it serves.
+      if (streams.size >= app.config.SSE_MAX_STREAMS_PER_WORKER) throw new TooManyStreamsError()
       const sale = await sales.getSale(request.params.id)
       const stream = reply.raw
       reply.hijack()
@@ -78,11 +83,14 @@ export default async function saleRoutes(
     '/api/sales/:id/purchase',
     {
       onRequest: app.authenticate,
-      // Most of a stampede arrives after the last unit: a worker that knows the sale is sold out
-      // answers at once, in one Redis round trip for a keyed request (none without a key).
-      preHandler: app.idempotent({
-        earlyAnswer: (request) => purchases.answerFromMemory((request.params as { id: number }).id),
-      }),
+      preHandler: [
+        async (request) => eligibility.assertMayBuy(request.user, request.params.id),
+        // Most of a stampede arrives after the last unit: a worker that knows the sale is sold out
+        // answers at once, in one Redis round trip for a keyed request (none without a key).
+        app.idempotent({
+          earlyAnswer: (request) => purchases.answerFromMemory((request.params as { id: number }).id),
+        }),
+      ],
       schema: {
         tags: ['sales'],
         summary: 'Buy during a flash sale',
@@ -92,6 +100,7 @@ export default async function saleRoutes(
         body: purchaseBody,
         response: {
           201: orderSchema,
+          403: errorSchema,
           404: errorSchema,
           409: errorSchema,
           422: errorSchema,

@@ -22,6 +22,7 @@ export interface SaleView {
   priceCents: number
   unitsTotal: number
   perUserLimit: number
+  registeredOnly: boolean
   startsAt: string
   endsAt: string
   status: SaleStatus
@@ -62,6 +63,7 @@ const toFacts = (sale: Sale): SaleFacts => ({
   priceCents: sale.priceCents,
   unitsTotal: sale.unitsTotal,
   perUserLimit: sale.perUserLimit,
+  registeredOnly: sale.registeredOnly,
   startsAt: sale.startsAt.toISOString(),
   endsAt: sale.endsAt.toISOString(),
 })
@@ -95,6 +97,16 @@ export function createSales(deps: { db: Db; path: PurchasePath; cache: TwoLevelC
     return { ...sale, status: saleStatus(window, available), remaining: available }
   }
 
+  // The sale's fixed facts may come from the cache or the replica; its remaining units never do.
+  async function factsOf(saleId: number): Promise<SaleFacts> {
+    const sale = await facts.get(saleId, async ({ recentlyWritten }) => {
+      const found = await findSale(recentlyWritten ? db.primary : db.readPool(), saleId)
+      return found && toFacts(found)
+    })
+    if (!sale) throw new NotFoundError(`sale ${saleId}`)
+    return sale
+  }
+
   return {
     async createSale(input: NewSale): Promise<SaleView> {
       if (input.endsAt <= input.startsAt || input.endsAt.getTime() <= Date.now())
@@ -115,13 +127,12 @@ export function createSales(deps: { db: Db; path: PurchasePath; cache: TwoLevelC
      * numbers feed uses it, since its last update after a sell-out must say 0.
      */
     async getSale(saleId: number, options: { fresh?: boolean } = {}): Promise<SaleView> {
-      // The sale's fixed facts may come from the cache or the replica; its remaining units never do.
-      const sale = await facts.get(saleId, async ({ recentlyWritten }) => {
-        const found = await findSale(recentlyWritten ? db.primary : db.readPool(), saleId)
-        return found && toFacts(found)
-      })
-      if (!sale) throw new NotFoundError(`sale ${saleId}`)
-      return view(sale, options.fresh)
+      return view(await factsOf(saleId), options.fresh)
+    },
+
+    /** Whether guests are kept out of the sale: from the cached facts, so a purchase pays no query. */
+    async isRegisteredOnly(saleId: number): Promise<boolean> {
+      return (await factsOf(saleId)).registeredOnly
     },
 
     async listSales(): Promise<SaleView[]> {

@@ -10,10 +10,16 @@ import type { SaleAuditReport } from '../../src/sales/sales.service.js'
 
 /**
  * Builds the real app against the test stack's servers (the global setup put their URLs in
- * process.env). `overrides` are environment variables, e.g. `{ STOCK_STRATEGY: 'atomic' }`.
+ * process.env). `overrides` are environment variables, e.g. `{ STOCK_STRATEGY: 'atomic' }`. Every test
+ * makes its own accounts from one address, so the per-address signup limit is raised unless overridden.
  */
 export async function buildTestApp(overrides: Record<string, string> = {}): Promise<FastifyInstance> {
-  const config: Config = loadConfig({ ...process.env, PAYMENT_LATENCY_MS: '0', ...overrides })
+  const config: Config = loadConfig({
+    ...process.env,
+    PAYMENT_LATENCY_MS: '0',
+    RATE_LIMIT_SIGNUP_PER_MINUTE: '1000000',
+    ...overrides,
+  })
   const app = await buildApp(config, { logger: false })
   // Ready now, so that several instances in one test start racing at the same moment.
   await app.ready()
@@ -33,6 +39,18 @@ export async function newCustomer(app: FastifyInstance): Promise<TestUser> {
   return { id: user.id, token, headers: { authorization: `Bearer ${token}` } }
 }
 
+/** A fresh registered customer (email and password), for what guests may not do. */
+export async function newRegisteredCustomer(app: FastifyInstance): Promise<TestUser> {
+  const response = await app.inject({
+    method: 'POST',
+    url: '/api/auth/register',
+    payload: { email: `user-${randomUUID()}@test.stampede.local`, password: 'correct horse battery' },
+  })
+  if (response.statusCode !== 201) throw new Error(`registering failed: ${response.body}`)
+  const { token, user } = response.json<{ token: string; user: { id: string } }>()
+  return { id: user.id, token, headers: { authorization: `Bearer ${token}` } }
+}
+
 export async function newAdmin(app: FastifyInstance): Promise<TestUser> {
   const user = await insertUserIfEmailFree(app.db.primary, {
     email: `admin-${randomUUID()}@test.stampede.local`,
@@ -40,7 +58,7 @@ export async function newAdmin(app: FastifyInstance): Promise<TestUser> {
     role: 'admin',
     isGuest: true,
   })
-  const token = app.jwt.sign({ sub: user!.id, role: 'admin' })
+  const token = app.jwt.sign({ sub: user!.id, role: 'admin', guest: true })
   return { id: user!.id, token, headers: { authorization: `Bearer ${token}` } }
 }
 
@@ -104,7 +122,13 @@ export async function stockOf(app: FastifyInstance, productId: number): Promise<
 export async function newSale(
   app: FastifyInstance,
   admin: TestUser,
-  sale: { units: number; perUserLimit?: number; priceCents?: number; startsInMs?: number },
+  sale: {
+    units: number
+    perUserLimit?: number
+    priceCents?: number
+    startsInMs?: number
+    registeredOnly?: boolean
+  },
 ): Promise<number> {
   const productId = await newProduct(app, admin, { stock: sale.units, priceCents: 5000 })
   const startsAt = Date.now() + (sale.startsInMs ?? -1000)
@@ -117,6 +141,7 @@ export async function newSale(
       priceCents: sale.priceCents ?? 1999,
       units: sale.units,
       perUserLimit: sale.perUserLimit ?? 1,
+      ...(sale.registeredOnly === undefined ? {} : { registeredOnly: sale.registeredOnly }),
       startsAt: new Date(startsAt).toISOString(),
       endsAt: new Date(startsAt + 3600_000).toISOString(),
     },

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import type { StartedDockerComposeEnvironment, StartedTestContainer } from 'testcontainers'
 
@@ -11,6 +11,8 @@ export interface ComposeEnvironment {
   replicaUrl: string
   redisUrl: string
   nginxUrl: string
+  /** The secret the app containers verify tokens with: random per run, like a local stack folder's. */
+  jwtSecret: string
   stop(): Promise<void>
 }
 
@@ -24,6 +26,7 @@ const projectRoot = fileURLToPath(new URL('../../', import.meta.url))
 export async function startComposeEnvironment(): Promise<ComposeEnvironment> {
   const { DockerComposeEnvironment, Wait } = await import('testcontainers')
   const projectName = `stampede-test-${randomUUID().slice(0, 8)}`
+  const jwtSecret = randomBytes(48).toString('base64url')
 
   let compose = new DockerComposeEnvironment(projectRoot, 'docker-compose.yml')
     .withProjectName(projectName)
@@ -36,6 +39,7 @@ export async function startComposeEnvironment(): Promise<ComposeEnvironment> {
       STAMPEDE_NGINX_HOST_PORT: '',
       STAMPEDE_PROMETHEUS_HOST_PORT: '',
       STAMPEDE_GRAFANA_HOST_PORT: '',
+      JWT_SECRET: jwtSecret,
     })
     // The one-shot `migrate` service has exited by then and is not waited for; app waits on it anyway.
     .withDefaultWaitStrategy(Wait.forHealthCheck())
@@ -56,6 +60,7 @@ export async function startComposeEnvironment(): Promise<ComposeEnvironment> {
       replicaUrl: `postgres://stampede:stampede@${replica.getHost()}:${replica.getMappedPort(5432)}/stampede`,
       redisUrl: `redis://${redis.getHost()}:${redis.getMappedPort(6379)}`,
       nginxUrl: `http://${nginx.getHost()}:${nginx.getMappedPort(28080)}`,
+      jwtSecret,
       async stop() {
         await started.down({ removeVolumes: true })
       },

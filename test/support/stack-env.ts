@@ -16,6 +16,8 @@ export interface TestStack {
   nginxUrl: string | undefined
   nginxAdminUrl: string | undefined
   workers: string[]
+  /** The secret the stack's workers verify tokens with (also in process.env.JWT_SECRET). */
+  jwtSecret: string
   /**
    * The local stack's options, for stopService/startService from scripts/stack/stack.ts; undefined with
    * containers. Use these, not stackProfile('test'): in a test process DATABASE_URL is set, which

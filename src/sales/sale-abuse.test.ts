@@ -1,0 +1,120 @@
+import type { FastifyInstance } from 'fastify'
+import { get, type IncomingHttpHeaders } from 'node:http'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import {
+  auditOf,
+  buildTestApp,
+  newAdmin,
+  newCustomer,
+  newRegisteredCustomer,
+  newSale,
+  type TestUser,
+} from '../../test/support/app.js'
+
+// What a flash sale does against throwaway accounts and against clients that hoard connections.
+
+describe.each(['redis-gate', 'atomic'])('a registered-only sale (%s)', (strategy) => {
+  let app: FastifyInstance
+  let admin: TestUser
+
+  beforeAll(async () => {
+    app = await buildTestApp({ STOCK_STRATEGY: strategy })
+    admin = await newAdmin(app)
+  })
+  afterAll(async () => {
+    await app.close()
+  })
+
+  const purchase = (saleId: number, user: TestUser) =>
+    app.inject({
+      method: 'POST',
+      url: `/api/sales/${saleId}/purchase`,
+      headers: { ...user.headers, 'idempotency-key': `key-${Math.random()}` },
+      payload: { quantity: 1 },
+    })
+
+  it('when guests try to buy it, then each is 403 REGISTERED_ONLY and no unit leaves the sale; a registered account buys', async () => {
+    const saleId = await newSale(app, admin, { units: 3, perUserLimit: 1, registeredOnly: true })
+    const guests = await Promise.all(Array.from({ length: 5 }, () => newCustomer(app)))
+
+    const answers = await Promise.all(guests.map((guest) => purchase(saleId, guest)))
+
+    for (const response of answers) {
+      expect(response.statusCode, response.body).toBe(403)
+      expect(response.json()).toMatchObject({ code: 'REGISTERED_ONLY' })
+    }
+    expect(await auditOf(app, admin, saleId)).toMatchObject({ available: 3, reserved: 0, violations: [] })
+    const registered = await newRegisteredCustomer(app)
+    expect((await purchase(saleId, registered)).statusCode).toBe(201)
+  })
+
+  it('when a sale is read, then it says whether guests may buy', async () => {
+    const closed = await newSale(app, admin, { units: 1, registeredOnly: true })
+    const open = await newSale(app, admin, { units: 1 })
+    expect((await app.inject({ url: `/api/sales/${closed}` })).json()).toMatchObject({ registeredOnly: true })
+    expect((await app.inject({ url: `/api/sales/${open}` })).json()).toMatchObject({ registeredOnly: false })
+    const guest = await newCustomer(app)
+    expect((await purchase(open, guest)).statusCode).toBe(201)
+  })
+})
+
+describe('live-event streams per worker', () => {
+  let app: FastifyInstance
+  let address: string
+
+  beforeAll(async () => {
+    app = await buildTestApp({ SSE_MAX_STREAMS_PER_WORKER: '2' })
+    address = await app.listen({ host: '127.0.0.1', port: 0 })
+  })
+  afterAll(async () => {
+    await app.close()
+  })
+
+  /** Opens a stream on a connection of its own (no keep-alive reuse); close() hangs up. */
+  function openStream(url: string) {
+    return new Promise<{
+      status: number
+      headers: IncomingHttpHeaders
+      body: Promise<string>
+      close(): void
+    }>((resolve, reject) => {
+      const request = get(url, { agent: false }, (response) => {
+        let body = ''
+        response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk))
+        resolve({
+          status: response.statusCode!,
+          headers: response.headers,
+          body: new Promise((done) => response.on('end', () => done(body))),
+          close: () => request.destroy(),
+        })
+      })
+      request.on('error', reject)
+    })
+  }
+
+  it('when a worker holds SSE_MAX_STREAMS_PER_WORKER streams, then the next is 503 TOO_MANY_STREAMS with Retry-After, and a closed one frees a place', async () => {
+    const admin = await newAdmin(app)
+    const saleId = await newSale(app, admin, { units: 1 })
+    const open = () => openStream(`${address}/api/sales/${saleId}/events`)
+    const first = await open()
+    const second = await open()
+    expect([first.status, second.status]).toEqual([200, 200])
+
+    const third = await open()
+    expect(third.status).toBe(503)
+    expect(JSON.parse(await third.body)).toMatchObject({ code: 'TOO_MANY_STREAMS' })
+    expect(Number(third.headers['retry-after'])).toBeGreaterThanOrEqual(1)
+
+    first.close()
+    // The worker sees the hang-up a moment later.
+    let again = await open()
+    for (let i = 0; i < 20 && again.status !== 200; i++) {
+      await again.body
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      again = await open()
+    }
+    expect(again.status).toBe(200)
+    second.close()
+    again.close()
+  })
+})
