@@ -1,4 +1,5 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts'
+import type { FastifyRequest } from 'fastify'
 import { createRateLimiter } from '../rate-limit/rate-limiter.js'
 import { errorSchema } from '../schemas.js'
 import { createAuth } from './auth.service.js'
@@ -16,10 +17,13 @@ const credentials = {
 const session = {
   type: 'object',
   required: ['token', 'user'],
+  additionalProperties: false,
   properties: {
     token: { type: 'string' },
     user: {
       type: 'object',
+      required: ['id', 'email', 'role', 'isGuest'],
+      additionalProperties: false,
       properties: {
         id: { type: 'string' },
         email: { type: 'string' },
@@ -30,12 +34,7 @@ const session = {
   },
 } as const
 
-interface Credentials {
-  email: string
-  password: string
-}
-
-export default async function authRoutes(app: FastifyInstance) {
+const authRoutes: FastifyPluginAsyncJsonSchemaToTs = async (app) => {
   const auth = createAuth({ db: app.db, signToken: (claims) => app.jwt.sign(claims) })
   // Accounts are free, so a per-customer limit is only as strong as the cost of another account: each
   // client address may create RATE_LIMIT_SIGNUP_PER_MINUTE of them (registrations and guests together),
@@ -44,7 +43,7 @@ export default async function authRoutes(app: FastifyInstance) {
   const limitSignups = (request: FastifyRequest) =>
     signups.check([{ scope: `signup:${request.ip}`, perWindow: app.config.RATE_LIMIT_SIGNUP_PER_MINUTE }])
 
-  app.post<{ Body: Credentials }>(
+  app.post(
     '/api/auth/register',
     {
       onRequest: limitSignups,
@@ -58,7 +57,7 @@ export default async function authRoutes(app: FastifyInstance) {
       reply.status(201).send(await auth.register(request.body.email, request.body.password)),
   )
 
-  app.post<{ Body: Credentials }>(
+  app.post(
     '/api/auth/login',
     { schema: { tags: ['auth'], body: credentials, response: { 200: session, 401: errorSchema } } },
     async (request) => auth.login(request.body.email, request.body.password),
@@ -70,3 +69,5 @@ export default async function authRoutes(app: FastifyInstance) {
     async (_request, reply) => reply.status(201).send(await auth.guest()),
   )
 }
+
+export default authRoutes

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts'
 import type { ServerResponse } from 'node:http'
 import { TooManyStreamsError } from '../errors.js'
 import { orderSchema } from '../orders/order.schemas.js'
@@ -11,10 +11,14 @@ import type { Sales } from './sales.service.js'
 
 const HEARTBEAT_MS = 15_000
 
-export default async function saleRoutes(
-  app: FastifyInstance,
-  opts: { sales: Sales; purchases: Purchases; events: SaleEvents; eligibility: SaleEligibility },
-) {
+interface SaleRoutesOptions {
+  sales: Sales
+  purchases: Purchases
+  events: SaleEvents
+  eligibility: SaleEligibility
+}
+
+const saleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: SaleRoutesOptions }> = async (app, opts) => {
   const { sales, purchases, events, eligibility } = opts
   const streams = new Set<ServerResponse>()
   // Open event streams would keep a stopping worker alive forever: end them when it starts to close.
@@ -27,19 +31,26 @@ export default async function saleRoutes(
     {
       schema: {
         tags: ['sales'],
-        response: { 200: { type: 'object', properties: { items: { type: 'array', items: saleSchema } } } },
+        response: {
+          200: {
+            type: 'object',
+            required: ['items'],
+            additionalProperties: false,
+            properties: { items: { type: 'array', items: saleSchema } },
+          },
+        },
       },
     },
     async () => ({ items: await sales.listSales() }),
   )
 
-  app.get<{ Params: { id: number } }>(
+  app.get(
     '/api/sales/:id',
     { schema: { tags: ['sales'], params: saleIdParams, response: { 200: saleSchema, 404: errorSchema } } },
     async (request) => sales.getSale(request.params.id),
   )
 
-  app.get<{ Params: { id: number } }>(
+  app.get(
     '/api/sales/:id/events',
     {
       schema: {
@@ -79,7 +90,7 @@ export default async function saleRoutes(
     },
   )
 
-  app.post<{ Params: { id: number }; Body: { quantity: number } }>(
+  app.post(
     '/api/sales/:id/purchase',
     {
       onRequest: app.authenticate,
@@ -120,3 +131,5 @@ export default async function saleRoutes(
       ),
   )
 }
+
+export default saleRoutes
