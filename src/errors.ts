@@ -20,6 +20,15 @@ export class AppError extends Error {
   }
 }
 
+/** A named error whose status, code and message never vary. */
+function fixedAnswer(statusCode: number, code: string, message: string) {
+  return class extends AppError {
+    constructor() {
+      super(statusCode, code, message)
+    }
+  }
+}
+
 export class NotFoundError extends AppError {
   constructor(what: string) {
     super(404, 'NOT_FOUND', `${what} not found`)
@@ -32,11 +41,11 @@ export class SkuTakenError extends AppError {
   }
 }
 
-export class InvalidCursorError extends AppError {
-  constructor() {
-    super(400, 'INVALID_CURSOR', 'the cursor is not one this API handed out')
-  }
-}
+export class InvalidCursorError extends fixedAnswer(
+  400,
+  'INVALID_CURSOR',
+  'the cursor is not one this API handed out',
+) {}
 
 export class UnauthorizedError extends AppError {
   constructor(message = 'a valid Bearer token is required') {
@@ -44,23 +53,19 @@ export class UnauthorizedError extends AppError {
   }
 }
 
-export class ForbiddenError extends AppError {
-  constructor() {
-    super(403, 'FORBIDDEN', 'this needs the admin role')
-  }
-}
+export class ForbiddenError extends fixedAnswer(403, 'FORBIDDEN', 'this needs the admin role') {}
 
-export class InvalidCredentialsError extends AppError {
-  constructor() {
-    super(401, 'INVALID_CREDENTIALS', 'email or password is wrong')
-  }
-}
+export class InvalidCredentialsError extends fixedAnswer(
+  401,
+  'INVALID_CREDENTIALS',
+  'email or password is wrong',
+) {}
 
-export class EmailTakenError extends AppError {
-  constructor() {
-    super(409, 'EMAIL_TAKEN', 'an account with this email exists already')
-  }
-}
+export class EmailTakenError extends fixedAnswer(
+  409,
+  'EMAIL_TAKEN',
+  'an account with this email exists already',
+) {}
 
 export class OutOfStockError extends AppError {
   constructor(readonly productId: number) {
@@ -79,29 +84,25 @@ export class StockConflictError extends AppError {
   }
 }
 
-export class CartEmptyError extends AppError {
-  constructor() {
-    super(409, 'CART_EMPTY', 'the cart is empty')
-  }
-}
+export class CartEmptyError extends fixedAnswer(409, 'CART_EMPTY', 'the cart is empty') {}
 
-export class PreconditionRequiredError extends AppError {
-  constructor() {
-    super(428, 'PRECONDITION_REQUIRED', 'send If-Match with the ETag of the cart you last read')
-  }
-}
+export class PreconditionRequiredError extends fixedAnswer(
+  428,
+  'PRECONDITION_REQUIRED',
+  'send If-Match with the ETag of the cart you last read',
+) {}
 
-export class PreconditionFailedError extends AppError {
-  constructor() {
-    super(412, 'PRECONDITION_FAILED', 'the cart changed since you read it: read it again')
-  }
-}
+export class PreconditionFailedError extends fixedAnswer(
+  412,
+  'PRECONDITION_FAILED',
+  'the cart changed since you read it: read it again',
+) {}
 
-export class OrderExpiredError extends AppError {
-  constructor() {
-    super(409, 'ORDER_EXPIRED', 'the reservation expired and its stock was released')
-  }
-}
+export class OrderExpiredError extends fixedAnswer(
+  409,
+  'ORDER_EXPIRED',
+  'the reservation expired and its stock was released',
+) {}
 
 export class OrderNotPayableError extends AppError {
   constructor(status: string) {
@@ -115,29 +116,29 @@ export class OrderNotCancellableError extends AppError {
   }
 }
 
-export class PaymentDeclinedError extends AppError {
-  constructor() {
-    super(402, 'PAYMENT_DECLINED', 'the payment provider declined the payment; the order stays reserved')
-  }
-}
+export class PaymentDeclinedError extends fixedAnswer(
+  402,
+  'PAYMENT_DECLINED',
+  'the payment provider declined the payment; the order stays reserved',
+) {}
 
-export class IdempotencyKeyInUseError extends AppError {
-  constructor() {
-    super(409, 'IDEMPOTENCY_KEY_IN_USE', 'a request with this Idempotency-Key is still in progress')
-  }
-}
+export class IdempotencyKeyInUseError extends fixedAnswer(
+  409,
+  'IDEMPOTENCY_KEY_IN_USE',
+  'a request with this Idempotency-Key is still in progress',
+) {}
 
-export class IdempotencyKeyReusedError extends AppError {
-  constructor() {
-    super(422, 'IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used with a different request')
-  }
-}
+export class IdempotencyKeyReusedError extends fixedAnswer(
+  422,
+  'IDEMPOTENCY_KEY_REUSED',
+  'this Idempotency-Key was used with a different request',
+) {}
 
-export class InvalidIdempotencyKeyError extends AppError {
-  constructor() {
-    super(400, 'INVALID_IDEMPOTENCY_KEY', 'Idempotency-Key must be 1 to 255 visible ASCII characters')
-  }
-}
+export class InvalidIdempotencyKeyError extends fixedAnswer(
+  400,
+  'INVALID_IDEMPOTENCY_KEY',
+  'Idempotency-Key must be 1 to 255 visible ASCII characters',
+) {}
 
 export class SoldOutError extends AppError {
   constructor(readonly saleId: number) {
@@ -168,11 +169,11 @@ export class SaleNotActiveError extends AppError {
   }
 }
 
-export class PerUserLimitError extends AppError {
-  constructor() {
-    super(429, 'PER_USER_LIMIT', 'you hold as many units of this sale as one customer may')
-  }
-}
+export class PerUserLimitError extends fixedAnswer(
+  429,
+  'PER_USER_LIMIT',
+  'you hold as many units of this sale as one customer may',
+) {}
 
 export class RateLimitedError extends AppError {
   constructor(retryAfterMs: number) {
@@ -190,11 +191,11 @@ export class SaleUnavailableError extends AppError {
   }
 }
 
-export class InvalidSaleWindowError extends AppError {
-  constructor() {
-    super(400, 'INVALID_SALE_WINDOW', 'endsAt must be after startsAt, and in the future')
-  }
-}
+export class InvalidSaleWindowError extends fixedAnswer(
+  400,
+  'INVALID_SALE_WINDOW',
+  'endsAt must be after startsAt, and in the future',
+) {}
 
 export class RegisteredOnlyError extends AppError {
   constructor(saleId: number) {

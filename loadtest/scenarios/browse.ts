@@ -16,26 +16,27 @@ export interface BrowseParams extends LoadShape {
 export const BROWSE_DEFAULTS: BrowseParams = { connections: 200, duration: 10, products: 30, saleShare: 0.1 }
 
 export async function browse(ctx: ScenarioContext, params: BrowseParams): Promise<ScenarioRun> {
-  const { target, admin } = ctx
   const ids = (
-    await target.db.query<{ id: number }>('SELECT id FROM products ORDER BY id LIMIT $1', [params.products])
+    await ctx.target.db.query<{ id: number }>('SELECT id FROM products ORDER BY id LIMIT $1', [
+      params.products,
+    ])
   ).rows.map((r) => r.id)
   if (ids.length === 0) throw new Error('no products: was the database seeded?')
-  let saleId = (await target.db.query<{ id: number | null }>('SELECT max(id) AS id FROM flash_sales')).rows[0]
-    ?.id
+  let saleId = (await ctx.target.db.query<{ id: number | null }>('SELECT max(id) AS id FROM flash_sales'))
+    .rows[0]?.id
   if (params.saleShare > 0 && !saleId) {
-    const productId = await admin.loadTestProduct(target.db)
+    const productId = await ctx.admin.loadTestProduct(ctx.target.db)
     saleId = (
-      await admin.createSale({ productId, units: 1, perUserLimit: 1, priceCents: 999, openSeconds: 600 })
+      await ctx.admin.createSale({ productId, units: 1, perUserLimit: 1, priceCents: 999, openSeconds: 600 })
     ).id
   }
   ctx.log(`${ids.length} products${params.saleShare > 0 ? `, sale ${saleId}` : ''}`)
 
   let n = 0
-  const measured = await withMetrics(target, () =>
+  const measured = await withMetrics(ctx.target, () =>
     runLoad({
       title: 'browse',
-      url: target.nginxUrl,
+      url: ctx.target.nginxUrl,
       connections: params.connections,
       durationSeconds: params.duration,
       requests: [
