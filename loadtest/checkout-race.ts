@@ -1,6 +1,6 @@
 // npm run race -- [--buyers 300] [--units 20] [--strategy optimistic|pessimistic|atomic|all]
 //
-// The cart-checkout race of the commerce issue: B buyers, each with one unit in their cart, all check
+// The cart-checkout race: B buyers, each with one unit in their cart, all check
 // out at the same instant through nginx, for U units. Prints, per strategy: successes, OUT_OF_STOCK
 // answers, anything else, stock conflicts and retries (from the merged metrics) and the burst's wall
 // time. The stack restarts its workers with each strategy (only what changed is restarted).
