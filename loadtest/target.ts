@@ -31,7 +31,7 @@ export const LOAD_TEST_NGINX_LIMITS = {
   NGINX_LOGIN_BURST: '100000',
   NGINX_SIGNUP_RATE: '100000r/s',
   NGINX_SIGNUP_BURST: '100000',
-  NGINX_STREAMS_PER_ADDRESS: '100000',
+  NGINX_STREAMS_PER_ADDRESS: '65535',
 }
 
 /** The app's per-user and per-address limits, raised for the same reason. */

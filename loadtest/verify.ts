@@ -3,7 +3,7 @@ import type pg from 'pg'
 import type { AdminApi, SaleAudit } from './admin.js'
 import type { RunEvidence } from './scenario.js'
 
-// The five invariants of BRIEF.md, checked after every load run from the sources of truth: direct SQL on
+// The five invariants (docs/load-testing.md), checked after every load run from the sources of truth: direct SQL on
 // the primary, and the sale's audit (which reads the Redis gate). Nothing here trusts the load generator's
 // own counts except as the thing to compare against. Each check is one statement, so it sees one snapshot
 // even while other traffic runs.

@@ -2,7 +2,7 @@
 // One run, one machine: the ceiling, cached reads, the stampede under each of the four stock strategies
 // (the workers restarted with STOCK_STRATEGY between them), and pgbench's single-row UPDATE on the same
 // Postgres. Writes docs/benchmarks.md (ratios to the ceiling of this same run) and the full report to
-// loadtest/results/bench-<time>.{json,html}. The targets of BRIEF.md are reported, not asserted; an
+// loadtest/results/bench-<time>.{json,html}. The targets (listed in docs/benchmarks.md) are reported, not asserted; an
 // invariant violation fails the run. The stack is left with its default settings.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
@@ -239,7 +239,7 @@ ${rows.join('\n')}
 pgbench, same Postgres, same run: \`UPDATE bench_stock SET available = available - 1 WHERE id = 1 AND available >= 1\`,
 ${pg ? `${pg.clients} clients, ${pg.seconds} s: **${f(pg.tps)} tps** (${f(pg.transactions)} transactions)` : 'not run'}.
 
-## Targets (BRIEF.md; reported, not asserted)
+## Targets (reported, not asserted)
 
 | target | result | |
 |---|---|---|

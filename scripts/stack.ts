@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
+import { LOAD_TEST_NGINX_LIMITS } from '../loadtest/target.js'
 import { loadConfig } from '../src/config.js'
 import { nginxLimitsFromEnv, NGINX_TEMPLATE, writeAndCheckNginxConf } from './stack/nginx.js'
 import { MissingPackagesError } from './stack/system-packages.js'
@@ -76,15 +77,18 @@ async function nginxCheck() {
   const config = loadConfig({})
   const dir = mkdtempSync(path.join(os.tmpdir(), 'stampede-nginx-check-'))
   try {
-    await writeAndCheckNginxConf({
-      stackDir: dir,
-      port: config.NGINX_PORT,
-      adminPort: config.NGINX_ADMIN_PORT,
-      upstreams: Array.from({ length: config.API_INSTANCES }, (_, n) => `127.0.0.1:${config.PORT + n}`),
-      jobsMetrics: `127.0.0.1:${config.JOBS_METRICS_PORT}`,
-      limits: nginxLimitsFromEnv({}),
-    })
-    console.log(`nginx -t: ${NGINX_TEMPLATE} renders to a valid configuration`)
+    // With the default limits, and with the raised ones every load test and the demo run with.
+    for (const env of [{}, LOAD_TEST_NGINX_LIMITS]) {
+      await writeAndCheckNginxConf({
+        stackDir: dir,
+        port: config.NGINX_PORT,
+        adminPort: config.NGINX_ADMIN_PORT,
+        upstreams: Array.from({ length: config.API_INSTANCES }, (_, n) => `127.0.0.1:${config.PORT + n}`),
+        jobsMetrics: `127.0.0.1:${config.JOBS_METRICS_PORT}`,
+        limits: nginxLimitsFromEnv(env),
+      })
+    }
+    console.log(`nginx -t: ${NGINX_TEMPLATE} renders to a valid configuration (default and load-test limits)`)
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }

@@ -53,10 +53,10 @@ export function nginxLimitsFromEnv(env: NodeJS.ProcessEnv): NginxLimits {
       throw new Error(`${name}=${JSON.stringify(value)}: must look like 50r/s or 600r/m`)
     return value
   }
-  const count = (name: string, fallback: number, min: number) => {
+  const count = (name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER) => {
     const value = Number(env[name] || fallback)
-    if (!Number.isInteger(value) || value < min)
-      throw new Error(`${name}=${JSON.stringify(env[name])}: must be an integer >= ${min}`)
+    if (!Number.isInteger(value) || value < min || value > max)
+      throw new Error(`${name}=${JSON.stringify(env[name])}: must be an integer from ${min} to ${max}`)
     return value
   }
   const burst = (name: string, fallback: number) => count(name, fallback, 0)
@@ -67,7 +67,8 @@ export function nginxLimitsFromEnv(env: NodeJS.ProcessEnv): NginxLimits {
     loginBurst: burst('NGINX_LOGIN_BURST', 20),
     signupRate: rate('NGINX_SIGNUP_RATE', '20r/m'),
     signupBurst: burst('NGINX_SIGNUP_BURST', 10),
-    streamsPerAddress: count('NGINX_STREAMS_PER_ADDRESS', 20, 1),
+    // nginx's limit_conn takes at most 65535.
+    streamsPerAddress: count('NGINX_STREAMS_PER_ADDRESS', 20, 1, 65535),
   }
 }
 
