@@ -77,8 +77,10 @@ export class AdminApi {
     perUserLimit: number
     priceCents: number
     openSeconds: number
+    /** The caller restocked the product for this sale already (several sales at once). */
+    restocked?: boolean
   }): Promise<SaleView> {
-    await this.restock(input.productId, input.units)
+    if (!input.restocked) await this.restock(input.productId, input.units)
     const now = Date.now()
     return this.request<SaleView>('POST', '/api/admin/sales', {
       productId: input.productId,

@@ -32,6 +32,8 @@ export interface BuyerTally {
   /** ms since the start: first SOLD_OUT answer, last fresh 201. */
   firstSoldOutMs: number | null
   lastOrderMs: number | null
+  /** How long each fresh 201 took, from sending the request to its answer (ms). */
+  createdLatencyMs: number[]
 }
 
 export function createBuyers(users: LoadTestUser[], options: BuyerOptions) {
@@ -56,6 +58,7 @@ export function createBuyers(users: LoadTestUser[], options: BuyerOptions) {
     duplicateFreshIds: 0,
     firstSoldOutMs: null,
     lastOrderMs: null,
+    createdLatencyMs: [],
   }
 
   return {
@@ -73,6 +76,7 @@ export function createBuyers(users: LoadTestUser[], options: BuyerOptions) {
       const key = retry ? lastKey[u]! : `${run}-${u}-${++keysUsed[u]!}`
       lastKey[u] = key
       context.retry = retry
+      context.sentAt = performance.now()
       request.method = 'POST'
       request.path = `/api/sales/${saleId}/purchase`
       request.body = '{"quantity":1}'
@@ -85,7 +89,7 @@ export function createBuyers(users: LoadTestUser[], options: BuyerOptions) {
     },
 
     /** Reads a purchase answer: order ids from 201s (fresh or replayed), the first SOLD_OUT. */
-    record(status: number, body: string, headers: Headers) {
+    record(status: number, body: string, headers: Headers, context: Record<string, unknown>) {
       const t = Date.now() - startedAt
       if (status === 201) {
         const order = JSON.parse(body) as { id: string; items: { quantity: number }[] }
@@ -100,6 +104,8 @@ export function createBuyers(users: LoadTestUser[], options: BuyerOptions) {
         freshIds.add(order.id)
         tally.unitsBought += order.items.reduce((sum, item) => sum + item.quantity, 0)
         tally.lastOrderMs = t
+        if (typeof context.sentAt === 'number')
+          tally.createdLatencyMs.push(performance.now() - context.sentAt)
       } else if (status === 409 && tally.firstSoldOutMs === null && body.includes('"SOLD_OUT"')) {
         tally.firstSoldOutMs = t
       }

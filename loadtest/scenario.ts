@@ -20,6 +20,17 @@ export interface SaleOutcome {
   /** 201 answers: fresh, and replays of an earlier key (Idempotent-Replayed: true). */
   created: number
   replayed: number
+  /** The median time of a fresh 201, from sending the purchase to its answer (ms). */
+  p50CreatedMs: number | null
+}
+
+/** A contention-matrix run: buyers spread over `rows` stock rows that never sell out. */
+export interface ContentionOutcome {
+  rows: number
+  /** Fresh 201s, and how many a second over the run. */
+  orders: number
+  ordersPerSecond: number
+  p50CreatedMs: number | null
 }
 
 export interface ScenarioRun {
@@ -30,6 +41,7 @@ export interface ScenarioRun {
   strategy: string
   load: LoadStats
   sale: SaleOutcome | null
+  contention?: ContentionOutcome
   /** Units on offer over time (GET /api/sales/:id every 200 ms), seconds since the start. */
   stock: { t: number; remaining: number }[]
   metrics: MetricsDelta | null
@@ -38,7 +50,8 @@ export interface ScenarioRun {
 
 /** What the verifier needs from a run: the sale it sold, the users it acted as, the orders it was told of. */
 export interface RunEvidence {
-  saleId: number | null
+  /** The sales the run bought from (none for a run without a sale). */
+  saleIds: number[]
   userIds: string[]
   /** Every order id a 201 answer carried (fresh or replayed). */
   orderIds: Set<string>

@@ -18,7 +18,7 @@ export interface Check {
 export interface Verification {
   ok: boolean
   checks: Check[]
-  /** The sale's audit after the system went quiet, when the run had a sale. */
+  /** The sale's audit after the system went quiet, when the run had exactly one sale. */
   audit: SaleAudit | null
 }
 
@@ -40,17 +40,9 @@ export async function verifyInvariants(options: VerifyOptions): Promise<Verifica
   const check = (invariant: Check['invariant'], name: string, ok: boolean, detail: string) =>
     checks.push({ invariant, name, ok, detail })
 
-  // I3 first: wait until every admitted unit is an order or back in the gate, then read the audit once.
-  let audit: SaleAudit | null = null
-  if (evidence.saleId !== null) {
-    const deadline = Date.now() + (options.quietMs ?? 5000)
-    for (;;) {
-      audit = await admin.audit(evidence.saleId)
-      const settled = audit.inFlight === null || (audit.inFlight === 0 && audit.drift === 0)
-      if (settled || Date.now() > deadline) break
-      await sleep(200)
-    }
-  }
+  // I3 first: wait until every admitted unit is an order or back in the gate, then read the audits once.
+  const audits = await settledAudits(admin, evidence.saleIds, options.quietMs ?? 5000)
+  const audit = audits.length === 1 ? audits[0]! : null
 
   // I1 No oversell, stock conserved: every stock row, not just the run's.
   const stockRows = await db.query<{ kind: string; negative: number; unconserved: number; rows: number }>(
@@ -100,14 +92,24 @@ export async function verifyInvariants(options: VerifyOptions): Promise<Verifica
       `initial ${audit.initial} = available ${audit.available} + reserved ${audit.reserved} + sold ${audit.sold}` +
         (audit.violations.length ? `; violations: ${audit.violations.join(', ')}` : ''),
     )
+  } else if (audits.length > 1) {
+    const bad = audits.filter((a) => a.oversold || a.violations.length > 0)
+    check(
+      'I1',
+      `${audits.length} sales' audits: no oversell`,
+      bad.length === 0,
+      bad.length === 0
+        ? 'no violation'
+        : `${bad.length} with a violation, e.g. ${bad[0]!.saleId}: ${bad[0]!.violations.join(', ')}`,
+    )
   }
 
   // I2 Exactly once: the orders the answers named are exactly the order rows the run made.
   const rows = await db.query<{ id: string }>(
-    evidence.saleId !== null
-      ? 'SELECT id FROM orders WHERE sale_id = $1'
+    evidence.saleIds.length > 0
+      ? 'SELECT id FROM orders WHERE sale_id = ANY($1::bigint[])'
       : 'SELECT id FROM orders WHERE sale_id IS NULL AND user_id = ANY($1::uuid[])',
-    [evidence.saleId ?? evidence.userIds],
+    [evidence.saleIds.length > 0 ? evidence.saleIds : evidence.userIds],
   )
   const inDb = new Set(rows.rows.map((r) => r.id))
   const answeredMissing = [...evidence.orderIds].filter((id) => !inDb.has(id)).length
@@ -132,15 +134,19 @@ export async function verifyInvariants(options: VerifyOptions): Promise<Verifica
   )
 
   // I3 Postgres is the authority: after the quiet, the gate equals Postgres' available units.
-  if (audit) {
-    if (audit.drift === null) {
-      check('I3', 'gate drift 0 after quiet', true, `the ${audit.strategy} strategy keeps no gate: n/a`)
+  if (audits.length > 0) {
+    const gated = audits.filter((a) => a.drift !== null)
+    const drifting = gated.filter((a) => a.drift !== 0 || a.inFlight !== 0)
+    if (gated.length === 0) {
+      check('I3', 'gate drift 0 after quiet', true, `the ${audits[0]!.strategy} strategy keeps no gate: n/a`)
     } else {
       check(
         'I3',
         'gate drift 0 after quiet, no unit in flight',
-        audit.drift === 0 && audit.inFlight === 0,
-        `gate ${audit.gate}, in flight ${audit.inFlight}, Postgres available ${audit.available}, drift ${audit.drift}`,
+        drifting.length === 0,
+        audit
+          ? `gate ${audit.gate}, in flight ${audit.inFlight}, Postgres available ${audit.available}, drift ${audit.drift}`
+          : `${gated.length} sales, ${drifting.length} drifting or with units in flight`,
       )
     }
   }
@@ -183,14 +189,14 @@ export async function verifyInvariants(options: VerifyOptions): Promise<Verifica
     overLimit === 0 && overAllowance === 0,
     `${overLimit} (sale, user) pairs over the limit in orders, ${overAllowance} in sale_user_units`,
   )
-  if (evidence.saleId !== null) {
+  if (evidence.saleIds.length > 0) {
     const wrongAmounts = await count(
       db,
       `SELECT count(*) AS n FROM orders o JOIN flash_sales s ON s.id = o.sale_id
-        WHERE o.sale_id = $1 AND (
+        WHERE o.sale_id = ANY($1::bigint[]) AND (
           o.total_cents <> (SELECT sum(i.quantity * i.unit_price_cents) FROM order_items i WHERE i.order_id = o.id)
           OR EXISTS (SELECT 1 FROM order_items i WHERE i.order_id = o.id AND i.unit_price_cents <> s.price_cents))`,
-      [evidence.saleId],
+      [evidence.saleIds],
     )
     check(
       'I5',
@@ -201,4 +207,21 @@ export async function verifyInvariants(options: VerifyOptions): Promise<Verifica
   }
 
   return { ok: checks.every((c) => c.ok), checks, audit }
+}
+
+/**
+ * The audits of the run's sales once nothing is in flight any more (or `quietMs` passed), read a few
+ * at a time: a contention run may have bought from a thousand sales.
+ */
+async function settledAudits(admin: AdminApi, saleIds: number[], quietMs: number): Promise<SaleAudit[]> {
+  const deadline = Date.now() + quietMs
+  const settled = (a: SaleAudit) => a.inFlight === null || (a.inFlight === 0 && a.drift === 0)
+  for (;;) {
+    const audits: SaleAudit[] = []
+    for (let i = 0; i < saleIds.length; i += 20) {
+      audits.push(...(await Promise.all(saleIds.slice(i, i + 20).map((id) => admin.audit(id)))))
+    }
+    if (audits.every(settled) || Date.now() > deadline) return audits
+    await sleep(200)
+  }
 }

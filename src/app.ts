@@ -34,6 +34,7 @@ import saleAdminRoutes from './sales/sales.admin.routes.js'
 import saleRoutes from './sales/sales.routes.js'
 import { createSales } from './sales/sales.service.js'
 import { rowStrategy } from './stock/stock.repository.js'
+import { countedIn, retryPolicyOf } from './stock/stock-retry.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -91,8 +92,11 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   const cart = createCart({ db: app.db })
   // Cart checkouts always reserve with a row strategy: under redis-gate (which only sells flash sales)
   // that is the atomic one, a single conditional UPDATE per row.
-  const rows = rowStrategy(config.STOCK_STRATEGY === 'redis-gate' ? 'atomic' : config.STOCK_STRATEGY, {
+  const rowStrategyName = config.STOCK_STRATEGY === 'redis-gate' ? 'atomic' : config.STOCK_STRATEGY
+  const rows = rowStrategy(rowStrategyName, {
     lockTimeoutMs: config.STOCK_LOCK_TIMEOUT_MS,
+    retry: retryPolicyOf(config),
+    hooks: countedIn(app.metrics, rowStrategyName),
   })
   // The gate exists under every strategy: orders it admitted earlier release their units to it.
   const gate = createStockGate(app.redis, { tokenTtlMs: config.GATE_TOKEN_TTL_MS })
@@ -100,7 +104,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   const path: PurchasePath =
     config.STOCK_STRATEGY === 'redis-gate'
       ? createGatePurchasePath({ db: app.db, gate, config, metrics: app.metrics, log: app.log })
-      : createPostgresPurchasePath({ db: app.db, rows, config, metrics: app.metrics })
+      : createPostgresPurchasePath({ db: app.db, rows, config })
   const sales = createSales({ db: app.db, path, cache: app.cache })
   const events = createSaleEvents({
     publisher: app.redis,

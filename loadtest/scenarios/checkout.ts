@@ -111,7 +111,7 @@ export async function checkout(ctx: ScenarioContext, params: CheckoutParams): Pr
     stock: [],
     metrics,
     evidence: {
-      saleId: null,
+      saleIds: [],
       userIds: users.map((u) => u.id),
       orderIds,
       duplicateFreshIds,

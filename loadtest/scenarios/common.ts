@@ -65,14 +65,22 @@ export function saleOutcome(sale: SaleView, buyers: Buyers, strategy: string, ta
       tally.lastOrderMs && tally.lastOrderMs > 0 ? tally.unitsBought / (tally.lastOrderMs / 1000) : null,
     created: tally.created,
     replayed: tally.replayed,
+    p50CreatedMs: median(tally.createdLatencyMs),
   }
+}
+
+export function median(values: number[]): number | null {
+  if (values.length === 0) return null
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)]!
 }
 
 export async function finishRun(
   ctx: ScenarioContext,
-  run: Omit<ScenarioRun, 'verification' | 'strategy' | 'sale'> & {
+  run: Omit<ScenarioRun, 'verification' | 'strategy' | 'sale' | 'contention'> & {
     evidence: RunEvidence
     sale?: { view: SaleView; buyers: Buyers }
+    contention?: { rows: number; buyers: Buyers }
   },
 ): Promise<ScenarioRun> {
   ctx.log('verifying the invariants ...')
@@ -91,6 +99,14 @@ export async function finishRun(
     strategy,
     load: run.load,
     sale: run.sale ? saleOutcome(run.sale.view, run.sale.buyers, strategy, taken) : null,
+    ...(run.contention && {
+      contention: {
+        rows: run.contention.rows,
+        orders: run.contention.buyers.tally.created,
+        ordersPerSecond: run.contention.buyers.tally.created / run.load.durationSeconds,
+        p50CreatedMs: median(run.contention.buyers.tally.createdLatencyMs),
+      },
+    }),
     stock: run.stock,
     metrics: run.metrics,
     verification,
@@ -171,12 +187,12 @@ export async function runSaleScenario(
     stock: stock.points(),
     metrics,
     sale: { view: sale, buyers },
-    evidence: saleEvidence(sale.id, users, buyers, stats),
+    evidence: saleEvidence([sale.id], users, buyers, stats),
   })
 }
 
 export const noEvidence = (load: LoadStats): RunEvidence => ({
-  saleId: null,
+  saleIds: [],
   userIds: [],
   orderIds: new Set(),
   duplicateFreshIds: 0,
@@ -185,12 +201,12 @@ export const noEvidence = (load: LoadStats): RunEvidence => ({
 
 /** What the verifier needs from a flash-sale run: the sale, its buyers, and the orders they were told of. */
 export const saleEvidence = (
-  saleId: number,
+  saleIds: number[],
   users: { id: string }[],
   buyers: Buyers,
   load: LoadStats,
 ): RunEvidence => ({
-  saleId,
+  saleIds,
   userIds: users.map((u) => u.id),
   orderIds: buyers.tally.orderIds,
   duplicateFreshIds: buyers.tally.duplicateFreshIds,

@@ -47,7 +47,7 @@ export async function soak(ctx: ScenarioContext, params: SoakParams): Promise<Sc
           return request
         },
         onResponse: (status, body, context, headers) => {
-          if (context.purchase) buyers.record(status, body, headers)
+          if (context.purchase) buyers.record(status, body, headers, context)
         },
       },
     ],

@@ -38,7 +38,7 @@ export async function stampede(ctx: ScenarioContext, params: StampedeParams): Pr
     requests: [
       {
         setupRequest: (request, context) => buyers.next(request, context, sale.id),
-        onResponse: (status, body, _context, headers) => buyers.record(status, body, headers),
+        onResponse: (status, body, context, headers) => buyers.record(status, body, headers, context),
       },
     ],
   })

@@ -197,6 +197,8 @@ function serverSettings(s: PostgresSetup, role: Role): string {
     'hot_standby = on',
     // Without it, a long catalog read on the replica can be cancelled by VACUUM replayed from the primary.
     'hot_standby_feedback = on',
+    // Time per statement, for the benchmark's "where the time goes" (npm run bench).
+    "shared_preload_libraries = 'pg_stat_statements'",
     '',
   ].join('\n')
 }
@@ -227,11 +229,26 @@ async function bootstrapRoles(s: PostgresSetup): Promise<void> {
         `CREATE DATABASE ${client.escapeIdentifier(app.database)} OWNER ${client.escapeIdentifier(app.user)}`,
       )
     }
+    await ensureStatementStats(s, app.user, app.database)
     const slot = await client.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [
       REPLICATION_SLOT,
     ])
     if (slot.rowCount === 0)
       await client.query('SELECT pg_create_physical_replication_slot($1)', [REPLICATION_SLOT])
+  } finally {
+    await client.end()
+  }
+}
+
+/** pg_stat_statements in the app's database, which the app role may read and reset (for the benchmark). */
+async function ensureStatementStats(s: PostgresSetup, user: string, database: string): Promise<void> {
+  const client = new pg.Client({ host: s.paths.sockets, port: portOf(s, 'primary'), user: 'postgres', database })
+  await client.connect()
+  try {
+    await client.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements')
+    await client.query(
+      `GRANT EXECUTE ON FUNCTION pg_stat_statements_reset(oid, oid, bigint) TO ${client.escapeIdentifier(user)}`,
+    )
   } finally {
     await client.end()
   }

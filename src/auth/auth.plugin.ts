@@ -5,7 +5,7 @@ import { jwtSecretOf, type Config } from '../config.js'
 import { ForbiddenError, UnauthorizedError } from '../errors.js'
 import { createKnownUsers } from './known-users.js'
 import { hasClaimsShape, type TokenClaims } from './token-claims.js'
-import { userExists } from './users.repository.js'
+import { existingUserIds } from './users.repository.js'
 
 declare module '@fastify/jwt' {
   interface FastifyJWT {
@@ -36,7 +36,7 @@ export default fp(
     })
 
     const knownUsers = createKnownUsers({
-      exists: (userId) => userExists(app.db.primary, userId),
+      existing: (userIds) => existingUserIds(app.db.primary, userIds),
       ttlMs: opts.config.KNOWN_USER_TTL_SECONDS * 1000,
     })
 

@@ -1,19 +1,22 @@
 import { LRUCache } from 'lru-cache'
 
-/** Whether a user row exists, from the primary (a fresh guest may not be on the replica yet). */
-export type UserExists = (userId: string) => Promise<boolean>
+/** Which of these user ids have a row, from the primary (a fresh guest may not be on the replica yet). */
+export type ExistingUsers = (userIds: string[]) => Promise<Set<string>>
 
 // Every worker remembers, per user id, whether the row exists: a token's user is looked up once per
 // worker and TTL, not once per request. Ids are random UUIDs that are never reused, so "absent" is
-// remembered as safely as "present".
+// remembered as safely as "present". A stampede brings thousands of users the worker has never seen,
+// all at once: their lookups are batched, one query for every user first seen in the same event-loop
+// turn, so the crowd costs a handful of queries rather than one per buyer.
 const MAX_USERS = 100_000
 
-export function createKnownUsers(deps: { exists: UserExists; ttlMs: number }) {
+export function createKnownUsers(deps: { existing: ExistingUsers; ttlMs: number }) {
+  const lookUp = batchedPerTurn(deps.existing)
   // fetch() shares one lookup between the concurrent first requests of a user.
   const known = new LRUCache<string, boolean>({
     max: MAX_USERS,
     ttl: deps.ttlMs,
-    fetchMethod: (userId) => deps.exists(userId),
+    fetchMethod: (userId) => lookUp(userId),
   })
   return {
     /**
@@ -28,6 +31,28 @@ export function createKnownUsers(deps: { exists: UserExists; ttlMs: number }) {
       }
     },
   }
+}
+
+/** Collects the ids asked for during one event-loop turn and answers them all with one call. */
+function batchedPerTurn(existing: ExistingUsers): (userId: string) => Promise<boolean> {
+  let waiting: Map<string, { resolve(found: boolean): void; reject(err: unknown): void }[]> | null = null
+  return (userId) =>
+    new Promise<boolean>((resolve, reject) => {
+      if (!waiting) {
+        const batch = new Map<string, { resolve(found: boolean): void; reject(err: unknown): void }[]>()
+        waiting = batch
+        setImmediate(() => {
+          waiting = null
+          existing([...batch.keys()]).then(
+            (found) => batch.forEach((callers, id) => callers.forEach((c) => c.resolve(found.has(id)))),
+            (err: unknown) => batch.forEach((callers) => callers.forEach((c) => c.reject(err))),
+          )
+        })
+      }
+      const callers = waiting.get(userId) ?? []
+      callers.push({ resolve, reject })
+      waiting.set(userId, callers)
+    })
 }
 
 export type KnownUsers = ReturnType<typeof createKnownUsers>

@@ -73,9 +73,12 @@ export async function insertGuests(
   return rows.map((row) => row.id)
 }
 
-export async function userExists(db: Queryable, userId: string): Promise<boolean> {
-  const { rowCount } = await db.query('SELECT 1 FROM users WHERE id = $1', [userId])
-  return rowCount === 1
+/** Which of these user ids exist. */
+export async function existingUserIds(db: Queryable, userIds: string[]): Promise<Set<string>> {
+  const { rows } = await db.query<{ id: string }>('SELECT id FROM users WHERE id = ANY($1::uuid[])', [
+    userIds,
+  ])
+  return new Set(rows.map((row) => row.id))
 }
 
 /**

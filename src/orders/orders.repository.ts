@@ -85,26 +85,47 @@ export interface NewOrder {
 /** The largest total an order may have: orders.total_cents is an int4. */
 export const MAX_ORDER_TOTAL_CENTS = 2_147_483_647
 
-/** Inserts a reserved order and its items; the total is computed from the given (server) prices. */
+/**
+ * Inserts a reserved order and its items in one statement; the total is computed from the given
+ * (server) prices. One round trip: inside a purchase transaction every statement is time a connection
+ * is held.
+ */
 export async function insertReservedOrder(tx: Queryable, order: NewOrder): Promise<Order> {
   const total = order.items.reduce((sum, item) => sum + item.quantity * item.unitPriceCents, 0)
-  const { rows } = await tx.query<{ id: string }>(
-    `INSERT INTO orders (user_id, sale_id, status, total_cents, expires_at, reservation_token)
-     VALUES ($1, $2, 'reserved', $3, now() + make_interval(secs => $4), $5) RETURNING id`,
-    [order.userId, order.saleId, total, order.ttlSeconds, order.reservationToken],
-  )
-  const id = rows[0]!.id
-  await tx.query(
-    `INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents)
-     SELECT $1, * FROM unnest($2::bigint[], $3::int[], $4::int[])`,
+  const { rows } = await tx.query<{ id: string; expires_at: Date; created_at: Date }>(
+    `WITH o AS (
+       INSERT INTO orders (user_id, sale_id, status, total_cents, expires_at, reservation_token)
+       VALUES ($1, $2, 'reserved', $3, now() + make_interval(secs => $4), $5)
+       RETURNING id, expires_at, created_at
+     ), i AS (
+       INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents)
+       SELECT o.id, x.* FROM o, unnest($6::bigint[], $7::int[], $8::int[]) AS x
+     )
+     SELECT id, expires_at, created_at FROM o`,
     [
-      id,
+      order.userId,
+      order.saleId,
+      total,
+      order.ttlSeconds,
+      order.reservationToken,
       order.items.map((i) => i.productId),
       order.items.map((i) => i.quantity),
       order.items.map((i) => i.unitPriceCents),
     ],
   )
-  return (await findOrder(tx, id))!
+  const row = rows[0]!
+  return {
+    id: row.id,
+    userId: order.userId,
+    saleId: order.saleId,
+    status: 'reserved',
+    totalCents: total,
+    expiresAt: row.expires_at.toISOString(),
+    createdAt: row.created_at.toISOString(),
+    paidAt: null,
+    reservationToken: order.reservationToken,
+    items: [...order.items].sort((a, b) => a.productId - b.productId),
+  }
 }
 
 /** The fixed facts of a flash sale that its orders copy: product and price. */

@@ -16,7 +16,6 @@ import type { Db } from '../db/pool.js'
 import { saveResponse, type IdempotentRequest } from '../idempotency/idempotency.js'
 import type { Metrics } from '../metrics.js'
 import { PRODUCT_STOCK, sellReserved, type RowStrategy } from '../stock/stock.repository.js'
-import { countedIn, retryPolicyOf, retryStockConflicts } from '../stock/stock-retry.js'
 import {
   findOrder,
   insertReservedOrder,
@@ -47,7 +46,6 @@ export interface OrdersDeps {
 
 export function createOrders(deps: OrdersDeps) {
   const { db, config, rows, payments, metrics } = deps
-  const retryPolicy = retryPolicyOf(config)
 
   /** An order as its owner (or an admin) may see it; anyone else gets the same 404 as for no order. */
   async function orderVisibleTo(
@@ -62,43 +60,38 @@ export function createOrders(deps: OrdersDeps) {
   }
 
   /**
-   * Turns the caller's cart into a reserved order in one transaction: lock the cart, take every
-   * line's stock with the configured strategy, insert the order at server prices, empty the cart.
-   * A lost stock race rolls the whole transaction back and runs it again after a backoff.
+   * Turns the caller's cart into a reserved order in one transaction: lock the cart, insert the order
+   * at server prices, empty the cart, save the idempotent answer, and last reserve every line's stock
+   * with the row strategy, so the inventory rows are held only for that and COMMIT.
    */
   async function checkout(userId: string, idempotency: IdempotentRequest | null): Promise<Order> {
-    const order = await retryStockConflicts(
-      retryPolicy,
-      () =>
-        withTransaction(db.primary, async (tx) => {
-          const lines = await lockCartForCheckout(tx, userId)
-          if (lines.length === 0) throw new CartEmptyError()
-          // A cart may hold more than one order can total (100 units of a $1M product): refuse it
-          // before taking stock, rather than let the INSERT overflow the column into a 500.
-          const total = lines.reduce((sum, line) => sum + line.lineTotalCents, 0)
-          if (total > MAX_ORDER_TOTAL_CENTS) throw new OrderTooLargeError(MAX_ORDER_TOTAL_CENTS)
-          await rows.reserve(
-            tx,
-            PRODUCT_STOCK,
-            lines.map((line) => ({ id: line.productId, quantity: line.quantity })),
-          )
-          const created = await insertReservedOrder(tx, {
-            userId,
-            saleId: null,
-            ttlSeconds: config.RESERVATION_TTL_SECONDS,
-            reservationToken: null,
-            items: lines.map((line) => ({
-              productId: line.productId,
-              quantity: line.quantity,
-              unitPriceCents: line.unitPriceCents,
-            })),
-          })
-          await emptyCart(tx, userId)
-          if (idempotency) await saveResponse(tx, idempotency, 201, created)
-          return created
-        }),
-      countedIn(metrics, rows.name),
-    )
+    const order = await rows.transaction(db.primary, async (tx) => {
+      const lines = await lockCartForCheckout(tx, userId)
+      if (lines.length === 0) throw new CartEmptyError()
+      // A cart may hold more than one order can total (100 units of a $1M product): refuse it
+      // before taking stock, rather than let the INSERT overflow the column into a 500.
+      const total = lines.reduce((sum, line) => sum + line.lineTotalCents, 0)
+      if (total > MAX_ORDER_TOTAL_CENTS) throw new OrderTooLargeError(MAX_ORDER_TOTAL_CENTS)
+      const created = await insertReservedOrder(tx, {
+        userId,
+        saleId: null,
+        ttlSeconds: config.RESERVATION_TTL_SECONDS,
+        reservationToken: null,
+        items: lines.map((line) => ({
+          productId: line.productId,
+          quantity: line.quantity,
+          unitPriceCents: line.unitPriceCents,
+        })),
+      })
+      await emptyCart(tx, userId)
+      if (idempotency) await saveResponse(tx, idempotency, 201, created)
+      await rows.reserve(
+        tx,
+        PRODUCT_STOCK,
+        lines.map((line) => ({ id: line.productId, quantity: line.quantity })),
+      )
+      return created
+    })
     metrics.ordersTotal.inc({ status: 'reserved' })
     return order
   }

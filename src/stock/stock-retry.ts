@@ -17,8 +17,13 @@ export function retryPolicyOf(config: Config): RetryPolicy {
   }
 }
 
+export interface RetryHooks {
+  onConflict(): void
+  onSettled(retries: number): void
+}
+
 /** stock_conflicts_total and the stock_retries histogram, for every decision, won or lost. */
-export function countedIn(metrics: Metrics, strategy: string) {
+export function countedIn(metrics: Metrics, strategy: string): RetryHooks {
   return {
     onConflict: () => metrics.stockConflicts.inc({ strategy }),
     onSettled: (retries: number) => metrics.stockRetries.observe({ strategy }, retries),
@@ -35,7 +40,7 @@ export function countedIn(metrics: Metrics, strategy: string) {
 export async function retryStockConflicts<T>(
   policy: RetryPolicy,
   attempt: () => Promise<T>,
-  hooks: { onConflict(): void; onSettled(retries: number): void },
+  hooks: RetryHooks,
 ): Promise<T> {
   let retries = 0
   try {
