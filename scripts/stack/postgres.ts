@@ -242,7 +242,12 @@ async function bootstrapRoles(s: PostgresSetup): Promise<void> {
 
 /** pg_stat_statements in the app's database, which the app role may read and reset (for the benchmark). */
 async function ensureStatementStats(s: PostgresSetup, user: string, database: string): Promise<void> {
-  const client = new pg.Client({ host: s.paths.sockets, port: portOf(s, 'primary'), user: 'postgres', database })
+  const client = new pg.Client({
+    host: s.paths.sockets,
+    port: portOf(s, 'primary'),
+    user: 'postgres',
+    database,
+  })
   await client.connect()
   try {
     await client.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements')
