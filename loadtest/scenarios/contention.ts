@@ -13,8 +13,8 @@ import { finishRun, saleEvidence, withMetrics, type LoadShape, type ScenarioCont
 export interface ContentionParams extends LoadShape {
   /** Stock rows the buyers spread over: 1 is one hot row. */
   rows: number
-  /** Units per row: more than the run can sell from it. */
-  unitsPerRow: number
+  /** Units over all rows, shared evenly: more than the run can sell. */
+  units: number
   users: number
 }
 
@@ -22,7 +22,7 @@ export const CONTENTION_DEFAULTS: ContentionParams = {
   connections: 200,
   duration: 5,
   rows: 10,
-  unitsPerRow: 5000,
+  units: 60_000,
   users: 4000,
 }
 
@@ -31,18 +31,19 @@ const PER_USER_LIMIT = 100
 
 export async function contention(ctx: ScenarioContext, params: ContentionParams): Promise<ScenarioRun> {
   const { target, admin } = ctx
+  const unitsPerRow = Math.ceil(params.units / params.rows)
   const productId = await admin.loadTestProduct(target.db)
   const sales: SaleView[] = []
   const openSeconds = Math.max(600, params.duration + 60)
   for (let i = 0; i < params.rows; i += 20) {
     const batch = Math.min(20, params.rows - i)
-    await admin.restock(productId, batch * params.unitsPerRow)
+    await admin.restock(productId, batch * unitsPerRow)
     sales.push(
       ...(await Promise.all(
         Array.from({ length: batch }, () =>
           admin.createSale({
             productId,
-            units: params.unitsPerRow,
+            units: unitsPerRow,
             perUserLimit: PER_USER_LIMIT,
             priceCents: 999,
             openSeconds,
@@ -53,11 +54,11 @@ export async function contention(ctx: ScenarioContext, params: ContentionParams)
     )
   }
   const users = await createLoadTestUsers(target.db, target.config, params.users)
-  ctx.log(`${sales.length} sales of ${params.unitsPerRow} units; ${users.length} buyers`)
+  ctx.log(`${sales.length} sales of ${unitsPerRow} units; ${users.length} buyers`)
   const buyers = createBuyers(users, {
     replayShare: 0,
     greedyShare: 0,
-    units: params.rows * params.unitsPerRow,
+    units: params.units,
     limit: PER_USER_LIMIT,
   })
   const measured = await withMetrics(target, () =>

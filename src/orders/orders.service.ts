@@ -65,7 +65,7 @@ export function createOrders(deps: OrdersDeps) {
    * with the row strategy, so the inventory rows are held only for that and COMMIT.
    */
   async function checkout(userId: string, idempotency: IdempotentRequest | null): Promise<Order> {
-    const order = await rows.transaction(db.primary, async (tx) => {
+    const order = await rows.reserveLast(db.primary, PRODUCT_STOCK, async (tx) => {
       const lines = await lockCartForCheckout(tx, userId)
       if (lines.length === 0) throw new CartEmptyError()
       // A cart may hold more than one order can total (100 units of a $1M product): refuse it
@@ -85,12 +85,10 @@ export function createOrders(deps: OrdersDeps) {
       })
       await emptyCart(tx, userId)
       if (idempotency) await saveResponse(tx, idempotency, 201, created)
-      await rows.reserve(
-        tx,
-        PRODUCT_STOCK,
-        lines.map((line) => ({ id: line.productId, quantity: line.quantity })),
-      )
-      return created
+      return {
+        lines: lines.map((line) => ({ id: line.productId, quantity: line.quantity })),
+        result: created,
+      }
     })
     metrics.ordersTotal.inc({ status: 'reserved' })
     return order

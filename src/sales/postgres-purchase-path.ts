@@ -25,7 +25,7 @@ export function createPostgresPurchasePath(deps: {
     strategy: rows.name,
 
     purchase: ({ userId, saleId, quantity, idempotency }) =>
-      rows.transaction(db.primary, async (tx) => {
+      rows.reserveLast(db.primary, SALE_STOCK, async (tx) => {
         // Read without a lock: most of a stampede arrives after the sell-out and ends here.
         const sale = await findSale(tx, saleId)
         if (!sale) throw new NotFoundError(`sale ${saleId}`)
@@ -42,8 +42,7 @@ export function createPostgresPurchasePath(deps: {
           items: [{ productId: sale.productId, quantity, unitPriceCents: sale.priceCents }],
         })
         if (idempotency) await saveResponse(tx, idempotency, 201, order)
-        await rows.reserve(tx, SALE_STOCK, [{ id: saleId, quantity }])
-        return order
+        return { lines: [{ id: saleId, quantity }], result: order }
       }),
 
     // Postgres' own count, from the primary: the replica may lag.

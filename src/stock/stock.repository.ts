@@ -1,6 +1,12 @@
 import type pg from 'pg'
 import type { PoolClient } from 'pg'
-import { PG, pgErrorCode, withTransaction, type Queryable } from '../db/transaction.js'
+import {
+  PG,
+  pgErrorCode,
+  withTransaction,
+  withTransactionEndingIn,
+  type Queryable,
+} from '../db/transaction.js'
 import { OutOfStockError, SoldOutError, StockConflictError, type AppError } from '../errors.js'
 import { retryStockConflicts, type RetryHooks, type RetryPolicy } from './stock-retry.js'
 
@@ -36,28 +42,24 @@ export interface StockLine {
   quantity: number
 }
 
-/**
- * Takes each line's quantity from `available` into `reserved`, inside the caller's transaction.
- * Throws the table's shortage error when there is not enough, or StockConflictError when the
- * strategy lost a race it cannot settle inside the transaction.
- */
-export type ReserveStock = (tx: PoolClient, stock: StockTable, lines: StockLine[]) => Promise<void>
-
 export const ROW_STRATEGIES = ['optimistic', 'pessimistic', 'atomic'] as const
 export type RowStrategyName = (typeof ROW_STRATEGIES)[number]
 
+/** What a purchase or checkout does besides the stock, and the stock it then reserves. */
+export type WorkBeforeStock<T> = (tx: PoolClient) => Promise<{ lines: StockLine[]; result: T }>
+
 /**
- * A row strategy: how it reserves, and how it runs the transaction around the reservation.
+ * A row strategy runs a whole purchase transaction: first `work` (the per-user count, the order, the
+ * idempotency record), then the reservation of the lines it returns, then COMMIT.
  * Concurrency: the reservation locks the stock rows until COMMIT, and a flash sale's row is the
- * hottest row there is, so callers run `reserve` as the last statement before COMMIT. Everything else
- * (the per-user count, the order, the idempotency record) goes first, while the row is not held: each
- * statement run under the lock adds its round trip to the time every other buyer of the row waits.
+ * hottest row there is, so it runs last: every statement run while the row is held adds its time to
+ * the wait of every other buyer of that row. Where it can (atomic, pessimistic), the reservation's
+ * UPDATE goes to Postgres in one round trip with COMMIT, so the row is never held while this process
+ * is busy with other requests.
  */
 export interface RowStrategy {
   name: RowStrategyName
-  reserve: ReserveStock
-  /** Runs `work` in one transaction; again after a backoff when the whole transaction lost a race. */
-  transaction<T>(pool: pg.Pool, work: (tx: PoolClient) => Promise<T>): Promise<T>
+  reserveLast<T>(pool: pg.Pool, stock: StockTable, work: WorkBeforeStock<T>): Promise<T>
 }
 
 export interface RowStrategyOptions {
@@ -71,42 +73,64 @@ export interface RowStrategyOptions {
 // [A, B] and [B, A] would otherwise each lock one row and wait for the other: a deadlock.
 const inKeyOrder = (lines: StockLine[]) => [...lines].sort((a, b) => a.id - b.id)
 
-// Concurrency: optimistic lock. Read the row's version, then write only if nobody changed the row
-// since: `version = $3` is the guard. Without it two buyers both read available = 1 and both succeed.
-// A lost race costs a re-read and a new UPDATE inside the same transaction, after a short backoff:
-// the UPDATE that matched no row holds no lock, and what the transaction did before it stays done.
-function optimistic(options: RowStrategyOptions): ReserveStock {
-  const reserveLine = async (tx: PoolClient, stock: StockTable, line: StockLine) => {
-    const { rows } = await tx.query<{ available: number; version: number }>(
-      `SELECT available, version FROM ${stock.table} WHERE ${stock.key} = $1`,
-      [line.id],
-    )
-    const row = rows[0]
-    if (!row || row.available < line.quantity) throw stock.shortage(line.id)
-    const { rowCount } = await tx.query(
-      `UPDATE ${stock.table}
-          SET available = available - $2, reserved = reserved + $2, version = version + 1
-        WHERE ${stock.key} = $1 AND version = $3 AND available >= $2`,
-      [line.id, line.quantity, row.version],
-    )
-    if (rowCount === 0) throw new StockConflictError(line.id)
-  }
-  return async (tx, stock, lines) => {
-    for (const line of inKeyOrder(lines)) {
-      await retryStockConflicts(options.retry, () => reserveLine(tx, stock, line), options.hooks)
-    }
+/**
+ * The reservation as plain SQL for withTransactionEndingIn: one UPDATE per line, in key order, with
+ * the numbers written in (checked to be integers). No `available >= q` guard: the table's
+ * CHECK (available >= 0) refuses a decrement below zero, which aborts the transaction, and COMMIT then
+ * commits nothing. Postgres' constraint is the guard, inside the one round trip. Every line names a
+ * row the transaction has read (the sale, the cart's products), and stock rows are never deleted.
+ */
+function decrementsOf(stock: StockTable, lines: StockLine[]): string {
+  return inKeyOrder(lines)
+    .map(({ id, quantity }) => {
+      if (!Number.isSafeInteger(id) || !Number.isSafeInteger(quantity) || quantity < 1)
+        throw new Error(`not a stock line: ${id} x ${quantity}`)
+      return `UPDATE ${stock.table} SET available = available - ${quantity}, reserved = reserved + ${quantity},
+          version = version + 1 WHERE ${stock.key} = ${id}`
+    })
+    .join(';\n')
+}
+
+/**
+ * The row's `available >= 0` CHECK refused the decrement: the shortage of the row it names
+ * ("Failing row contains (<key>, ..."). Any other error stays what it is.
+ */
+function asShortage(err: unknown, stock: StockTable, lines: StockLine[]): unknown {
+  const constraint = (err as { constraint?: string }).constraint
+  if (pgErrorCode(err) !== PG.checkViolation || constraint !== `${stock.table}_available_check`) return err
+  const key = Number(/\((\d+),/.exec((err as { detail?: string }).detail ?? '')?.[1] ?? lines[0]!.id)
+  return stock.shortage(key)
+}
+
+// Concurrency: atomic. The decrement and COMMIT are one round trip, and the row's CHECK
+// (available >= 0) is the guard: the second of two buyers of the last unit waits for the first's
+// COMMIT, re-reads the row, would take available below zero, and fails. No read, no retry.
+function atomic(): RowStrategy {
+  return {
+    name: 'atomic',
+    async reserveLast(pool, stock, work) {
+      let lines: StockLine[] = []
+      return withTransactionEndingIn(pool, async (tx) => {
+        const done = await work(tx)
+        lines = done.lines
+        return { last: decrementsOf(stock, lines), result: done.result }
+      }).catch((err: unknown) => {
+        throw asShortage(err, stock, lines)
+      })
+    },
   }
 }
 
 // Concurrency: pessimistic lock. FOR NO KEY UPDATE makes every other buyer of these rows wait until
-// we commit, so what we read is what we write. Not FOR UPDATE: that also conflicts with the KEY SHARE
-// lock that the foreign key of a row inserted earlier in the transaction (an order, a per-user count)
-// takes on the same sale row, and two such transactions would deadlock. lock_timeout bounds the wait;
-// a timeout aborts the transaction, so the whole transaction is retried after a backoff.
-function pessimistic(lockTimeoutMs: number): ReserveStock {
-  return async (tx, stock, lines) => {
+// we commit, so what we read is what we write; the app decides, then the decrement goes with COMMIT.
+// Not FOR UPDATE: that also conflicts with the KEY SHARE lock which the foreign key of a row inserted
+// earlier in the transaction (an order, a per-user count) takes on the same sale row, and two such
+// transactions would deadlock. lock_timeout bounds the wait; a timeout aborts the transaction, so the
+// whole transaction is retried after a backoff.
+function pessimistic(options: RowStrategyOptions): RowStrategy {
+  const lockAndCheck = async (tx: PoolClient, stock: StockTable, lines: StockLine[]) => {
     const ordered = inKeyOrder(lines)
-    await tx.query(`SELECT set_config('lock_timeout', $1, true)`, [`${lockTimeoutMs}ms`])
+    await tx.query(`SELECT set_config('lock_timeout', $1, true)`, [`${options.lockTimeoutMs}ms`])
     const rows = await tx
       .query<{ key: number; available: number }>(
         `SELECT ${stock.key} AS key, available FROM ${stock.table}
@@ -122,45 +146,65 @@ function pessimistic(lockTimeoutMs: number): ReserveStock {
     for (const line of ordered) {
       const row = rows.find((r) => r.key === line.id)
       if (!row || row.available < line.quantity) throw stock.shortage(line.id)
-      await tx.query(
-        `UPDATE ${stock.table}
-            SET available = available - $2, reserved = reserved + $2, version = version + 1
-          WHERE ${stock.key} = $1`,
-        [line.id, line.quantity],
-      )
     }
+  }
+  return {
+    name: 'pessimistic',
+    reserveLast: (pool, stock, work) =>
+      retryStockConflicts(
+        options.retry,
+        () =>
+          withTransactionEndingIn(pool, async (tx) => {
+            const { lines, result } = await work(tx)
+            await lockAndCheck(tx, stock, lines)
+            return { last: decrementsOf(stock, lines), result }
+          }),
+        options.hooks,
+      ),
   }
 }
 
-// Concurrency: atomic conditional update. The check and the decrement are one statement, so
-// Postgres' row lock makes them indivisible: the second of two buyers re-evaluates
-// `available >= $2` against the first one's result and matches nothing. No read, no retry.
-const atomic: ReserveStock = async (tx, stock, lines) => {
-  for (const line of inKeyOrder(lines)) {
+// Concurrency: optimistic lock. Read the row's version, then write only if nobody changed the row
+// since: `version = $3` is the guard. Without it two buyers both read available = 1 and both succeed.
+// A lost race costs a re-read and a new UPDATE inside the same transaction, after a short backoff:
+// the UPDATE that matched no row holds no lock, and what the transaction did before it stays done.
+function optimistic(options: RowStrategyOptions): RowStrategy {
+  const reserveLine = async (tx: PoolClient, stock: StockTable, line: StockLine) => {
+    const { rows } = await tx.query<{ available: number; version: number }>(
+      `SELECT available, version FROM ${stock.table} WHERE ${stock.key} = $1`,
+      [line.id],
+    )
+    const row = rows[0]
+    if (!row || row.available < line.quantity) throw stock.shortage(line.id)
     const { rowCount } = await tx.query(
       `UPDATE ${stock.table}
           SET available = available - $2, reserved = reserved + $2, version = version + 1
-        WHERE ${stock.key} = $1 AND available >= $2`,
-      [line.id, line.quantity],
+        WHERE ${stock.key} = $1 AND version = $3 AND available >= $2`,
+      [line.id, line.quantity, row.version],
     )
-    if (rowCount === 0) throw stock.shortage(line.id)
+    if (rowCount === 0) throw new StockConflictError(line.id)
+  }
+  return {
+    name: 'optimistic',
+    reserveLast: (pool, stock, work) =>
+      withTransaction(pool, async (tx) => {
+        const { lines, result } = await work(tx)
+        for (const line of inKeyOrder(lines)) {
+          await retryStockConflicts(options.retry, () => reserveLine(tx, stock, line), options.hooks)
+        }
+        return result
+      }),
   }
 }
 
 export function rowStrategy(name: RowStrategyName, options: RowStrategyOptions): RowStrategy {
-  const once = <T>(pool: pg.Pool, work: (tx: PoolClient) => Promise<T>) => withTransaction(pool, work)
   switch (name) {
     case 'optimistic':
-      return { name, reserve: optimistic(options), transaction: once }
+      return optimistic(options)
     case 'pessimistic':
-      return {
-        name,
-        reserve: pessimistic(options.lockTimeoutMs),
-        transaction: (pool, work) =>
-          retryStockConflicts(options.retry, () => withTransaction(pool, work), options.hooks),
-      }
+      return pessimistic(options)
     case 'atomic':
-      return { name, reserve: atomic, transaction: once }
+      return atomic()
   }
 }
 
