@@ -50,9 +50,9 @@ export async function verifyInvariants(options: VerifyOptions): Promise<Verifica
             count(*) FILTER (WHERE available + reserved + sold <> on_hand)::int AS unconserved, count(*)::int AS rows
        FROM inventory
      UNION ALL
-     SELECT 'flash_sales', count(*) FILTER (WHERE available < 0)::int,
+     SELECT 'flash_sale_stock', count(*) FILTER (WHERE available < 0)::int,
             count(*) FILTER (WHERE available + reserved + sold <> units_total)::int, count(*)::int
-       FROM flash_sales`,
+       FROM flash_sale_stock`,
   )
   for (const row of stockRows.rows) {
     check(
@@ -73,9 +73,9 @@ export async function verifyInvariants(options: VerifyOptions): Promise<Verifica
      SELECT (SELECT count(*) FROM inventory v
                LEFT JOIN held h ON h.sale_id IS NULL AND h.product_id = v.product_id
               WHERE v.reserved <> COALESCE(h.reserved, 0) OR v.sold <> COALESCE(h.sold, 0))
-          + (SELECT count(*) FROM flash_sales s
+          + (SELECT count(*) FROM flash_sale_stock s
                LEFT JOIN (SELECT sale_id, sum(reserved) AS reserved, sum(sold) AS sold FROM held
-                           WHERE sale_id IS NOT NULL GROUP BY sale_id) h ON h.sale_id = s.id
+                           WHERE sale_id IS NOT NULL GROUP BY sale_id) h ON h.sale_id = s.sale_id
               WHERE s.reserved <> COALESCE(h.reserved, 0) OR s.sold <> COALESCE(h.sold, 0)) AS n`,
   )
   check(

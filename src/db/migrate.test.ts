@@ -84,6 +84,7 @@ describe('migrate', { timeout: 30_000 }, () => {
         'products',
         'inventory',
         'flash_sales',
+        'flash_sale_stock',
         'sale_user_units',
         'carts',
         'cart_items',
@@ -184,13 +185,16 @@ describe('schema constraints', { timeout: 30_000 }, () => {
     await expect(
       pool.query('UPDATE inventory SET available = available - 1 WHERE product_id = $1', [productId]),
     ).rejects.toMatchObject({ code: '23514', constraint: 'inventory_stock_conserved' })
+    const { rows: sales } = await pool.query<{ id: number }>(
+      `INSERT INTO flash_sales (product_id, price_cents, units_total, starts_at, ends_at)
+       VALUES ($1, 500, 10, now(), now() + interval '1 hour') RETURNING id`,
+      [productId],
+    )
     await expect(
-      pool.query(
-        `INSERT INTO flash_sales (product_id, price_cents, units_total, available, starts_at, ends_at)
-         VALUES ($1, 500, 10, 11, now(), now() + interval '1 hour')`,
-        [productId],
-      ),
-    ).rejects.toMatchObject({ code: '23514', constraint: 'flash_sales_stock_conserved' })
+      pool.query(`INSERT INTO flash_sale_stock (sale_id, units_total, available) VALUES ($1, 10, 11)`, [
+        sales[0]!.id,
+      ]),
+    ).rejects.toMatchObject({ code: '23514', constraint: 'flash_sale_stock_conserved' })
   })
 
   it('when the same idempotency key is stored twice for one user, then the second insert fails (I2)', async () => {

@@ -4,11 +4,11 @@
 --
 -- KEYS[1]  sale:{<id>}:gate
 -- KEYS[2]  sale:{<id>}:users
--- ARGV[1]  available units (flash_sales.available, read under the sale row's lock)
+-- ARGV[1]  available units (flash_sale_stock.available, read under the stock row's lock)
 -- ARGV[2]  starts_ms
 -- ARGV[3]  ends_ms
 -- ARGV[4]  per_user_limit
--- ARGV[5]  fence: the flash_sales.version those numbers belong to
+-- ARGV[5]  fence: the flash_sale_stock.version those numbers belong to
 -- ARGV[6..] pairs of user id, units held (from sale_user_units)
 -- returns  1 if built, 0 if a gate existed already
 if redis.call('HEXISTS', KEYS[1], 'available') == 1 then return 0 end

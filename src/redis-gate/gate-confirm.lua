@@ -4,10 +4,10 @@
 -- Postgres state older than this batch (fence < batch version), the gate counted those units as
 -- available, so they are taken again here; if it was built later, Postgres already showed them sold.
 --
--- KEYS[1]  sale:{<id>}:gate    (field fence: the flash_sales.version the gate was built from)
+-- KEYS[1]  sale:{<id>}:gate    (field fence: the flash_sale_stock.version the gate was built from)
 -- KEYS[2]  sale:{<id>}:users
 -- KEYS[3]  sale:{<id>}:tokens
--- ARGV[1]  the flash_sales.version this batch's UPDATE produced
+-- ARGV[1]  the flash_sale_stock.version this batch's UPDATE produced
 -- ARGV[2..] the batch's tokens
 -- returns  the number of units re-taken
 local fence = tonumber(redis.call('HGET', KEYS[1], 'fence') or '-1')

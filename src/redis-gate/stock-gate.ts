@@ -49,7 +49,7 @@ export interface GateState {
   startsAt: Date
   endsAt: Date
   perUserLimit: number
-  /** flash_sales.version the numbers were read at. */
+  /** flash_sale_stock.version the numbers were read at. */
   version: number
   usersHolding: { userId: string; units: number }[]
 }

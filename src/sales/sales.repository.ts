@@ -50,10 +50,11 @@ const toSale = (row: SaleRow): Sale => ({
   version: row.version,
 })
 
+// A sale's terms (flash_sales, written once) with its stock (flash_sale_stock, the row that changes).
 const SELECT_SALE = `
-  SELECT s.id, s.product_id, p.name AS product_name, s.price_cents, s.units_total, s.available, s.reserved,
-         s.sold, s.per_user_limit, s.registered_only, s.starts_at, s.ends_at, s.version
-    FROM flash_sales s JOIN products p ON p.id = s.product_id`
+  SELECT s.id, s.product_id, p.name AS product_name, s.price_cents, s.units_total, st.available, st.reserved,
+         st.sold, s.per_user_limit, s.registered_only, s.starts_at, s.ends_at, st.version
+    FROM flash_sales s JOIN flash_sale_stock st ON st.sale_id = s.id JOIN products p ON p.id = s.product_id`
 
 export async function findSale(db: Queryable, saleId: number): Promise<Sale | undefined> {
   const { rows } = await db.query<SaleRow>(`${SELECT_SALE} WHERE s.id = $1`, [saleId])
@@ -93,9 +94,12 @@ export interface NewSale {
 /** Inserts a sale whose units were just allotted from its product's inventory (allotFromInventory). */
 export async function insertSale(tx: Queryable, sale: NewSale): Promise<number> {
   const { rows } = await tx.query<{ id: number }>(
-    `INSERT INTO flash_sales
-       (product_id, price_cents, units_total, available, per_user_limit, starts_at, ends_at, registered_only)
-     VALUES ($1, $2, $3, $3, $4, $5, $6, $7) RETURNING id`,
+    `WITH s AS (
+       INSERT INTO flash_sales (product_id, price_cents, units_total, per_user_limit, starts_at, ends_at, registered_only)
+       VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, units_total
+     )
+     INSERT INTO flash_sale_stock (sale_id, units_total, available) SELECT id, units_total, units_total FROM s
+     RETURNING sale_id AS id`,
     [
       sale.productId,
       sale.priceCents,
@@ -114,7 +118,7 @@ export async function lockSaleForGate(
   tx: Queryable,
   saleId: number,
 ): Promise<{ sale: Sale; usersHolding: { userId: string; units: number }[] } | undefined> {
-  const { rows } = await tx.query<SaleRow>(`${SELECT_SALE} WHERE s.id = $1 FOR UPDATE OF s`, [saleId])
+  const { rows } = await tx.query<SaleRow>(`${SELECT_SALE} WHERE s.id = $1 FOR UPDATE OF st`, [saleId])
   if (!rows[0]) return undefined
   const holders = await tx.query<{ user_id: string; units: number }>(
     'SELECT user_id, units FROM sale_user_units WHERE sale_id = $1 AND units > 0',
@@ -186,7 +190,7 @@ export interface SaleAudit {
 /** The sale's counters next to what its orders add up to, read from the primary in one snapshot. */
 export async function auditSale(db: Queryable, saleId: number): Promise<SaleAudit | undefined> {
   const { rows } = await db.query<SaleAudit>(
-    `SELECT s.units_total AS "unitsTotal", s.available, s.reserved, s.sold, s.per_user_limit AS "perUserLimit",
+    `SELECT s.units_total AS "unitsTotal", st.available, st.reserved, st.sold, s.per_user_limit AS "perUserLimit",
             count(*) FILTER (WHERE o.status = 'reserved')::int AS "ordersReserved",
             count(*) FILTER (WHERE o.status = 'paid')::int AS "ordersPaid",
             COALESCE(sum(i.quantity) FILTER (WHERE o.status = 'reserved'), 0)::int AS "unitsInReservedOrders",
@@ -196,10 +200,11 @@ export async function auditSale(db: Queryable, saleId: number): Promise<SaleAudi
                  WHERE o2.sale_id = s.id AND o2.status IN ('reserved', 'paid') GROUP BY o2.user_id) per_user), 0)::int
               AS "maxUnitsPerUser"
        FROM flash_sales s
+       JOIN flash_sale_stock st ON st.sale_id = s.id
        LEFT JOIN orders o ON o.sale_id = s.id
        LEFT JOIN order_items i ON i.order_id = o.id
       WHERE s.id = $1
-      GROUP BY s.id`,
+      GROUP BY s.id, st.sale_id`,
     [saleId],
   )
   return rows[0]

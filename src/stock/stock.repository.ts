@@ -14,13 +14,14 @@ import { retryStockConflicts, type RetryHooks, type RetryPolicy } from './stock-
 // tables: the three row strategies that reserve, and release, sell, allot and the batch reservation.
 
 /**
- * A table that holds stock: `inventory` (one row per product, for cart checkouts) or `flash_sales`
- * (one row per sale). Both have available / reserved / sold / version columns and a CHECK that
- * keeps available >= 0 and the three buckets summing to the total.
+ * A table that holds stock: `inventory` (one row per product, for cart checkouts) or
+ * `flash_sale_stock` (one row per sale). Both have available / reserved / sold / version columns and a
+ * CHECK that keeps available >= 0 and the three buckets summing to the total. Neither is the row that
+ * orders reference (products, flash_sales): a foreign key locks the row it points at.
  */
 export interface StockTable {
-  table: 'inventory' | 'flash_sales'
-  key: 'product_id' | 'id'
+  table: 'inventory' | 'flash_sale_stock'
+  key: 'product_id' | 'sale_id'
   shortage(id: number): AppError
 }
 
@@ -31,8 +32,8 @@ export const PRODUCT_STOCK: StockTable = {
 }
 
 export const SALE_STOCK: StockTable = {
-  table: 'flash_sales',
-  key: 'id',
+  table: 'flash_sale_stock',
+  key: 'sale_id',
   shortage: (saleId) => new SoldOutError(saleId),
 }
 
