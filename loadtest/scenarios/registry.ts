@@ -3,6 +3,7 @@ import { browse, BROWSE_DEFAULTS } from './browse.js'
 import { ceiling, CEILING_DEFAULTS } from './ceiling.js'
 import { checkout, CHECKOUT_DEFAULTS } from './checkout.js'
 import type { ScenarioContext } from './common.js'
+import { contention, CONTENTION_DEFAULTS } from './contention.js'
 import { soak, SOAK_DEFAULTS } from './soak.js'
 import { stampede, STAMPEDE_DEFAULTS } from './stampede.js'
 
@@ -32,6 +33,11 @@ export const SCENARIOS: Record<string, Scenario> = {
   stampede: scenario(STAMPEDE_DEFAULTS, stampede, 'a flash sale: units, distinct users, retries, limits'),
   checkout: scenario(CHECKOUT_DEFAULTS, checkout, 'cart, checkout and pay on one product'),
   soak: scenario(SOAK_DEFAULTS, soak, 'a constant mixed rate for a longer time'),
+  contention: scenario(
+    CONTENTION_DEFAULTS,
+    contention,
+    'buyers spread over --rows stock rows that never sell out',
+  ),
 }
 
 export const flagOf = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
@@ -57,7 +63,7 @@ export function usage(): string {
   return Object.entries(SCENARIOS)
     .map(
       ([name, s]) =>
-        `  ${name.padEnd(9)} ${s.summary}\n            ${Object.entries(s.defaults)
+        `  ${name.padEnd(10)} ${s.summary}\n            ${Object.entries(s.defaults)
           .map(([k, v]) => `--${flagOf(k)} ${v}`)
           .join(' ')}`,
     )
