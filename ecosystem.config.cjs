@@ -32,6 +32,9 @@ module.exports = {
       // before PM2 sends SIGKILL, or in-flight purchases are cut off half-way.
       kill_timeout: config.SHUTDOWN_DRAIN_MS + 5_000,
       max_memory_restart: '512M',
+      // Extra node flags for the workers, for profiling a run: API_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"
+      // (a profile per worker is written when it stops; see docs/benchmarks.md).
+      node_args: process.env.API_NODE_ARGS || [],
       // A worker that crashes at start (Postgres down) is restarted after 100 ms, 150 ms, ... up to 15 s.
       exp_backoff_restart_delay: 100,
       merge_logs: true,
