@@ -38,7 +38,7 @@ export const SALE_STOCK: StockTable = {
 }
 
 export interface StockLine {
-  /** The stock row's key: a product id in `inventory`, a sale id in `flash_sales`. */
+  /** The stock row's key: a product id in `inventory`, a sale id in `flash_sale_stock`. */
   id: number
   quantity: number
 }
@@ -243,7 +243,7 @@ export async function allotFromInventory(tx: Queryable, productId: number, units
   return rowCount === 1
 }
 
-/** Moves units from `reserved` back to `available`: a cancelled or expired order gives its stock back. */
+/** Moves units from `reserved` back to `available`: a cancelled or expired order releases its stock. */
 export async function releaseReserved(tx: PoolClient, stock: StockTable, lines: StockLine[]): Promise<void> {
   for (const line of inKeyOrder(lines)) {
     await tx.query(
