@@ -234,6 +234,12 @@ function stampedeOf(strategy: StockStrategyName): ScenarioRun | undefined {
 function unitsPerPgbench(run: ScenarioRun | undefined): number | null {
   return run?.sale?.durableUnitsPerSecond && pgbench ? run.sale.durableUnitsPerSecond / pgbench.tps : null
 }
+/** Orders per committed redis-gate batch, or null without batches. */
+function meanBatchOf(run: ScenarioRun): number | null {
+  return run.metrics && run.metrics.batchesCommitted > 0
+    ? run.metrics.batchedOrders / run.metrics.batchesCommitted
+    : null
+}
 function f(n: number | null | undefined, digits = 0): string {
   return n === null || n === undefined || Number.isNaN(n) ? 'n/a' : num(n, digits)
 }
@@ -260,10 +266,7 @@ function targetRatios() {
 }
 
 function resultRow(label: string, run: ScenarioRun): string {
-  const meanBatch =
-    run.metrics && run.metrics.batchesCommitted > 0
-      ? run.metrics.batchedOrders / run.metrics.batchesCommitted
-      : null
+  const meanBatch = meanBatchOf(run)
   return `| ${label} | ${f(run.load.requestsPerSecond)} | ${f(ratioToCeiling(run), 2)} | ${f(run.load.latencyMs.p50, 1)} | ${f(run.load.latencyMs.p99, 1)} | ${f(p99ToCeiling(run), 2)} | ${run.sale ? `${run.sale.taken}/${run.sale.units}` : ''} | ${f(run.sale?.durableUnitsPerSecond)} | ${run.metrics ? f(run.metrics.stockConflicts) : 'n/a'} | ${run.metrics ? f(run.metrics.stockRetries) : 'n/a'} | ${run.metrics ? `${f(run.metrics.batchesCommitted)}${meanBatch ? ` (${f(meanBatch, 1)})` : ''}` : 'n/a'} | ${run.verification.ok ? 'pass' : '**FAIL**'} |`
 }
 
@@ -300,10 +303,7 @@ ${series.join('\n')}
 function curveSection(): string {
   if (curve.length === 0) return '_not run_'
   const rows = curve.map((run) => {
-    const batch =
-      run.metrics && run.metrics.batchesCommitted > 0
-        ? run.metrics.batchedOrders / run.metrics.batchesCommitted
-        : null
+    const batch = meanBatchOf(run)
     return `| ${run.load.connections} | ${f(batch, 1)} | ${f(run.sale?.p50CreatedMs, 1)} | ${f(run.sale?.durableUnitsPerSecond)} | ${run.verification.ok ? 'pass' : '**FAIL**'} |`
   })
   const x = curve.map((r) => `"${r.load.connections}"`).join(', ')

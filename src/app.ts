@@ -29,7 +29,7 @@ import { createPostgresPurchasePath } from './sales/postgres-purchase-path.js'
 import { createPurchases } from './sales/purchase.service.js'
 import type { PurchasePath } from './sales/purchase-path.js'
 import { createSaleEligibility } from './sales/sale-eligibility.js'
-import { createSaleEvents } from './sales/sale-events.js'
+import { createSaleEvents, numbersOf } from './sales/sale-events.js'
 import saleAdminRoutes from './sales/sales.admin.routes.js'
 import saleRoutes from './sales/sales.routes.js'
 import { createSales } from './sales/sales.service.js'
@@ -109,15 +109,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   const events = createSaleEvents({
     publisher: app.redis,
     subscriber: app.redis.duplicate({ enableOfflineQueue: true, lazyConnect: false }),
-    snapshot: async (saleId) => {
-      const sale = await sales.getSale(saleId, { fresh: true })
-      return {
-        saleId,
-        remaining: sale.remaining,
-        taken: sale.unitsTotal - sale.remaining,
-        status: sale.status,
-      }
-    },
+    snapshot: async (saleId) => numbersOf(await sales.getSale(saleId, { fresh: true })),
     intervalMs: 250,
     onError: (err) => app.log.warn({ err }, 'sale events'),
   })

@@ -1,7 +1,6 @@
 import { createSigner } from 'fast-jwt'
 import type { FastifyInstance } from 'fastify'
 import { mkdtempSync, rmSync, statSync } from 'node:fs'
-import { get } from 'node:http'
 import { connect, createServer } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -11,6 +10,7 @@ import { jwtSecretFile } from '../scripts/stack/secrets.js'
 import { TEST_JWT_SECRET } from '../src/config.js'
 import { buildTestApp, newAdmin, newCustomer, newSale } from './support/app.js'
 import { testStack } from './support/stack-env.js'
+import { openStream } from './support/streams.js'
 
 // The edges a client meets before the app: nginx's own answers, the headers on every answer, the limits
 // per address, and the stack's own JWT secret. Through the test stack's nginx, and through an nginx of
@@ -163,22 +163,7 @@ describe.runIf(hasNginx)("nginx's default limits per client address", () => {
   it('when one address opens more event streams than NGINX_STREAMS_PER_ADDRESS, then the next is 429 JSON with Retry-After', async () => {
     const { streamsPerAddress } = nginxLimitsFromEnv({})
     const saleId = await newSale(app, await newAdmin(app), { units: 1 })
-    const open = () =>
-      new Promise<{ status: number; body: Promise<string>; headers: Record<string, unknown>; close(): void }>(
-        (resolve, reject) => {
-          const request = get(`${url}/api/sales/${saleId}/events`, { agent: false }, (response) => {
-            let body = ''
-            response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk))
-            resolve({
-              status: response.statusCode!,
-              headers: response.headers,
-              body: new Promise((done) => response.on('end', () => done(body))),
-              close: () => request.destroy(),
-            })
-          })
-          request.on('error', reject)
-        },
-      )
+    const open = () => openStream(`${url}/api/sales/${saleId}/events`)
     const streams = []
     for (let i = 0; i < streamsPerAddress; i++) streams.push(await open())
     try {

@@ -35,24 +35,18 @@ export function createKnownUsers(deps: { existing: ExistingUsers; ttlMs: number 
 
 /** Collects the ids asked for during one event-loop turn and answers them all with one call. */
 function batchedPerTurn(existing: ExistingUsers): (userId: string) => Promise<boolean> {
-  let waiting: Map<string, { resolve(found: boolean): void; reject(err: unknown): void }[]> | null = null
-  return (userId) =>
-    new Promise<boolean>((resolve, reject) => {
-      if (!waiting) {
-        const batch = new Map<string, { resolve(found: boolean): void; reject(err: unknown): void }[]>()
-        waiting = batch
-        setImmediate(() => {
-          waiting = null
-          existing([...batch.keys()]).then(
-            (found) => batch.forEach((callers, id) => callers.forEach((c) => c.resolve(found.has(id)))),
-            (err: unknown) => batch.forEach((callers) => callers.forEach((c) => c.reject(err))),
-          )
-        })
-      }
-      const callers = waiting.get(userId) ?? []
-      callers.push({ resolve, reject })
-      waiting.set(userId, callers)
-    })
+  let batch: { ids: Set<string>; found: Promise<Set<string>> } | null = null
+  return async (userId) => {
+    if (!batch) {
+      const ids = new Set<string>()
+      const found = new Promise((turnEnds) => setImmediate(turnEnds)).then(() => {
+        batch = null
+        return existing([...ids])
+      })
+      batch = { ids, found }
+    }
+    const { ids, found } = batch
+    ids.add(userId)
+    return (await found).has(userId)
+  }
 }
-
-export type KnownUsers = ReturnType<typeof createKnownUsers>

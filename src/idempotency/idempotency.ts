@@ -38,9 +38,9 @@ export interface IdempotentRequest {
 }
 
 /** How long the in-flight lock lives if its request dies without finishing. */
-export const LOCK_TTL_MS = 30_000
+const LOCK_TTL_MS = 30_000
 /** How long a finished answer is replayed. */
-export const KEEP_MS = 24 * 3600 * 1000
+const KEEP_MS = 24 * 3600 * 1000
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/
 
 /** Reads the key of a request (400 if malformed); null when it has none. */
@@ -172,5 +172,3 @@ export function createIdempotencyLocks(redis: Redis) {
     },
   }
 }
-
-export type IdempotencyLocks = ReturnType<typeof createIdempotencyLocks>

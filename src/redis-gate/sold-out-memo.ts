@@ -15,5 +15,3 @@ export function createSoldOutMemo(ttlMs: number, now: () => number = Date.now) {
     },
   }
 }
-
-export type SoldOutMemo = ReturnType<typeof createSoldOutMemo>

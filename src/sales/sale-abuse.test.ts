@@ -1,5 +1,4 @@
 import type { FastifyInstance } from 'fastify'
-import { get, type IncomingHttpHeaders } from 'node:http'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   auditOf,
@@ -10,6 +9,7 @@ import {
   newSale,
   type TestUser,
 } from '../../test/support/app.js'
+import { openStream } from '../../test/support/streams.js'
 
 // What a flash sale does against throwaway accounts and against clients that hoard connections.
 
@@ -69,28 +69,6 @@ describe('live-event streams per worker', () => {
   afterAll(async () => {
     await app.close()
   })
-
-  /** Opens a stream on a connection of its own (no keep-alive reuse); close() hangs up. */
-  function openStream(url: string) {
-    return new Promise<{
-      status: number
-      headers: IncomingHttpHeaders
-      body: Promise<string>
-      close(): void
-    }>((resolve, reject) => {
-      const request = get(url, { agent: false }, (response) => {
-        let body = ''
-        response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk))
-        resolve({
-          status: response.statusCode!,
-          headers: response.headers,
-          body: new Promise((done) => response.on('end', () => done(body))),
-          close: () => request.destroy(),
-        })
-      })
-      request.on('error', reject)
-    })
-  }
 
   it('when a worker holds SSE_MAX_STREAMS_PER_WORKER streams, then the next is 503 TOO_MANY_STREAMS with Retry-After, and a closed one frees a place', async () => {
     const admin = await newAdmin(app)

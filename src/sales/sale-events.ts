@@ -8,6 +8,19 @@ export interface SaleNumbers {
   status: string
 }
 
+/** What the live feed says about a sale, from the sale as a page shows it. */
+export const numbersOf = (sale: {
+  id: number
+  unitsTotal: number
+  remaining: number
+  status: string
+}): SaleNumbers => ({
+  saleId: sale.id,
+  remaining: sale.remaining,
+  taken: sale.unitsTotal - sale.remaining,
+  status: sale.status,
+})
+
 type Listener = (numbers: SaleNumbers) => void
 
 const CHANNEL = 'sale-events'

@@ -6,7 +6,7 @@ import { errorSchema, idempotencyKeyHeader } from '../schemas.js'
 import type { Purchases } from './purchase.service.js'
 import type { SaleEligibility } from './sale-eligibility.js'
 import { purchaseBody, saleIdParams, saleSchema } from './sale.schemas.js'
-import type { SaleEvents, SaleNumbers } from './sale-events.js'
+import { numbersOf, type SaleEvents, type SaleNumbers } from './sale-events.js'
 import type { Sales } from './sales.service.js'
 
 const HEARTBEAT_MS = 15_000
@@ -73,12 +73,7 @@ const saleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: SaleRoutesOptions 
         'x-accel-buffering': 'no',
       })
       const send = (numbers: SaleNumbers) => stream.write(`event: sale\ndata: ${JSON.stringify(numbers)}\n\n`)
-      send({
-        saleId: sale.id,
-        remaining: sale.remaining,
-        taken: sale.unitsTotal - sale.remaining,
-        status: sale.status,
-      })
+      send(numbersOf(sale))
       const unlisten = events.listen(sale.id, send)
       const heartbeat = setInterval(() => stream.write(': heartbeat\n\n'), HEARTBEAT_MS)
       streams.add(stream)

@@ -1,4 +1,5 @@
 import type pg from 'pg'
+import type { StockStrategyName } from '../config.js'
 import type { PoolClient } from 'pg'
 import {
   PG,
@@ -43,8 +44,8 @@ export interface StockLine {
   quantity: number
 }
 
-export const ROW_STRATEGIES = ['optimistic', 'pessimistic', 'atomic'] as const
-export type RowStrategyName = (typeof ROW_STRATEGIES)[number]
+/** The strategies that decide in Postgres alone: every one but redis-gate. */
+export type RowStrategyName = Exclude<StockStrategyName, 'redis-gate'>
 
 /** What a purchase or checkout does besides the stock, and the stock it then reserves. */
 export type WorkBeforeStock<T> = (tx: PoolClient) => Promise<{ lines: StockLine[]; result: T }>
