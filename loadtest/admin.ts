@@ -13,6 +13,9 @@ export type { SaleAuditReport as SaleAudit, SaleView } from '../src/sales/sales.
 /** The product load runs sell, created once: the demo catalogue's stock is left to the storefront. */
 export const LOAD_TEST_SKU = 'loadtest-flash-unit'
 
+/** nginx or a worker said "not now" (502-504): worth asking again. */
+class UnavailableError extends Error {}
+
 export class AdminApi {
   private constructor(
     private readonly baseUrl: string,
@@ -30,6 +33,19 @@ export class AdminApi {
   }
 
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    // A GET is safe to repeat: after a fault, nginx may still count the workers as down for a moment.
+    for (let attempt = 1; method === 'GET'; attempt++) {
+      try {
+        return await this.send<T>(method, path, body)
+      } catch (error) {
+        if (attempt >= 10 || !(error instanceof UnavailableError)) throw error
+        await new Promise((resolve) => setTimeout(resolve, 500))
+      }
+    }
+    return this.send<T>(method, path, body)
+  }
+
+  private async send<T>(method: string, path: string, body?: unknown): Promise<T> {
     const response = await fetch(`${this.baseUrl}${path}`, {
       method,
       headers: {
@@ -40,7 +56,12 @@ export class AdminApi {
       signal: AbortSignal.timeout(10_000),
     })
     const text = await response.text()
-    if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${text}`)
+    if (!response.ok) {
+      const message = `${method} ${path}: ${response.status} ${text.slice(0, 200)}`
+      throw response.status >= 502 && response.status <= 504
+        ? new UnavailableError(message)
+        : new Error(message)
+    }
     return JSON.parse(text) as T
   }
 

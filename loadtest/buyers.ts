@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type autocannon from 'autocannon'
 import type { LoadTestUser } from '../src/auth/load-test-users.js'
-import type { Headers } from './load.js'
+import { answerKey, type Headers } from './load.js'
 
 // The crowd of a flash sale, shared by the stampede and the soak. Buyers take turns (round robin over all
 // users, each request with that user's own token and a fresh Idempotency-Key), and two kinds of
@@ -10,6 +10,9 @@ import type { Headers } from './load.js'
 //   must get the first answer again (Idempotent-Replayed: true), never a second order;
 // - greedy users: a share of all turns goes to a small group who so try again and again, and hit the
 //   per-user limit while units remain.
+// With `retryFailed` (the fault campaign), a buyer whose last purchase got a 5xx sends the same key
+// again on their next turn, as a careful client would, and every such key is kept in `failedKeys` with
+// what each of its answers said, so the campaign can check what the retry got.
 
 export interface BuyerOptions {
   /** Share of requests that resend the user's previous Idempotency-Key. */
@@ -19,6 +22,16 @@ export interface BuyerOptions {
   /** The sale's units and per-user limit, to size the greedy group. */
   units: number
   limit: number
+  /** Resend the key of a purchase that got a 5xx (default false: random replays only). */
+  retryFailed?: boolean
+}
+
+/** A key whose purchase got a 5xx at least once, and every answer it got, in order. */
+export interface FailedKey {
+  userId: string
+  key: string
+  /** "503 SALE_UNAVAILABLE", "201 <order id>", "409 SOLD_OUT", ... */
+  answers: string[]
 }
 
 export interface BuyerTally {
@@ -46,6 +59,9 @@ export function createBuyers(users: LoadTestUser[], options: BuyerOptions) {
   const lastKey: (string | undefined)[] = users.map(() => undefined)
   const keysUsed = users.map(() => 0)
   const freshIds = new Set<string>()
+  // Per user: the key of a purchase whose answer was a 5xx, to be sent again on their next turn.
+  const failed: (string | undefined)[] = users.map(() => undefined)
+  const failedKeys = new Map<string, FailedKey>()
   let turn = 0
   let nextUser = 0
   let nextGreedy = 0
@@ -63,6 +79,7 @@ export function createBuyers(users: LoadTestUser[], options: BuyerOptions) {
 
   return {
     tally,
+    failedKeys,
     start(at: number) {
       startedAt = at
     },
@@ -72,10 +89,15 @@ export function createBuyers(users: LoadTestUser[], options: BuyerOptions) {
       const n = turn++
       const greedyTurn = Math.floor((n + 1) * options.greedyShare) > Math.floor(n * options.greedyShare)
       const u = greedyTurn ? nextGreedy++ % greedyCount : nextUser++ % users.length
-      const retry = lastKey[u] !== undefined && Math.random() < options.replayShare
-      const key = retry ? lastKey[u]! : `${run}-${u}-${++keysUsed[u]!}`
+      const failedKey = failed[u]
+      const retry =
+        failedKey !== undefined || (lastKey[u] !== undefined && Math.random() < options.replayShare)
+      const key = failedKey ?? (retry ? lastKey[u]! : `${run}-${u}-${++keysUsed[u]!}`)
       lastKey[u] = key
+      failed[u] = undefined
       context.retry = retry
+      context.user = u
+      context.key = key
       context.sentAt = performance.now()
       request.method = 'POST'
       request.path = `/api/sales/${saleId}/purchase`
@@ -91,8 +113,16 @@ export function createBuyers(users: LoadTestUser[], options: BuyerOptions) {
     /** Reads a purchase answer: order ids from 201s (fresh or replayed), the first SOLD_OUT. */
     record(status: number, body: string, headers: Headers, context: Record<string, unknown>) {
       const t = Date.now() - startedAt
+      const u = context.user as number
+      const key = context.key as string
+      if (options.retryFailed && status >= 500) {
+        failed[u] = key
+        if (!failedKeys.has(key)) failedKeys.set(key, { userId: users[u]!.id, key, answers: [] })
+      }
+      const ledger = failedKeys.get(key)
       if (status === 201) {
         const order = JSON.parse(body) as { id: string; items: { quantity: number }[] }
+        ledger?.answers.push(`201 ${order.id}`)
         const replayHeader = headers['idempotent-replayed'] ?? headers['Idempotent-Replayed']
         tally.orderIds.add(order.id)
         if (replayHeader === 'true') {
@@ -106,8 +136,11 @@ export function createBuyers(users: LoadTestUser[], options: BuyerOptions) {
         tally.lastOrderMs = t
         if (typeof context.sentAt === 'number')
           tally.createdLatencyMs.push(performance.now() - context.sentAt)
-      } else if (status === 409 && tally.firstSoldOutMs === null && body.includes('"SOLD_OUT"')) {
-        tally.firstSoldOutMs = t
+      } else {
+        ledger?.answers.push(answerKey(status, body))
+        if (status === 409 && tally.firstSoldOutMs === null && body.includes('"SOLD_OUT"')) {
+          tally.firstSoldOutMs = t
+        }
       }
     },
   }

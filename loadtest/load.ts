@@ -63,8 +63,15 @@ export interface LoadStats {
   latencyHistogram: { upToMs: number; count: number }[]
   /** CPU the load generator itself used (this process): it shares the machine with what it measures. */
   generatorCpuSeconds: number
-  /** Answers per second over time, in TIMELINE_STEP_MS steps, split in 2xx and the rest. */
-  timeline: { t: number; ok: number; other: number }[]
+  /** Answers per second over time, in TIMELINE_STEP_MS steps: 2xx, the rest, and of the rest the 5xx. */
+  timeline: TimelineStep[]
+}
+
+export interface TimelineStep {
+  t: number
+  ok: number
+  other: number
+  failed: number
 }
 
 export const TIMELINE_STEP_MS = 250
@@ -107,7 +114,7 @@ export function answerKey(status: number, body: string): string {
 export async function runLoad(options: LoadOptions): Promise<LoadStats> {
   const answers: Record<string, number> = {}
   const histogram = LATENCY_BUCKETS_MS.map((upToMs) => ({ upToMs, count: 0 }))
-  const timeline: { t: number; ok: number; other: number }[] = []
+  const timeline: TimelineStep[] = []
   let started = Date.now()
   let answered = 0
 
@@ -160,9 +167,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadStats> {
       bucket.count++
       const step = Math.floor((Date.now() - started) / TIMELINE_STEP_MS)
       while (timeline.length <= step)
-        timeline.push({ t: (timeline.length * TIMELINE_STEP_MS) / 1000, ok: 0, other: 0 })
+        timeline.push({ t: (timeline.length * TIMELINE_STEP_MS) / 1000, ok: 0, other: 0, failed: 0 })
       if (statusCode >= 200 && statusCode < 300) timeline[step]!.ok++
       else timeline[step]!.other++
+      if (statusCode >= 500) timeline[step]!.failed++
     })
     // Ctrl-C stops the load (autocannon then reports what it has), not the process: the verifier still runs.
     const stop = () => instance.stop()
@@ -196,7 +204,12 @@ export async function runLoad(options: LoadOptions): Promise<LoadStats> {
     // The last step is usually partial: leave it out rather than draw a false drop.
     timeline: timeline
       .slice(0, Math.max(1, Math.floor((result.duration * 1000) / TIMELINE_STEP_MS)))
-      .map((s) => ({ t: s.t, ok: s.ok * perSecond, other: s.other * perSecond })),
+      .map((s) => ({
+        t: s.t,
+        ok: s.ok * perSecond,
+        other: s.other * perSecond,
+        failed: s.failed * perSecond,
+      })),
   }
 }
 

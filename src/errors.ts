@@ -191,6 +191,15 @@ export class SaleUnavailableError extends AppError {
   }
 }
 
+/** A server the request needs (Postgres, Redis) is away or saturated right now: retry shortly. */
+export class DependencyUnavailableError extends AppError {
+  constructor(cause?: unknown) {
+    super(503, 'DEPENDENCY_UNAVAILABLE', 'a server this request needs is unavailable; try again in a moment')
+    this.cause = cause
+    this.headers = { 'retry-after': '1' }
+  }
+}
+
 export class InvalidSaleWindowError extends fixedAnswer(
   400,
   'INVALID_SALE_WINDOW',

@@ -38,7 +38,7 @@ if [ -z "${API_UPSTREAM_SERVERS:-}" ]; then
   API_UPSTREAM_SERVERS=''
   i=0
   while [ "$i" -lt "${API_INSTANCES:-2}" ]; do
-    line="        server ${API_HOST:-app}:$((${PORT:-23000} + i)) max_fails=3 fail_timeout=5s;"
+    line="        server ${API_HOST:-app}:$((${PORT:-23000} + i)) max_fails=0;"
     API_UPSTREAM_SERVERS="${API_UPSTREAM_SERVERS:+$API_UPSTREAM_SERVERS
 }$line"
     i=$((i + 1))

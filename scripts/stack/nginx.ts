@@ -97,9 +97,7 @@ export async function renderNginxConf(n: NginxSetup): Promise<string> {
     NGINX_PORT: String(n.port),
     NGINX_ADMIN_PORT: String(n.adminPort),
     JOBS_METRICS_ADDRESS: n.jobsMetrics,
-    API_UPSTREAM_SERVERS: n.upstreams
-      .map((u) => `        server ${u} max_fails=3 fail_timeout=5s;`)
-      .join('\n'),
+    API_UPSTREAM_SERVERS: n.upstreams.map((u) => `        server ${u} max_fails=0;`).join('\n'),
     NGINX_BUY_RATE: n.limits.buyRate,
     NGINX_BUY_BURST: String(n.limits.buyBurst),
     NGINX_LOGIN_RATE: n.limits.loginRate,
@@ -153,6 +151,11 @@ export async function ensureNginx(n: NginxSetup, log: Log): Promise<void> {
   log(`nginx: starting on 127.0.0.1:${n.port} (admin 127.0.0.1:${n.adminPort})`)
   await run('nginx', nginxArgs(n))
   await waitFor(`nginx on port ${n.port}`, () => portAnswers(n.port), 10_000)
+}
+
+/** `nginx -s reload`: new workers take the configuration, old ones finish their requests. */
+export async function reloadNginx(n: NginxSetup): Promise<void> {
+  await run('nginx', [...nginxArgs(n), '-s', 'reload'])
 }
 
 export async function stopNginx(n: NginxSetup, log: Log): Promise<void> {

@@ -21,7 +21,7 @@ const PM2 = path.join(REPO_ROOT, 'node_modules', '.bin', 'pm2')
 // The ecosystem's apps: the `api` cluster (one worker per instance) and the `jobs` fork process.
 const APPS = ['api', 'jobs']
 
-function pm2(a: AppSetup, args: string[]) {
+export function pm2(a: AppSetup, args: string[]) {
   const env = {
     ...process.env,
     ...a.env,
@@ -40,13 +40,13 @@ export const daemonPid = (a: AppSetup) => livePidFromFile(daemonPidFile(a), `God
 export const workerUrls = (a: AppSetup) =>
   Array.from({ length: a.instances }, (_, n) => `http://127.0.0.1:${a.apiPort + n}`)
 
-interface Pm2Process {
+export interface Pm2Process {
   name: string
   pid: number
-  pm2_env: { status: string }
+  pm2_env: { status: string; NODE_APP_INSTANCE?: number }
 }
 
-async function listApp(a: AppSetup): Promise<Pm2Process[]> {
+export async function listApp(a: AppSetup): Promise<Pm2Process[]> {
   const { stdout } = await pm2(a, ['jlist'])
   const json = stdout.slice(stdout.indexOf('['))
   return (JSON.parse(json) as Pm2Process[]).filter((p) => APPS.includes(p.name))

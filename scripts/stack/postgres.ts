@@ -128,6 +128,12 @@ export async function waitForStreaming(s: PostgresSetup, timeoutMs = 30_000): Pr
   }
 }
 
+/** Stops a cluster the way a crash would (`pg_ctl -m immediate`): no checkpoint, recovery at the next start. */
+export async function crashCluster(s: PostgresSetup, role: Role): Promise<void> {
+  if (postgresPid(s, role) === undefined) return
+  await pgTool(s, 'pg_ctl', ['stop', '-D', dataDir(s, role), '-w', '-t', '30', '-m', 'immediate'])
+}
+
 /** Stops a cluster (fast shutdown: active sessions are cut, nothing is lost) if it runs. */
 export async function stopCluster(s: PostgresSetup, role: Role, log: Log): Promise<void> {
   if (postgresPid(s, role) === undefined) return
@@ -203,12 +209,12 @@ function serverSettings(s: PostgresSetup, role: Role): string {
   ].join('\n')
 }
 
-function superuserClient(s: PostgresSetup, role: Role = 'primary') {
+export function superuserClient(s: PostgresSetup, role: Role = 'primary', database = 'postgres') {
   return new pg.Client({
     host: s.paths.sockets,
     port: portOf(s, role),
     user: 'postgres',
-    database: 'postgres',
+    database,
   })
 }
 

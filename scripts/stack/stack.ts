@@ -5,9 +5,17 @@ import { loadConfig } from '../../src/config.js'
 import { migrate } from '../../src/db/migrate.js'
 import { seed } from '../../src/demo/seed.js'
 import { buildApp } from './build.js'
-import { ensureNginx, nginxLimitsFromEnv, stopNginx, type NginxLimits, type NginxSetup } from './nginx.js'
+import {
+  ensureNginx,
+  nginxLimitsFromEnv,
+  nginxPid,
+  reloadNginx,
+  stopNginx,
+  type NginxLimits,
+  type NginxSetup,
+} from './nginx.js'
 import { createPostgresRoot, existingPostgresRoot, postgresPaths, REPO_ROOT, stackPaths } from './paths.js'
-import { ensureApp, stopApp, type AppSetup } from './pm2.js'
+import { ensureApp, listApp, pm2, stopApp, type AppSetup } from './pm2.js'
 import {
   ensurePrometheus,
   prometheusStatus,
@@ -17,14 +25,17 @@ import {
   type PrometheusStatus,
 } from './prometheus.js'
 import {
+  crashCluster,
   ensurePrimary,
   ensureReplica,
+  postgresPid,
   stopCluster,
+  superuserClient,
   waitForStreaming,
   type PostgresSetup,
 } from './postgres.js'
 import { httpStatus, type Log } from './process.js'
-import { ensureRedis, redisPing, stopRedis, type RedisSetup } from './redis.js'
+import { ensureRedis, redisPid, redisPing, stopRedis, type RedisSetup } from './redis.js'
 import { stackFolderJwtSecret } from './secrets.js'
 import { ensureSystemPackages, postgresBinDir, type SystemServer } from './system-packages.js'
 
@@ -394,6 +405,44 @@ export async function startService(
   await ensureReplica(pgSetup, log)
   await waitForStreaming(pgSetup)
 }
+
+/**
+ * The stack's own processes and a few levers on them, for the fault campaign (loadtest/faults/): each
+ * server's PID (to kill, pause or resume it), PM2, nginx's reload, a crash-like Postgres stop, and a
+ * superuser session. Only processes this stack's folder records are ever named.
+ */
+export async function stackHandles(o: StackOptions) {
+  const urls = stackUrls(o)
+  const pgSetup = await postgresSetup(o, false)
+  const app = appSetup(o, urls)
+  const postgres = () => {
+    if (!pgSetup || !o.services.postgres) throw new Error(`the ${o.name} stack runs no local Postgres`)
+    return pgSetup
+  }
+  return {
+    pid(server: ServiceName | 'nginx'): number | undefined {
+      if (server === 'redis') return o.services.redis ? redisPid(redisSetup(o)) : undefined
+      if (server === 'nginx') return nginxPid(nginxSetup(o, urls))
+      return pgSetup ? postgresPid(pgSetup, server) : undefined
+    },
+    /** The PM2 processes: `api` workers (by instance) and `jobs`, with their PIDs. */
+    async appProcesses(): Promise<{ name: string; pid: number; instance: number }[]> {
+      return (await listApp(app)).map((p) => ({
+        name: p.name,
+        pid: p.pid,
+        instance: p.pm2_env.NODE_APP_INSTANCE ?? 0,
+      }))
+    },
+    pm2: (args: string[]) => pm2(app, args),
+    reloadNginx: () => reloadNginx(nginxSetup(o, urls)),
+    crashPostgres: (role: 'primary' | 'replica') => crashCluster(postgres(), role),
+    /** A superuser connection (over the private socket) to one cluster and database. */
+    superuser: (role: 'primary' | 'replica', database: string) => superuserClient(postgres(), role, database),
+    redisDir: redisSetup(o).dir,
+  }
+}
+
+export type StackHandles = Awaited<ReturnType<typeof stackHandles>>
 
 function assertLocal(o: StackOptions, service: ServiceName) {
   const enabled = { primary: o.services.postgres, replica: o.services.replica, redis: o.services.redis }[

@@ -41,14 +41,14 @@ export function createCatalog(deps: { db: Db; cache: TwoLevelCache }) {
   const { db } = deps
   const products = deps.cache.family<Product>('product', PRODUCT_CACHE)
 
-  // Served through the two-level cache; on a miss the product is read from `readPool()` (the replica
+  // Served through the two-level cache; on a miss the product is read through `db.read` (the replica
   // while its lag is under the bound, display only). Nothing that decides stock reads through here.
   // Concurrency: right after a write the miss reads the primary instead. The write's invalidation is
   // instant but the replica replays it up to REPLICA_MAX_LAG_MS later; a reload from the replica in
   // between would put the old row back into L2 for its whole TTL (45 s) under the new version.
   async function getProduct(id: number): Promise<Product> {
     const product = await products.get(id, ({ recentlyWritten }) =>
-      findProduct(recentlyWritten ? db.primary : db.readPool(), id),
+      recentlyWritten ? findProduct(db.primary, id) : db.read((pool) => findProduct(pool, id)),
     )
     if (!product) throw new NotFoundError(`product ${id}`)
     return product
@@ -57,7 +57,7 @@ export function createCatalog(deps: { db: Db; cache: TwoLevelCache }) {
   // Pages are not cached (one product change would touch every page that shows it); they read the
   // replica while it is within the lag bound. Display only: the replica may lag.
   async function listProducts(cursor: string | undefined, limit: number): Promise<ProductPage> {
-    const items = await listProductsAfter(db.readPool(), decodeCursor(cursor), limit)
+    const items = await db.read((pool) => listProductsAfter(pool, decodeCursor(cursor), limit))
     const last = items.at(-1)
     return { items, nextCursor: items.length === limit && last ? encodeCursor(last.id) : null }
   }

@@ -1,5 +1,6 @@
 import pg from 'pg'
 import type { Config } from '../config.js'
+import { isDependencyUnavailable } from '../dependency-errors.js'
 import type { Metrics } from '../metrics.js'
 import { createReplicaLagMonitor, type ReplicaLagMonitor } from './replica-lag.js'
 
@@ -11,6 +12,11 @@ export interface Db {
   primary: pg.Pool
   replica: pg.Pool
   readPool(): pg.Pool
+  /**
+   * Runs a catalog read on readPool(); if that was the replica and it turned out to be away (stopped,
+   * restarting), the read runs again on the primary, so a replica outage costs a retry, not an error.
+   */
+  read<T>(query: (pool: pg.Pool) => Promise<T>): Promise<T>
 }
 
 // Postgres returns bigint (int8) and numeric as strings by default; our ids and counters fit in a JS
@@ -93,7 +99,18 @@ export async function openDatabase(config: Config, metrics: Metrics, log: Log) {
   await replicaLag.start()
   metrics.trackPool('primary', primary)
   metrics.trackPool('replica', replica)
-  const db: Db = { primary, replica, readPool: replicaLag.readPool }
+  const read = async <T>(query: (pool: pg.Pool) => Promise<T>): Promise<T> => {
+    const pool = replicaLag.readPool()
+    try {
+      return await query(pool)
+    } catch (err) {
+      // The lag probe notices a dead replica within one probe interval; reads in that window would fail.
+      if (pool !== replica || !isDependencyUnavailable(err)) throw err
+      replicaLag.replicaFailed()
+      return query(primary)
+    }
+  }
+  const db: Db = { primary, replica, readPool: replicaLag.readPool, read }
   return {
     db,
     replicaLag,

@@ -32,6 +32,8 @@ export interface ReplicaLagState {
 export interface ReplicaLagMonitor {
   /** The pool catalog reads should use right now; never throws. */
   readPool(): pg.Pool
+  /** A read on the replica failed because it is away: read from the primary until a probe says otherwise. */
+  replicaFailed(): void
   state(): ReplicaLagState
   /** Measures once (the timer calls this every probe interval) and returns the new state. */
   probe(): Promise<ReplicaLagState>
@@ -161,6 +163,12 @@ export function createReplicaLagMonitor(options: ReplicaLagOptions): ReplicaLagM
 
   return {
     readPool: () => (state.readsFrom === 'replica' ? replica : primary),
+    replicaFailed() {
+      if (state.readsFrom === 'primary') return
+      log.warn({}, 'a read on the replica failed; catalog reads moved to the primary')
+      state = { replicaUp: false, lagSeconds: undefined, readsFrom: 'primary' }
+      gauges.replicaInUse.set(0)
+    },
     state: () => state,
     probe,
     async start() {

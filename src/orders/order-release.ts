@@ -32,21 +32,24 @@ export function stockOf(order: Order): { stock: StockTable; lines: StockLine[] }
 }
 
 /**
- * Gives the stock of cancelled or expired orders back (reserved -> available), then runs the
- * inTransaction hook, inside the caller's transaction.
- * Concurrency: rows are updated as one sum per stock row in key order: releasing order by order would
- * lock rows in arbitrary order, and two releasers (or a release and a checkout) taking the same rows
- * in different orders could deadlock.
+ * Gives the stock of cancelled or expired orders back (reserved -> available), inside the caller's
+ * transaction, after the inTransaction hook (a sale's per-user units).
+ * Concurrency: the stock rows come last, and in key order, as one sum per row. The order batcher
+ * raises per-user units first and updates the sale's stock row last, just before COMMIT; a release
+ * that took the stock row first and the per-user rows after would lock the same rows in the opposite
+ * order, and under a stampede with reservations expiring the two deadlock (Postgres aborts one of them
+ * after deadlock_timeout: the sweep fails, or a whole batch of buyers gets 503). Last also means the
+ * hot stock row is held only for the end of the transaction.
  */
 export async function releaseOrdersStock(
   tx: PoolClient,
   orders: Order[],
   hooks: ReleaseHooks,
 ): Promise<void> {
+  await hooks.inTransaction?.(tx, orders)
   for (const { stock, lines } of sumPerStockRow(orders.map(stockOf))) {
     await releaseReserved(tx, stock, lines)
   }
-  await hooks.inTransaction?.(tx, orders)
 }
 
 function sumPerStockRow(parts: { stock: StockTable; lines: StockLine[] }[]) {

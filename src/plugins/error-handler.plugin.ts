@@ -1,13 +1,20 @@
 import type { FastifyError } from 'fastify'
 import fp from 'fastify-plugin'
-import { AppError, IdempotentReplayError } from '../errors.js'
+import { isDependencyUnavailable } from '../dependency-errors.js'
+import { AppError, IdempotentReplayError, DependencyUnavailableError } from '../errors.js'
 
 // The one place where errors become HTTP answers, always shaped `{ code, message }`.
 // Named errors keep their status and code; Fastify's own 4xx (bad JSON, body too large, validation)
-// keep theirs; anything else is a 5xx whose details go to the log, never to the client.
+// keep theirs; a dependency that is away is a 503; anything else is a 5xx whose details go to the log, never to the client.
 export default fp(
   async (app) => {
-    app.setErrorHandler((error: FastifyError | AppError, request, reply) => {
+    app.setErrorHandler((thrown: FastifyError | AppError, request, reply) => {
+      // A dependency that is away (Postgres restarting, Redis paused, the pool exhausted) is a 503 with
+      // Retry-After, not a 500: the client should come back in a moment, and nobody should be paged for a bug.
+      const error =
+        !(thrown instanceof AppError) && isDependencyUnavailable(thrown)
+          ? new DependencyUnavailableError(thrown)
+          : thrown
       if (error instanceof IdempotentReplayError) {
         return reply.header('idempotent-replayed', 'true').status(error.storedStatus).send(error.storedBody)
       }

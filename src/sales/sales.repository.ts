@@ -155,23 +155,30 @@ export async function addUserUnitsWithinLimit(
 
 /**
  * Lowers users' units in sales when their orders are cancelled or expire, inside the release's
- * transaction. Concurrency: rows are updated in (sale, user) order, so two releasers, or a release
- * and a batch raising the same users' units, lock them in the same order and cannot deadlock.
+ * transaction: one statement for the whole release, summed per (sale, user).
+ * Concurrency: the rows are locked in (sale, user) order first (the ORDER BY ... FOR UPDATE), the
+ * order in which a batch raises them (addUserUnitsWithinLimit), so two releasers, or a release and
+ * a batch sharing users, cannot deadlock.
  */
 export async function releaseUserUnits(
   tx: Queryable,
   holdings: { saleId: number; userId: string; units: number }[],
 ): Promise<void> {
-  const ordered = [...holdings].sort(
-    (a, b) => a.saleId - b.saleId || (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0),
+  if (holdings.length === 0) return
+  await tx.query(
+    `WITH released AS (
+       SELECT sale_id, user_id, sum(units)::int AS units
+         FROM unnest($1::bigint[], $2::uuid[], $3::int[]) AS t (sale_id, user_id, units)
+        GROUP BY sale_id, user_id),
+     locked AS (
+       SELECT u.sale_id, u.user_id FROM sale_user_units u JOIN released r USING (sale_id, user_id)
+        ORDER BY u.sale_id, u.user_id
+          FOR UPDATE OF u)
+     UPDATE sale_user_units s SET units = s.units - r.units
+       FROM locked l JOIN released r USING (sale_id, user_id)
+      WHERE s.sale_id = l.sale_id AND s.user_id = l.user_id`,
+    [holdings.map((h) => h.saleId), holdings.map((h) => h.userId), holdings.map((h) => h.units)],
   )
-  for (const { saleId, userId, units } of ordered) {
-    await tx.query('UPDATE sale_user_units SET units = units - $3 WHERE sale_id = $1 AND user_id = $2', [
-      saleId,
-      userId,
-      units,
-    ])
-  }
 }
 
 export interface SaleAudit {

@@ -100,7 +100,9 @@ export function createSales(deps: { db: Db; path: PurchasePath; cache: TwoLevelC
   // The sale's fixed facts may come from the cache or the replica; its remaining units never do.
   async function factsOf(saleId: number): Promise<SaleFacts> {
     const sale = await facts.get(saleId, async ({ recentlyWritten }) => {
-      const found = await findSale(recentlyWritten ? db.primary : db.readPool(), saleId)
+      const found = recentlyWritten
+        ? await findSale(db.primary, saleId)
+        : await db.read((pool) => findSale(pool, saleId))
       return found && toFacts(found)
     })
     if (!sale) throw new NotFoundError(`sale ${saleId}`)
@@ -136,7 +138,8 @@ export function createSales(deps: { db: Db; path: PurchasePath; cache: TwoLevelC
     },
 
     async listSales(): Promise<SaleView[]> {
-      return Promise.all((await listCurrentSales(db.readPool(), 50)).map((sale) => view(toFacts(sale))))
+      const sales = await db.read((pool) => listCurrentSales(pool, 50))
+      return Promise.all(sales.map((sale) => view(toFacts(sale))))
     },
 
     /** The invariant report of one sale, from the primary and the purchase path (the gate's numbers). */

@@ -1,0 +1,548 @@
+import path from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { LoadTestUser } from '../../src/auth/load-test-users.js'
+import { createLoadTestUsers } from '../../src/auth/load-test-users.js'
+import type { StockStrategyName } from '../../src/config.js'
+import { loadConfig } from '../../src/config.js'
+import {
+  stackHandles,
+  stackOptionsFromEnv,
+  stackUp,
+  stackUrls,
+  type StackHandles,
+  type StackOptions,
+} from '../../scripts/stack/stack.js'
+import { httpStatus, waitFor } from '../../scripts/stack/process.js'
+import { AdminApi, type SaleView } from '../admin.js'
+import { createBuyers, type Buyers, type FailedKey } from '../buyers.js'
+import { runLoad, type LoadRequest, type LoadStats } from '../load.js'
+import { scrape, sumOf } from '../prometheus.js'
+import { noEvidence, saleEvidence, watchSale } from '../scenarios/common.js'
+import { LOAD_TEST_NGINX_LIMITS, LOAD_TEST_APP_LIMITS, loadTarget, type LoadTarget } from '../target.js'
+import { verifyInvariants, type Check, type Verification } from '../verify.js'
+import { createFaultLibrary, seededRandom, type FaultEvent, type FaultLibrary } from './fault-library.js'
+
+// Runs one fault case: a flash sale through nginx on the campaign's own stack, the case's fault
+// injected at a seeded random moment while the load runs, the servers healed, a quiet period, then the
+// invariant verifier (I1-I5) and the case's own checks. See docs/reliability.md.
+
+/** The campaign's stack: its own folder and ports (offset 400), so it never disturbs the dev or test stack. */
+export const FAULTS_PORT_OFFSET = 400
+
+/**
+ * Settings every case runs with, on top of the load-test limits: gate tokens and reservations expire
+ * within seconds (so the reconciler and the sweeper act during the run, not after it), and the
+ * reconciler and sweeper run often.
+ */
+export const CAMPAIGN_APP_ENV: Record<string, string> = {
+  GATE_TOKEN_TTL_MS: '5000',
+  RECONCILE_INTERVAL_MS: '500',
+  RESERVATION_TTL_SECONDS: '5',
+  SWEEP_INTERVAL_MS: '1000',
+  LOG_LEVEL: 'warn',
+}
+
+/**
+ * The buyers' own timeout: longer than nginx's proxy_read_timeout (10 s), so a request nginx gives up
+ * on is seen as nginx's answer, and a request without any answer by then truly hangs.
+ */
+const CLIENT_TIMEOUT_SECONDS = 15
+
+export interface CaseLoad {
+  /** purchase: buyers only; mixed: buyers, catalogue pages and a read-your-writes prober; hot-key: GETs of one product. */
+  kind: 'purchase' | 'mixed' | 'hot-key'
+  connections: number
+  durationSeconds: number
+  /** Requests per second over all connections; 0: as fast as answered. */
+  rate: number
+  users: number
+  limit: number
+}
+
+const DEFAULT_LOAD: CaseLoad = {
+  kind: 'purchase',
+  connections: 100,
+  durationSeconds: 14,
+  rate: 700,
+  users: 3000,
+  limit: 2,
+}
+
+export interface CaseContext {
+  options: StackOptions
+  handles: StackHandles
+  target: LoadTarget
+  admin: AdminApi
+  load: CaseLoad
+  /** The case's sale (none for the hot-key case). */
+  sale: SaleView | null
+  /** The product the hot-key case reads. */
+  productId: number
+  log(message: string): void
+}
+
+/** What a case observed, for its own checks and the report. */
+export interface Observation {
+  load: LoadStats
+  events: FaultEvent[]
+  failedKeys: FailedKey[]
+  probe: ProbeResult | null
+  /** Counters of the workers' metrics over the run (cache loads, batches ...). */
+  counters: Record<string, number>
+  /** The app's PM2 processes before and after the run (pid, restarts), for "every process survives". */
+  processes: { before: ProcessInfo[]; after: ProcessInfo[] }
+  /** Scratch space the case's inject step fills (what it measured while injecting). */
+  notes: Record<string, number | string>
+}
+
+export interface ProcessInfo {
+  name: string
+  pid: number
+  instance: number
+}
+
+export interface FaultCase {
+  name: string
+  title: string
+  /** What is done to the stack, in one sentence. */
+  fault: string
+  /** What Stampede promises while and after it happens. */
+  promise: string
+  /** The honest limits of that promise. */
+  limits: string
+  strategy?: StockStrategyName
+  /** Settings the workers run with for this case, on top of CAMPAIGN_APP_ENV. */
+  appEnv?: Record<string, string>
+  load?: Partial<CaseLoad>
+  /** Runs while the load runs; must leave every server it broke running again before it returns. */
+  inject(faults: FaultLibrary, ctx: CaseContext, notes: Observation['notes']): Promise<void>
+  check?(ctx: CaseContext, seen: Observation): Promise<Check[]> | Check[]
+  /** Counters (metric name, labels) to measure over the run, for check(). */
+  counters?: Record<string, { metric: string; labels?: Record<string, string> }>
+}
+
+export interface CaseResult {
+  name: string
+  title: string
+  seed: number
+  strategy: string
+  load: CaseLoad
+  requests: number
+  ok2xx: number
+  client4xx: number
+  server5xx: number
+  /** Requests without an answer: socket errors and timeouts (autocannon counts timeouts as errors). */
+  errors: number
+  orders: number
+  drift: number | null
+  answers: Record<string, number>
+  latencyMs: LoadStats['latencyMs']
+  events: FaultEvent[]
+  notes: Record<string, number | string>
+  checks: Check[]
+  verdict: 'pass' | 'FAIL'
+  seconds: number
+}
+
+export function campaignStackOptions(env: NodeJS.ProcessEnv, fc: FaultCase): StackOptions {
+  const config = loadConfig(env)
+  return stackOptionsFromEnv(
+    { ...LOAD_TEST_NGINX_LIMITS, ...env },
+    {
+      name: 'faults',
+      dir: path.join(config.STACK_DIR, 'faults'),
+      portOffset: FAULTS_PORT_OFFSET,
+      services: { prometheus: false },
+      appEnv: {
+        ...LOAD_TEST_APP_LIMITS,
+        ...CAMPAIGN_APP_ENV,
+        STOCK_STRATEGY: fc.strategy ?? 'redis-gate',
+        ...fc.appEnv,
+      },
+    },
+  )
+}
+
+async function appProcesses(handles: StackHandles): Promise<ProcessInfo[]> {
+  return (await handles.appProcesses()).map(({ name, pid, instance }) => ({ name, pid, instance }))
+}
+
+/**
+ * Waits until the stack is whole again: every worker ready (primary, replica and Redis answer it) and
+ * nginx serving both its public and admin side, after a fault healed.
+ */
+async function waitForHealthy(options: StackOptions, timeoutMs = 60_000): Promise<void> {
+  const urls = stackUrls(options)
+  const probes = [
+    ...urls.workers.map((url) => `${url}/health/ready`),
+    `${urls.nginxUrl}/health/live`,
+    `${urls.nginxAdminUrl}/health/live`,
+  ]
+  await waitFor(
+    'the stack to be healthy again',
+    async () => (await Promise.all(probes.map((url) => httpStatus(url)))).every((s) => s === 200),
+    timeoutMs,
+  )
+}
+
+export async function runCase(
+  fc: FaultCase,
+  seed: number,
+  env: NodeJS.ProcessEnv,
+  log: (message: string) => void,
+): Promise<CaseResult> {
+  const started = Date.now()
+  const load = { ...DEFAULT_LOAD, ...fc.load }
+  const options = campaignStackOptions(env, fc)
+  await stackUp(options, (message) => log(`stack: ${message}`))
+  await waitForHealthy(options)
+  const handles = await stackHandles(options)
+  const target = loadTarget(options)
+  try {
+    const admin = await AdminApi.connect(target)
+    const productId = await admin.loadTestProduct(target.db)
+    // Sized so that units remain however fast the run goes: each request buys at most one unit.
+    const units = Math.max(1000, load.rate * load.durationSeconds)
+    const sale =
+      load.kind === 'hot-key'
+        ? null
+        : await admin.createSale({
+            productId,
+            units,
+            perUserLimit: load.limit,
+            priceCents: 999,
+            openSeconds: load.durationSeconds + 600,
+          })
+    const users =
+      load.kind === 'hot-key' ? [] : await createLoadTestUsers(target.db, target.config, load.users)
+    const ctx: CaseContext = { options, handles, target, admin, load, sale, productId, log }
+    log(
+      sale
+        ? `sale ${sale.id}: ${units} units, ${users.length} buyers, ${load.connections} connections at ${load.rate}/s for ${load.durationSeconds} s`
+        : `product ${productId}: ${load.connections} connections for ${load.durationSeconds} s`,
+    )
+    const observed = await observe(fc, ctx, seed, users)
+    return await judge(fc, ctx, seed, observed, users, started)
+  } finally {
+    await target.close()
+  }
+}
+
+interface Observed extends Observation {
+  buyers: Buyers | null
+}
+
+async function observe(
+  fc: FaultCase,
+  ctx: CaseContext,
+  seed: number,
+  users: LoadTestUser[],
+): Promise<Observed> {
+  const { target, sale, load } = ctx
+  let startedAt = Date.now()
+  const stock = sale ? watchSale(target, sale.id, () => startedAt) : null
+  const buyers = sale
+    ? createBuyers(users, {
+        replayShare: 0.05,
+        greedyShare: 0.05,
+        units: sale.unitsTotal,
+        limit: load.limit,
+        retryFailed: true,
+      })
+    : null
+  const faults = createFaultLibrary({
+    options: ctx.options,
+    handles: ctx.handles,
+    random: seededRandom(seed),
+    elapsedMs: () => Date.now() - startedAt,
+    remaining: () => stock?.remaining(),
+    log: ctx.log,
+  })
+  const notes: Observation['notes'] = {}
+  const prober = load.kind === 'mixed' && sale ? await startProber(ctx, sale) : null
+  const before = await appProcesses(ctx.handles)
+  const countersBefore = await readCounters(fc, target)
+
+  let loadStarted!: () => void
+  const started = new Promise<void>((resolve) => (loadStarted = resolve))
+  const loadRun = runLoad({
+    title: fc.name,
+    url: target.nginxUrl,
+    connections: load.connections,
+    durationSeconds: load.durationSeconds,
+    ...(load.rate > 0 ? { overallRate: load.rate } : {}),
+    timeoutSeconds: CLIENT_TIMEOUT_SECONDS,
+    requests: requestsFor(ctx, buyers),
+    onStart: (at) => {
+      startedAt = at
+      buyers?.start(at)
+      loadStarted()
+    },
+    progressNote: () =>
+      sale ? `${stock?.remaining() ?? sale.unitsTotal}/${sale.unitsTotal} units left` : '',
+  })
+  // The fault runs beside the load; its failure must not leave the load (or a paused server) behind.
+  const injected = started.then(() => fc.inject(faults, ctx, notes))
+  const [loadResult, injectResult] = await Promise.allSettled([loadRun, injected])
+  faults.resumeAll()
+  stock?.stop()
+  const probe = prober ? await prober.stop() : null
+  if (injectResult.status === 'rejected') throw injectResult.reason
+  if (loadResult.status === 'rejected') throw loadResult.reason
+  await waitForHealthy(ctx.options)
+  const after = await appProcesses(ctx.handles)
+  const countersAfter = await readCounters(fc, target)
+  const counters = Object.fromEntries(
+    Object.keys(countersAfter).map((k) => [k, countersAfter[k]! - (countersBefore[k] ?? 0)]),
+  )
+  return {
+    load: loadResult.value,
+    events: faults.events,
+    failedKeys: buyers ? [...buyers.failedKeys.values()] : [],
+    probe,
+    counters,
+    processes: { before, after },
+    notes,
+    buyers,
+  }
+}
+
+async function readCounters(fc: FaultCase, target: LoadTarget): Promise<Record<string, number>> {
+  if (!fc.counters) return {}
+  // The workers' own endpoints: the merged view lives in the jobs process, which a case may kill.
+  const samples = (await scrape({ merged: '', workers: target.metrics.workers }))?.samples ?? []
+  return Object.fromEntries(
+    Object.entries(fc.counters).map(([name, c]) => [name, sumOf(samples, c.metric, c.labels)]),
+  )
+}
+
+function requestsFor(ctx: CaseContext, buyers: Buyers | null): LoadRequest[] {
+  const { sale, productId } = ctx
+  if (!sale || !buyers) return [{ method: 'GET', path: `/api/products/${productId}` }]
+  const purchase: LoadRequest = {
+    setupRequest: (request, context) => buyers.next(request, context, sale.id),
+    onResponse: (status, body, context, headers) => buyers.record(status, body, headers, context),
+  }
+  if (ctx.load.kind === 'purchase') return [purchase]
+  // Catalogue pages are not cached: every one is a read on the replica while it is in use.
+  return [purchase, { method: 'GET', path: '/api/products?limit=20' }]
+}
+
+/** What the read-your-writes prober saw: every own order and cart read right after the write. */
+export interface ProbeResult {
+  orderReads: number
+  orderMisses: number
+  cartReads: number
+  cartMisses: number
+  /** Answers that were neither the expected one nor a "no" the API may give (409, 429). */
+  unexpected: Record<string, number>
+}
+
+/**
+ * A few buyers who check what they just did: after each 201 they read the order back, after each cart
+ * write they read the cart back, at once, through nginx. Both reads must see the write (read-your-writes
+ * on the primary), whatever the replica is doing.
+ */
+async function startProber(ctx: CaseContext, sale: SaleView) {
+  const users = await createLoadTestUsers(ctx.target.db, ctx.target.config, 40)
+  const result: ProbeResult = { orderReads: 0, orderMisses: 0, cartReads: 0, cartMisses: 0, unexpected: {} }
+  const url = ctx.target.nginxUrl
+  let stopped = false
+  const odd = (what: string, status: number) => {
+    const key = `${what} ${status}`
+    result.unexpected[key] = (result.unexpected[key] ?? 0) + 1
+  }
+  const call = async (user: LoadTestUser, method: string, route: string, body?: unknown, headers = {}) => {
+    const response = await fetch(`${url}${route}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${user.token}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        ...headers,
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(10_000),
+    })
+    return {
+      status: response.status,
+      etag: response.headers.get('etag'),
+      json: (await response.json()) as unknown,
+    }
+  }
+  const loop = async (user: LoadTestUser, n: number) => {
+    for (let round = 0; !stopped; round++) {
+      const bought = await call(
+        user,
+        'POST',
+        `/api/sales/${sale.id}/purchase`,
+        { quantity: 1 },
+        {
+          'idempotency-key': `probe-${n}-${round}`,
+        },
+      )
+      if (bought.status === 201) {
+        const id = (bought.json as { id: string }).id
+        const read = await call(user, 'GET', `/api/orders/${id}`)
+        result.orderReads++
+        if (read.status !== 200 || (read.json as { id?: string }).id !== id) result.orderMisses++
+      } else if (bought.status !== 409 && bought.status !== 429) odd('purchase', bought.status)
+      const cart = await call(user, 'GET', '/api/cart')
+      if (cart.status !== 200) odd('cart read', cart.status)
+      const quantity = (round % 3) + 1
+      const written = await call(
+        user,
+        'PUT',
+        `/api/cart/items/${ctx.productId}`,
+        { quantity },
+        {
+          'if-match': cart.etag ?? '*',
+        },
+      )
+      if (written.status === 200) {
+        const reread = await call(user, 'GET', '/api/cart')
+        result.cartReads++
+        const items = (reread.json as { items?: { productId: number; quantity: number }[] }).items ?? []
+        if (!items.some((i) => i.productId === ctx.productId && i.quantity === quantity)) result.cartMisses++
+      } else odd('cart write', written.status)
+      await sleep(100)
+    }
+  }
+  const loops = users.map((user, n) => loop(user, n).catch((err: Error) => odd(`prober ${err.name}`, 0)))
+  return {
+    async stop(): Promise<ProbeResult> {
+      stopped = true
+      await Promise.all(loops)
+      return result
+    },
+  }
+}
+
+/**
+ * For every key that got a 5xx and was sent again: if Postgres holds an order for the key, the buyer's
+ * last answer for it must be that order (the retry found it); an order nobody was told of is a broken
+ * promise. Keys whose last answer is still a 5xx (the run ended first) are counted apart.
+ */
+async function checkRetriedKeys(target: LoadTarget, keys: FailedKey[]): Promise<Check> {
+  const retried = keys.filter((k) => k.answers.length > 1)
+  const { rows } = await target.db.query<{ user_id: string; key: string; order_id: string | null }>(
+    `SELECT user_id, key, CASE WHEN response_status = 201 THEN response_body->>'id' END AS order_id
+       FROM idempotency_keys
+      WHERE (user_id, key) IN (SELECT * FROM unnest($1::uuid[], $2::text[]))`,
+    [retried.map((k) => k.userId), retried.map((k) => k.key)],
+  )
+  const stored = new Map(rows.map((r) => [`${r.user_id}/${r.key}`, r.order_id]))
+  let gotOrder = 0
+  let fresh = 0
+  let broken = 0
+  let pending = 0
+  const examples: string[] = []
+  for (const k of retried) {
+    const last = k.answers.at(-1)!
+    const orderId = stored.get(`${k.userId}/${k.key}`)
+    // 409 IDEMPOTENCY_KEY_IN_USE: the first attempt still holds the key (its worker died holding the lock).
+    if (last.startsWith('5') || last === '409 IDEMPOTENCY_KEY_IN_USE') pending++
+    else if (orderId) {
+      if (last === `201 ${orderId}`) gotOrder++
+      else {
+        broken++
+        if (examples.length < 3) examples.push(`${k.answers.join(' > ')} (order ${orderId})`)
+      }
+    } else fresh++
+  }
+  return {
+    invariant: 'I2',
+    name: 'a buyer who retried after a 5xx with the same key got the order if it committed',
+    ok: broken === 0,
+    detail:
+      `${keys.length} keys got a 5xx, ${retried.length} were sent again: ${gotOrder} got their order, ` +
+      `${fresh} ran fresh, ${broken} told something else although an order exists` +
+      (pending ? `, ${pending} still failing or in use when the run ended` : '') +
+      (examples.length ? `; e.g. ${examples.join('; ')}` : ''),
+  }
+}
+
+async function judge(
+  fc: FaultCase,
+  ctx: CaseContext,
+  seed: number,
+  seen: Observed,
+  users: LoadTestUser[],
+  started: number,
+): Promise<CaseResult> {
+  const { target, admin, sale } = ctx
+  const config = target.config
+  ctx.log('settling, then verifying the invariants ...')
+  const evidence =
+    sale && seen.buyers ? saleEvidence([sale.id], users, seen.buyers, seen.load) : noEvidence(seen.load)
+  const verification: Verification = await verifyInvariants({
+    db: target.db,
+    admin,
+    evidence,
+    // Long enough for a token whose worker died to pass its deadline and be reconciled.
+    quietMs: config.GATE_TOKEN_TTL_MS + 4 * config.RECONCILE_INTERVAL_MS + 5000,
+    sweepIntervalMs: config.SWEEP_INTERVAL_MS,
+  })
+  const load = seen.load
+  const checks: Check[] = [...verification.checks]
+  const count = (prefix: string) =>
+    Object.entries(load.answers)
+      .filter(([k]) => k.startsWith(prefix))
+      .reduce((sum, [, n]) => sum + n, 0)
+  const internal = count('500')
+  checks.push({
+    invariant: 'I5',
+    name: 'no answer is a 500: an outage is a 502/503 with a reason, never an internal error',
+    ok: internal === 0,
+    detail: `${internal} answers with status 500`,
+  })
+  checks.push({
+    invariant: 'I3',
+    name: `no request hangs: every request got an answer within the client timeout (${CLIENT_TIMEOUT_SECONDS} s)`,
+    ok: load.timeouts === 0,
+    detail: `${load.timeouts} timeouts, slowest answer ${load.latencyMs.max} ms`,
+  })
+  const tail = load.timeline.slice(-8)
+  const tailOk = tail.reduce((sum, s) => sum + s.ok, 0)
+  const tailFailed = tail.reduce((sum, s) => sum + s.failed, 0)
+  checks.push({
+    invariant: 'I3',
+    name: 'recovered: the last 2 s of the run answered 2xx and no 5xx',
+    ok: tailOk > 0 && tailFailed === 0,
+    detail: `${Math.round(tailOk / 4)} 2xx and ${Math.round(tailFailed / 4)} 5xx in the last 2 s`,
+  })
+  if (seen.failedKeys.length > 0) checks.push(await checkRetriedKeys(target, seen.failedKeys))
+  if (fc.check) checks.push(...(await fc.check(ctx, seen)))
+
+  const audit = verification.audit
+  const orders = sale
+    ? Number(
+        (
+          await target.db.query<{ n: number }>('SELECT count(*)::int AS n FROM orders WHERE sale_id = $1', [
+            sale.id,
+          ])
+        ).rows[0]!.n,
+      )
+    : 0
+  const errors = load.errors
+  return {
+    name: fc.name,
+    title: fc.title,
+    seed,
+    strategy: verification.audit?.strategy ?? fc.strategy ?? 'redis-gate',
+    load: ctx.load,
+    requests: load.sent,
+    ok2xx: count('2'),
+    client4xx: count('4'),
+    server5xx: count('5'),
+    errors,
+    orders,
+    drift: audit?.drift ?? null,
+    answers: load.answers,
+    latencyMs: load.latencyMs,
+    events: seen.events,
+    notes: seen.notes,
+    checks,
+    verdict: checks.every((c) => c.ok) ? 'pass' : 'FAIL',
+    seconds: Math.round((Date.now() - started) / 1000),
+  }
+}

@@ -1,0 +1,353 @@
+import { readFileSync, statSync, truncateSync } from 'node:fs'
+import path from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Redis } from 'ioredis'
+import { stackUrls } from '../../scripts/stack/stack.js'
+import type { Check } from '../verify.js'
+import type { CaseContext, FaultCase, Observation } from './campaign.js'
+
+// The fault cases, in the order the campaign runs them (grouped so the workers restart only when a
+// case needs other settings). Each says what it does, what Stampede promises, and where that promise
+// ends; campaign.ts runs the load, the verifier and the checks every case shares.
+
+const check = (name: string, ok: boolean, detail: string, invariant: Check['invariant'] = 'I3'): Check => ({
+  invariant,
+  name,
+  ok,
+  detail,
+})
+
+const answered = (seen: Observation, prefix: string) =>
+  Object.entries(seen.load.answers)
+    .filter(([k]) => k.startsWith(prefix))
+    .reduce((sum, [, n]) => sum + n, 0)
+
+/** The slowest answer must stay under `boundMs`: an outage is answered, not waited out. */
+const boundedLatency = (seen: Observation, boundMs: number, why: string) =>
+  check(
+    `every answer within ${boundMs / 1000} s (${why})`,
+    seen.load.latencyMs.max <= boundMs,
+    `slowest ${seen.load.latencyMs.max} ms, p99 ${seen.load.latencyMs.p99} ms`,
+  )
+
+function survivors(seen: Observation): Check {
+  const { before, after } = seen.processes
+  const lost = before.filter((p) => !after.some((q) => q.pid === p.pid))
+  return check(
+    'every app process survives (no worker or jobs process restarted)',
+    lost.length === 0,
+    lost.length === 0
+      ? `${before.length} processes, same PIDs before and after`
+      : `restarted: ${lost.map((p) => `${p.name}#${p.instance}`).join(', ')}`,
+  )
+}
+
+function redisClient(ctx: CaseContext): Redis {
+  return new Redis(stackUrls(ctx.options).redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 })
+}
+
+/** The gate's fence (the flash_sale_stock version it was built from), or null when there is no gate. */
+async function gateFence(ctx: CaseContext): Promise<number | null> {
+  const redis = redisClient(ctx)
+  try {
+    await redis.connect()
+    const fence = await redis.hget(`sale:{${ctx.sale!.id}}:gate`, 'fence')
+    return fence === null ? null : Number(fence)
+  } finally {
+    redis.disconnect()
+  }
+}
+
+/** The append-only file Redis is writing to now (Redis 7's multi-part AOF: the last "incr" file). */
+function currentAof(redisDir: string): string {
+  const dir = path.join(redisDir, 'appendonlydir')
+  const manifest = readFileSync(path.join(dir, 'appendonly.aof.manifest'), 'utf8')
+  const incr = manifest
+    .split('\n')
+    .map((line) => /file (\S+) seq \d+ type i/.exec(line)?.[1])
+    .filter((f): f is string => f !== undefined)
+    .at(-1)
+  if (!incr) throw new Error('no incremental AOF file in the manifest: is appendonly on?')
+  return path.join(dir, incr)
+}
+
+export const CASES: FaultCase[] = [
+  {
+    name: 'worker-kill',
+    title: 'A PM2 worker SIGKILLed every 2 s for 10 s',
+    fault:
+      'From a random moment in the first 2 s, one API worker (chosen by the seed among those that answer) gets SIGKILL every 2 s, five times; PM2 starts a replacement each time. A kill never takes the last worker that answers: it waits for a replacement first.',
+    promise:
+      'Only requests in flight on the killed worker fail (nginx answers them 502 and never replays a POST on another worker); every 2xx has its order; the gate tokens the dead worker had admitted come back exactly once (the reconciler releases them after their deadline), so drift returns to 0.',
+    limits:
+      'With two workers, a kill while the other is still starting (PM2 needs about 1 s idle, 2 s under load) would leave no worker at all: every request then fails fast (503 from nginx) until one is back; the case does not play that outage. A buyer whose request died with the worker gets a 503 and does not know whether a unit was reserved: retrying with the same Idempotency-Key tells them. Units held by the dead worker stay unavailable until the token deadline (GATE_TOKEN_TTL_MS) passes.',
+    load: { durationSeconds: 20 },
+    async inject(faults) {
+      await faults.waitForRandomMoment(1000, 2000)
+      for (let kill = 0; kill < 5; kill++) {
+        if (kill > 0) await sleep(2000)
+        await faults.killWorker()
+      }
+    },
+    check(ctx, seen) {
+      const failed = answered(seen, '5') + seen.load.errors
+      const bound = seen.events.length * ctx.load.connections
+      return [
+        check(
+          'failures stay within the requests in flight on the killed workers',
+          failed <= bound,
+          `${failed} failed requests for ${seen.events.length} kills (bound: ${bound}, every connection once per kill)`,
+        ),
+      ]
+    },
+  },
+  {
+    name: 'redis-kill',
+    title: 'Redis SIGKILLed, its last second of writes lost, restarted from the AOF',
+    fault:
+      'At a random moment, redis-server gets SIGKILL; its AOF is cut back to the size it had 1 s earlier (what appendfsync everysec may lose in a power cut), and 2 s later Redis starts again from it.',
+    promise:
+      'While Redis is down, purchases get fast 503s (no offline queue, a connect and command timeout). After the restart no unit is sold twice: the gate Redis reloads may believe more units remain than Postgres has, so it is rebuilt from Postgres (re-fenced) before it admits anyone again, and drift returns to 0.',
+    limits:
+      'AOF everysec can lose up to about a second of writes on an OS crash or power cut (a SIGKILL alone loses almost nothing, since the writes are already in the page cache: the case cuts the file to play the worse crash). Lost writes can only make the gate too generous, never let Postgres sell a unit it lacks: the batch UPDATE is conditional. Idempotency locks written in the lost second are gone too; the Postgres copy of each key is the backstop.',
+    async inject(faults, ctx, notes) {
+      const aof = currentAof(ctx.handles.redisDir)
+      const sizes: { at: number; size: number }[] = []
+      const sampler = setInterval(() => sizes.push({ at: Date.now(), size: statSync(aof).size }), 50)
+      try {
+        await faults.waitForRandomMoment(3000, 6000)
+        notes.fenceBefore = (await gateFence(ctx)) ?? 'none'
+      } finally {
+        clearInterval(sampler)
+      }
+      faults.kill('redis')
+      const cutTo = [...sizes].reverse().find((s) => s.at <= Date.now() - 1000)?.size ?? 0
+      const size = statSync(aof).size
+      truncateSync(aof, cutTo)
+      notes.aofBytesCut = size - cutTo
+      faults.note(`AOF cut back by ${size - cutTo} bytes (the last second of writes)`)
+      await sleep(2000)
+      await faults.start('redis')
+    },
+    async check(ctx, seen) {
+      const after = await gateFence(ctx)
+      seen.notes.fenceAfter = after ?? 'none'
+      return [
+        boundedLatency(seen, 5000, 'Redis down is a fast 503'),
+        check(
+          'the gate was rebuilt from Postgres after the restart (its fence moved)',
+          after !== null && typeof seen.notes.fenceBefore === 'number' && after > seen.notes.fenceBefore,
+          `fence ${seen.notes.fenceBefore} before the kill, ${after} after`,
+        ),
+      ]
+    },
+  },
+  {
+    name: 'redis-pause',
+    title: 'Redis paused (SIGSTOP) for 3 s',
+    fault:
+      'At a random moment, redis-server gets SIGSTOP, and SIGCONT 3 s later: connections stay open, nothing answers.',
+    promise:
+      'Latency stays bounded by the Redis command timeout (no request hangs); no 5xx storm after the resume; purchases whose outcome was unknown when their command timed out (the gate may have admitted them after all) are resolved by the reconciler: their tokens pass the deadline and come back, so drift and units in flight return to 0.',
+    limits:
+      'Every purchase during the pause fails (503), and a purchase may need a few Redis round trips, each bounded by the timeout. A command that timed out may still run when Redis resumes; every such command is safe to run late (token release and confirm are exactly-once scripts).',
+    async inject(faults) {
+      await faults.waitForRandomMoment(3000, 6000)
+      const resume = faults.pause('redis')
+      await sleep(3000)
+      resume()
+    },
+    check: (_ctx, seen) => [boundedLatency(seen, 6000, 'each Redis call is bounded by its command timeout')],
+  },
+  {
+    name: 'postgres-crash',
+    title: 'The Postgres primary stopped with pg_ctl -m immediate for 5 s',
+    fault:
+      'At a random moment the primary stops the way a crash would (pg_ctl stop -m immediate: every connection cut, no checkpoint) and starts again 5 s later (crash recovery).',
+    promise:
+      'Fast 503s while it is down; every app process survives (pool error handlers); no acknowledged (201) order is lost; a batch whose COMMIT answer never came is resolved correctly: a buyer who got 503 and retries with the same Idempotency-Key gets the order if it committed and a fresh attempt if it did not.',
+    limits:
+      'Gate tokens of a batch whose COMMIT outcome is unknown stay in flight until their deadline; the reconciler then drops those whose order exists and releases the others. Until then those units are unavailable to others.',
+    async inject(faults) {
+      await faults.waitForRandomMoment(3000, 6000)
+      await faults.crashPostgres('primary')
+      await sleep(5000)
+      await faults.start('primary')
+    },
+    check: (_ctx, seen) => [survivors(seen), boundedLatency(seen, 5000, 'Postgres down is a fast 503')],
+  },
+  {
+    name: 'jobs-kill',
+    title: 'The jobs process SIGKILLed twice while reservations expire',
+    fault:
+      'Reservations live 5 s, so the sweeper expires orders throughout the run; the jobs process (sweeper, reconciler) gets SIGKILL at two random moments and PM2 starts it again.',
+    promise:
+      'The sweeper and the reconciler resume after the restart and give nothing back twice: every expiry releases its units once in Postgres (one transaction per sweep) and once in the gate (drift 0), and no reservation outlives its TTL by more than a sweep interval (I4).',
+    limits:
+      'While the jobs process is down, nothing expires and no stranded token is returned: those units wait a little longer. The merged metrics view lives in the jobs process and is gone for the same moment.',
+    async inject(faults) {
+      await faults.waitForRandomMoment(5000, 7000)
+      await faults.killJobs()
+      await faults.waitForRandomMoment(9000, 11000)
+      await faults.killJobs()
+    },
+    async check(ctx) {
+      const { rows } = await ctx.target.db.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM orders WHERE sale_id = $1 AND status = 'expired'`,
+        [ctx.sale!.id],
+      )
+      return [
+        check(
+          'the sweeper expired reservations during the run',
+          rows[0]!.n > 0,
+          `${rows[0]!.n} orders expired`,
+          'I4',
+        ),
+      ]
+    },
+  },
+  {
+    name: 'reloads',
+    title: 'nginx -s reload and pm2 reload api during the stampede',
+    fault:
+      'At random moments, nginx reloads its configuration and PM2 replaces every API worker one by one (pm2 reload api).',
+    promise:
+      'Zero failed requests: old nginx workers finish their requests; each API worker drains (answers with Connection: close, then closes) before PM2 stops it, and its replacement is ready before the next one goes.',
+    limits:
+      'A reload replaces processes one at a time, so for a moment there is one worker fewer: latency rises, nothing fails. A worker killed outright is the worker-kill case, not a reload.',
+    async inject(faults) {
+      await faults.waitForRandomMoment(2000, 4000)
+      await faults.reloadNginx()
+      await faults.waitForRandomMoment(5000, 7000)
+      await faults.reloadWorkers()
+    },
+    check: (_ctx, seen) => [
+      check(
+        'zero failed requests',
+        answered(seen, '5') === 0 && seen.load.errors === 0,
+        `${answered(seen, '5')} 5xx, ${seen.load.errors} socket errors`,
+      ),
+    ],
+  },
+  {
+    name: 'hot-key-expiry',
+    title: 'A hot cache key expiring under 200 connections',
+    fault:
+      "Product reads at 200 connections as fast as they are answered; at three random moments the product's Redis entry is deleted (its expiry), while every worker keeps serving from memory until its own copy times out.",
+    promise:
+      'Each expiry costs one database read, not one per worker or per request: a worker misses, takes the rebuild lock in Redis and loads; concurrent misses in that worker share its load (single flight); the other worker waits for the new entry.',
+    limits:
+      'A worker that waits longer than the lock wait (500 ms) loads for itself, so a very slow database can cost a second read; that read is still one per worker, never one per request.',
+    load: { kind: 'hot-key', connections: 200, rate: 0, durationSeconds: 10 },
+    counters: { loads: { metric: 'cache_requests_total', labels: { family: 'product', layer: 'db' } } },
+    async inject(faults, ctx, notes) {
+      const redis = redisClient(ctx)
+      await redis.connect()
+      try {
+        let expired = 0
+        for (const [from, to] of [
+          [1500, 2500],
+          [4000, 5000],
+          [6500, 7500],
+        ] as const) {
+          await faults.waitForRandomMoment(from, to)
+          expired += await redis.del(`cache:v1:product:${ctx.productId}`)
+          faults.note('product entry deleted from Redis (expired)')
+        }
+        notes.expiries = expired
+      } finally {
+        redis.disconnect()
+      }
+    },
+    check: (_ctx, seen) => [
+      check(
+        'one database read per expiry',
+        seen.counters.loads === seen.notes.expiries,
+        `${seen.counters.loads} loads from the database for ${seen.notes.expiries} expiries, ${seen.load.answered} reads served`,
+      ),
+    ],
+  },
+  {
+    name: 'replica-outage',
+    title: 'The replica stopped for 5 s, then its replay paused for 5 s',
+    fault:
+      'Buyers, catalogue pages (read from the replica) and a prober that reads back its own orders and cart; at a random moment the replica stops for 5 s; later its WAL replay is paused (pg_wal_replay_pause) for 5 s while the primary keeps writing.',
+    promise:
+      'Catalogue reads fall back to the primary with no errors: a read that finds the replica gone is retried on the primary and reads move there until the lag probe sees the replica healthy again; a paused replay shows as lag, and reads move once it exceeds REPLICA_MAX_LAG_MS. A user always sees their own new order and cart (those are read from the primary).',
+    limits:
+      'Catalogue reads may be up to REPLICA_MAX_LAG_MS stale before the probe moves them; that is the promise of a lagging replica for display data, never for stock or orders.',
+    load: { kind: 'mixed', durationSeconds: 24, rate: 500 },
+    async inject(faults, ctx) {
+      await faults.waitForRandomMoment(2000, 4000)
+      await faults.stop('replica')
+      await sleep(5000)
+      await faults.start('replica')
+      await faults.waitForRandomMoment(12_000, 14_000)
+      const replica = ctx.handles.superuser('replica', 'postgres')
+      await replica.connect()
+      try {
+        await replica.query('SELECT pg_wal_replay_pause()')
+        faults.note('replica replay paused')
+        await sleep(5000)
+        await replica.query('SELECT pg_wal_replay_resume()')
+        faults.note('replica replay resumed')
+      } finally {
+        await replica.end()
+      }
+    },
+    check(_ctx, seen) {
+      const probe = seen.probe!
+      const pageErrors = Object.entries(seen.load.answers)
+        .filter(([k]) => k.startsWith('5'))
+        .reduce((sum, [, n]) => sum + n, 0)
+      const odd = Object.entries(probe.unexpected).map(([k, n]) => `${k}: ${n}`)
+      return [
+        check('no 5xx anywhere while the replica was away or behind', pageErrors === 0, `${pageErrors} 5xx`),
+        check(
+          'a user always sees their own new order and cart',
+          probe.orderMisses === 0 && probe.cartMisses === 0 && odd.length === 0,
+          `${probe.orderReads} own orders read back (${probe.orderMisses} missing), ${probe.cartReads} carts (${probe.cartMisses} stale)` +
+            (odd.length ? `; unexpected: ${odd.join(', ')}` : ''),
+          'I5',
+        ),
+      ]
+    },
+  },
+  {
+    name: 'pool-exhaustion',
+    title: 'Every primary connection held behind a sleeping lock',
+    fault:
+      "Under the atomic strategy (every purchase holds a pooled connection for its transaction), an outside session locks the sale's stock row and sleeps 6 s (pg_sleep) before it lets go: every connection of every worker's pool waits behind it.",
+    promise:
+      'Buyers who cannot get a connection get a fast 503 after the acquire timeout (2 s); statement_timeout (DB_STATEMENT_TIMEOUT_MS, 5 s) bounds the statements stuck behind the lock; once the lock goes, the pools recover fully with no restart.',
+    limits:
+      'While the pool is exhausted every purchase of that worker fails; the timeouts bound how long a buyer waits, not how many fail.',
+    strategy: 'atomic',
+    async inject(faults, ctx) {
+      await faults.waitForRandomMoment(3000, 5000)
+      const holder = ctx.handles.superuser(
+        'primary',
+        new URL(stackUrls(ctx.options).databaseUrl).pathname.slice(1),
+      )
+      await holder.connect()
+      try {
+        await holder.query('BEGIN')
+        await holder.query('SELECT 1 FROM flash_sale_stock WHERE sale_id = $1 FOR UPDATE', [ctx.sale!.id])
+        faults.note('sale stock row locked; the holder sleeps 6 s')
+        await holder.query('SELECT pg_sleep(6)')
+        await holder.query('COMMIT')
+        faults.note('lock released')
+      } finally {
+        await holder.end()
+      }
+    },
+    check: (_ctx, seen) => [
+      boundedLatency(seen, 8000, 'acquire timeout 2 s, statement timeout 5 s'),
+      check(
+        'the outage was answered 503 (pool or statement timeout), not hidden',
+        answered(seen, '503') > 0 && answered(seen, '5') === answered(seen, '503'),
+        `${answered(seen, '503')} answers 503, ${answered(seen, '5') - answered(seen, '503')} other 5xx`,
+      ),
+    ],
+  },
+]

@@ -1,0 +1,36 @@
+import { describe, expect, it } from 'vitest'
+import { isDependencyUnavailable } from './dependency-errors.js'
+
+const withCode = (code: string, message = 'x') => Object.assign(new Error(message), { code })
+
+describe('isDependencyUnavailable', () => {
+  it('when Postgres or Redis is away, saturated or too slow, then the error is a dependency outage', () => {
+    for (const err of [
+      withCode('ECONNREFUSED'),
+      withCode('57P01', 'terminating connection due to administrator command'),
+      withCode('57014', 'canceling statement due to statement timeout'),
+      withCode('53300', 'sorry, too many clients already'),
+      withCode('08006'),
+      new Error('timeout exceeded when trying to connect'),
+      new Error('Connection terminated unexpectedly'),
+      new Error('Command timed out'),
+      new Error("Stream isn't writeable and enableOfflineQueue options is false"),
+      new Error('wrapped', { cause: withCode('ECONNRESET') }),
+    ]) {
+      expect(isDependencyUnavailable(err), String(err)).toBe(true)
+    }
+  })
+
+  it('when the error is a bug or a bad request, then it is not an outage', () => {
+    for (const err of [
+      new TypeError("Cannot read properties of undefined (reading 'id')"),
+      withCode('23505', 'duplicate key value violates unique constraint'),
+      withCode('22P02', 'invalid input syntax for type uuid'),
+      withCode('42P01', 'relation does not exist'),
+      'a string',
+      null,
+    ]) {
+      expect(isDependencyUnavailable(err), String(err)).toBe(false)
+    }
+  })
+})
