@@ -3,7 +3,7 @@ import { defineConfig } from 'vitest/config'
 // Two projects. `unit`: pure functions and source checks, no server (`npx vitest run --project unit`
 // takes a second). `stack`: everything that talks to real servers, with the test stack (or the compose
 // environment) brought up once per run by the global setup and stopped at the end.
-const UNIT = ['src/**/*.unit.test.ts', 'test/unit/**/*.test.ts']
+const UNIT = ['src/**/*.unit.test.ts', 'loadtest/**/*.unit.test.ts', 'test/unit/**/*.test.ts']
 
 export default defineConfig({
   test: {

@@ -47,6 +47,8 @@ export interface BuyerTally {
   lastOrderMs: number | null
   /** How long each fresh 201 took, from sending the request to its answer (ms). */
   createdLatencyMs: number[]
+  /** How long each 5xx answer took (ms): an outage should be answered fast, not waited out. */
+  failedLatencyMs: number[]
 }
 
 export function createBuyers(users: LoadTestUser[], options: BuyerOptions) {
@@ -75,6 +77,7 @@ export function createBuyers(users: LoadTestUser[], options: BuyerOptions) {
     firstSoldOutMs: null,
     lastOrderMs: null,
     createdLatencyMs: [],
+    failedLatencyMs: [],
   }
 
   return {
@@ -119,6 +122,8 @@ export function createBuyers(users: LoadTestUser[], options: BuyerOptions) {
         failed[u] = key
         if (!failedKeys.has(key)) failedKeys.set(key, { userId: users[u]!.id, key, answers: [] })
       }
+      if (status >= 500 && typeof context.sentAt === 'number')
+        tally.failedLatencyMs.push(performance.now() - context.sentAt)
       const ledger = failedKeys.get(key)
       if (status === 201) {
         const order = JSON.parse(body) as { id: string; items: { quantity: number }[] }

@@ -78,6 +78,9 @@ export function loadTarget(options: StackOptions, env: NodeJS.ProcessEnv = proce
     JWT_SECRET: stackJwtSecret(options),
   })
   const db = createPool(urls.databaseUrl, 4, config, 'loadtest')
+  // An idle connection whose server went away (a fault case stops the primary) emits 'error' on the
+  // pool; unhandled, it would end the load test itself. The next query simply opens a new connection.
+  db.on('error', () => undefined)
   return {
     nginxUrl: urls.nginxUrl,
     adminUrl: urls.nginxAdminUrl,

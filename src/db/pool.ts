@@ -39,6 +39,11 @@ export function createPool(
     statement_timeout: config.DB_STATEMENT_TIMEOUT_MS,
     application_name: `stampede-${role}-${config.NODE_APP_INSTANCE}`,
   })
+  // The pool listens for errors of idle clients only. A client checked out for a transaction whose
+  // server goes away (a crash, a restart) emits 'error' on itself, and with nobody listening that event
+  // ends the process: a Postgres restart would take every worker down with it. The query in flight is
+  // rejected with the same error anyway, and the transaction destroys the client when it releases it.
+  pool.on('connect', (client) => client.on('error', () => undefined))
   if (onQuery) pool.on('connect', (client) => countQueries(client, onQuery))
   return pool
 }

@@ -129,6 +129,30 @@ describe('read/write split with a lag-aware replica', () => {
   )
 
   it.runIf(runsReplica)(
+    'when the replica stops between two lag probes, then the catalog read that finds it gone is answered from the primary',
+    async () => {
+      const options = localStack!
+      expect(await until(() => app.replicaLag.state().readsFrom === 'replica', 5000)).toBe(true)
+      // No probe runs meanwhile: the read itself must notice that the replica is gone.
+      app.replicaLag.stop()
+      await stopService(options, 'replica')
+      try {
+        const before = await queries(app.metrics, 'primary')
+        const page = await app.inject({ url: '/api/products?limit=1' })
+
+        expect(page.statusCode).toBe(200)
+        expect(await queries(app.metrics, 'primary')).toBeGreaterThan(before)
+        expect(app.replicaLag.state().readsFrom).toBe('primary')
+      } finally {
+        await startService(options, 'replica')
+        await app.replicaLag.start()
+      }
+      expect(await until(() => app.replicaLag.state().readsFrom === 'replica', 10_000)).toBe(true)
+    },
+    60_000,
+  )
+
+  it.runIf(runsReplica)(
     'when the replica replays 5 s late, then reads move to the primary and a price change shows at once',
     async () => {
       const options = localStack!

@@ -172,6 +172,7 @@ export function createReplicaLagMonitor(options: ReplicaLagOptions): ReplicaLagM
     state: () => state,
     probe,
     async start() {
+      stopped = false
       await probe()
       schedule()
     },
