@@ -52,7 +52,7 @@ try {
       },
     )
     results.push(result)
-    log(`${fc.name}: answers ${JSON.stringify(result.answers)}; latency ${JSON.stringify(result.latencyMs)}`)
+    log(`${fc.name}: answers ${JSON.stringify(result.answers)}; notes ${JSON.stringify(result.notes)}`)
     for (const c of result.checks.filter((c) => !c.ok)) log(red(`${fc.name}: FAIL ${c.name}: ${c.detail}`))
     console.log(result.verdict === 'pass' ? green(caseLine(result)) : red(caseLine(result)))
   }
