@@ -342,8 +342,10 @@ function percentiles(values: number[]): Observation['failedLatency'] {
 
 async function readCounters(fc: FaultCase, target: LoadTarget): Promise<Record<string, number>> {
   if (!fc.counters) return {}
-  // The workers' own endpoints: the merged view lives in the jobs process, which a case may kill.
-  const samples = (await scrape({ merged: '', workers: target.metrics.workers }))?.samples ?? []
+  // Each process's own endpoint (the workers', and the jobs process's own registry, not its merged view
+  // of the workers): a counter of a process that restarts during the case starts again from 0.
+  const jobs = target.metrics.merged.replace(/\/merged$/, '')
+  const samples = (await scrape({ merged: '', workers: [...target.metrics.workers, jobs] }))?.samples ?? []
   return Object.fromEntries(
     Object.entries(fc.counters).map(([name, c]) => [name, sumOf(samples, c.metric, c.labels)]),
   )
@@ -574,7 +576,7 @@ async function judge(
     latencyMs: load.latencyMs,
     failedLatency: seen.failedLatency,
     events: seen.events,
-    notes: seen.notes,
+    notes: { ...seen.notes, ...seen.counters },
     checks,
     verdict: checks.every((c) => c.ok) ? 'pass' : 'FAIL',
     seconds: Math.round((Date.now() - started) / 1000),

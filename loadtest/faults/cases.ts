@@ -168,6 +168,7 @@ export const CASES: FaultCase[] = [
       await sleep(3000)
       resume()
     },
+    counters: { released: { metric: 'gate_tokens_released_total' } },
     check: (_ctx, seen) => [answeredInTime(seen, 'each Redis call bounded by its command timeout')],
   },
   {

@@ -23,6 +23,13 @@ export function caseLine(r: CaseResult): string {
   ].join('  ')
 }
 
+/** `sweepBacklogDrainedMs` -> `sweep backlog drained (ms)`, for the report. */
+const words = (key: string) =>
+  key
+    .replace(/Ms$/, ' (ms)')
+    .replace(/[A-Z]/g, (c) => ` ${c.toLowerCase()}`)
+    .replace('aof', 'AOF')
+
 const table = (rows: string[][]) =>
   [rows[0]!, rows[0]!.map(() => '---'), ...rows.slice(1)].map((r) => `| ${r.join(' | ')} |`).join('\n')
 
@@ -76,6 +83,14 @@ export function writeReliabilityDoc(cases: FaultCase[], results: CaseResult[], s
       '',
       `Faults: ${events || 'none'}.`,
       '',
+      ...(Object.keys(r.notes).length
+        ? [
+            `Measured: ${Object.entries(r.notes)
+              .map(([k, v]) => `${k} ${v}`)
+              .join(', ')}.`,
+            '',
+          ]
+        : []),
       `Answers: ${answers}.`,
       '',
       ...checks,
