@@ -191,6 +191,15 @@ export class SaleUnavailableError extends AppError {
   }
 }
 
+/** Redis did not answer in time (paused, restarting, away): the request fails fast instead of hanging. */
+export class RedisUnavailableError extends AppError {
+  constructor(cause: Error) {
+    super(503, 'SERVICE_UNAVAILABLE', 'a service this request needs did not answer; try again in a moment')
+    this.cause = cause
+    this.headers = { 'retry-after': '1' }
+  }
+}
+
 export class InvalidSaleWindowError extends fixedAnswer(
   400,
   'INVALID_SALE_WINDOW',

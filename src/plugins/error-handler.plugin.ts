@@ -1,13 +1,16 @@
 import type { FastifyError } from 'fastify'
 import fp from 'fastify-plugin'
-import { AppError, IdempotentReplayError } from '../errors.js'
+import { AppError, IdempotentReplayError, RedisUnavailableError } from '../errors.js'
+import { isRedisUnavailable } from '../redis/client.js'
 
 // The one place where errors become HTTP answers, always shaped `{ code, message }`.
 // Named errors keep their status and code; Fastify's own 4xx (bad JSON, body too large, validation)
-// keep theirs; anything else is a 5xx whose details go to the log, never to the client.
+// keep theirs; Redis not answering (a command timed out, no connection) is a 503 with Retry-After;
+// anything else is a 5xx whose details go to the log, never to the client.
 export default fp(
   async (app) => {
-    app.setErrorHandler((error: FastifyError | AppError, request, reply) => {
+    app.setErrorHandler((thrown: FastifyError | AppError, request, reply) => {
+      const error = isRedisUnavailable(thrown) ? new RedisUnavailableError(thrown) : thrown
       if (error instanceof IdempotentReplayError) {
         return reply.header('idempotent-replayed', 'true').status(error.storedStatus).send(error.storedBody)
       }
