@@ -41,8 +41,7 @@ export async function ensureRedis(r: RedisSetup, log: Log): Promise<void> {
       // The stock gate and reservations must survive a Redis restart in the failure tests: keep an AOF,
       // and no RDB snapshots (they fork a copy of the dataset at the worst moment of a load test).
       'appendonly yes',
-      // One fsync a second, not one per write (`always` puts a disk flush in every admit): a crash may
-      // lose about the last second of writes, and Postgres, not Redis, is the authority for stock.
+      // A crash may lose the last second of writes; gates then fail their run-id fence and are rebuilt.
       'appendfsync everysec',
       'save ""',
       'maxclients 10000',

@@ -24,9 +24,11 @@ export function createReconciler(deps: { db: Pick<Db, 'primary'>; gate: StockGat
 
   async function reconcileSale(saleId: number): Promise<ReconcileResult> {
     const result: ReconcileResult = { saleId, rebuilt: false, released: 0, dropped: 0, drift: null }
-    // A missing gate (Redis restarted empty) is rebuilt from Postgres; until then buyers get 503.
-    if ((await gate.available(saleId)) === null)
-      result.rebuilt = await rebuildGateFromPostgres(db.primary, gate, saleId)
+    // Concurrency: a missing gate (Redis came back empty) and a stale one (built on a Redis server
+    // that restarted since, maybe without its last writes) are rebuilt from Postgres, so the gate is
+    // re-fenced even while nobody buys; the first buyer would otherwise do it. A current gate costs one
+    // HGET here and is left alone.
+    result.rebuilt = (await rebuildGateFromPostgres(db.primary, gate, saleId)) === 'built'
 
     // Concurrency: a token whose deadline passed belongs to a worker that died between the gate and
     // its batch (or whose confirm was lost). If its order exists, the units are sold and the token is

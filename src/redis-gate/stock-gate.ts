@@ -1,12 +1,17 @@
 import { randomUUID } from 'node:crypto'
 import type { Redis, Result } from 'ioredis'
+import { serverRunIdOf } from '../redis/client.js'
 import { defineScripts } from '../redis/scripts.js'
 
 // Redis key layout of the flash-sale gate. The `{<id>}` hash tag keeps one sale's keys in one slot,
 // so the scripts stay valid on a Redis Cluster.
-//   sale:{<id>}:gate    hash   available, starts_ms, ends_ms, per_user_limit, fence
+//   sale:{<id>}:gate    hash   available, starts_ms, ends_ms, per_user_limit, and two fences:
+//                              fence   the flash_sale_stock.version the gate was built from
+//                              run_id  the Redis server it was built on (INFO server's run_id)
 //   sale:{<id>}:users   hash   user id -> units held in the sale (reserved + paid)
 //   sale:{<id>}:tokens  zset   "<userId>:<qty>:<uuid>" -> deadline ms: admitted, not yet an order
+// A gate whose run_id is not the server's own was built before Redis restarted and may lack the writes
+// the restart lost: it counts as missing until it is rebuilt from Postgres (gate-build.lua).
 const keys = (saleId: number) => {
   const tag = `sale:{${saleId}}`
   return { gate: `${tag}:gate`, users: `${tag}:users`, tokens: `${tag}:tokens` }
@@ -23,6 +28,7 @@ declare module 'ioredis' {
       nowMs: number,
       token: string,
       deadlineMs: number,
+      runId: string,
     ): Result<[number, number], Context>
     gateReleaseToken(gate: string, users: string, tokens: string, token: string): Result<number, Context>
     gateConfirm(
@@ -33,7 +39,12 @@ declare module 'ioredis' {
       ...tokens: string[]
     ): Result<number, Context>
     gateReleaseOrder(gate: string, users: string, userId: string, quantity: number): Result<number, Context>
-    gateBuild(gate: string, users: string, ...args: (string | number)[]): Result<number, Context>
+    gateBuild(
+      gate: string,
+      users: string,
+      tokens: string,
+      ...args: (string | number)[]
+    ): Result<number, Context>
   }
 }
 
@@ -54,6 +65,9 @@ export interface GateState {
   usersHolding: { userId: string; units: number }[]
 }
 
+/** What building a gate did: built it, found it current already, or could not (run id unknown). */
+export type GateBuild = 'built' | 'current' | 'redis_unknown'
+
 /** A token's parts: who reserved how many units. */
 export function parseToken(token: string): { userId: string; quantity: number } {
   const [userId, quantity] = token.split(':')
@@ -66,15 +80,26 @@ export function createStockGate(redis: Redis, options: { tokenTtlMs: number }) {
     gateReleaseToken: { file: 'gate-release-token.lua', keys: 3 },
     gateConfirm: { file: 'gate-confirm.lua', keys: 3 },
     gateReleaseOrder: { file: 'gate-release-order.lua', keys: 2 },
-    gateBuild: { file: 'gate-build.lua', keys: 2 },
+    gateBuild: { file: 'gate-build.lua', keys: 3 },
   })
+  const runIds = serverRunIdOf(redis)
 
   return {
-    /** Asks the gate for `quantity` units; sold out, closed and over-limit answers never touch Postgres. */
+    /** The run id of the Redis server, once this process knows it (null while Redis is away). */
+    serverRunId: () => runIds.known(),
+
+    /**
+     * Asks the gate for `quantity` units; sold out, closed and over-limit answers never touch Postgres.
+     * `gate_missing` also means stale: built on a Redis server that has restarted since.
+     */
     async admit(saleId: number, userId: string, quantity: number): Promise<Admission> {
       const k = keys(saleId)
       const now = Date.now()
       const token = `${userId}:${quantity}:${randomUUID()}`
+      // Concurrency: the admit carries the run id this process learnt on the connection it is sent on,
+      // and the gate admits only under its own (gate-admit.lua): a gate that survived a restart in the
+      // append-only file may believe more units remain than Postgres has, or miss tokens, and is
+      // rebuilt from Postgres first. One more HMGET field and one argument on the hot path.
       const [code, available] = await redis.gateAdmit(
         k.gate,
         k.users,
@@ -84,6 +109,7 @@ export function createStockGate(redis: Redis, options: { tokenTtlMs: number }) {
         now,
         token,
         now + options.tokenTtlMs,
+        runIds.now() ?? (await runIds.known()) ?? '',
       )
       if (code === 1) return { outcome: 'admitted', token, available }
       if (code === -1) return { outcome: 'gate_missing' }
@@ -108,13 +134,18 @@ export function createStockGate(redis: Redis, options: { tokenTtlMs: number }) {
       await redis.gateReleaseOrder(k.gate, k.users, userId, quantity)
     },
 
-    /** Creates the gate from Postgres' numbers unless it exists; true if it built one. */
-    async build(saleId: number, state: GateState): Promise<boolean> {
+    /**
+     * Creates the gate from Postgres' numbers, replacing a missing or stale one (its users and tokens
+     * too); a gate built on this Redis server already is left alone. Call it with the sale row locked.
+     */
+    async build(saleId: number, state: GateState): Promise<GateBuild> {
       const k = keys(saleId)
       const holders = state.usersHolding.flatMap((u) => [u.userId, u.units])
       const built = await redis.gateBuild(
         k.gate,
         k.users,
+        k.tokens,
+        (await runIds.known()) ?? '',
         state.available,
         state.startsAt.getTime(),
         state.endsAt.getTime(),
@@ -122,13 +153,20 @@ export function createStockGate(redis: Redis, options: { tokenTtlMs: number }) {
         state.version,
         ...holders,
       )
-      return built === 1
+      return built === 1 ? 'built' : built === 0 ? 'current' : 'redis_unknown'
     },
 
-    /** Units the gate still offers, or null when the gate is missing. */
+    /** True when the gate exists and was built on the Redis server this process is connected to. */
+    async isCurrent(saleId: number): Promise<boolean> {
+      const runId = await runIds.known()
+      return runId !== null && (await redis.hget(keys(saleId).gate, 'run_id')) === runId
+    },
+
+    /** Units the gate still offers, or null when the gate is missing or stale (not to be trusted). */
     async available(saleId: number): Promise<number | null> {
-      const available = await redis.hget(keys(saleId).gate, 'available')
-      return available === null ? null : Number(available)
+      const [available, runId] = await redis.hmget(keys(saleId).gate, 'available', 'run_id')
+      const current = runId !== null && runId === (await runIds.known())
+      return available === null || !current ? null : Number(available)
     },
 
     /** Tokens admitted but not yet orders whose deadline is before `nowMs`: their worker may be dead. */
