@@ -130,7 +130,12 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       failureRate: config.PAYMENT_FAILURE_RATE,
     }),
     metrics: app.metrics,
-    releaseHooks: orderReleaseHooks(gate, events.changed),
+    releaseHooks: orderReleaseHooks({
+      primary: app.db.primary,
+      gate,
+      log: app.log,
+      saleChanged: events.changed,
+    }),
   })
   // A stopping worker writes the orders it has admitted before its pools close.
   app.addHook('preClose', async () => {

@@ -8,14 +8,21 @@ import {
 } from '../stock/stock.repository.js'
 import type { Order } from './orders.repository.js'
 
+/** Orders whose stock one transaction released, and the version each sale's stock row reached in it. */
+export interface Release {
+  orders: Order[]
+  /** flash_sale_stock.version after this release, by sale id (the gate's outbox records it). */
+  saleVersions: ReadonlyMap<number, number>
+}
+
 /**
  * What releasing orders means beyond their stock rows, for the modules that own the rest: inside the
- * release's transaction (a sale order's per-user units, in src/sales/), and after it committed (units
- * the Redis gate admitted go back to the gate, in src/redis-gate/).
+ * release's transaction (a sale order's per-user units, in src/sales/; the gate's outbox mark, in
+ * src/redis-gate/), and after it committed (units the Redis gate admitted go back to the gate).
  */
 export interface ReleaseHooks {
-  inTransaction?(tx: PoolClient, orders: Order[]): Promise<void>
-  afterCommit?(orders: Order[]): Promise<void>
+  inTransaction?(tx: PoolClient, release: Release): Promise<void>
+  afterCommit?(release: Release): Promise<void>
 }
 
 export const unitsOf = (order: Order) => order.items.reduce((sum, item) => sum + item.quantity, 0)
@@ -33,7 +40,7 @@ export function stockOf(order: Order): { stock: StockTable; lines: StockLine[] }
 
 /**
  * Gives the stock of cancelled or expired orders back (reserved -> available), then runs the
- * inTransaction hook, inside the caller's transaction.
+ * inTransaction hook, inside the caller's transaction. The caller hands the result to afterCommit.
  * Concurrency: rows are updated as one sum per stock row in key order: releasing order by order would
  * lock rows in arbitrary order, and two releasers (or a release and a checkout) taking the same rows
  * in different orders could deadlock.
@@ -42,11 +49,15 @@ export async function releaseOrdersStock(
   tx: PoolClient,
   orders: Order[],
   hooks: ReleaseHooks,
-): Promise<void> {
+): Promise<Release> {
+  const saleVersions = new Map<number, number>()
   for (const { stock, lines } of sumPerStockRow(orders.map(stockOf))) {
-    await releaseReserved(tx, stock, lines)
+    const versions = await releaseReserved(tx, stock, lines)
+    if (stock === SALE_STOCK) for (const [saleId, version] of versions) saleVersions.set(saleId, version)
   }
-  await hooks.inTransaction?.(tx, orders)
+  const release = { orders, saleVersions }
+  await hooks.inTransaction?.(tx, release)
+  return release
 }
 
 function sumPerStockRow(parts: { stock: StockTable; lines: StockLine[] }[]) {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Redis, Result } from 'ioredis'
 import { serverRunIdOf } from '../redis/client.js'
+import type { PendingGateRelease } from '../orders/orders.repository.js'
 import { defineScripts } from '../redis/scripts.js'
 
 // Redis key layout of the flash-sale gate. The `{<id>}` hash tag keeps one sale's keys in one slot,
@@ -9,12 +10,15 @@ import { defineScripts } from '../redis/scripts.js'
 //                              fence   the flash_sale_stock.version the gate was built from
 //                              run_id  the Redis server it was built on (INFO server's run_id)
 //   sale:{<id>}:users   hash   user id -> units held in the sale (reserved + paid)
-//   sale:{<id>}:tokens  zset   "<userId>:<qty>:<uuid>" -> deadline ms: admitted, not yet an order
+//   sale:{<id>}:tokens    zset   "<userId>:<qty>:<uuid>" -> deadline ms: admitted, not yet an order
+//   sale:{<id>}:released  set    ids of released orders whose units this gate got back, so a release
+//                                applied twice (its process and the reconciler) counts once
 // A gate whose run_id is not the server's own was built before Redis restarted and may lack the writes
-// the restart lost: it counts as missing until it is rebuilt from Postgres (gate-build.lua).
+// the restart lost: it counts as missing until it is rebuilt from Postgres (gate-build.lua), which
+// replaces all four keys at once.
 const keys = (saleId: number) => {
   const tag = `sale:{${saleId}}`
-  return { gate: `${tag}:gate`, users: `${tag}:users`, tokens: `${tag}:tokens` }
+  return { gate: `${tag}:gate`, users: `${tag}:users`, tokens: `${tag}:tokens`, released: `${tag}:released` }
 }
 
 declare module 'ioredis' {
@@ -38,11 +42,20 @@ declare module 'ioredis' {
       version: number,
       ...tokens: string[]
     ): Result<number, Context>
-    gateReleaseOrder(gate: string, users: string, userId: string, quantity: number): Result<number, Context>
+    gateReleaseOrder(
+      gate: string,
+      users: string,
+      released: string,
+      userId: string,
+      quantity: number,
+      orderId: string,
+      version: number,
+    ): Result<number, Context>
     gateBuild(
       gate: string,
       users: string,
       tokens: string,
+      released: string,
       ...args: (string | number)[]
     ): Result<number, Context>
   }
@@ -65,6 +78,16 @@ export interface GateState {
   usersHolding: { userId: string; units: number }[]
 }
 
+/** What applying an order's release did (see gate-release-order.lua). */
+export type GateReleaseOutcome = 'applied' | 'applied_before' | 'gate_built_after' | 'gate_missing'
+
+const RELEASE_OUTCOMES = {
+  1: 'applied',
+  0: 'applied_before',
+  [-1]: 'gate_built_after',
+  [-2]: 'gate_missing',
+} as const
+
 /** What building a gate did: built it, found it current already, or could not (run id unknown). */
 export type GateBuild = 'built' | 'current' | 'redis_unknown'
 
@@ -79,8 +102,8 @@ export function createStockGate(redis: Redis, options: { tokenTtlMs: number }) {
     gateAdmit: { file: 'gate-admit.lua', keys: 3 },
     gateReleaseToken: { file: 'gate-release-token.lua', keys: 3 },
     gateConfirm: { file: 'gate-confirm.lua', keys: 3 },
-    gateReleaseOrder: { file: 'gate-release-order.lua', keys: 2 },
-    gateBuild: { file: 'gate-build.lua', keys: 3 },
+    gateReleaseOrder: { file: 'gate-release-order.lua', keys: 3 },
+    gateBuild: { file: 'gate-build.lua', keys: 4 },
   })
   const runIds = serverRunIdOf(redis)
 
@@ -128,10 +151,22 @@ export function createStockGate(redis: Redis, options: { tokenTtlMs: number }) {
       return redis.gateConfirm(k.gate, k.users, k.tokens, version, ...tokens)
     },
 
-    /** Releases a cancelled or expired order's units to the gate: they are on offer again. */
-    async releaseOrder(saleId: number, userId: string, quantity: number): Promise<void> {
-      const k = keys(saleId)
-      await redis.gateReleaseOrder(k.gate, k.users, userId, quantity)
+    /**
+     * Releases a cancelled or expired order's units to the gate: they are on offer again. Once per
+     * order, however often it is called, and not at all into a gate built after the release.
+     */
+    async releaseOrder(release: PendingGateRelease): Promise<GateReleaseOutcome> {
+      const k = keys(release.saleId)
+      const code = await redis.gateReleaseOrder(
+        k.gate,
+        k.users,
+        k.released,
+        release.userId,
+        release.units,
+        release.orderId,
+        release.version,
+      )
+      return RELEASE_OUTCOMES[code as keyof typeof RELEASE_OUTCOMES]
     },
 
     /**
@@ -145,6 +180,7 @@ export function createStockGate(redis: Redis, options: { tokenTtlMs: number }) {
         k.gate,
         k.users,
         k.tokens,
+        k.released,
         (await runIds.known()) ?? '',
         state.available,
         state.startsAt.getTime(),
