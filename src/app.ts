@@ -22,6 +22,7 @@ import postgres from './plugins/postgres.plugin.js'
 import redis from './plugins/redis.plugin.js'
 import validation from './plugins/validation.plugin.js'
 import { createRateLimiter } from './rate-limit/rate-limiter.js'
+import { duplicateForSubscribing } from './redis/client.js'
 import { createGatePurchasePath } from './redis-gate/gate-purchase-path.js'
 import { createStockGate } from './redis-gate/stock-gate.js'
 import { orderReleaseHooks } from './release-hooks.js'
@@ -108,7 +109,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   const sales = createSales({ db: app.db, path, cache: app.cache })
   const events = createSaleEvents({
     publisher: app.redis,
-    subscriber: app.redis.duplicate({ enableOfflineQueue: true, lazyConnect: false }),
+    subscriber: duplicateForSubscribing(app.redis),
     snapshot: async (saleId) => numbersOf(await sales.getSale(saleId, { fresh: true })),
     intervalMs: 250,
     onError: (err) => app.log.warn({ err }, 'sale events'),
@@ -129,7 +130,12 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       failureRate: config.PAYMENT_FAILURE_RATE,
     }),
     metrics: app.metrics,
-    releaseHooks: orderReleaseHooks(gate, events.changed),
+    releaseHooks: orderReleaseHooks({
+      primary: app.db.primary,
+      gate,
+      log: app.log,
+      saleChanged: events.changed,
+    }),
   })
   // A stopping worker writes the orders it has admitted before its pools close.
   app.addHook('preClose', async () => {

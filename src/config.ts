@@ -45,6 +45,9 @@ const schema = z.object({
     'postgres://stampede:stampede@127.0.0.1:25433/stampede',
   ),
   REDIS_URL: url(['redis', 'rediss']).default('redis://127.0.0.1:26379'),
+  // How long one Redis command may take before it fails: a paused or stuck Redis then costs a buyer a
+  // quick 503, not a request that hangs until nginx gives up. Redis answers in well under a millisecond.
+  REDIS_COMMAND_TIMEOUT_MS: positiveInt.default(1000),
   DB_POOL_MAX: positiveInt.default(20),
   DB_REPLICA_POOL_MAX: positiveInt.default(10),
   DB_STATEMENT_TIMEOUT_MS: positiveInt.default(5000),

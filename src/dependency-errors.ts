@@ -12,6 +12,11 @@ const UNAVAILABLE_SQLSTATE = /^(08|53|57P0[123]$|57014$|55P03$|40001$|40P01$)/
 // Node's socket errors when a server is not there or went away mid-request.
 const SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH'])
 
+// ioredis' names for "Redis did not answer": the connection closed with the command in flight, or
+// reconnecting took too many attempts. Redis' own error replies (ReplyError: a script error, a wrong
+// type) are bugs, not these, and stay 500s.
+const NAMES = new Set(['AbortError', 'MaxRetriesPerRequestError'])
+
 // Messages of node-postgres and ioredis that carry no code.
 const MESSAGES = [
   'timeout exceeded when trying to connect', // pg-pool: no connection free within connectionTimeoutMillis
@@ -27,7 +32,8 @@ const MESSAGES = [
 export function isDependencyUnavailable(err: unknown): boolean {
   for (let e = err, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
     if (typeof e !== 'object') return false
-    const { code, message } = e as { code?: unknown; message?: unknown }
+    const { code, message, name } = e as { code?: unknown; message?: unknown; name?: unknown }
+    if (typeof name === 'string' && NAMES.has(name)) return true
     if (typeof code === 'string' && (SOCKET_CODES.has(code) || UNAVAILABLE_SQLSTATE.test(code))) return true
     if (typeof message === 'string' && MESSAGES.some((m) => message.includes(m))) return true
   }

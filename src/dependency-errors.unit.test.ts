@@ -16,6 +16,10 @@ describe('isDependencyUnavailable', () => {
       new Error('Command timed out'),
       new Error("Stream isn't writeable and enableOfflineQueue options is false"),
       new Error('wrapped', { cause: withCode('ECONNRESET') }),
+      Object.assign(new Error('Command aborted due to connection close'), { name: 'AbortError' }),
+      Object.assign(new Error('Reached the max retries per request limit (which is 1).'), {
+        name: 'MaxRetriesPerRequestError',
+      }),
     ]) {
       expect(isDependencyUnavailable(err), String(err)).toBe(true)
     }
@@ -27,6 +31,7 @@ describe('isDependencyUnavailable', () => {
       withCode('23505', 'duplicate key value violates unique constraint'),
       withCode('22P02', 'invalid input syntax for type uuid'),
       withCode('42P01', 'relation does not exist'),
+      Object.assign(new Error('ERR Error running script'), { name: 'ReplyError' }),
       'a string',
       null,
     ]) {

@@ -27,10 +27,12 @@ if (!(await connectWithin(redis, 2000))) log.warn('Redis did not answer at start
 const metrics = createMetrics('jobs')
 metrics.trackPool('primary', primary)
 const gate = createStockGate(redis, { tokenTtlMs: config.GATE_TOKEN_TTL_MS })
-const releaseHooks = orderReleaseHooks(gate)
-// The reconciler keeps the Redis gate honest; it has nothing to do unless sales are sold through it.
-const reconciler =
-  config.STOCK_STRATEGY === 'redis-gate' ? createReconciler({ db: { primary }, gate, metrics }) : null
+const releaseHooks = orderReleaseHooks({ primary, gate, log })
+// The reconciler keeps the Redis gate honest. Its sale checks have nothing to do unless sales are sold
+// through the gate; gate releases left pending are applied under every strategy, since orders the gate
+// admitted earlier release to it whatever this process sells with.
+const reconciler = createReconciler({ db: { primary }, gate, metrics })
+const reconcilesSales = config.STOCK_STRATEGY === 'redis-gate'
 
 const SWEEP_BATCH = 500
 const GUEST_BATCH = 1000
@@ -94,11 +96,11 @@ await Promise.all([
     return deleted > 0 ? { guestsDeleted: deleted } : null
   }),
   every('reconcile', config.RECONCILE_INTERVAL_MS, async () => {
-    if (!reconciler) return null
-    const results = await reconciler.reconcileAll()
+    const pendingReleases = await reconciler.applyPendingReleases()
+    const results = reconcilesSales ? await reconciler.reconcileAll() : []
     const released = results.reduce((sum, r) => sum + r.released, 0)
     const rebuilt = results.filter((r) => r.rebuilt).length
-    return released > 0 || rebuilt > 0 ? { released, rebuilt } : null
+    return released > 0 || rebuilt > 0 || pendingReleases > 0 ? { released, rebuilt, pendingReleases } : null
   }),
 ])
 metricsServer.close()

@@ -41,6 +41,8 @@ export async function ensureRedis(r: RedisSetup, log: Log): Promise<void> {
       // The stock gate and reservations must survive a Redis restart in the failure tests: keep an AOF,
       // and no RDB snapshots (they fork a copy of the dataset at the worst moment of a load test).
       'appendonly yes',
+      // A crash may lose the last second of writes; gates then fail their run-id fence and are rebuilt.
+      'appendfsync everysec',
       'save ""',
       'maxclients 10000',
       '',

@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis'
 import { afterAll, describe, expect, it } from 'vitest'
 import { loadConfig } from '../config.js'
 import { createMetrics, type Metrics } from '../metrics.js'
-import { createRedis } from '../redis/client.js'
+import { createRedis, duplicateForSubscribing } from '../redis/client.js'
 import { cacheKeys, createTwoLevelCache, type CachePolicy, type TwoLevelCache } from './two-level-cache.js'
 
 const config = loadConfig()
@@ -24,7 +24,7 @@ async function newWorkerCache(redisUrl = config.REDIS_URL): Promise<Instance> {
   const redis = createRedis({ ...config, REDIS_URL: redisUrl })
   redis.on('error', () => undefined)
   await redis.connect().catch(() => undefined)
-  const subscriber = redis.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null })
+  const subscriber = duplicateForSubscribing(redis)
   const metrics = createMetrics()
   const cache = createTwoLevelCache({ redis, subscriber, metrics, log: silent, recentWriteMs: 2000 })
   await cache.start()

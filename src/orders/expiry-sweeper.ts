@@ -15,13 +15,13 @@ export async function sweepExpiredReservations(
   hooks: ReleaseHooks,
   batchSize = 500,
 ): Promise<number> {
-  const expired = await withTransaction(primary, async (tx) => {
+  const release = await withTransaction(primary, async (tx) => {
     const orders = await expireDueOrders(tx, batchSize)
-    await releaseOrdersStock(tx, orders, hooks)
-    return orders
+    return releaseOrdersStock(tx, orders, hooks)
   })
-  if (expired.length > 0) await hooks.afterCommit?.(expired)
-  metrics.reservationsExpired.inc(expired.length)
-  metrics.ordersTotal.inc({ status: 'expired' }, expired.length)
-  return expired.length
+  const expired = release.orders.length
+  if (expired > 0) await hooks.afterCommit?.(release)
+  metrics.reservationsExpired.inc(expired)
+  metrics.ordersTotal.inc({ status: 'expired' }, expired)
+  return expired
 }

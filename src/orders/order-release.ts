@@ -8,14 +8,23 @@ import {
 } from '../stock/stock.repository.js'
 import type { Order } from './orders.repository.js'
 
+/** Orders whose stock one transaction released, and the version each sale's stock row reached in it. */
+export interface Release {
+  orders: Order[]
+  /** flash_sale_stock.version after this release, by sale id (the gate's outbox records it). */
+  saleVersions: ReadonlyMap<number, number>
+}
+
 /**
  * What releasing orders means beyond their stock rows, for the modules that own the rest: inside the
- * release's transaction (a sale order's per-user units, in src/sales/), and after it committed (units
- * the Redis gate admitted go back to the gate, in src/redis-gate/).
+ * release's transaction, before the stock rows (a sale order's per-user units, in src/sales/) and after
+ * them (the gate's outbox mark, which needs the sale row's new version, in src/redis-gate/); and after
+ * it committed (units the Redis gate admitted go back to the gate).
  */
 export interface ReleaseHooks {
-  inTransaction?(tx: PoolClient, orders: Order[]): Promise<void>
-  afterCommit?(orders: Order[]): Promise<void>
+  beforeStock?(tx: PoolClient, orders: Order[]): Promise<void>
+  afterStock?(tx: PoolClient, release: Release): Promise<void>
+  afterCommit?(release: Release): Promise<void>
 }
 
 export const unitsOf = (order: Order) => order.items.reduce((sum, item) => sum + item.quantity, 0)
@@ -33,23 +42,30 @@ export function stockOf(order: Order): { stock: StockTable; lines: StockLine[] }
 
 /**
  * Gives the stock of cancelled or expired orders back (reserved -> available), inside the caller's
- * transaction, after the inTransaction hook (a sale's per-user units).
- * Concurrency: the stock rows come last, and in key order, as one sum per row. The order batcher
- * raises per-user units first and updates the sale's stock row last, just before COMMIT; a release
- * that took the stock row first and the per-user rows after would lock the same rows in the opposite
- * order, and under a stampede with reservations expiring the two deadlock (Postgres aborts one of them
- * after deadlock_timeout: the sweep fails, or a whole batch of buyers gets 503). Last also means the
- * hot stock row is held only for the end of the transaction.
+ * transaction: first the beforeStock hook (a sale's per-user units), then the stock rows, one sum per
+ * row in key order, then the afterStock hook with the versions the sale rows reached. The caller hands
+ * the result to afterCommit.
+ * Concurrency: the stock rows come after the per-user rows, as in the order batcher, which raises
+ * per-user units first and updates the sale's stock row last, just before COMMIT. A release that took
+ * the stock row first and the per-user rows after would lock the same rows in the opposite order, and
+ * under a stampede with reservations expiring the two deadlock (Postgres aborts one of them after
+ * deadlock_timeout: the sweep fails, or a whole batch of buyers gets 503). One sum per row in key order
+ * keeps two releasers (or a release and a checkout) from locking stock rows in different orders.
  */
 export async function releaseOrdersStock(
   tx: PoolClient,
   orders: Order[],
   hooks: ReleaseHooks,
-): Promise<void> {
-  await hooks.inTransaction?.(tx, orders)
+): Promise<Release> {
+  await hooks.beforeStock?.(tx, orders)
+  const saleVersions = new Map<number, number>()
   for (const { stock, lines } of sumPerStockRow(orders.map(stockOf))) {
-    await releaseReserved(tx, stock, lines)
+    const versions = await releaseReserved(tx, stock, lines)
+    if (stock === SALE_STOCK) for (const [saleId, version] of versions) saleVersions.set(saleId, version)
   }
+  const release = { orders, saleVersions }
+  await hooks.afterStock?.(tx, release)
+  return release
 }
 
 function sumPerStockRow(parts: { stock: StockTable; lines: StockLine[] }[]) {

@@ -118,20 +118,18 @@ export function createOrders(deps: OrdersDeps) {
 
   /** Cancels a reserved order and gives its stock back, exactly once; cancelling twice is a no-op. */
   async function cancel(caller: Caller, orderId: string): Promise<Order> {
-    let released = false
-    const cancelled = await withTransaction(db.primary, async (tx) => {
+    const { cancelled, release } = await withTransaction(db.primary, async (tx) => {
       const order = await orderVisibleTo(tx, caller, orderId)
       if (!(await markCancelledIfReserved(tx, order.id))) {
         const current = (await findOrder(tx, order.id))!
-        if (current.status === 'cancelled') return current
+        if (current.status === 'cancelled') return { cancelled: current, release: null }
         throw new OrderNotCancellableError(current.status)
       }
-      await releaseOrdersStock(tx, [order], deps.releaseHooks)
-      released = true
-      return (await findOrder(tx, order.id))!
+      const release = await releaseOrdersStock(tx, [order], deps.releaseHooks)
+      return { cancelled: (await findOrder(tx, order.id))!, release }
     })
-    if (released) {
-      await deps.releaseHooks.afterCommit?.([cancelled])
+    if (release) {
+      await deps.releaseHooks.afterCommit?.(release)
       metrics.ordersTotal.inc({ status: 'cancelled' })
     }
     return cancelled

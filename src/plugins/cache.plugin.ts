@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import { createTwoLevelCache, type TwoLevelCache } from '../cache/two-level-cache.js'
 import type { Config } from '../config.js'
+import { duplicateForSubscribing } from '../redis/client.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -26,7 +27,7 @@ export default fp(
     }
     // Unlike the app's connection, the subscriber queues its SUBSCRIBE until Redis answers, and
     // ioredis subscribes again by itself after every reconnect.
-    const subscriber = app.redis.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null })
+    const subscriber = duplicateForSubscribing(app.redis)
     const cache = createTwoLevelCache({
       redis: app.redis,
       subscriber,

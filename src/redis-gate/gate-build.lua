@@ -1,21 +1,34 @@
--- gate-build: creates a sale's gate from Postgres' numbers, only if it does not exist. Used when a
--- sale is created and to rebuild after Redis lost its data; while the gate is missing the sale
--- answers 503 (fail closed), never "unlimited stock".
+-- gate-build: creates a sale's gate from Postgres' numbers, fenced to the Redis server it is built on.
+-- Used when a sale is created and to rebuild a gate that is missing (Redis came back empty) or stale
+-- (built under another run id: Redis restarted, maybe without its last writes). A stale gate is
+-- replaced whole, in this one atomic step: its available count, per-user units, tokens and applied
+-- releases may all be missing writes. A current gate is left alone, so every worker may call this at once and one builds.
+-- While the gate is missing or stale the sale answers 503 (fail closed), never "unlimited stock".
+--
+-- Deleting the tokens is right because the caller holds the sale row's lock and reads the fence under
+-- it: a batch still in flight with one of those tokens commits after the lock, at a version above the
+-- fence, so gate-confirm takes its units again; a batch that fails releases its token, finds it gone
+-- and gives nothing back. Either way the new gate counts each unit once. The set of applied releases
+-- starts empty too: a release at or below the new fence is skipped by its version (gate-release-order).
 --
 -- KEYS[1]  sale:{<id>}:gate
 -- KEYS[2]  sale:{<id>}:users
--- ARGV[1]  available units (flash_sale_stock.available, read under the stock row's lock)
--- ARGV[2]  starts_ms
--- ARGV[3]  ends_ms
--- ARGV[4]  per_user_limit
--- ARGV[5]  fence: the flash_sale_stock.version those numbers belong to
--- ARGV[6..] pairs of user id, units held (from sale_user_units)
--- returns  1 if built, 0 if a gate existed already
-if redis.call('HEXISTS', KEYS[1], 'available') == 1 then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('HSET', KEYS[1], 'available', ARGV[1], 'starts_ms', ARGV[2], 'ends_ms', ARGV[3],
-  'per_user_limit', ARGV[4], 'fence', ARGV[5])
-for i = 6, #ARGV, 2 do
+-- KEYS[3]  sale:{<id>}:tokens
+-- KEYS[4]  sale:{<id>}:released
+-- ARGV[1]  run_id: the Redis server's run id as the caller knows it ('' when it does not know it)
+-- ARGV[2]  available units (flash_sale_stock.available, read under the stock row's lock)
+-- ARGV[3]  starts_ms
+-- ARGV[4]  ends_ms
+-- ARGV[5]  per_user_limit
+-- ARGV[6]  fence: the flash_sale_stock.version those numbers belong to
+-- ARGV[7..] pairs of user id, units held (from sale_user_units)
+-- returns  1 if built, 0 if a gate of this run id existed already, -1 if refused (no run id given)
+if ARGV[1] == '' then return -1 end
+if redis.call('HGET', KEYS[1], 'run_id') == ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+redis.call('HSET', KEYS[1], 'available', ARGV[2], 'starts_ms', ARGV[3], 'ends_ms', ARGV[4],
+  'per_user_limit', ARGV[5], 'fence', ARGV[6], 'run_id', ARGV[1])
+for i = 7, #ARGV, 2 do
   redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
 end
 return 1

@@ -1,8 +1,9 @@
 -- gate-confirm: after a batch committed its orders, drops their tokens from the in-flight set.
 -- A token that is no longer there was released meanwhile (the reconciler thought its worker dead)
--- or lost (Redis was flushed and the gate rebuilt from Postgres). If the gate was built from a
--- Postgres state older than this batch (fence < batch version), the gate counted those units as
--- available, so they are taken again here; if it was built later, Postgres already showed them sold.
+-- or lost (the gate was rebuilt from Postgres, after a flush or a restart, and starts with no tokens).
+-- If the gate was built from a Postgres state older than this batch (fence < batch version), the gate
+-- counted those units as available, so they are taken again here; if it was built later, Postgres
+-- already showed them sold.
 --
 -- KEYS[1]  sale:{<id>}:gate    (field fence: the flash_sale_stock.version the gate was built from)
 -- KEYS[2]  sale:{<id>}:users

@@ -9,7 +9,6 @@ import {
 } from '../errors.js'
 import type { Metrics } from '../metrics.js'
 import type { PurchasePath } from '../sales/purchase-path.js'
-import { findSale } from '../sales/sales.repository.js'
 import { rebuildGateFromPostgres } from './gate-rebuild.js'
 import { createOrderBatcher } from './order-batcher.js'
 import { createSoldOutMemo } from './sold-out-memo.js'
@@ -45,11 +44,33 @@ export function createGatePurchasePath(deps: {
     maxConcurrent: config.ORDER_BATCH_CONCURRENCY,
   })
 
+  /**
+   * Asks the gate; a gate that is missing or stale is rebuilt from Postgres first, and asked once more.
+   * Concurrency: fail closed. Without a gate fenced to this Redis server nobody is admitted (no gate
+   * must never mean unlimited stock, and a stale one may offer units Postgres no longer has). Many
+   * workers rebuild at once after a restart; one builds, the others find it current. A gate that is
+   * still not there after that (Redis restarted again, Postgres away) answers 503.
+   */
+  async function admitFenced(saleId: number, userId: string, quantity: number) {
+    const first = await gate.admit(saleId, userId, quantity)
+    if (first.outcome !== 'gate_missing') return first
+    const rebuilt = await rebuildGateFromPostgres(db.primary, gate, saleId).catch((err: Error) => {
+      deps.log.warn({ err, saleId }, 'could not rebuild the gate; the reconciler will retry')
+      return 'failed' as const
+    })
+    if (rebuilt === 'no_sale') throw new NotFoundError(`sale ${saleId}`)
+    if (rebuilt === 'built' || rebuilt === 'current') {
+      const second = await gate.admit(saleId, userId, quantity)
+      if (second.outcome !== 'gate_missing') return second
+    }
+    throw new SaleUnavailableError()
+  }
+
   return {
     strategy: 'redis-gate',
 
     async purchase({ userId, saleId, quantity, idempotency }) {
-      const admission = await gate.admit(saleId, userId, quantity)
+      const admission = await admitFenced(saleId, userId, quantity)
       switch (admission.outcome) {
         case 'admitted':
           return batcher.submit({ saleId, userId, quantity, token: admission.token, idempotency })
@@ -62,13 +83,6 @@ export function createGatePurchasePath(deps: {
           throw new SaleNotActiveError(saleId, 'ended')
         case 'per_user_limit':
           throw new PerUserLimitError()
-        case 'gate_missing':
-          // Fail closed: no gate means Redis lost it; never sell on without one. Rebuild it from Postgres.
-          if (!(await findSale(db.primary, saleId))) throw new NotFoundError(`sale ${saleId}`)
-          await rebuildGateFromPostgres(db.primary, gate, saleId).catch((err: Error) =>
-            deps.log.warn({ err, saleId }, 'could not rebuild the gate; the reconciler will retry'),
-          )
-          throw new SaleUnavailableError()
       }
     },
 

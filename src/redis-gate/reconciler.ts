@@ -1,9 +1,14 @@
 import type { Db } from '../db/pool.js'
 import type { Metrics } from '../metrics.js'
-import { findWrittenTokens } from '../orders/orders.repository.js'
+import { findPendingGateReleases, findWrittenTokens } from '../orders/orders.repository.js'
 import { findSale, listSalesToReconcile } from '../sales/sales.repository.js'
 import { rebuildGateFromPostgres } from './gate-rebuild.js'
+import { applyGateReleases } from './release-to-gate.js'
 import type { StockGate } from './stock-gate.js'
+
+/** A gate release still pending this long after its COMMIT was left behind by its process. */
+const PENDING_RELEASE_GRACE_MS = 2000
+const PENDING_RELEASE_BATCH = 500
 
 export interface ReconcileResult {
   saleId: number
@@ -24,9 +29,11 @@ export function createReconciler(deps: { db: Pick<Db, 'primary'>; gate: StockGat
 
   async function reconcileSale(saleId: number): Promise<ReconcileResult> {
     const result: ReconcileResult = { saleId, rebuilt: false, released: 0, dropped: 0, drift: null }
-    // A missing gate (Redis restarted empty) is rebuilt from Postgres; until then buyers get 503.
-    if ((await gate.available(saleId)) === null)
-      result.rebuilt = await rebuildGateFromPostgres(db.primary, gate, saleId)
+    // Concurrency: a missing gate (Redis came back empty) and a stale one (built on a Redis server
+    // that restarted since, maybe without its last writes) are rebuilt from Postgres, so the gate is
+    // re-fenced even while nobody buys; the first buyer would otherwise do it. A current gate costs one
+    // HGET here and is left alone.
+    result.rebuilt = (await rebuildGateFromPostgres(db.primary, gate, saleId)) === 'built'
 
     // Concurrency: a token whose deadline passed belongs to a worker that died between the gate and
     // its batch (or whose confirm was lost). If its order exists, the units are sold and the token is
@@ -57,6 +64,31 @@ export function createReconciler(deps: { db: Pick<Db, 'primary'>; gate: StockGat
   }
 
   return {
+    /**
+     * Applies gate releases left pending (their process died between COMMIT and Redis, or Redis did not
+     * answer) and clears their marks. Returns how many marks it cleared.
+     * Concurrency: only marks older than a couple of seconds, so the releasing process, which applies
+     * its own right after COMMIT, is rarely raced; when it is, or when it applied them and died before
+     * clearing the marks, gate-release-order.lua counts each order once, and skips one the gate was
+     * rebuilt after (its version is at or below the fence).
+     */
+    async applyPendingReleases(): Promise<number> {
+      let applied = 0
+      let batch: number
+      do {
+        const pending = await findPendingGateReleases(
+          db.primary,
+          PENDING_RELEASE_GRACE_MS,
+          PENDING_RELEASE_BATCH,
+        )
+        batch = pending.length
+        const cleared = await applyGateReleases(db.primary, gate, pending)
+        applied += cleared
+        // Redis did not take some: leave them for the next round rather than spin.
+        if (cleared < batch) break
+      } while (batch === PENDING_RELEASE_BATCH)
+      return applied
+    },
     reconcileSale,
     /** Every sale that is open, or closed so recently that reservation tokens may still be in flight. */
     async reconcileAll(): Promise<ReconcileResult[]> {

@@ -1,15 +1,24 @@
 import { randomUUID } from 'node:crypto'
 import type { Redis, Result } from 'ioredis'
+import { serverRunIdOf } from '../redis/client.js'
+import type { PendingGateRelease } from '../orders/orders.repository.js'
 import { defineScripts } from '../redis/scripts.js'
 
 // Redis key layout of the flash-sale gate. The `{<id>}` hash tag keeps one sale's keys in one slot,
 // so the scripts stay valid on a Redis Cluster.
-//   sale:{<id>}:gate    hash   available, starts_ms, ends_ms, per_user_limit, fence
+//   sale:{<id>}:gate    hash   available, starts_ms, ends_ms, per_user_limit, and two fences:
+//                              fence   the flash_sale_stock.version the gate was built from
+//                              run_id  the Redis server it was built on (INFO server's run_id)
 //   sale:{<id>}:users   hash   user id -> units held in the sale (reserved + paid)
-//   sale:{<id>}:tokens  zset   "<userId>:<qty>:<uuid>" -> deadline ms: admitted, not yet an order
+//   sale:{<id>}:tokens    zset   "<userId>:<qty>:<uuid>" -> deadline ms: admitted, not yet an order
+//   sale:{<id>}:released  set    ids of released orders whose units this gate got back, so a release
+//                                applied twice (its process and the reconciler) counts once
+// A gate whose run_id is not the server's own was built before Redis restarted and may lack the writes
+// the restart lost: it counts as missing until it is rebuilt from Postgres (gate-build.lua), which
+// replaces all four keys at once.
 const keys = (saleId: number) => {
   const tag = `sale:{${saleId}}`
-  return { gate: `${tag}:gate`, users: `${tag}:users`, tokens: `${tag}:tokens` }
+  return { gate: `${tag}:gate`, users: `${tag}:users`, tokens: `${tag}:tokens`, released: `${tag}:released` }
 }
 
 declare module 'ioredis' {
@@ -23,6 +32,7 @@ declare module 'ioredis' {
       nowMs: number,
       token: string,
       deadlineMs: number,
+      runId: string,
     ): Result<[number, number], Context>
     gateReleaseToken(gate: string, users: string, tokens: string, token: string): Result<number, Context>
     gateConfirm(
@@ -32,8 +42,22 @@ declare module 'ioredis' {
       version: number,
       ...tokens: string[]
     ): Result<number, Context>
-    gateReleaseOrder(gate: string, users: string, userId: string, quantity: number): Result<number, Context>
-    gateBuild(gate: string, users: string, ...args: (string | number)[]): Result<number, Context>
+    gateReleaseOrder(
+      gate: string,
+      users: string,
+      released: string,
+      userId: string,
+      quantity: number,
+      orderId: string,
+      version: number,
+    ): Result<number, Context>
+    gateBuild(
+      gate: string,
+      users: string,
+      tokens: string,
+      released: string,
+      ...args: (string | number)[]
+    ): Result<number, Context>
   }
 }
 
@@ -54,6 +78,19 @@ export interface GateState {
   usersHolding: { userId: string; units: number }[]
 }
 
+/** What applying an order's release did (see gate-release-order.lua). */
+export type GateReleaseOutcome = 'applied' | 'applied_before' | 'gate_built_after' | 'gate_missing'
+
+const RELEASE_OUTCOMES = {
+  1: 'applied',
+  0: 'applied_before',
+  [-1]: 'gate_built_after',
+  [-2]: 'gate_missing',
+} as const
+
+/** What building a gate did: built it, found it current already, or could not (run id unknown). */
+export type GateBuild = 'built' | 'current' | 'redis_unknown'
+
 /** A token's parts: who reserved how many units. */
 export function parseToken(token: string): { userId: string; quantity: number } {
   const [userId, quantity] = token.split(':')
@@ -65,16 +102,27 @@ export function createStockGate(redis: Redis, options: { tokenTtlMs: number }) {
     gateAdmit: { file: 'gate-admit.lua', keys: 3 },
     gateReleaseToken: { file: 'gate-release-token.lua', keys: 3 },
     gateConfirm: { file: 'gate-confirm.lua', keys: 3 },
-    gateReleaseOrder: { file: 'gate-release-order.lua', keys: 2 },
-    gateBuild: { file: 'gate-build.lua', keys: 2 },
+    gateReleaseOrder: { file: 'gate-release-order.lua', keys: 3 },
+    gateBuild: { file: 'gate-build.lua', keys: 4 },
   })
+  const runIds = serverRunIdOf(redis)
 
   return {
-    /** Asks the gate for `quantity` units; sold out, closed and over-limit answers never touch Postgres. */
+    /** The run id of the Redis server, once this process knows it (null while Redis is away). */
+    serverRunId: () => runIds.known(),
+
+    /**
+     * Asks the gate for `quantity` units; sold out, closed and over-limit answers never touch Postgres.
+     * `gate_missing` also means stale: built on a Redis server that has restarted since.
+     */
     async admit(saleId: number, userId: string, quantity: number): Promise<Admission> {
       const k = keys(saleId)
       const now = Date.now()
       const token = `${userId}:${quantity}:${randomUUID()}`
+      // Concurrency: the admit carries the run id this process learnt on the connection it is sent on,
+      // and the gate admits only under its own (gate-admit.lua): a gate that survived a restart in the
+      // append-only file may believe more units remain than Postgres has, or miss tokens, and is
+      // rebuilt from Postgres first. One more HMGET field and one argument on the hot path.
       const [code, available] = await redis.gateAdmit(
         k.gate,
         k.users,
@@ -84,6 +132,7 @@ export function createStockGate(redis: Redis, options: { tokenTtlMs: number }) {
         now,
         token,
         now + options.tokenTtlMs,
+        runIds.now() ?? (await runIds.known()) ?? '',
       )
       if (code === 1) return { outcome: 'admitted', token, available }
       if (code === -1) return { outcome: 'gate_missing' }
@@ -102,19 +151,37 @@ export function createStockGate(redis: Redis, options: { tokenTtlMs: number }) {
       return redis.gateConfirm(k.gate, k.users, k.tokens, version, ...tokens)
     },
 
-    /** Releases a cancelled or expired order's units to the gate: they are on offer again. */
-    async releaseOrder(saleId: number, userId: string, quantity: number): Promise<void> {
-      const k = keys(saleId)
-      await redis.gateReleaseOrder(k.gate, k.users, userId, quantity)
+    /**
+     * Releases a cancelled or expired order's units to the gate: they are on offer again. Once per
+     * order, however often it is called, and not at all into a gate built after the release.
+     */
+    async releaseOrder(release: PendingGateRelease): Promise<GateReleaseOutcome> {
+      const k = keys(release.saleId)
+      const code = await redis.gateReleaseOrder(
+        k.gate,
+        k.users,
+        k.released,
+        release.userId,
+        release.units,
+        release.orderId,
+        release.version,
+      )
+      return RELEASE_OUTCOMES[code as keyof typeof RELEASE_OUTCOMES]
     },
 
-    /** Creates the gate from Postgres' numbers unless it exists; true if it built one. */
-    async build(saleId: number, state: GateState): Promise<boolean> {
+    /**
+     * Creates the gate from Postgres' numbers, replacing a missing or stale one (its users and tokens
+     * too); a gate built on this Redis server already is left alone. Call it with the sale row locked.
+     */
+    async build(saleId: number, state: GateState): Promise<GateBuild> {
       const k = keys(saleId)
       const holders = state.usersHolding.flatMap((u) => [u.userId, u.units])
       const built = await redis.gateBuild(
         k.gate,
         k.users,
+        k.tokens,
+        k.released,
+        (await runIds.known()) ?? '',
         state.available,
         state.startsAt.getTime(),
         state.endsAt.getTime(),
@@ -122,13 +189,20 @@ export function createStockGate(redis: Redis, options: { tokenTtlMs: number }) {
         state.version,
         ...holders,
       )
-      return built === 1
+      return built === 1 ? 'built' : built === 0 ? 'current' : 'redis_unknown'
     },
 
-    /** Units the gate still offers, or null when the gate is missing. */
+    /** True when the gate exists and was built on the Redis server this process is connected to. */
+    async isCurrent(saleId: number): Promise<boolean> {
+      const runId = await runIds.known()
+      return runId !== null && (await redis.hget(keys(saleId).gate, 'run_id')) === runId
+    },
+
+    /** Units the gate still offers, or null when the gate is missing or stale (not to be trusted). */
     async available(saleId: number): Promise<number | null> {
-      const available = await redis.hget(keys(saleId).gate, 'available')
-      return available === null ? null : Number(available)
+      const [available, runId] = await redis.hmget(keys(saleId).gate, 'available', 'run_id')
+      const current = runId !== null && runId === (await runIds.known())
+      return available === null || !current ? null : Number(available)
     },
 
     /** Tokens admitted but not yet orders whose deadline is before `nowMs`: their worker may be dead. */

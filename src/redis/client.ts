@@ -3,16 +3,110 @@ import type { Config } from '../config.js'
 import type { Metrics } from '../metrics.js'
 
 export function createRedis(config: Config): Redis {
-  return new Redis(config.REDIS_URL, {
+  const redis = new Redis(config.REDIS_URL, {
     // Fail fast instead of queueing: while Redis is away a buyer gets a quick 503, not a hung request.
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
+    // Concurrency: a command whose connection closed before its answer is not sent again on the next
+    // connection (it fails, at the latest after commandTimeout). It may have run already, and it carries
+    // what the caller knew then: an admit stamped with the old server's run id (see serverRunIdOf) would
+    // reach a Redis restarted from its AOF, whose gates still bear that id but may have lost writes.
+    autoResendUnfulfilledCommands: false,
     connectTimeout: 2000,
+    // A Redis that is connected but does not answer (paused, swapping, stuck in a slow command) keeps
+    // the socket open, so only a timer notices: each command fails after this long (503 to a buyer).
+    commandTimeout: config.REDIS_COMMAND_TIMEOUT_MS,
     retryStrategy: (attempt) => Math.min(attempt * 100, 1000),
     lazyConnect: true,
     // Commands issued in the same event-loop turn (hundreds, in a stampede) go out in one write and
     // come back in one read: far fewer system calls for the worker and for Redis.
     enableAutoPipelining: true,
+  })
+  serverRunIdOf(redis)
+  return redis
+}
+
+/** The run id of the Redis server a client is connected to, as this process knows it. */
+export interface ServerRunId {
+  /** The run id, or null while it is not known: no connection, or a new one that has not told yet. */
+  now(): string | null
+  /** The run id, once the current connection has told it (null when it cannot). */
+  known(): Promise<string | null>
+}
+
+const runIdTrackers = new WeakMap<Redis, ServerRunId>()
+
+/** The `run_id:` line of INFO server: 40 hex digits that a Redis server draws anew each time it starts. */
+export function runIdIn(info: string): string | null {
+  return /^run_id:([0-9a-f]+)\r?$/m.exec(info)?.[1] ?? null
+}
+
+/**
+ * Tracks the run id of the Redis server behind `redis`, once per client: learnt with INFO server on
+ * every connection's 'ready', forgotten on every 'close'.
+ * Concurrency: the id is forgotten the moment a connection closes and learnt again from the new
+ * connection's own answer, so no command sent on a new connection carries the old server's id. The
+ * gate compares it with the id it was built under (gate-admit.lua): a Redis restarted from its AOF may
+ * have lost its last writes, and its gates, which still bear the old id, are rebuilt from Postgres
+ * before they admit anyone.
+ */
+export function serverRunIdOf(redis: Redis): ServerRunId {
+  const tracked = runIdTrackers.get(redis)
+  if (tracked) return tracked
+  let runId: string | null = null
+  // Counts closed connections: an answer that arrives after its connection closed is dropped.
+  let connection = 0
+  let asking: { on: number; answer: Promise<string | null> } | null = null
+  const learn = (): Promise<string | null> => {
+    if (runId !== null) return Promise.resolve(runId)
+    if (asking?.on === connection) return asking.answer
+    if (redis.status !== 'ready') return Promise.resolve(null)
+    const on = connection
+    const answer = redis.info('server').then(
+      (info) => {
+        if (on !== connection) return null
+        runId = runIdIn(info)
+        if (runId === null) asking = null
+        return runId
+      },
+      // Asked again next time: the connection may still be good.
+      () => {
+        if (on === connection) asking = null
+        return null
+      },
+    )
+    asking = { on, answer }
+    return answer
+  }
+  redis.on('ready', () => void learn())
+  redis.on('close', () => {
+    connection++
+    runId = null
+    asking = null
+  })
+  void learn()
+  const tracker: ServerRunId = {
+    now() {
+      if (runId === null) void learn()
+      return runId
+    },
+    known: learn,
+  }
+  runIdTrackers.set(redis, tracker)
+  return tracker
+}
+
+/**
+ * A second connection for SUBSCRIBE, made from the app's client. Unlike the app's connection it waits:
+ * no request waits on it, its SUBSCRIBE is queued until Redis answers, never times out, and is sent
+ * again after a reconnect (ioredis subscribes again by itself).
+ */
+export function duplicateForSubscribing(redis: Redis): Redis {
+  return redis.duplicate({
+    enableOfflineQueue: true,
+    maxRetriesPerRequest: null,
+    commandTimeout: undefined,
+    autoResendUnfulfilledCommands: true,
   })
 }
 

@@ -244,16 +244,27 @@ export async function allotFromInventory(tx: Queryable, productId: number, units
   return rowCount === 1
 }
 
-/** Moves units from `reserved` back to `available`: a cancelled or expired order releases its stock. */
-export async function releaseReserved(tx: PoolClient, stock: StockTable, lines: StockLine[]): Promise<void> {
+/**
+ * Moves units from `reserved` back to `available`: a cancelled or expired order releases its stock.
+ * Returns each row's new version, by key (a sale's tells the gate whether it was built before or after
+ * this release: see gate-release-order.lua).
+ */
+export async function releaseReserved(
+  tx: PoolClient,
+  stock: StockTable,
+  lines: StockLine[],
+): Promise<Map<number, number>> {
+  const versions = new Map<number, number>()
   for (const line of inKeyOrder(lines)) {
-    await tx.query(
+    const { rows } = await tx.query<{ version: number }>(
       `UPDATE ${stock.table}
           SET available = available + $2, reserved = reserved - $2, version = version + 1
-        WHERE ${stock.key} = $1`,
+        WHERE ${stock.key} = $1 RETURNING version`,
       [line.id, line.quantity],
     )
+    if (rows[0]) versions.set(line.id, rows[0].version)
   }
+  return versions
 }
 
 /** Moves units from `reserved` to `sold`: a paid order keeps its stock for good. */

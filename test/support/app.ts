@@ -161,5 +161,9 @@ export async function auditOf(
 
 /** The release hooks the jobs process uses, for tests that run the expiry sweeper themselves. */
 export function releaseHooksOf(app: FastifyInstance): ReleaseHooks {
-  return orderReleaseHooks(createStockGate(app.redis, { tokenTtlMs: app.config.GATE_TOKEN_TTL_MS }))
+  return orderReleaseHooks({
+    primary: app.db.primary,
+    gate: createStockGate(app.redis, { tokenTtlMs: app.config.GATE_TOKEN_TTL_MS }),
+    log: app.log,
+  })
 }
