@@ -86,7 +86,7 @@ export function writeReliabilityDoc(cases: FaultCase[], results: CaseResult[], s
       ...(Object.keys(r.notes).length
         ? [
             `Measured: ${Object.entries(r.notes)
-              .map(([k, v]) => `${k} ${v}`)
+              .map(([k, v]) => `${words(k)} ${v}`)
               .join(', ')}.`,
             '',
           ]
