@@ -209,6 +209,22 @@ export class CommitOutcomeUnknownError extends AppError {
   }
 }
 
+/**
+ * An earlier attempt with this Idempotency-Key ended in a 5xx, so it may have had its effect, and
+ * Postgres, which would say, cannot be asked right now.
+ */
+export class IdempotencyOutcomeUnknownError extends AppError {
+  constructor(cause?: Error) {
+    super(
+      503,
+      'OUTCOME_UNKNOWN',
+      'an earlier attempt with this Idempotency-Key may have gone through and the database cannot tell yet; try again in a moment',
+    )
+    this.cause = cause
+    this.headers = { 'retry-after': '1' }
+  }
+}
+
 export class InvalidSaleWindowError extends fixedAnswer(
   400,
   'INVALID_SALE_WINDOW',

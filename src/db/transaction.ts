@@ -30,6 +30,14 @@ export function withTransactionEndingIn<T>(
   })
 }
 
+/**
+ * Runs `work` in a transaction that is always rolled back: a probe that may wait for other
+ * transactions' locks but changes nothing.
+ */
+export function withRollback<T>(pool: pg.Pool, work: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
+  return runTransaction(pool, async (tx) => ({ end: 'ROLLBACK', result: await work(tx) }))
+}
+
 async function runTransaction<T>(
   pool: pg.Pool,
   work: (tx: pg.PoolClient) => Promise<{ end: string; result: T }>,

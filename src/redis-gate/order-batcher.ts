@@ -5,11 +5,13 @@ import { PG, pgErrorCode, withTransaction } from '../db/transaction.js'
 import {
   type AppError,
   CommitOutcomeUnknownError,
+  IdempotentReplayError,
   PerUserLimitError,
   SaleUnavailableError,
   UnauthorizedError,
 } from '../errors.js'
 import { forgetResponses, saveResponses, type IdempotentRequest } from '../idempotency/idempotency.js'
+import { scopeId } from '../idempotency/idempotency.repository.js'
 import type { Metrics } from '../metrics.js'
 import { insertSaleOrders, type Order } from '../orders/orders.repository.js'
 import { addUserUnitsWithinLimit, findSale, type Sale } from '../sales/sales.repository.js'
@@ -169,9 +171,10 @@ export function createOrderBatcher(options: BatcherOptions) {
   async function commitBatch(sale: Sale, items: Pending[]): Promise<Map<Pending, Answer>> {
     const orders = new Map(items.map((p) => [p, orderFor(p, sale, options.reservationTtlSeconds)]))
     const answers = new Map<Pending, Answer>()
+    const { firsts, repeats } = splitRepeatedKeys(items)
     const version = await withTransaction(db.primary, async (tx) => {
       answers.clear()
-      const live = await settleReplaysAndOverLimit(tx, sale, items, orders, answers)
+      const live = await settleReplaysAndOverLimit(tx, sale, firsts, orders, answers)
       if (live.length === 0) return null
       await insertSaleOrders(
         tx,
@@ -186,6 +189,12 @@ export function createOrderBatcher(options: BatcherOptions) {
       for (const p of live) answers.set(p, { order: orders.get(p)! })
       return version
     })
+    for (const [p, first] of repeats) {
+      const answer = answers.get(first)!
+      answers.set(p, {
+        error: 'order' in answer ? new IdempotentReplayError(201, answer.order) : answer.error,
+      })
+    }
     metrics.orderBatches.inc({ outcome: 'committed' })
     metrics.orderBatchSize.observe(items.length)
     const written = items.filter((p) => 'order' in answers.get(p)!).map((p) => p.token)
@@ -237,6 +246,27 @@ function refusalFor(err: unknown): AppError {
   if (pgErrorCode(err) === PG.foreignKeyViolation && constraint.endsWith('_user_id_fkey'))
     return new UnauthorizedError('the account this token belongs to no longer exists')
   return new SaleUnavailableError(err as Error)
+}
+
+/**
+ * Concurrency: two buyers of one batch with the same Idempotency-Key (two retries that both found no
+ * answer, or a key Redis forgot) would both get an order: the batch saves their records in one INSERT,
+ * and ON CONFLICT DO NOTHING skips the second record silently instead of reporting it. So only the first
+ * of each key is written; each repeat gets the first's answer (its order as a replay) and its unit back.
+ */
+function splitRepeatedKeys(items: Pending[]): { firsts: Pending[]; repeats: Map<Pending, Pending> } {
+  const firstOfKey = new Map<string, Pending>()
+  const firsts: Pending[] = []
+  const repeats = new Map<Pending, Pending>()
+  for (const p of items) {
+    const first = p.idempotency && firstOfKey.get(scopeId(p.idempotency))
+    if (first) repeats.set(p, first)
+    else {
+      if (p.idempotency) firstOfKey.set(scopeId(p.idempotency), p)
+      firsts.push(p)
+    }
+  }
+  return { firsts, repeats }
 }
 
 /**
