@@ -1,18 +1,25 @@
 import { randomUUID } from 'node:crypto'
+import type { Socket } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   auditOf,
   buildTestApp,
+  fillCart,
   newAdmin,
   newCustomer,
+  newProduct,
   newSale,
   type TestUser,
 } from '../../test/support/app.js'
 import { loseNextCommit } from '../../test/support/lost-commit.js'
 import { createGatePurchasePath } from '../redis-gate/gate-purchase-path.js'
 import { createStockGate } from '../redis-gate/stock-gate.js'
+import { createPostgresPurchasePath } from '../sales/postgres-purchase-path.js'
+import { retryPolicyOf } from '../stock/stock-retry.js'
+import { rowStrategy } from '../stock/stock.repository.js'
 import { idempotentRequest } from './idempotency.js'
 
 interface OrderBody {
@@ -201,4 +208,146 @@ describe('Idempotency-Key after a lost COMMIT answer', () => {
       })
     })
   })
+
+  describe('on the Postgres path and in checkout', () => {
+    const apps = new Map<string, FastifyInstance>()
+    let admin: TestUser
+
+    beforeAll(async () => {
+      for (const strategy of ['atomic', 'pessimistic', 'optimistic'])
+        apps.set(strategy, await buildTestApp({ STOCK_STRATEGY: strategy }))
+      admin = await newAdmin(apps.get('atomic')!)
+    })
+    afterAll(async () => {
+      await Promise.all([...apps.values()].map((app) => app.close()))
+    })
+
+    it.each(['atomic', 'pessimistic', 'optimistic'])(
+      'when a keyed %s purchase committed but the answer to its COMMIT was lost, then the buyer hears 503 OUTCOME_UNKNOWN and the retry with the same key gets that order',
+      async (strategy) => {
+        const app = apps.get(strategy)!
+        const saleId = await newSale(app, admin, { units: 1 })
+        const buyer = await newCustomer(app)
+        const key = randomUUID()
+        const { cut } = loseNextCommit(app.db.primary, observer, 'committed')
+        const first = await purchase(app, buyer, saleId, key)
+        await cut
+        expectOutcomeUnknown(first)
+        const orders = await ordersOf(app, buyer)
+        expect(orders).toHaveLength(1)
+
+        const retry = await purchase(app, buyer, saleId, key)
+
+        expectReplayOf(retry, orders[0]!)
+        expect(await ordersOf(app, buyer)).toEqual(orders)
+      },
+    )
+
+    it('when the first attempt is still committing on the server as its retry arrives, then the retry waits for it and replays its order (no PER_USER_LIMIT, no second order)', async () => {
+      const app = apps.get('atomic')!
+      const saleId = await newSale(app, admin, { units: 5, perUserLimit: 1 })
+      const buyer = await newCustomer(app)
+      const key = randomUUID()
+      const clients: pg.PoolClient[] = []
+      const remember = (client: pg.PoolClient) => clients.push(client)
+      app.db.primary.on('acquire', remember)
+      // Another session holds the sale's stock row: the purchase's `UPDATE ...; COMMIT` waits for it.
+      const holder = await observer.connect()
+      let retry: Promise<LightMyRequestResponse>
+      try {
+        await holder.query('BEGIN')
+        await holder.query('SELECT 1 FROM flash_sale_stock WHERE sale_id = $1 FOR UPDATE', [saleId])
+        const firstAnswer = purchase(app, buyer, saleId, key)
+        const pid = await waitingBackend(`%sale_id = ${saleId}; COMMIT`)
+        // The connection breaks on the client's side; the server, blocked on the lock, does not notice.
+        const client = clients.find((c) => (c as unknown as { processID: number }).processID === pid)!
+        ;(client as unknown as { connection: { stream: Socket } }).connection.stream.destroy()
+        expectOutcomeUnknown(await firstAnswer)
+
+        retry = purchase(app, buyer, saleId, key)
+        // The retry asks Postgres, which makes it wait for the first attempt's record; then the first
+        // attempt gets the row and commits.
+        await waitingBackend('%', pid)
+      } finally {
+        app.db.primary.removeListener('acquire', remember)
+        await holder.query('COMMIT')
+        holder.release()
+      }
+
+      const answer = await retry
+      const orders = await ordersOf(app, buyer)
+      expect(orders).toHaveLength(1)
+      expectReplayOf(answer, orders[0]!)
+    })
+
+    it('when two atomic purchases with one key both get past Redis, then Postgres still makes one order and the other replays it', async () => {
+      const app = apps.get('atomic')!
+      const saleId = await newSale(app, admin, { units: 5, perUserLimit: 2 })
+      const buyer = await newCustomer(app)
+      const rows = rowStrategy('atomic', {
+        lockTimeoutMs: app.config.STOCK_LOCK_TIMEOUT_MS,
+        retry: retryPolicyOf(app.config),
+        hooks: { onConflict: () => {}, onSettled: () => {} },
+      })
+      const path = createPostgresPurchasePath({ db: app.db, rows, config: app.config })
+      const url = `/api/sales/${saleId}/purchase`
+      const idempotency = idempotentRequest(buyer.id, randomUUID(), {
+        method: 'POST',
+        url,
+        body: { quantity: 1 },
+      })
+
+      const answers = await Promise.allSettled([
+        path.purchase({ userId: buyer.id, saleId, quantity: 1, idempotency }),
+        path.purchase({ userId: buyer.id, saleId, quantity: 1, idempotency }),
+      ])
+
+      const orders = await ordersOf(app, buyer)
+      expect(orders).toHaveLength(1)
+      const created = answers.find((a) => a.status === 'fulfilled') as PromiseFulfilledResult<OrderBody>
+      const replayed = answers.find((a) => a.status === 'rejected') as PromiseRejectedResult
+      expect(created.value.id).toBe(orders[0])
+      expect(replayed.reason).toMatchObject({ storedStatus: 201, storedBody: { id: orders[0] } })
+      expect(await auditOf(app, admin, saleId)).toMatchObject({ available: 4, reserved: 1, violations: [] })
+    })
+
+    it('when a keyed checkout committed but the answer to its COMMIT was lost, then 503 OUTCOME_UNKNOWN and the retry with the same key gets that order', async () => {
+      const app = apps.get('optimistic')!
+      const customer = await newCustomer(app)
+      const productId = await newProduct(app, admin, { stock: 10 })
+      await fillCart(app, customer, [{ productId, quantity: 2 }])
+      const checkout = (key: string) =>
+        app.inject({
+          method: 'POST',
+          url: '/api/checkout',
+          headers: { ...customer.headers, 'idempotency-key': key },
+        })
+      const key = randomUUID()
+      const { cut } = loseNextCommit(app.db.primary, observer, 'committed')
+      const first = await checkout(key)
+      await cut
+      expectOutcomeUnknown(first)
+      const orders = await ordersOf(app, customer)
+      expect(orders).toHaveLength(1)
+
+      const retry = await checkout(key)
+
+      expectReplayOf(retry, orders[0]!)
+      expect(await ordersOf(app, customer)).toEqual(orders)
+    })
+  })
+
+  /** The pid of a backend (not `except`) waiting for a lock while running a query LIKE `pattern`. */
+  async function waitingBackend(pattern: string, except = 0): Promise<number> {
+    const deadline = Date.now() + 5000
+    while (Date.now() < deadline) {
+      const { rows } = await observer.query<{ pid: number }>(
+        `SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1 AND pid <> $2`,
+        [pattern, except],
+      )
+      if (rows[0]) return rows[0].pid
+      await sleep(5)
+    }
+    throw new Error(`no backend waits for a lock running ${pattern}`)
+  }
 })
