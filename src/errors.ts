@@ -200,6 +200,40 @@ export class DependencyUnavailableError extends AppError {
   }
 }
 
+/**
+ * The connection to Postgres broke while a COMMIT was on its way (the server died, the connection was
+ * reset or terminated): the transaction may have committed or not, and this process cannot tell.
+ * Thrown by src/db/transaction.ts. The client is told to retry with the same Idempotency-Key: the retry
+ * asks Postgres for the saved answer before doing anything again.
+ */
+export class CommitOutcomeUnknownError extends AppError {
+  constructor(cause: Error) {
+    super(
+      503,
+      'OUTCOME_UNKNOWN',
+      'the database connection broke while this request was being committed; retry with the same Idempotency-Key to get its outcome',
+    )
+    this.cause = cause
+    this.headers = { 'retry-after': '1' }
+  }
+}
+
+/**
+ * An earlier attempt with this Idempotency-Key ended in a 5xx, so it may have had its effect, and
+ * Postgres, which would say, cannot be asked right now.
+ */
+export class IdempotencyOutcomeUnknownError extends AppError {
+  constructor(cause?: Error) {
+    super(
+      503,
+      'OUTCOME_UNKNOWN',
+      'an earlier attempt with this Idempotency-Key may have gone through and the database cannot tell yet; try again in a moment',
+    )
+    this.cause = cause
+    this.headers = { 'retry-after': '1' }
+  }
+}
+
 export class InvalidSaleWindowError extends fixedAnswer(
   400,
   'INVALID_SALE_WINDOW',

@@ -81,7 +81,7 @@ export function createMetrics(worker = 'api-0') {
     }),
     orderBatches: new Counter({
       name: 'order_batches_total',
-      help: 'Batch transactions of the redis-gate strategy by outcome (committed, split to isolate a bad row, failed)',
+      help: 'Batch transactions of the redis-gate strategy by outcome (committed, split to isolate a bad row, failed, unknown: the answer to COMMIT was lost)',
       labelNames: ['outcome'] as const,
       registers: [registry],
     }),

@@ -1,14 +1,16 @@
-import type pg from 'pg'
+import pg from 'pg'
+import { CommitOutcomeUnknownError } from '../errors.js'
 
 /** Anything a repository function can run a query on: a pool (primary or replica) or a transaction. */
 export type Queryable = pg.Pool | pg.PoolClient
 
 /**
  * Runs `work` in one transaction on one client: COMMIT when it resolves, ROLLBACK when it throws,
- * and the client always goes back to the pool.
+ * and the client always goes back to the pool. Throws CommitOutcomeUnknownError when the connection
+ * broke while COMMIT was on its way, so nobody can say whether the transaction committed.
  */
 export function withTransaction<T>(pool: pg.Pool, work: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
-  return runTransaction(pool, async (tx) => ({ commit: 'COMMIT', result: await work(tx) }))
+  return runTransaction(pool, async (tx) => ({ end: 'COMMIT', result: await work(tx) }))
 }
 
 /**
@@ -24,20 +26,39 @@ export function withTransactionEndingIn<T>(
 ): Promise<T> {
   return runTransaction(pool, async (tx) => {
     const { last, result } = await work(tx)
-    return { commit: `${last}; COMMIT`, result }
+    return { end: `${last}; COMMIT`, result }
   })
+}
+
+/**
+ * Runs `work` in a transaction that is always rolled back: a probe that may wait for other
+ * transactions' locks but changes nothing.
+ */
+export function withRollback<T>(pool: pg.Pool, work: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
+  return runTransaction(pool, async (tx) => ({ end: 'ROLLBACK', result: await work(tx) }))
 }
 
 async function runTransaction<T>(
   pool: pg.Pool,
-  work: (tx: pg.PoolClient) => Promise<{ commit: string; result: T }>,
+  work: (tx: pg.PoolClient) => Promise<{ end: string; result: T }>,
 ): Promise<T> {
   const client = await pool.connect()
+  // pg reports a broken connection as an 'error' event on the client, even in the middle of a query,
+  // and a pool listens only while the client is idle: unheard, the event would kill the process.
+  let lost: Error | undefined
+  const onLost = (err: Error) => {
+    lost ??= err
+  }
+  client.on('error', onLost)
   let broken: Error | undefined
+  let committing = false
   try {
     await client.query('BEGIN')
-    const { commit, result } = await work(client)
-    await client.query(commit)
+    const { end, result } = await work(client)
+    // A connection that broke before COMMIT took its transaction with it: certainly rolled back.
+    if (lost) throw lost
+    committing = end !== 'ROLLBACK'
+    await client.query(end)
     return result
   } catch (err) {
     // A client whose ROLLBACK fails is in an unknown state: destroy it instead of pooling it again.
@@ -45,10 +66,26 @@ async function runTransaction<T>(
     await client.query('ROLLBACK').catch((rollbackError: Error) => {
       broken = rollbackError
     })
+    if (committing && !isDefiniteRollback(err)) throw new CommitOutcomeUnknownError(err as Error)
     throw err
   } finally {
-    client.release(broken)
+    client.removeListener('error', onLost)
+    client.release(lost ?? broken)
   }
+}
+
+/**
+ * Whether a failed COMMIT (or `last; COMMIT`) certainly committed nothing. Only an error response of
+ * severity ERROR says so: the session lives on and its transaction was aborted (a serialization
+ * failure, a deferred constraint, `last` refused). Everything else leaves the outcome unknown: the
+ * connection ended or was reset before the answer arrived (the server may have committed and then
+ * died, or may still be committing), a client-side timeout, or a FATAL or PANIC response, which ends
+ * the session and can come after the commit record was written (a backend terminated while it waits
+ * for a synchronous standby). A server that localises severities makes every error "unknown": the safe
+ * side.
+ */
+function isDefiniteRollback(err: unknown): boolean {
+  return err instanceof pg.DatabaseError && err.severity === 'ERROR'
 }
 
 /** Postgres error codes we react to by name rather than by number. */

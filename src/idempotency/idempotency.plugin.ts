@@ -1,13 +1,19 @@
 import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import type { AppError } from '../errors.js'
-import { createIdempotencyLocks, idempotentRequest, type IdempotentRequest } from './idempotency.js'
+import {
+  createIdempotencyLocks,
+  idempotentRequest,
+  type IdempotentRequest,
+  type KeyEnding,
+} from './idempotency.js'
 
 export interface IdempotencyOptions {
   /**
    * An answer known before any work (a sale this worker knows is sold out), or null. A keyed request
    * then costs one Redis round trip that records the answer under the key (or replays or refuses, as
-   * the key's semantics say); an unkeyed one costs none.
+   * the key's semantics say); an unkeyed one costs none. A key whose earlier attempt ended in a 5xx is
+   * checked in Postgres first: an order that committed is replayed, never hidden behind this answer.
    */
   earlyAnswer?(request: FastifyRequest): AppError | null
 }
@@ -31,7 +37,7 @@ const replay = (reply: FastifyReply, stored: { status: number; body: unknown }) 
 // and records the answer after it. Use cases only see `request.idempotency`.
 export default fp(
   async (app) => {
-    const locks = createIdempotencyLocks(app.redis)
+    const locks = createIdempotencyLocks(app.redis, app.db.primary)
     app.decorateRequest('idempotency', null)
     app.decorateRequest('idempotencyToken', null)
 
@@ -41,7 +47,7 @@ export default fp(
         const early = options.earlyAnswer?.(request) ?? null
         if (early) {
           const stored = keyed && (await locks.answerKnown(keyed, early))
-          if (stored && !stored.run) return replay(reply, stored)
+          if (stored) return replay(reply, stored)
           throw early
         }
         if (!keyed) return
@@ -52,19 +58,34 @@ export default fp(
       }
     })
 
-    // Records the answer (or frees the key after a 429 or 5xx) once the response is serialised.
+    // Records how the request ended once the response is serialised.
     app.addHook('onSend', async (request, reply, payload) => {
       const keyed = request.idempotency
       const token = request.idempotencyToken
       if (!keyed || !token) return
       request.idempotencyToken = null
-      const keep = reply.statusCode < 500 && reply.statusCode !== 429 && typeof payload === 'string'
       // If Redis is away the effect still stands: the lock frees itself after LOCK_TTL_MS, and a retry
       // then finds the Postgres copy.
       await locks
-        .finish(keyed, token, reply.statusCode, keep ? (payload as string) : null)
+        .finish(keyed, token, endingOf(reply.statusCode, payload))
         .catch((err: Error) => request.log.warn({ err }, 'could not record the idempotent response in Redis'))
     })
   },
   { name: 'idempotency', dependencies: ['postgres', 'redis', 'auth'] },
 )
+
+/**
+ * What a keyed request's answer means for its key. A 5xx may come after the effect committed (the
+ * answer to COMMIT was lost), so the outcome is unknown and the next attempt asks Postgres. A 429 comes
+ * before any effect, every one of them: the rate limits run before the purchase path; the per-user limit
+ * refuses in the gate before a token exists, inside the Postgres path's transaction (which then rolls
+ * back), or, in a batch, for a buyer whose order the committed transaction did not write (had its COMMIT
+ * answer been lost, every buyer of the batch would hear 503). So after a 429 the key is freed and a retry
+ * runs. Anything else is the answer, replayed for 24 hours (a body that is not a string cannot be
+ * stored: its key is freed too).
+ */
+function endingOf(status: number, payload: unknown): KeyEnding {
+  if (status >= 500) return 'unknown'
+  if (status === 429 || typeof payload !== 'string') return 'free'
+  return { status, json: payload }
+}

@@ -89,6 +89,34 @@ export async function insertResponsesIfAbsent(
   return stored
 }
 
+/**
+ * The live saved response of one key, or null when there is none. Runs in a transaction the caller
+ * rolls back: it first tries to insert the key as an empty record (which the rollback removes again).
+ * Concurrency: that INSERT waits for any transaction that has written the same key and not ended yet,
+ * so a COMMIT still running on the server when its client lost the connection is seen once it ends.
+ * A plain SELECT would not wait: it would report "no answer" for an order about to commit, and the
+ * retry would be answered as if the first attempt had never happened.
+ */
+export async function findResponseAfterWriters(
+  tx: Queryable,
+  record: Omit<ResponseRecord, 'status' | 'body'>,
+): Promise<StoredResponse | null> {
+  const { rowCount } = await tx.query(
+    `INSERT INTO idempotency_keys (user_id, key, request_method, request_path, request_hash)
+     VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (user_id, key) DO NOTHING`,
+    [record.userId, record.key, record.method, record.path, record.requestHash],
+  )
+  if (rowCount === 1) return null
+  const { rows } = await tx.query<{ request_hash: string; response_status: number; response_body: unknown }>(
+    `SELECT request_hash, response_status, response_body FROM idempotency_keys
+      WHERE user_id = $1 AND key = $2 AND expires_at > now() AND response_status IS NOT NULL`,
+    [record.userId, record.key],
+  )
+  const row = rows[0]
+  return row ? { requestHash: row.request_hash, status: row.response_status, body: row.response_body } : null
+}
+
 export async function deleteExpiredKeys(db: Queryable, limit: number): Promise<number> {
   const { rowCount } = await db.query(
     `DELETE FROM idempotency_keys WHERE ctid IN

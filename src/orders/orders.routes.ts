@@ -26,7 +26,7 @@ const orderRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { orders: Orders 
         ...secured,
         summary: 'Turn the cart into a reserved order',
         headers: idempotencyKeyHeader,
-        response: { 201: orderSchema, 409: errorSchema, 422: errorSchema },
+        response: { 201: orderSchema, 409: errorSchema, 422: errorSchema, 503: errorSchema },
       },
     },
     async (request, reply) =>
@@ -71,7 +71,7 @@ const orderRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { orders: Orders 
         summary: 'Pay a reserved order (simulated provider)',
         params: orderIdParams,
         headers: idempotencyKeyHeader,
-        response: { ...orderAnswers, 402: errorSchema, 422: errorSchema },
+        response: { ...orderAnswers, 402: errorSchema, 422: errorSchema, 503: errorSchema },
       },
     },
     async (request) => orders.pay(callerOf(request), request.params.id, request.idempotency),

@@ -62,7 +62,9 @@ export function createOrders(deps: OrdersDeps) {
   /**
    * Turns the caller's cart into a reserved order in one transaction: lock the cart, insert the order
    * at server prices, empty the cart, save the idempotent answer, and last reserve every line's stock
-   * with the row strategy, so the inventory rows are held only for that and COMMIT.
+   * with the row strategy, so the inventory rows are held only for that and COMMIT. If the answer to
+   * COMMIT is lost (CommitOutcomeUnknownError, 503), a retry with the same key replays the order when
+   * it committed, since the order and its saved answer commit together.
    */
   async function checkout(userId: string, idempotency: IdempotentRequest | null): Promise<Order> {
     const order = await rows.reserveLast(db.primary, PRODUCT_STOCK, async (tx) => {

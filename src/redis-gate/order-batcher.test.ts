@@ -1,26 +1,35 @@
 import { randomUUID } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
+import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { auditOf, buildTestApp, newAdmin, newSale, type TestUser } from '../../test/support/app.js'
+import { loseNextCommit, type LostCommit } from '../../test/support/lost-commit.js'
 import { createLoadTestUsers } from '../auth/load-test-users.js'
 import { createOrderBatcher } from './order-batcher.js'
+import { createReconciler } from './reconciler.js'
 import { createStockGate } from './stock-gate.js'
 
-async function splitBatches(app: FastifyInstance): Promise<number> {
+async function batches(app: FastifyInstance, outcome: string): Promise<number> {
   const metric = await app.metrics.orderBatches.get()
-  return metric.values.filter((v) => v.labels.outcome === 'split').reduce((sum, v) => sum + v.value, 0)
+  return metric.values.filter((v) => v.labels.outcome === outcome).reduce((sum, v) => sum + v.value, 0)
 }
+const splitBatches = (app: FastifyInstance) => batches(app, 'split')
 
 // The batcher against real Postgres and Redis: the gate admits, the batcher writes.
 describe('order batcher', () => {
   let app: FastifyInstance
   let admin: TestUser
+  // A second connection to the primary, to watch a COMMIT whose answer the test cuts off.
+  let observer: pg.Pool
 
   beforeAll(async () => {
     app = await buildTestApp({ STOCK_STRATEGY: 'redis-gate' })
     admin = await newAdmin(app)
+    observer = new pg.Pool({ connectionString: app.config.DATABASE_URL, max: 1 })
   })
   afterAll(async () => {
+    await observer.end()
     await app.close()
   })
 
@@ -77,5 +86,106 @@ describe('order batcher', () => {
       [saleId],
     )
     expect(rows[0]!.n).toBe(40)
+  })
+
+  /** Three buyers of a 10-unit sale in one batch whose COMMIT loses its answer; tokens live 1 s. */
+  async function batchWithLostCommit(outcome: LostCommit) {
+    const saleId = await newSale(app, admin, { units: 10 })
+    const buyers = await createLoadTestUsers(app.db.primary, app.config, 3)
+    const gate = createStockGate(app.redis, { tokenTtlMs: 1000 })
+    const batcher = createOrderBatcher({
+      db: app.db,
+      gate,
+      metrics: app.metrics,
+      log: { warn: () => {} },
+      reservationTtlSeconds: 600,
+      maxBatch: 128,
+      maxWaitMs: 50,
+      maxConcurrent: 1,
+    })
+    const unknownBefore = await batches(app, 'unknown')
+    const { cut } = loseNextCommit(app.db.primary, observer, outcome)
+
+    const answers = await Promise.allSettled(
+      buyers.map(async ({ id: userId }) => {
+        const admission = await gate.admit(saleId, userId, 1)
+        if (admission.outcome !== 'admitted') throw new Error(`not admitted: ${admission.outcome}`)
+        return batcher.submit({ saleId, userId, quantity: 1, token: admission.token, idempotency: null })
+      }),
+    )
+    await cut
+    const { rows } = await app.db.primary.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM orders WHERE sale_id = $1',
+      [saleId],
+    )
+    return {
+      saleId,
+      answers,
+      orders: rows[0]!.n,
+      unknownBatches: (await batches(app, 'unknown')) - unknownBefore,
+      reconcile: async () => {
+        await sleep(1100) // past the tokens' deadline
+        return createReconciler({ db: app.db, gate, metrics: app.metrics }).reconcileSale(saleId)
+      },
+    }
+  }
+
+  function expectAllOutcomeUnknown(answers: PromiseSettledResult<unknown>[]) {
+    expect(answers.map((a) => a.status)).toEqual(['rejected', 'rejected', 'rejected'])
+    for (const answer of answers)
+      expect((answer as PromiseRejectedResult).reason).toMatchObject({
+        statusCode: 503,
+        code: 'OUTCOME_UNKNOWN',
+      })
+  }
+
+  it('when a batch committed but the answer to its COMMIT was lost, then its buyers hear 503, the tokens stay in flight, and the reconciler drops them: the units stay taken and drift is 0', async () => {
+    const { saleId, answers, orders, unknownBatches, reconcile } = await batchWithLostCommit('committed')
+
+    expectAllOutcomeUnknown(answers)
+    expect(unknownBatches).toBe(1)
+    expect(orders).toBe(3)
+    // Nothing went back to the gate: the three units are still held by their tokens.
+    expect(await auditOf(app, admin, saleId)).toMatchObject({ available: 7, gate: 7, inFlight: 3 })
+
+    const result = await reconcile()
+
+    expect(result.released).toBe(0)
+    expect(await auditOf(app, admin, saleId)).toMatchObject({
+      available: 7,
+      reserved: 3,
+      ordersReserved: 3,
+      gate: 7,
+      inFlight: 0,
+      drift: 0,
+      violations: [],
+    })
+  })
+
+  it('when a batch COMMIT was cut before Postgres got it, then its buyers hear 503, the tokens stay in flight, and the reconciler gives each unit back once: drift is 0', async () => {
+    const { saleId, answers, orders, unknownBatches, reconcile } = await batchWithLostCommit('rolled back')
+
+    expectAllOutcomeUnknown(answers)
+    expect(unknownBatches).toBe(1)
+    expect(orders).toBe(0)
+    expect(await auditOf(app, admin, saleId)).toMatchObject({ available: 10, gate: 7, inFlight: 3 })
+
+    const result = await reconcile()
+    const again = await createReconciler({
+      db: app.db,
+      gate: createStockGate(app.redis, { tokenTtlMs: 1000 }),
+      metrics: app.metrics,
+    }).reconcileSale(saleId)
+
+    expect(result.dropped).toBe(0)
+    expect(again.released).toBe(0)
+    expect(await auditOf(app, admin, saleId)).toMatchObject({
+      available: 10,
+      reserved: 0,
+      gate: 10,
+      inFlight: 0,
+      drift: 0,
+      violations: [],
+    })
   })
 })

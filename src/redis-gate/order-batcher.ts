@@ -2,8 +2,16 @@ import { randomUUID } from 'node:crypto'
 import type { PoolClient } from 'pg'
 import type { Db } from '../db/pool.js'
 import { PG, pgErrorCode, withTransaction } from '../db/transaction.js'
-import { type AppError, PerUserLimitError, SaleUnavailableError, UnauthorizedError } from '../errors.js'
+import {
+  type AppError,
+  CommitOutcomeUnknownError,
+  IdempotentReplayError,
+  PerUserLimitError,
+  SaleUnavailableError,
+  UnauthorizedError,
+} from '../errors.js'
 import { forgetResponses, saveResponses, type IdempotentRequest } from '../idempotency/idempotency.js'
+import { scopeId } from '../idempotency/idempotency.repository.js'
 import type { Metrics } from '../metrics.js'
 import { insertSaleOrders, type Order } from '../orders/orders.repository.js'
 import { addUserUnitsWithinLimit, findSale, type Sale } from '../sales/sales.repository.js'
@@ -25,7 +33,8 @@ interface Pending extends AdmittedPurchase {
   reject(err: Error): void
 }
 
-type Answer = { order: Order } | { error: AppError }
+/** A buyer's answer; `tokenStays` when nobody knows whether its order committed. */
+type Answer = { order: Order } | { error: AppError; tokenStays?: true }
 
 export interface BatcherOptions {
   db: Db
@@ -97,17 +106,16 @@ export function createOrderBatcher(options: BatcherOptions) {
 
   /** Writes one sale's batch, hands every unit that did not become an order back, answers everyone. */
   async function writeSaleBatch(saleId: number, items: Pending[]): Promise<void> {
-    let answers: Map<Pending, Answer>
-    try {
-      answers = await commitIsolatingBadRows(await saleOf(saleId), items)
-    } catch (err) {
-      // No buyer of a failed batch gets 201 (Postgres down, a timeout, the gate ahead of Postgres).
-      metrics.orderBatches.inc({ outcome: 'failed' })
-      answers = new Map(items.map((p) => [p, { error: new SaleUnavailableError(err as Error) }]))
-    }
+    const answers = await saleOf(saleId).then(
+      (sale) => commitIsolatingBadRows(sale, items),
+      (err: Error) => failed(items, err),
+    )
     // Concurrency: gate-release-token removes the token atomically, so a unit goes back exactly once
     // even if the reconciler looks at the same token meanwhile.
-    const refused = items.filter((p) => !('order' in answers.get(p)!))
+    const refused = items.filter((p) => {
+      const answer = answers.get(p)!
+      return !('order' in answer) && !answer.tokenStays
+    })
     await Promise.all(refused.map((p) => gate.releaseToken(saleId, p.token).catch(() => false)))
     for (const p of items) {
       const answer = answers.get(p)!
@@ -116,18 +124,34 @@ export function createOrderBatcher(options: BatcherOptions) {
     }
   }
 
+  /** The answers of a (part of a) batch that failed as a whole: no buyer of it gets 201. */
+  function failed(items: Pending[], err: Error): Map<Pending, Answer> {
+    // Concurrency: when the COMMIT's answer is lost, the orders may exist, so the tokens stay in
+    // flight for the reconciler, which after their deadline drops those whose order exists and releases
+    // the others exactly once. Released here, the units of orders that did commit would be offered
+    // again: the gate would drift up and sell units Postgres no longer has (its UPDATE then refuses).
+    if (err instanceof CommitOutcomeUnknownError) {
+      metrics.orderBatches.inc({ outcome: 'unknown' })
+      return new Map(items.map((p) => [p, { error: err, tokenStays: true }]))
+    }
+    // Certainly rolled back (Postgres down, a timeout, the gate ahead of Postgres): the units go back.
+    metrics.orderBatches.inc({ outcome: 'failed' })
+    return new Map(items.map((p) => [p, { error: new SaleUnavailableError(err) }]))
+  }
+
   /**
    * Commits the batch. When a per-row failure (a constraint or a bad value, SQLSTATE classes 22 and
    * 23) breaks it, the halves are committed separately, down to the buyer who causes it: one bad buyer
    * costs its batch about 2·log2(size) extra transactions, not everybody's order. Other failures
-   * (Postgres away, a timeout) would break every half too: they fail the batch at once.
+   * (Postgres away, a timeout, a lost COMMIT answer) would break every half too: they fail that part of
+   * the batch at once, and a half that committed before keeps its answers.
    */
   async function commitIsolatingBadRows(sale: Sale, items: Pending[]): Promise<Map<Pending, Answer>> {
     try {
       return await commitBatch(sale, items)
     } catch (err) {
       const sqlClass = pgErrorCode(err)?.slice(0, 2)
-      if (sqlClass !== '22' && sqlClass !== '23') throw err
+      if (sqlClass !== '22' && sqlClass !== '23') return failed(items, err as Error)
       if (items.length === 1) {
         options.log.warn({ err, userId: items[0]!.userId }, 'a purchase could not be written')
         return new Map([[items[0]!, { error: refusalFor(err) }]])
@@ -147,9 +171,10 @@ export function createOrderBatcher(options: BatcherOptions) {
   async function commitBatch(sale: Sale, items: Pending[]): Promise<Map<Pending, Answer>> {
     const orders = new Map(items.map((p) => [p, orderFor(p, sale, options.reservationTtlSeconds)]))
     const answers = new Map<Pending, Answer>()
+    const { firsts, repeats } = splitRepeatedKeys(items)
     const version = await withTransaction(db.primary, async (tx) => {
       answers.clear()
-      const live = await settleReplaysAndOverLimit(tx, sale, items, orders, answers)
+      const live = await settleReplaysAndOverLimit(tx, sale, firsts, orders, answers)
       if (live.length === 0) return null
       await insertSaleOrders(
         tx,
@@ -164,6 +189,12 @@ export function createOrderBatcher(options: BatcherOptions) {
       for (const p of live) answers.set(p, { order: orders.get(p)! })
       return version
     })
+    for (const [p, first] of repeats) {
+      const answer = answers.get(first)!
+      answers.set(p, {
+        error: 'order' in answer ? new IdempotentReplayError(201, answer.order) : answer.error,
+      })
+    }
     metrics.orderBatches.inc({ outcome: 'committed' })
     metrics.orderBatchSize.observe(items.length)
     const written = items.filter((p) => 'order' in answers.get(p)!).map((p) => p.token)
@@ -215,6 +246,27 @@ function refusalFor(err: unknown): AppError {
   if (pgErrorCode(err) === PG.foreignKeyViolation && constraint.endsWith('_user_id_fkey'))
     return new UnauthorizedError('the account this token belongs to no longer exists')
   return new SaleUnavailableError(err as Error)
+}
+
+/**
+ * Concurrency: two buyers of one batch with the same Idempotency-Key (two retries that both found no
+ * answer, or a key Redis forgot) would both get an order: the batch saves their records in one INSERT,
+ * and ON CONFLICT DO NOTHING skips the second record silently instead of reporting it. So only the first
+ * of each key is written; each repeat gets the first's answer (its order as a replay) and its unit back.
+ */
+function splitRepeatedKeys(items: Pending[]): { firsts: Pending[]; repeats: Map<Pending, Pending> } {
+  const firstOfKey = new Map<string, Pending>()
+  const firsts: Pending[] = []
+  const repeats = new Map<Pending, Pending>()
+  for (const p of items) {
+    const first = p.idempotency && firstOfKey.get(scopeId(p.idempotency))
+    if (first) repeats.set(p, first)
+    else {
+      if (p.idempotency) firstOfKey.set(scopeId(p.idempotency), p)
+      firsts.push(p)
+    }
+  }
+  return { firsts, repeats }
 }
 
 /**

@@ -12,7 +12,9 @@ import { addUserUnitsWithinLimit, findSale } from './sales.repository.js'
  * A flash-sale purchase decided in Postgres alone, in one transaction: raise the buyer's per-user
  * units, insert the order and its idempotent answer, and last reserve the sale row's units with a row
  * strategy (optimistic, pessimistic or atomic), so the hot row is held only for that statement and
- * COMMIT. A reservation that fails rolls everything back: the order never existed.
+ * COMMIT. A reservation that fails rolls everything back: the order never existed. A COMMIT whose
+ * answer is lost is CommitOutcomeUnknownError (503): the order and its saved answer committed together
+ * or not at all, so a retry with the same key gets the order if it exists and runs afresh if not.
  */
 export function createPostgresPurchasePath(deps: {
   db: Db
