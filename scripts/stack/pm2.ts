@@ -34,8 +34,19 @@ export function pm2(a: AppSetup, args: string[]) {
 }
 
 const daemonPidFile = (a: AppSetup) => path.join(a.pm2Home, 'pm2.pid')
-// The daemon's process title names its PM2_HOME, so a reused PID cannot be mistaken for it.
-export const daemonPid = (a: AppSetup) => livePidFromFile(daemonPidFile(a), `God Daemon (${a.pm2Home})`)
+/**
+ * The daemon's PID. Its process title names its PM2_HOME, so a reused PID cannot be mistaken for it;
+ * but a title is only as long as the command line the process started with, so a long PM2_HOME shows
+ * cut short ("God Daemon (/work/a-long-checkout/.stack/"): a prefix of the home counts.
+ */
+export function daemonPid(a: AppSetup): number | undefined {
+  const marker = 'God Daemon ('
+  const pid = livePidFromFile(daemonPidFile(a), marker)
+  if (pid === undefined) return undefined
+  const title = commandLine(pid)
+  const named = title.slice(title.indexOf(marker) + marker.length)
+  return named.length > 0 && `${a.pm2Home})`.startsWith(named) ? pid : undefined
+}
 
 export const workerUrls = (a: AppSetup) =>
   Array.from({ length: a.instances }, (_, n) => `http://127.0.0.1:${a.apiPort + n}`)
