@@ -30,7 +30,7 @@ export interface BuyerOptions {
 export interface FailedKey {
   userId: string
   key: string
-  /** "503 SALE_UNAVAILABLE", "201 <order id>", "409 SOLD_OUT", ... */
+  /** "503 SALE_UNAVAILABLE", "201 <order id>", "201 <order id> replayed", "409 SOLD_OUT", ... */
   answers: string[]
 }
 
@@ -127,8 +127,8 @@ export function createBuyers(users: LoadTestUser[], options: BuyerOptions) {
       const ledger = failedKeys.get(key)
       if (status === 201) {
         const order = JSON.parse(body) as { id: string; items: { quantity: number }[] }
-        ledger?.answers.push(`201 ${order.id}`)
         const replayHeader = headers['idempotent-replayed'] ?? headers['Idempotent-Replayed']
+        ledger?.answers.push(`201 ${order.id}${replayHeader === 'true' ? ' replayed' : ''}`)
         tally.orderIds.add(order.id)
         if (replayHeader === 'true') {
           tally.replayed++

@@ -102,7 +102,10 @@ export function metricsDelta(before: Scrape | undefined, after: Scrape | undefin
     stockRetries: delta('stock_retries_sum'),
     stockDecisions: delta('stock_retries_count'),
     batchesCommitted: delta('order_batches_total', { outcome: 'committed' }),
-    batchesFailed: delta('order_batches_total', { outcome: 'failed' }),
+    // A batch whose COMMIT answer was lost ('unknown') failed its buyers too (503, tokens to the reconciler).
+    batchesFailed:
+      delta('order_batches_total', { outcome: 'failed' }) +
+      delta('order_batches_total', { outcome: 'unknown' }),
     batchedOrders: delta('order_batch_size_sum'),
     cache: layers
       .sort()

@@ -87,9 +87,9 @@ export const CASES: FaultCase[] = [
     fault:
       'From a random moment in the first 2 s, one API worker (chosen by the seed among those that answer) gets SIGKILL every 2 s, five times; PM2 starts a replacement each time. A kill never takes the last worker that answers: it waits for a replacement first.',
     promise:
-      'Only requests in flight on the killed worker fail (nginx answers them 502 and never replays a POST on another worker); every 2xx has its order; the gate tokens the dead worker had admitted come back exactly once (the reconciler releases them after their deadline), so drift returns to 0.',
+      'Only requests in flight on the killed worker fail (nginx answers them 503 SERVICE_UNAVAILABLE and never replays a POST on another worker); every 2xx has its order; the gate tokens the dead worker had admitted come back exactly once (the reconciler releases them after their deadline), so drift returns to 0.',
     limits:
-      'With two workers, a kill while the other is still starting (PM2 needs about 1 s idle, 2 s under load) would leave no worker at all: every request then fails fast (503 from nginx) until one is back; the case does not play that outage. A buyer whose request died with the worker gets a 503 and does not know whether a unit was reserved: retrying with the same Idempotency-Key tells them. Units held by the dead worker stay unavailable until the token deadline (GATE_TOKEN_TTL_MS) passes.',
+      'With two workers, a kill while the other is still starting (PM2 needs about 1 s idle, 2 s under load) would leave no worker at all: every request then fails fast (503 from nginx) until one is back; the case does not play that outage. A buyer whose request died with the worker gets a 503 and does not know whether a unit was reserved: retrying with the same Idempotency-Key tells them. Units held by the dead worker stay unavailable until the token deadline (GATE_TOKEN_TTL_MS) passes. In PM2's cluster mode the PM2 daemon accepts a worker's connections and hands them over: those that arrive while the worker restarts wait for the new one (seconds, as the p99 shows), and one handed to a worker in the instant it dies waits for nginx's 10 s read timeout.',
     load: { durationSeconds: 20 },
     async inject(faults) {
       await faults.waitForRandomMoment(1000, 2000)
@@ -160,7 +160,7 @@ export const CASES: FaultCase[] = [
     promise:
       'Latency stays bounded by the Redis command timeout (no request hangs); no 5xx storm after the resume; purchases whose outcome was unknown when their command timed out (the gate may have admitted them after all) are resolved by the reconciler: their tokens pass the deadline and come back, so drift and units in flight return to 0.',
     limits:
-      'Every purchase during the pause fails (503), and a purchase may need a few Redis round trips, each bounded by the timeout. A command that timed out may still run when Redis resumes; every such command is safe to run late (token release and confirm are exactly-once scripts).',
+      'Every purchase during the pause fails (503), and a purchase may need a few Redis round trips, each bounded by the timeout. A command that timed out may still run when Redis resumes; every such command is safe to run late (token release and confirm are exactly-once scripts). A buyer whose attempt failed during the pause finds its key still locked (409 IDEMPOTENCY_KEY_IN_USE) until the lock's TTL passes, because the end of the attempt could not be recorded in Redis; Postgres keeps any order it made, and a later retry gets it.',
     load: { durationSeconds: 18 },
     async inject(faults) {
       await faults.waitForRandomMoment(3000, 6000)
