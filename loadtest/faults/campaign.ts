@@ -299,7 +299,6 @@ async function observe(
   if (injectResult.status === 'rejected') throw injectResult.reason
   if (loadResult.status === 'rejected') throw loadResult.reason
   await waitForHealthy(ctx.options)
-  notes.sweepBacklogDrainedMs = await waitForSweeper(ctx)
   const after = await appProcesses(ctx.handles)
   const countersAfter = await readCounters(fc, target)
   const counters = Object.fromEntries(
@@ -315,6 +314,17 @@ async function observe(
     processes: { before, after },
     notes,
     buyers,
+  }
+}
+
+/** Waits until the sale's gate has no unit in flight and no drift, or `timeoutMs`; returns how long (ms). */
+async function waitForQuietGate(admin: AdminApi, saleId: number, timeoutMs: number): Promise<number> {
+  const started = Date.now()
+  for (;;) {
+    const audit = await admin.audit(saleId)
+    const quiet = audit.inFlight === null || (audit.inFlight === 0 && audit.drift === 0)
+    if (quiet || Date.now() - started > timeoutMs) return Date.now() - started
+    await sleep(200)
   }
 }
 
@@ -511,14 +521,18 @@ async function judge(
   const { target, admin, sale } = ctx
   const config = target.config
   ctx.log('settling, then verifying the invariants ...')
+  // Quiet first: tokens of a dead worker reach their deadline and the reconciler settles them; then the
+  // sweeper gets through the reservations that expired meanwhile, and I4 is checked at that moment.
+  const quietMs = config.GATE_TOKEN_TTL_MS + 4 * config.RECONCILE_INTERVAL_MS + 5000
+  if (sale) seen.notes.quietAfterMs = await waitForQuietGate(admin, sale.id, quietMs)
+  seen.notes.sweepBacklogDrainedMs = await waitForSweeper(ctx)
   const evidence =
     sale && seen.buyers ? saleEvidence([sale.id], users, seen.buyers, seen.load) : noEvidence(seen.load)
   const verification: Verification = await verifyInvariants({
     db: target.db,
     admin,
     evidence,
-    // Long enough for a token whose worker died to pass its deadline and be reconciled.
-    quietMs: config.GATE_TOKEN_TTL_MS + 4 * config.RECONCILE_INTERVAL_MS + 5000,
+    quietMs,
     sweepIntervalMs: config.SWEEP_INTERVAL_MS,
   })
   const load = seen.load
