@@ -123,9 +123,13 @@ export const CASES: FaultCase[] = [
       'AOF everysec can lose up to about a second of writes on an OS crash or power cut (a SIGKILL alone loses almost nothing, since the writes are already in the page cache: the case cuts the file to play the worse crash). Lost writes can only make the gate too generous, never let Postgres sell a unit it lacks: the batch UPDATE is conditional. Idempotency locks written in the lost second are gone too; the Postgres copy of each key is the backstop.',
     load: { durationSeconds: 20 },
     async inject(faults, ctx, notes) {
-      const aof = currentAof(ctx.handles.redisDir)
-      const sizes: { at: number; size: number }[] = []
-      const sampler = setInterval(() => sizes.push({ at: Date.now(), size: statSync(aof).size }), 50)
+      // The AOF's current file changes when Redis rewrites it: sample which file and how long, often.
+      const sizes: { at: number; file: string; size: number }[] = []
+      const sample = () => {
+        const file = currentAof(ctx.handles.redisDir)
+        sizes.push({ at: Date.now(), file, size: statSync(file).size })
+      }
+      const sampler = setInterval(sample, 50)
       try {
         await faults.waitForRandomMoment(3000, 6000)
         notes.fenceBefore = (await gateFence(ctx)) ?? 'none'
@@ -133,9 +137,11 @@ export const CASES: FaultCase[] = [
         clearInterval(sampler)
       }
       faults.kill('redis')
-      const cutTo = [...sizes].reverse().find((s) => s.at <= Date.now() - 1000)?.size ?? 0
-      const size = statSync(aof).size
-      truncateSync(aof, cutTo)
+      const file = currentAof(ctx.handles.redisDir)
+      const size = statSync(file).size
+      // Its size a second ago; a file younger than that holds only the last second: all of it goes.
+      const cutTo = [...sizes].reverse().find((s) => s.file === file && s.at <= Date.now() - 1000)?.size ?? 0
+      truncateSync(file, cutTo)
       notes.aofBytesCut = size - cutTo
       faults.note(`AOF cut back by ${size - cutTo} bytes (the last second of writes)`)
       await sleep(2000)
