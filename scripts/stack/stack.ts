@@ -183,7 +183,7 @@ export function stackProfile(profile: 'dev' | 'test', env: NodeJS.ProcessEnv = p
   const withApp = env.STACK_TEST_APP !== '0'
   // Tests make a fresh account for every case, from one address: the test stack raises the per-address
   // signup limits (nginx's and the app's) the way the load tests do. The abuse tests check the defaults
-  // on an nginx and app instances of their own (test/abuse.test.ts).
+  // on an nginx and app instances of their own (src/sales/sale-abuse.test.ts).
   const raised = { NGINX_SIGNUP_RATE: '100000r/s', NGINX_SIGNUP_BURST: '100000' }
   return stackOptionsFromEnv(
     { ...raised, ...env },
