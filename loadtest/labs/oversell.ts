@@ -69,6 +69,7 @@ export const oversell: Lab = {
   async run(ctx) {
     const pool = new pg.Pool({ connectionString: ctx.urls.databaseUrl, max: 20 })
     pool.on('error', () => undefined)
+    const sales: number[] = []
     try {
       // 1. A stock table with no CHECK at all, and the orders the naive purchase writes.
       await pool.query(
@@ -88,6 +89,7 @@ export const oversell: Lab = {
 
       // 2. The same naive write on flash_sale_stock: the table's CHECKs refuse what would break it.
       const checked = await freshSale(ctx, UNITS)
+      sales.push(checked)
       const refused: Record<string, number> = {}
       const outcomes = await crowd(() => naivePurchase(pool, 'flash_sale_stock', 'sale_id', checked, true))
       const tally = (o: PromiseSettledResult<void>) => {
@@ -116,6 +118,7 @@ export const oversell: Lab = {
 
       // 3. The real atomic strategy: one conditional decrement per buyer, the CHECK as its guard.
       const saleId = await freshSale(ctx, UNITS)
+      sales.push(saleId)
       const atomic = rowStrategy('atomic', {
         lockTimeoutMs: 1000,
         retry: { maxAttempts: 1, baseMs: 1, capMs: 1 },
@@ -152,6 +155,8 @@ export const oversell: Lab = {
       }
     } finally {
       await pool.query('DROP TABLE IF EXISTS lab_naive_stock, lab_naive_orders').catch(() => undefined)
+      // The lab's sales hold units no order accounts for: gone, so the verifier of a later lab sees none.
+      await pool.query('DELETE FROM flash_sales WHERE id = ANY($1::bigint[])', [sales]).catch(() => undefined)
       await pool.end()
     }
   },

@@ -11,6 +11,7 @@ import {
 import { AdminApi } from '../admin.js'
 import { LOAD_TEST_APP_LIMITS, LOAD_TEST_NGINX_LIMITS, loadTarget } from '../target.js'
 import type { Lab, LabResult } from './lab.js'
+import { batching } from './batching.js'
 import { coldKey } from './cold-key.js'
 import { deadlock } from './deadlock.js'
 import { oversell } from './oversell.js'
@@ -18,7 +19,7 @@ import { oversell } from './oversell.js'
 // Runs labs on a stack of their own (folder <STACK_DIR>/labs, every port + 500), so a lab never
 // disturbs the dev stack, the test stack (+100) or the fault campaign's (+400). See docs/labs/.
 
-export const LABS: Lab[] = [oversell, deadlock, coldKey]
+export const LABS: Lab[] = [oversell, deadlock, coldKey, batching]
 
 export const LABS_PORT_OFFSET = 500
 
