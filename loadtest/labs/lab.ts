@@ -1,9 +1,21 @@
 import type { StackHandles, StackOptions, StackUrls } from '../../scripts/stack/stack.js'
 import type { AdminApi } from '../admin.js'
-import type { LoadTarget } from '../target.js'
+import { LOAD_TEST_APP_LIMITS, type LoadTarget } from '../target.js'
 
 // What every lab is: run a broken variant, then the real code, and say for each what it showed. The
 // runner (runner.ts) brings up the labs' own stack, runs the labs and decides pass or fail.
+
+/**
+ * The labs' settings: load-test limits (one address plays a crowd), and gate tokens that expire in
+ * seconds with a reconciler that runs often, so the worker-kill lab sees the tokens come back.
+ */
+export const LABS_APP_ENV: Record<string, string> = {
+  ...LOAD_TEST_APP_LIMITS,
+  GATE_TOKEN_TTL_MS: '3000',
+  RECONCILE_INTERVAL_MS: '500',
+  LOG_LEVEL: 'warn',
+  STOCK_STRATEGY: 'redis-gate',
+}
 
 export interface LabContext {
   options: StackOptions

@@ -9,31 +9,20 @@ import {
   type StackOptions,
 } from '../../scripts/stack/stack.js'
 import { AdminApi } from '../admin.js'
-import { LOAD_TEST_APP_LIMITS, LOAD_TEST_NGINX_LIMITS, loadTarget } from '../target.js'
-import type { Lab, LabResult } from './lab.js'
+import { LOAD_TEST_NGINX_LIMITS, loadTarget } from '../target.js'
+import { LABS_APP_ENV, type Lab, type LabResult } from './lab.js'
 import { batching } from './batching.js'
 import { coldKey } from './cold-key.js'
 import { deadlock } from './deadlock.js'
 import { oversell } from './oversell.js'
+import { workerKill } from './worker-kill.js'
 
 // Runs labs on a stack of their own (folder <STACK_DIR>/labs, every port + 500), so a lab never
 // disturbs the dev stack, the test stack (+100) or the fault campaign's (+400). See docs/labs/.
 
-export const LABS: Lab[] = [oversell, deadlock, coldKey, batching]
+export const LABS: Lab[] = [oversell, deadlock, coldKey, batching, workerKill]
 
 export const LABS_PORT_OFFSET = 500
-
-/**
- * The labs' settings: load-test limits (one address plays a crowd), and gate tokens that expire in
- * seconds with a reconciler that runs often, so the worker-kill lab sees the tokens come back.
- */
-export const LABS_APP_ENV: Record<string, string> = {
-  ...LOAD_TEST_APP_LIMITS,
-  GATE_TOKEN_TTL_MS: '3000',
-  RECONCILE_INTERVAL_MS: '500',
-  LOG_LEVEL: 'warn',
-  STOCK_STRATEGY: 'redis-gate',
-}
 
 export function labStackOptions(env: NodeJS.ProcessEnv, appEnv: Record<string, string> = {}): StackOptions {
   return stackOptionsFromEnv(
