@@ -16,12 +16,13 @@ import { coldKey } from './cold-key.js'
 import { deadlock } from './deadlock.js'
 import { oversell } from './oversell.js'
 import { postRetry } from './post-retry.js'
+import { replica } from './replica.js'
 import { workerKill } from './worker-kill.js'
 
 // Runs labs on a stack of their own (folder <STACK_DIR>/labs, every port + 500), so a lab never
 // disturbs the dev stack, the test stack (+100) or the fault campaign's (+400). See docs/labs/.
 
-export const LABS: Lab[] = [oversell, deadlock, coldKey, batching, workerKill, postRetry]
+export const LABS: Lab[] = [oversell, deadlock, coldKey, batching, workerKill, postRetry, replica]
 
 export const LABS_PORT_OFFSET = 500
 
