@@ -3,7 +3,8 @@
 // of its own (.stack/labs, ports + 500), and prints the line that shows the difference. Exits 0 when
 // every lab behaved as expected (the broken variant broke, the real code held). See docs/labs/.
 import { parseArgs } from 'node:util'
-import { LABS, runLabs } from './runner.js'
+import { stackDown } from '../../scripts/stack/stack.js'
+import { LABS, labStackOptions, runLabs } from './runner.js'
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
@@ -26,6 +27,17 @@ if (values.help || names.length === 0) {
   console.log(`usage: npm run lab -- <name ...> [--quick] [--keep] | --all | --list\n\n${list}`)
   process.exit(values.help ? 0 : 2)
 }
+
+const unknown = names.filter((name) => !LABS.some((lab) => lab.name === name))
+if (unknown.length > 0) {
+  console.error(`no lab named ${unknown.join(', ')}\n\n${list}`)
+  process.exit(2)
+}
+// Ctrl-C: stop the labs' stack before leaving (it runs detached and would outlive this process).
+process.once('SIGINT', () => {
+  console.log('\ninterrupted: stopping the labs stack')
+  void stackDown(labStackOptions(process.env), () => undefined).finally(() => process.exit(130))
+})
 
 const outcomes = await runLabs(names, { quick: values.quick, keep: values.keep })
 console.log(`\n${outcomes.map((o) => `${o.ok ? 'PASS' : 'FAIL'} ${o.name} (${o.seconds} s)`).join('\n')}`)
