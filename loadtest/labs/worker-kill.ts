@@ -18,10 +18,11 @@ const auditLine = (a: SaleAudit) =>
 
 async function killMidSale(ctx: LabContext, seed: number) {
   const scenario = { target: ctx.target, admin: ctx.admin, log: ctx.log }
-  // More units than the buyers may take (1,000 x 2): the sale never sells out, so tokens stay in play.
+  // More units than the buyers may take (4,000 x 2), and more than 3 s of buying can sell: the sale and
+  // the buyers' allowance both last past the kill, so the killed worker has admitted buyers in flight.
   const { sale, users, buyers } = await openSale(
     scenario,
-    { units: 5000, users: 1000, limit: 2, duration: 3 },
+    { units: 10_000, users: 4000, limit: 2, duration: 3 },
     { replayShare: 0, greedyShare: 0 },
   )
   let startedAt = Date.now()
