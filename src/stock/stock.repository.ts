@@ -73,7 +73,7 @@ export interface RowStrategyOptions {
 
 // Concurrency: every strategy touches rows in ascending key order. Two checkouts that hold
 // [A, B] and [B, A] would otherwise each lock one row and wait for the other: a deadlock.
-const inKeyOrder = (lines: StockLine[]) => [...lines].sort((a, b) => a.id - b.id)
+export const inKeyOrder = (lines: StockLine[]) => [...lines].sort((a, b) => a.id - b.id)
 
 /**
  * The reservation as plain SQL for withTransactionEndingIn: one UPDATE per line, in key order, with
