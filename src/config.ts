@@ -114,6 +114,9 @@ const schema = z.object({
 })
 
 export type Config = z.infer<typeof schema>
+
+/** The name of every setting: what a process reads from its environment. */
+export const CONFIG_KEYS = Object.keys(schema.shape) as (keyof Config)[]
 export type StockStrategyName = Config['STOCK_STRATEGY']
 
 export class ConfigError extends Error {

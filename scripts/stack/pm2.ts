@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
+import { CONFIG_KEYS } from '../../src/config.js'
 import { REPO_ROOT } from './paths.js'
 import { commandLine, httpStatus, livePidFromFile, run, terminate, waitFor, type Log } from './process.js'
 
@@ -137,10 +138,21 @@ function removeDaemonLeftovers(a: AppSetup) {
   for (const file of ['pm2.pid', 'rpc.sock', 'pub.sock']) rmSync(path.join(a.pm2Home, file), { force: true })
 }
 
-/** Changes when the build output, the process file or the workers' settings change. */
-function appFingerprint(a: AppSetup): string {
+/**
+ * Changes when the build output, the process file or the workers' settings change. The workers get the
+ * environment of `pm2 start` (this process's) with the stack's own settings on top, so a setting given
+ * in the shell (`STOCK_STRATEGY=atomic npm run stack:up`) counts too, or it would be ignored by workers
+ * that are already running.
+ */
+export function appFingerprint(a: AppSetup, env: NodeJS.ProcessEnv = process.env): string {
   const hash = createHash('sha256')
-  hash.update(JSON.stringify({ env: a.env, instances: a.instances }))
+  const settings = Object.fromEntries(
+    CONFIG_KEYS.flatMap((key) => {
+      const value = a.env[key] ?? env[key]
+      return value === undefined ? [] : [[key, value]]
+    }),
+  )
+  hash.update(JSON.stringify({ env: a.env, settings, instances: a.instances }))
   hash.update(readFileSync(a.ecosystem))
   const dist = path.join(REPO_ROOT, 'dist', 'src')
   const walk = (dir: string): void => {
