@@ -10,6 +10,7 @@ const setup = (env: Record<string, string> = {}): AppSetup => ({
   ecosystem: path.join(REPO_ROOT, 'ecosystem.config.cjs'),
   env: { PORT: '23000', ...env },
   instances: 2,
+  apiPort: 23000,
 })
 
 describe('the workers fingerprint', () => {
