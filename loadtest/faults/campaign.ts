@@ -347,6 +347,13 @@ async function waitForSweeper(ctx: CaseContext): Promise<number> {
   }
 }
 
+/** How many answers have a key starting with `prefix`: '5' for every 5xx, '503 SOLD_OUT'... one code. */
+export function answersStartingWith(answers: Record<string, number>, prefix: string): number {
+  return Object.entries(answers)
+    .filter(([key]) => key.startsWith(prefix))
+    .reduce((sum, [, n]) => sum + n, 0)
+}
+
 function percentiles(values: number[]): Observation['failedLatency'] {
   if (values.length === 0) return null
   const sorted = [...values].sort((a, b) => a - b)
@@ -448,10 +455,7 @@ async function judge(
   })
   const load = seen.load
   const checks: Check[] = [...verification.checks]
-  const count = (prefix: string) =>
-    Object.entries(load.answers)
-      .filter(([k]) => k.startsWith(prefix))
-      .reduce((sum, [, n]) => sum + n, 0)
+  const count = (prefix: string) => answersStartingWith(load.answers, prefix)
   const internal = count('500')
   checks.push({
     invariant: 'I5',

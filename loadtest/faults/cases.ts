@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import { stackUrls } from '../../scripts/stack/stack.js'
 import type { Check } from '../verify.js'
-import type { CaseContext, FaultCase, Observation } from './campaign.js'
+import { answersStartingWith, type CaseContext, type FaultCase, type Observation } from './campaign.js'
 
 // The fault cases, in the order the campaign runs them (grouped so the workers restart only when a
 // case needs other settings). Each says what it does, what Stampede promises, and where that promise
@@ -17,10 +17,7 @@ const check = (name: string, ok: boolean, detail: string, invariant: Check['inva
   detail,
 })
 
-const answered = (seen: Observation, prefix: string) =>
-  Object.entries(seen.load.answers)
-    .filter(([k]) => k.startsWith(prefix))
-    .reduce((sum, [, n]) => sum + n, 0)
+const answered = (seen: Observation, prefix: string) => answersStartingWith(seen.load.answers, prefix)
 
 /**
  * An outage is answered by the app within its own timeouts (pool acquire, statement, Redis connect and
@@ -322,9 +319,7 @@ export const CASES: FaultCase[] = [
     },
     check(_ctx, seen) {
       const probe = seen.probe!
-      const pageErrors = Object.entries(seen.load.answers)
-        .filter(([k]) => k.startsWith('5'))
-        .reduce((sum, [, n]) => sum + n, 0)
+      const pageErrors = answered(seen, '5')
       const odd = Object.entries(probe.unexpected).map(([k, n]) => `${k}: ${n}`)
       return [
         check('no 5xx anywhere while the replica was away or behind', pageErrors === 0, `${pageErrors} 5xx`),

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
-import { PG, pgErrorCode } from '../../src/db/transaction.js'
+import { PG, pgErrorCode, withTransaction } from '../../src/db/transaction.js'
 import { inKeyOrder, type StockLine } from '../../src/stock/stock.repository.js'
 import type { Lab } from './lab.js'
 
@@ -10,20 +10,12 @@ import type { Lab } from './lab.js'
 
 /** One checkout: a no-op update of each stock row (it takes the row lock), in the order given. */
 async function checkout(pool: pg.Pool, lines: StockLine[]): Promise<void> {
-  const client = await pool.connect()
-  try {
-    await client.query('BEGIN')
+  await withTransaction(pool, async (tx) => {
     for (const [n, line] of lines.entries()) {
       if (n > 0) await sleep(50)
-      await client.query('UPDATE inventory SET version = version + 1 WHERE product_id = $1', [line.id])
+      await tx.query('UPDATE inventory SET version = version + 1 WHERE product_id = $1', [line.id])
     }
-    await client.query('COMMIT')
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined)
-    throw error
-  } finally {
-    client.release()
-  }
+  })
 }
 
 /** `rounds` times two checkouts at once, [A, B] against [B, A]; counts the ones Postgres aborted. */

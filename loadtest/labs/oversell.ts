@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
-import { PG, pgErrorCode } from '../../src/db/transaction.js'
+import { PG, pgErrorCode, withTransaction } from '../../src/db/transaction.js'
 import { SoldOutError } from '../../src/errors.js'
 import { rowStrategy, SALE_STOCK } from '../../src/stock/stock.repository.js'
 import type { Lab, LabContext } from './lab.js'
@@ -23,29 +23,21 @@ async function naivePurchase(
   id: number,
   alsoReserve: boolean,
 ): Promise<void> {
-  const client = await pool.connect()
-  try {
-    await client.query('BEGIN')
-    const { rows } = await client.query<{ available: number }>(
+  await withTransaction(pool, async (tx) => {
+    const { rows } = await tx.query<{ available: number }>(
       `SELECT available FROM ${table} WHERE ${key} = $1`,
       [id],
     )
     // The app "decides" between the read and the write: any real request spends time here.
     await sleep(1)
     const reserve = alsoReserve ? ', reserved = reserved + 1' : ''
-    await client.query(`UPDATE ${table} SET available = $2${reserve} WHERE ${key} = $1`, [
+    await tx.query(`UPDATE ${table} SET available = $2${reserve} WHERE ${key} = $1`, [
       id,
       rows[0]!.available - 1,
     ])
     if (table === 'lab_naive_stock')
-      await client.query('INSERT INTO lab_naive_orders (stock_id) VALUES ($1)', [id])
-    await client.query('COMMIT')
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined)
-    throw error
-  } finally {
-    client.release()
-  }
+      await tx.query('INSERT INTO lab_naive_orders (stock_id) VALUES ($1)', [id])
+  })
 }
 
 /** A fresh sale of `units` units, and its flash_sale_stock row id (the sale id). */
