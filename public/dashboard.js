@@ -255,8 +255,10 @@ function drawPanel(id, what, series, { unit = '', max, legend = true }) {
   const width = Math.max(240, Math.round(svg.getBoundingClientRect().width) || 600)
   const height = 160
   const pad = { left: 44, right: 8, top: 10, bottom: 22 }
+  // The last five minutes, or since the first sample (at least a minute), so a short run fills the width.
   const end = samples.at(-1)?.at ?? Date.now()
-  const start = end - WINDOW_MS
+  const span = Math.min(WINDOW_MS, Math.max(60_000, end - (samples[0]?.at ?? end)))
+  const start = end - span
   const shown = samples.filter((s) => s.at >= start)
   const lines = series.map((line, n) => ({
     ...line,
@@ -265,7 +267,7 @@ function drawPanel(id, what, series, { unit = '', max, legend = true }) {
   }))
   const highest = Math.max(0, ...lines.flatMap((line) => line.points.map(([, v]) => v ?? 0)))
   const top = max !== undefined && highest <= max ? max : niceCeiling(highest)
-  const x = (t) => pad.left + ((t - start) / WINDOW_MS) * (width - pad.left - pad.right)
+  const x = (t) => pad.left + ((t - start) / span) * (width - pad.left - pad.right)
   const y = (v) => height - pad.bottom - (v / top) * (height - pad.top - pad.bottom)
 
   svg.setAttribute('viewBox', `0 0 ${width} ${height}`)
@@ -279,7 +281,9 @@ function drawPanel(id, what, series, { unit = '', max, legend = true }) {
       node('text', { class: 'axis', x: pad.left - 4, y: y(v) + 4, 'text-anchor': 'end' }, decimal.format(v)),
     )
   }
-  parts.push(node('text', { class: 'axis', x: pad.left, y: height - 6 }, '5 min ago'))
+  parts.push(
+    node('text', { class: 'axis', x: pad.left, y: height - 6 }, `${Math.round(span / 60_000)} min ago`),
+  )
   parts.push(
     node('text', { class: 'axis', x: width - pad.right, y: height - 6, 'text-anchor': 'end' }, 'now'),
   )
