@@ -85,10 +85,6 @@ function setOutput(id, text) {
 function render() {
   const latest = samples.at(-1)
   if (!latest) return
-  $('stream-note').textContent =
-    latest.workers > 0
-      ? `(${latest.workers} worker${latest.workers === 1 ? '' : 's'} answering)`
-      : '(no worker answers)'
   renderSale(latest)
 
   setOutput('answers-per-second', show(latest.answers.perSecond))
