@@ -61,14 +61,40 @@ export async function findSale(db: Queryable, saleId: number): Promise<Sale | un
   return rows[0] && toSale(rows[0])
 }
 
-/** Sales that have not ended more than a day ago: running ones first, then upcoming, then ended; newest first. */
+/**
+ * The sales a shop shows: running ones first (those with units left before sold-out ones, ending soonest
+ * first), then upcoming ones (starting soonest first), then those that ended in the last hour (latest
+ * first). Display only on the replica: `available` orders the running ones and may lag.
+ */
 export async function listCurrentSales(db: Queryable, limit: number): Promise<Sale[]> {
   const { rows } = await db.query<SaleRow>(
-    `${SELECT_SALE} WHERE s.ends_at > now() - interval '1 day'
-      ORDER BY s.ends_at <= now(), s.starts_at > now(), s.starts_at DESC, s.id DESC LIMIT $1`,
+    `${SELECT_SALE} WHERE s.ends_at > now() - interval '1 hour'
+      ORDER BY s.ends_at <= now(), s.starts_at > now(), st.available = 0,
+               CASE WHEN s.ends_at <= now() THEN now() - s.ends_at
+                    WHEN s.starts_at > now() THEN s.starts_at - now()
+                    ELSE s.ends_at - now() END,
+               s.id DESC
+      LIMIT $1`,
     [limit],
   )
   return rows.map(toSale)
+}
+
+/**
+ * Units the user holds (reserved or paid) in each of these sales where they hold any. One primary-key
+ * lookup per sale: the hot table gets no extra index for it.
+ */
+export async function listUnitsHeldBy(
+  db: Queryable,
+  userId: string,
+  saleIds: number[],
+): Promise<{ saleId: number; units: number }[]> {
+  const { rows } = await db.query<{ sale_id: string | number; units: number }>(
+    `SELECT sale_id, units FROM sale_user_units
+      WHERE sale_id = ANY($2::bigint[]) AND user_id = $1 AND units > 0 ORDER BY sale_id`,
+    [userId, saleIds],
+  )
+  return rows.map((row) => ({ saleId: Number(row.sale_id), units: row.units }))
 }
 
 /** Sales whose gate may still move: open now, or closed less than `graceMinutes` ago. */
