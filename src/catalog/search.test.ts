@@ -109,6 +109,10 @@ describe('catalogue search and categories', () => {
     ])
     expect((await search(a, { category: slug, q: 'lamp' })).items.map((p) => p.id)).toEqual([filed])
     expect(await search(a, { category: 'no-such-shelf' })).toEqual({ items: [], nextCursor: null })
+
+    // The shelf was for this test only: the shop's category menu must not collect them.
+    await a.db.primary.query('UPDATE products SET category_slug = NULL WHERE category_slug = $1', [slug])
+    await a.db.primary.query('DELETE FROM categories WHERE slug = $1', [slug])
   })
 
   it('when the demo catalogue is migrated, then /api/categories lists its six categories with product counts', async () => {

@@ -17,6 +17,8 @@ export const saleSchema = {
     id: { type: 'integer' },
     productId: { type: 'integer' },
     productName: { type: 'string' },
+    productImageUrl: { type: ['string', 'null'] },
+    regularPriceCents: { type: 'integer', description: "the product's own price (display only)" },
     priceCents: { type: 'integer' },
     unitsTotal: { type: 'integer' },
     perUserLimit: { type: 'integer' },
@@ -83,7 +85,7 @@ export const auditSchema = {
   },
 } as const
 
-/** A comma-separated list of sale ids, e.g. `1,2,3`: at most 30, each below a billion. */
+/** A comma-separated list of sale ids, e.g. `1,2,3`: at most 50, each below a billion. */
 export const saleIdsQuery = {
   type: 'object',
   required: ['ids'],
@@ -91,8 +93,8 @@ export const saleIdsQuery = {
   properties: {
     ids: {
       type: 'string',
-      pattern: '^[1-9][0-9]{0,8}(,[1-9][0-9]{0,8}){0,29}$',
-      description: 'comma-separated sale ids, at most 30',
+      pattern: '^[1-9][0-9]{0,8}(,[1-9][0-9]{0,8}){0,49}$',
+      description: 'comma-separated sale ids, at most 50',
     },
   },
 } as const

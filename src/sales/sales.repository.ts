@@ -4,6 +4,9 @@ export interface Sale {
   id: number
   productId: number
   productName: string
+  productImageUrl: string | null
+  /** The product's own price, beside which the sale price is shown. */
+  regularPriceCents: number
   priceCents: number
   unitsTotal: number
   /** Postgres' count: the authority, but read from the replica it may lag (the API's `remaining` reads the purchase path). */
@@ -22,6 +25,8 @@ interface SaleRow {
   id: number
   product_id: number
   product_name: string
+  product_image_url: string | null
+  regular_price_cents: number
   price_cents: number
   units_total: number
   available: number
@@ -38,6 +43,8 @@ const toSale = (row: SaleRow): Sale => ({
   id: row.id,
   productId: row.product_id,
   productName: row.product_name,
+  productImageUrl: row.product_image_url,
+  regularPriceCents: row.regular_price_cents,
   priceCents: row.price_cents,
   unitsTotal: row.units_total,
   available: row.available,
@@ -52,7 +59,8 @@ const toSale = (row: SaleRow): Sale => ({
 
 // A sale's terms (flash_sales, written once) with its stock (flash_sale_stock, the row that changes).
 const SELECT_SALE = `
-  SELECT s.id, s.product_id, p.name AS product_name, s.price_cents, s.units_total, st.available, st.reserved,
+  SELECT s.id, s.product_id, p.name AS product_name, p.image_url AS product_image_url,
+         p.price_cents AS regular_price_cents, s.price_cents, s.units_total, st.available, st.reserved,
          st.sold, s.per_user_limit, s.registered_only, s.starts_at, s.ends_at, st.version
     FROM flash_sales s JOIN flash_sale_stock st ON st.sale_id = s.id JOIN products p ON p.id = s.product_id`
 

@@ -20,6 +20,9 @@ export interface SaleView {
   id: number
   productId: number
   productName: string
+  /** The product's picture and price as of when the sale's facts were cached (display only). */
+  productImageUrl?: string | null
+  regularPriceCents?: number
   priceCents: number
   unitsTotal: number
   perUserLimit: number
@@ -61,6 +64,8 @@ const toFacts = (sale: Sale): SaleFacts => ({
   id: sale.id,
   productId: sale.productId,
   productName: sale.productName,
+  productImageUrl: sale.productImageUrl,
+  regularPriceCents: sale.regularPriceCents,
   priceCents: sale.priceCents,
   unitsTotal: sale.unitsTotal,
   perUserLimit: sale.perUserLimit,
