@@ -80,6 +80,7 @@ document.addEventListener('click', (event) => {
   const a = event.target.closest?.('a[href]')
   if (!a || event.defaultPrevented || event.button !== 0) return
   if (event.metaKey || event.ctrlKey || event.shiftKey || event.altKey || a.target) return
+  if (a.getAttribute('href').startsWith('#')) return // the skip link
   const url = new URL(a.href)
   if (url.origin !== location.origin || FOREIGN.test(url.pathname)) return
   event.preventDefault()
