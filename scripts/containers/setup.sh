@@ -10,7 +10,9 @@
 #      it trusts);
 #   4. serves the Docker API on unix:///run/podman/podman.sock (never /var/run/docker.sock, so tools that
 #      look for Docker keep not finding one). The project's containers paths find that socket themselves.
-# `--stop` stops the API service again (CI runs it at the end). See docs/docker.md.
+# `--stop` removes what the project's runs may have left in podman (containers, volumes and networks of the
+# compose projects `stampede` and `stampede-test-*`, e.g. after an interrupted run) and stops the API
+# service this script started (CI runs it at the end). See docs/docker.md.
 set -euo pipefail
 
 PODMAN_SOCKET=/run/podman/podman.sock
@@ -37,7 +39,20 @@ stop_service() {
   fi
 }
 
+remove_leftovers() {
+  command -v podman >/dev/null || return 0
+  local project
+  for project in $(podman ps -a --format '{{index .Labels "com.docker.compose.project"}}' | sort -u |
+    grep -E '^stampede(-test-[0-9a-f]+)?$' || true); do
+    podman ps -aq --filter "label=com.docker.compose.project=$project" | xargs -r podman rm -f >/dev/null
+    podman volume ls -q --filter "label=com.docker.compose.project=$project" | xargs -r podman volume rm -f >/dev/null
+    podman network ls -q --filter "label=com.docker.compose.project=$project" | xargs -r podman network rm >/dev/null
+    log "removed the containers, volumes and network of compose project $project"
+  done
+}
+
 if [ "${1:-}" = --stop ]; then
+  remove_leftovers
   stop_service
   exit 0
 fi
