@@ -138,7 +138,9 @@ async function demoInContainers(): Promise<boolean> {
     const upStarted = Date.now()
     await composeUp(project, (line) => {
       // The build output is long: the demo shows the containers coming up and any error.
-      if (/^(Creating|Starting|Recreating|ERROR|Successfully tagged|Building|Pulling)|error/i.test(line)) {
+      if (
+        /^(Creating|Starting|Recreating|ERROR|Successfully tagged|Building \w+$|Pulling)|error/i.test(line)
+      ) {
         log(`compose: ${line}`)
       }
     })
