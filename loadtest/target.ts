@@ -49,17 +49,19 @@ export function loadStackOptions(
 ): StackOptions {
   return stackOptionsFromEnv(
     { ...LOAD_TEST_NGINX_LIMITS, ...env },
-    {
-      ...overrides,
-      appEnv: {
-        STOCK_STRATEGY: strategy,
-        ...appLimitsFrom(env),
-        // Request logs cost a worker about as much as a cached read: a load run keeps warnings only.
-        LOG_LEVEL: env.LOG_LEVEL || 'warn',
-        CACHE_MODE: env.CACHE_MODE || 'on',
-      },
-    },
+    { ...overrides, appEnv: loadTestAppEnv(env, strategy) },
   )
+}
+
+/** The workers' settings for a load run, on the local stack and in containers alike. */
+export function loadTestAppEnv(env: NodeJS.ProcessEnv, strategy: StockStrategyName): Record<string, string> {
+  return {
+    STOCK_STRATEGY: strategy,
+    ...appLimitsFrom(env),
+    // Request logs cost a worker about as much as a cached read: a load run keeps warnings only.
+    LOG_LEVEL: env.LOG_LEVEL || 'warn',
+    CACHE_MODE: env.CACHE_MODE || 'on',
+  }
 }
 
 /** LOAD_TEST_APP_LIMITS, each unless the environment sets it. */
@@ -89,6 +91,29 @@ export function loadTarget(options: StackOptions, env: NodeJS.ProcessEnv = proce
       merged: `http://127.0.0.1:${options.ports.jobsMetrics}/metrics/merged`,
       workers: urls.metrics,
     },
+    db,
+    close: () => db.end(),
+  }
+}
+
+/**
+ * A load target in containers (docker-compose.yml): nginx and its admin server as published on the host,
+ * the primary as published, and the settings the app containers were given. Per-worker metrics are not
+ * published; the merged view comes through the admin server.
+ */
+export function composeTarget(
+  urls: { nginxUrl: string; adminUrl: string; databaseUrl: string },
+  appEnv: Record<string, string>,
+  env: NodeJS.ProcessEnv = process.env,
+): LoadTarget {
+  const config = loadConfig({ ...env, ...appEnv, DATABASE_URL: urls.databaseUrl })
+  const db = createPool(urls.databaseUrl, 4, config, 'loadtest')
+  db.on('error', () => undefined)
+  return {
+    nginxUrl: urls.nginxUrl,
+    adminUrl: urls.adminUrl,
+    config,
+    metrics: { merged: `${urls.adminUrl}/metrics`, workers: [] },
     db,
     close: () => db.end(),
   }

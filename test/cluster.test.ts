@@ -56,7 +56,7 @@ function load(durationSeconds: number) {
   })
 }
 
-describe.runIf(hasCluster)('the PM2 cluster behind nginx', () => {
+describe.runIf(hasCluster)('the PM2 cluster behind nginx (local stack only: it reloads PM2)', () => {
   let workers: number
 
   beforeAll(async () => {

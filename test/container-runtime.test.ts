@@ -4,10 +4,11 @@ import type { AddressInfo } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { containerRuntimeAvailable } from '../scripts/stack/container-runtime.js'
+import { containerRuntimeAvailable, findContainerEngine } from '../scripts/stack/container-runtime.js'
 
-// A fake Docker engine: answers `GET /_ping` the way the test asks, over a Unix socket or TCP.
-type PingAnswer = { status: number; body: string } | 'hang'
+// A fake Docker engine: answers `GET /_ping` the way the test asks, over a Unix socket or TCP, and
+// `GET /version` with the components it is given.
+type PingAnswer = { status: number; body: string; components?: string[] } | 'hang'
 
 let dir: string
 const servers: http.Server[] = []
@@ -35,6 +36,11 @@ afterAll(() => {
 function fakeEngine(answer: PingAnswer): http.Server {
   const server = http.createServer((request, response) => {
     if (answer === 'hang') return
+    if (request.url === '/version' && answer.components) {
+      const body = JSON.stringify({ Components: answer.components.map((Name) => ({ Name })) })
+      response.writeHead(200, { 'content-type': 'application/json' }).end(body)
+      return
+    }
     if (request.url !== '/_ping') {
       response.writeHead(404).end('page not found')
       return
@@ -100,20 +106,47 @@ describe('containerRuntimeAvailable', () => {
     )
   })
 
-  it('when STAMPEDE_TEST_RUNTIME=local, then it answers false even though an engine answers', async () => {
+  it('when STACK_RUNTIME=local, then it answers false even though an engine answers', async () => {
     const socketPath = await fakeEngineOnSocket('forced-local', { status: 200, body: 'OK' })
-    const env = { STAMPEDE_TEST_RUNTIME: 'local' }
+    const env = { STACK_RUNTIME: 'local' }
     expect(await containerRuntimeAvailable({ socketPath, env })).toBe(false)
   })
 
-  it('when STAMPEDE_TEST_RUNTIME=containers, then it answers true without asking', async () => {
+  it('when STACK_RUNTIME=containers, then it answers true without asking', async () => {
     const socketPath = path.join(dir, 'missing.sock')
-    const env = { STAMPEDE_TEST_RUNTIME: 'containers' }
+    const env = { STACK_RUNTIME: 'containers' }
     expect(await containerRuntimeAvailable({ socketPath, env })).toBe(true)
   })
 
-  it('when STAMPEDE_TEST_RUNTIME has another value, then it rejects naming the variable', async () => {
-    const env = { STAMPEDE_TEST_RUNTIME: 'docker' }
-    await expect(containerRuntimeAvailable({ env })).rejects.toThrow(/STAMPEDE_TEST_RUNTIME/)
+  it('when STACK_RUNTIME has another value, then it rejects naming the variable', async () => {
+    const env = { STACK_RUNTIME: 'docker' }
+    await expect(containerRuntimeAvailable({ env })).rejects.toThrow(/STACK_RUNTIME/)
+  })
+})
+
+describe('findContainerEngine', () => {
+  it('when DOCKER_HOST names a podman socket that answers, then it returns it and says podman', async () => {
+    const socketPath = await fakeEngineOnSocket('podman', {
+      status: 200,
+      body: 'OK',
+      components: ['Podman Engine', 'Conmon'],
+    })
+    expect(await findContainerEngine({ DOCKER_HOST: `unix://${socketPath}` })).toEqual({
+      dockerHost: `unix://${socketPath}`,
+      podman: true,
+    })
+  })
+
+  it('when DOCKER_HOST names a Docker engine that answers, then it returns it and says not podman', async () => {
+    const port = await fakeEngineOnTcp({ status: 200, body: 'OK', components: ['Engine', 'containerd'] })
+    expect(await findContainerEngine({ DOCKER_HOST: `tcp://127.0.0.1:${port}` })).toEqual({
+      dockerHost: `tcp://127.0.0.1:${port}`,
+      podman: false,
+    })
+  })
+
+  it('when DOCKER_HOST names a socket nobody listens on, then it finds no engine', async () => {
+    const env = { DOCKER_HOST: `unix://${path.join(dir, 'nobody.sock')}` }
+    expect(await findContainerEngine(env, 200)).toBeUndefined()
   })
 })

@@ -21,12 +21,13 @@ export default async function setup(project: TestProject): Promise<() => Promise
       replicaUrl: compose.replicaUrl,
       redisUrl: compose.redisUrl,
       nginxUrl: compose.nginxUrl,
-      nginxAdminUrl: undefined,
+      nginxAdminUrl: compose.nginxAdminUrl,
       workers: [],
       options: undefined,
       jwtSecret: compose.jwtSecret,
     })
-    // testcontainers' reaper removes the containers if the run is interrupted.
+    // The global teardown removes the containers and volumes (under podman there is no reaper: an interrupted
+    // run leaves them, and `docker-compose -p stampede-test-<id> down -v` removes them).
     return () => compose.stop()
   }
 

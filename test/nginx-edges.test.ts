@@ -17,7 +17,9 @@ import { openStream } from './support/streams.js'
 // our own from the committed nginx.conf with its default limits, in front of the test stack's workers.
 
 const stack = testStack()
-const hasNginx = stack.runtime === 'local' && stack.nginxUrl !== undefined
+const hasNginx = stack.nginxUrl !== undefined
+// An nginx of the test's own in front of the workers, and the stack folder's secret file: local stack only.
+const local = stack.options !== undefined && stack.workers.length > 0
 
 const SECURITY_HEADERS = [
   'x-content-type-options',
@@ -100,83 +102,89 @@ describe.runIf(hasNginx)('nginx in front of the test stack', () => {
     expect(JSON.parse(badRequest.body)).toEqual({ code: 'BAD_REQUEST', message: expect.any(String) })
   })
 
-  it("when a token is signed with the built-in test secret, then the stack's workers refuse it; its own secret (kept 0600 in the stack folder) works", async () => {
-    const file = jwtSecretFile(stack.options!.dir)
-    expect(statSync(file).mode & 0o777).toBe(0o600)
-    expect(stack.jwtSecret).not.toBe(TEST_JWT_SECRET)
-    const app = await buildTestApp()
-    try {
-      const customer = await newCustomer(app)
-      const claims = { sub: customer.id, role: 'customer', guest: true }
-      const forged = createSigner({ key: TEST_JWT_SECRET })(claims)
-      const own = createSigner({ key: stack.jwtSecret })(claims)
-      const answer = (token: string) =>
-        fetch(`${url}/api/cart`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.status)
-      expect(await answer(forged)).toBe(401)
-      expect(await answer(own)).toBe(200)
-    } finally {
-      await app.close()
-    }
-  })
+  it.runIf(local)(
+    "when a token is signed with the built-in test secret, then the stack's workers refuse it; its own secret (kept 0600 in the stack folder) works (local stack only)",
+    async () => {
+      const file = jwtSecretFile(stack.options!.dir)
+      expect(statSync(file).mode & 0o777).toBe(0o600)
+      expect(stack.jwtSecret).not.toBe(TEST_JWT_SECRET)
+      const app = await buildTestApp()
+      try {
+        const customer = await newCustomer(app)
+        const claims = { sub: customer.id, role: 'customer', guest: true }
+        const forged = createSigner({ key: TEST_JWT_SECRET })(claims)
+        const own = createSigner({ key: stack.jwtSecret })(claims)
+        const answer = (token: string) =>
+          fetch(`${url}/api/cart`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.status)
+        expect(await answer(forged)).toBe(401)
+        expect(await answer(own)).toBe(200)
+      } finally {
+        await app.close()
+      }
+    },
+  )
 })
 
-describe.runIf(hasNginx)("nginx's default limits per client address", () => {
-  let setup: NginxSetup
-  let dir: string
-  let url: string
-  let app: FastifyInstance
+describe.runIf(hasNginx && local)(
+  "nginx's default limits per client address (local stack only: an nginx of its own)",
+  () => {
+    let setup: NginxSetup
+    let dir: string
+    let url: string
+    let app: FastifyInstance
 
-  beforeAll(async () => {
-    dir = mkdtempSync(path.join(os.tmpdir(), 'stampede-nginx-limits-'))
-    setup = {
-      stackDir: dir,
-      port: await freePort(),
-      adminPort: await freePort(),
-      upstreams: stack.workers.map((worker) => new URL(worker).host),
-      jobsMetrics: '127.0.0.1:9',
-      limits: nginxLimitsFromEnv({}),
-    }
-    await ensureNginx(setup, () => {})
-    url = `http://127.0.0.1:${setup.port}`
-    app = await buildTestApp()
-  })
-  afterAll(async () => {
-    await app?.close()
-    if (setup) await stopNginx(setup, () => {})
-    rmSync(dir, { recursive: true, force: true })
-  })
+    beforeAll(async () => {
+      dir = mkdtempSync(path.join(os.tmpdir(), 'stampede-nginx-limits-'))
+      setup = {
+        stackDir: dir,
+        port: await freePort(),
+        adminPort: await freePort(),
+        upstreams: stack.workers.map((worker) => new URL(worker).host),
+        jobsMetrics: '127.0.0.1:9',
+        limits: nginxLimitsFromEnv({}),
+      }
+      await ensureNginx(setup, () => {})
+      url = `http://127.0.0.1:${setup.port}`
+      app = await buildTestApp()
+    })
+    afterAll(async () => {
+      await app?.close()
+      if (setup) await stopNginx(setup, () => {})
+      rmSync(dir, { recursive: true, force: true })
+    })
 
-  it('when one address asks for accounts in a burst, then past NGINX_SIGNUP_BURST they are 429 JSON with Retry-After', async () => {
-    const { signupBurst } = nginxLimitsFromEnv({})
-    const answers = []
-    for (let i = 0; i < signupBurst + 10; i++)
-      answers.push(await fetch(`${url}/api/auth/guest`, { method: 'POST' }))
-    const statuses = answers.map((r) => r.status)
-    expect(statuses.filter((s) => s === 201).length).toBeLessThanOrEqual(signupBurst + 1)
-    const refused = answers.find((r) => r.status === 429)!
-    expect(refused).toBeDefined()
-    expect(await refused.json()).toMatchObject({ code: 'RATE_LIMITED' })
-    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1)
-    expectSecurityHeaders(refused, '429')
-  })
+    it('when one address asks for accounts in a burst, then past NGINX_SIGNUP_BURST they are 429 JSON with Retry-After', async () => {
+      const { signupBurst } = nginxLimitsFromEnv({})
+      const answers = []
+      for (let i = 0; i < signupBurst + 10; i++)
+        answers.push(await fetch(`${url}/api/auth/guest`, { method: 'POST' }))
+      const statuses = answers.map((r) => r.status)
+      expect(statuses.filter((s) => s === 201).length).toBeLessThanOrEqual(signupBurst + 1)
+      const refused = answers.find((r) => r.status === 429)!
+      expect(refused).toBeDefined()
+      expect(await refused.json()).toMatchObject({ code: 'RATE_LIMITED' })
+      expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1)
+      expectSecurityHeaders(refused, '429')
+    })
 
-  it('when one address opens more event streams than NGINX_STREAMS_PER_ADDRESS, then the next is 429 JSON with Retry-After', async () => {
-    const { streamsPerAddress } = nginxLimitsFromEnv({})
-    const saleId = await newSale(app, await newAdmin(app), { units: 1 })
-    const open = () => openStream(`${url}/api/sales/${saleId}/events`)
-    const streams = []
-    for (let i = 0; i < streamsPerAddress; i++) streams.push(await open())
-    try {
-      expect(streams.every((s) => s.status === 200)).toBe(true)
-      const refused = await open()
-      expect(refused.status).toBe(429)
-      expect(JSON.parse(await refused.body)).toMatchObject({ code: 'RATE_LIMITED' })
-      expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1)
-    } finally {
-      for (const stream of streams) stream.close()
-    }
-  })
-})
+    it('when one address opens more event streams than NGINX_STREAMS_PER_ADDRESS, then the next is 429 JSON with Retry-After', async () => {
+      const { streamsPerAddress } = nginxLimitsFromEnv({})
+      const saleId = await newSale(app, await newAdmin(app), { units: 1 })
+      const open = () => openStream(`${url}/api/sales/${saleId}/events`)
+      const streams = []
+      for (let i = 0; i < streamsPerAddress; i++) streams.push(await open())
+      try {
+        expect(streams.every((s) => s.status === 200)).toBe(true)
+        const refused = await open()
+        expect(refused.status).toBe(429)
+        expect(JSON.parse(await refused.body)).toMatchObject({ code: 'RATE_LIMITED' })
+        expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1)
+      } finally {
+        for (const stream of streams) stream.close()
+      }
+    })
+  },
+)
 
 describe('the X-Worker header', () => {
   it('when DEBUG_WORKER_HEADER is not set, then answers do not say which worker answered; with it, they do', async () => {

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Entry point of the `nginx` service (nginx:1.25). It renders the project's nginx.conf, the template the local
+# Entry point of the `nginx` service (the nginx image, deploy/images/nginx). It renders the project's nginx.conf, the template the local
 # stack renders too (scripts/stack/nginx.ts), and runs nginx in the foreground. Only the template's
 # ${UPPER_CASE} placeholders are substituted (envsubst with an explicit list), so nginx's own variables
 # ($host, $remote_addr, ...) stay as they are; a placeholder without a value stops the start.
@@ -22,12 +22,20 @@ ln -sf /dev/stderr "$STACK_DIR/nginx/logs/error.log"
 
 export PUBLIC_DIR="${PUBLIC_DIR:-$root/public}"
 
-# Workers run as the image's `nginx` user when it can read the storefront in the bind-mounted checkout.
+# Workers run as the unprivileged user of the image (Debian's www-data) when it can read the storefront in
+# the bind-mounted checkout.
 if [ -z "${NGINX_USER+set}" ]; then
-  if su -s /bin/sh -c "test -r '$PUBLIC_DIR' && test -x '$PUBLIC_DIR'" nginx 2>/dev/null; then
-    NGINX_USER='user nginx;'
+  run_user=''
+  for candidate in www-data nginx; do
+    if id "$candidate" >/dev/null 2>&1; then
+      run_user=$candidate
+      break
+    fi
+  done
+  if [ -n "$run_user" ] && su -s /bin/sh -c "test -r '$PUBLIC_DIR' && test -x '$PUBLIC_DIR'" "$run_user" 2>/dev/null; then
+    NGINX_USER="user $run_user;"
   else
-    NGINX_USER='user root; # the checkout is not readable by the nginx user'
+    NGINX_USER='user root; # the checkout is not readable by an unprivileged user'
   fi
 fi
 export NGINX_USER
@@ -46,11 +54,16 @@ if [ -z "${API_UPSTREAM_SERVERS:-}" ]; then
 fi
 export API_UPSTREAM_SERVERS
 
-# The template's public server listens on 127.0.0.1, right for the local stack; in a container the published
-# port arrives on the container's own interface, so the public server listens on NGINX_PUBLIC_ADDRESS
-# (0.0.0.0). The admin server stays on loopback: reach it with `docker compose exec nginx curl 127.0.0.1:28081`.
+# The template's servers listen on 127.0.0.1, right for the local stack; in a container a published port
+# arrives on the container's own interface, so the public server listens on NGINX_PUBLIC_ADDRESS (0.0.0.0).
+# The admin server stays on loopback unless NGINX_ADMIN_ADDRESS says otherwise (docker-compose.yml publishes
+# it on the host's loopback only).
 public_address="${NGINX_PUBLIC_ADDRESS:-0.0.0.0}"
-source_conf=$(sed "s/listen 127\.0\.0\.1:\${NGINX_PORT}/listen $public_address:\${NGINX_PORT}/" "$template")
+admin_address="${NGINX_ADMIN_ADDRESS:-127.0.0.1}"
+source_conf=$(sed \
+  -e "s/listen 127\.0\.0\.1:\${NGINX_PORT}/listen $public_address:\${NGINX_PORT}/" \
+  -e "s/listen 127\.0\.0\.1:\${NGINX_ADMIN_PORT}/listen $admin_address:\${NGINX_ADMIN_PORT}/" \
+  "$template")
 
 names=$(printf '%s\n' "$source_conf" | grep -o '\${[A-Z][A-Z0-9_]*}' | sort -u | tr -d '${}')
 missing=''

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Entry point of the `replica` service (postgres:15). On an empty volume it clones the primary with
+# Entry point of the `replica` service (the Postgres image, deploy/images/postgres). On an empty volume it clones the primary with
 # pg_basebackup: -R writes standby.signal and primary_conninfo, -S streams through the primary's physical
 # slot. Then it hands over to the image's own entry point, which finds an initialised data directory and
 # starts postgres as a hot standby (read-only queries while it replays the primary's WAL).
@@ -28,12 +28,12 @@ if [ ! -f "$marker" ]; then
     sleep 1
   done
 
-  gosu postgres env PGPASSWORD="$REPLICATION_PASSWORD" pg_basebackup \
+  setpriv --reuid=postgres --regid=postgres --init-groups env PGPASSWORD="$REPLICATION_PASSWORD" pg_basebackup \
     --host="$primary_host" --port="$primary_port" --username="$REPLICATION_USER" \
     --pgdata="$PGDATA" --write-recovery-conf --slot="$slot" \
     --wal-method=stream --checkpoint=fast --progress --no-password
-  gosu postgres touch "$marker"
+  setpriv --reuid=postgres --regid=postgres --init-groups touch "$marker"
   echo "replica: base backup complete"
 fi
 
-exec docker-entrypoint.sh "$@"
+exec bash /usr/local/bin/docker-entrypoint.sh "$@"

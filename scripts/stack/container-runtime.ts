@@ -4,16 +4,23 @@ import https from 'node:https'
 import os from 'node:os'
 import path from 'node:path'
 
-// Decides whether the tests run against containers (testcontainers + docker-compose.yml) or the local stack.
-// It asks the Docker engine's `GET /_ping` directly with node:http instead of importing testcontainers, whose
-// own detection is slow when no engine exists: a missing socket answers in about a millisecond.
+// Decides whether the tests run against containers (testcontainers + docker-compose.yml) or the local stack,
+// and finds the engine the containers paths talk to. It asks the Docker API's `GET /_ping` directly with
+// node:http instead of importing testcontainers, whose own detection is slow when no engine exists: a missing
+// socket answers in about a millisecond.
+
+/** Where `npm run containers:setup` serves podman's Docker API. Asked only when containers are asked for. */
+export const PODMAN_SOCKET = '/run/podman/podman.sock'
+
+/** STACK_RUNTIME: `local` or `containers` forces the choice; unset, a Docker engine that answers decides. */
+export type StackRuntime = 'local' | 'containers'
 
 export interface ContainerRuntimeProbeOptions {
   /** Ask this Unix socket only (tests inject a fake engine); otherwise DOCKER_HOST or the usual sockets. */
   socketPath?: string
   /** Give up on each address after this long. */
   timeoutMs?: number
-  /** Where DOCKER_HOST, DOCKER_TLS_VERIFY, XDG_RUNTIME_DIR and STAMPEDE_TEST_RUNTIME are read. */
+  /** Where DOCKER_HOST, DOCKER_TLS_VERIFY, XDG_RUNTIME_DIR and STACK_RUNTIME are read. */
   env?: NodeJS.ProcessEnv
 }
 
@@ -22,7 +29,9 @@ type EngineAddress =
 
 /**
  * True when a container engine answers `GET /_ping` with 200 "OK"; any error or timeout means false.
- * STAMPEDE_TEST_RUNTIME=local|containers forces the answer (false|true) without asking.
+ * STACK_RUNTIME=local|containers forces the answer (false|true) without asking. Unset, only a Docker engine
+ * counts (DOCKER_HOST or Docker's usual sockets): podman's socket, left running by containers:setup, does not
+ * turn the default runs into container runs.
  */
 export async function containerRuntimeAvailable(
   options: number | ContainerRuntimeProbeOptions = {},
@@ -33,18 +42,52 @@ export async function containerRuntimeAvailable(
     env = process.env,
   } = typeof options === 'number' ? { timeoutMs: options } : options
 
-  const forced = env.STAMPEDE_TEST_RUNTIME
+  const forced = requestedRuntime(env)
   if (forced === 'local') return false
   if (forced === 'containers') return true
-  if (forced !== undefined && forced !== '') {
-    throw new Error(`STAMPEDE_TEST_RUNTIME=${JSON.stringify(forced)}: expected "local" or "containers"`)
-  }
 
   const addresses: EngineAddress[] = socketPath ? [{ kind: 'unix', socketPath }] : engineAddresses(env)
   for (const address of addresses) {
     if (await answersPing(address, timeoutMs, env)) return true
   }
   return false
+}
+
+/** STACK_RUNTIME as given: undefined when unset or empty; anything but local|containers is refused. */
+export function requestedRuntime(env: NodeJS.ProcessEnv = process.env): StackRuntime | undefined {
+  const value = env.STACK_RUNTIME
+  if (value === undefined || value === '') return undefined
+  if (value === 'local' || value === 'containers') return value
+  throw new Error(`STACK_RUNTIME=${JSON.stringify(value)}: expected "local" or "containers"`)
+}
+
+export interface ContainerEngine {
+  /** The DOCKER_HOST value that reaches it (unix:// or tcp://). */
+  dockerHost: string
+  /** podman's Docker API: healthchecks only run when asked (see scripts/stack/compose.ts). */
+  podman: boolean
+}
+
+/**
+ * The engine the containers paths use: DOCKER_HOST when set, else Docker's usual sockets, else podman's
+ * socket from `npm run containers:setup`. undefined when none answers.
+ */
+export async function findContainerEngine(
+  env: NodeJS.ProcessEnv = process.env,
+  timeoutMs = 2000,
+): Promise<ContainerEngine | undefined> {
+  const addresses = engineAddresses(env)
+  if (!env.DOCKER_HOST) addresses.push({ kind: 'unix', socketPath: PODMAN_SOCKET })
+  for (const address of addresses) {
+    if (!(await answersPing(address, timeoutMs, env))) continue
+    const version = await ask(address, '/version', timeoutMs, env, 64 * 1024)
+    return {
+      dockerHost:
+        address.kind === 'unix' ? `unix://${address.socketPath}` : `tcp://${address.host}:${address.port}`,
+      podman: version !== undefined && /"Podman Engine"/.test(version.body),
+    }
+  }
+  return undefined
 }
 
 /** DOCKER_HOST when set (unix:// or tcp://; other schemes such as ssh:// are not probed), else the usual sockets. */
@@ -69,10 +112,26 @@ function engineAddresses(env: NodeJS.ProcessEnv): EngineAddress[] {
   return sockets.map((socketPath) => ({ kind: 'unix', socketPath }))
 }
 
-function answersPing(address: EngineAddress, timeoutMs: number, env: NodeJS.ProcessEnv): Promise<boolean> {
+async function answersPing(
+  address: EngineAddress,
+  timeoutMs: number,
+  env: NodeJS.ProcessEnv,
+): Promise<boolean> {
+  const answer = await ask(address, '/_ping', timeoutMs, env, 64)
+  return answer?.status === 200 && answer.body.trim() === 'OK'
+}
+
+/** GET `path` from the engine; undefined on any error, on a timeout, or when the body outgrows maxBytes. */
+function ask(
+  address: EngineAddress,
+  requestPath: string,
+  timeoutMs: number,
+  env: NodeJS.ProcessEnv,
+  maxBytes: number,
+): Promise<{ status: number | undefined; body: string } | undefined> {
   return new Promise((resolve) => {
     let settled = false
-    const finish = (answer: boolean) => {
+    const finish = (answer: { status: number | undefined; body: string } | undefined) => {
       if (settled) return
       settled = true
       clearTimeout(timer)
@@ -80,7 +139,7 @@ function answersPing(address: EngineAddress, timeoutMs: number, env: NodeJS.Proc
       resolve(answer)
     }
 
-    const common = { method: 'GET', path: '/_ping', agent: false } as const
+    const common = { method: 'GET', path: requestPath, agent: false } as const
     let request: http.ClientRequest
     try {
       request =
@@ -90,22 +149,22 @@ function answersPing(address: EngineAddress, timeoutMs: number, env: NodeJS.Proc
             ? https.request({ ...common, host: address.host, port: address.port, ...tlsFiles(env) })
             : http.request({ ...common, host: address.host, port: address.port })
     } catch {
-      resolve(false)
+      resolve(undefined)
       return
     }
 
-    const timer = setTimeout(() => finish(false), timeoutMs)
+    const timer = setTimeout(() => finish(undefined), timeoutMs)
     timer.unref()
-    request.on('error', () => finish(false))
+    request.on('error', () => finish(undefined))
     request.on('response', (response) => {
       let body = ''
       response.setEncoding('utf8')
       response.on('data', (chunk: string) => {
         body += chunk
-        if (body.length > 64) finish(false)
+        if (body.length > maxBytes) finish(undefined)
       })
-      response.on('end', () => finish(response.statusCode === 200 && body.trim() === 'OK'))
-      response.on('error', () => finish(false))
+      response.on('end', () => finish({ status: response.statusCode, body }))
+      response.on('error', () => finish(undefined))
     })
     request.end()
   })

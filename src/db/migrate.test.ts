@@ -61,6 +61,16 @@ async function schemaFingerprint(db: pg.Pool): Promise<unknown[]> {
 
 afterAll(async () => {
   await Promise.all(pools.map((pool) => pool.end()))
+  // pool.end() resolves before the server has closed every session (later still when Postgres runs in a
+  // container); a forced drop then terminates a session whose client still listens, an uncaught error.
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const { rows } = await serverPool.query<{ sessions: number }>(
+      'SELECT count(*)::int AS sessions FROM pg_stat_activity WHERE datname = ANY($1)',
+      [databases],
+    )
+    if (rows[0]!.sessions === 0) break
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
   for (const name of databases) await serverPool.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
   await serverPool.end()
   await Promise.all(tempDirs.map((dir) => rm(dir, { recursive: true, force: true })))

@@ -108,7 +108,7 @@ describe('read/write split with a lag-aware replica', () => {
   })
 
   it.runIf(runsReplica)(
-    'when the replica is stopped and started again, then reads move to the primary without errors and come back',
+    'when the replica is stopped and started again, then reads move to the primary without errors and come back (local stack only)',
     async () => {
       const options = localStack!
       await stopService(options, 'replica')
@@ -129,7 +129,7 @@ describe('read/write split with a lag-aware replica', () => {
   )
 
   it.runIf(runsReplica)(
-    'when the replica stops between two lag probes, then the catalog read that finds it gone is answered from the primary',
+    'when the replica stops between two lag probes, then the catalog read that finds it gone is answered from the primary (local stack only)',
     async () => {
       const options = localStack!
       expect(await until(() => app.replicaLag.state().readsFrom === 'replica', 5000)).toBe(true)
@@ -153,7 +153,7 @@ describe('read/write split with a lag-aware replica', () => {
   )
 
   it.runIf(runsReplica)(
-    'when the replica replays 5 s late, then reads move to the primary and a price change shows at once',
+    'when the replica replays 5 s late, then reads move to the primary and a price change shows at once (local stack only)',
     async () => {
       const options = localStack!
       const root = existingPostgresRoot(stackPaths(options.dir))!

@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 # Stampede API image: TypeScript compiled in a build stage, run by pm2-runtime with production dependencies only.
 # Built by docker-compose.yml (services `app` and `migrate`); the build context is the repository root.
+# node:20-bookworm-slim is Docker Hub's image where one is reachable; elsewhere `npm run containers:setup`
+# builds an image of that name from debian:bookworm-slim and this machine's Node.js (docs/docker.md).
 
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
@@ -9,17 +11,16 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY scripts ./scripts
+# scripts/ (the demo, the bench) import the load-test code: tsc follows those imports.
+COPY loadtest ./loadtest
 # Tests beside the sources (src/**/*.test.ts) may import helpers from test/: tsc follows those imports.
 COPY test ./test
 # tsc emits only JavaScript: carry the other files the code reads beside itself (Lua scripts, SQL, JSON).
+# Then the dev dependencies go: the runtime stage takes node_modules from here, one `npm ci` for both.
 RUN npm run build \
   && find src scripts -type f ! -name '*.ts' -exec cp --parents {} dist/ \; \
-  && rm -f dist/.tsbuildinfo
-
-FROM node:20-bookworm-slim AS deps
-WORKDIR /app
-COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+  && rm -f dist/.tsbuildinfo \
+  && npm prune --omit=dev --no-audit --no-fund
 
 FROM node:20-bookworm-slim AS runtime
 ENV NODE_ENV=production \
@@ -28,7 +29,7 @@ ENV NODE_ENV=production \
     METRICS_PORT=29100 \
     PM2_HOME=/home/node/.pm2
 WORKDIR /app
-COPY --from=deps --chown=node:node /app/node_modules ./node_modules
+COPY --from=build --chown=node:node /app/node_modules ./node_modules
 COPY --chown=node:node package.json ecosystem.config.cjs ./
 COPY --chown=node:node migrations ./migrations
 COPY --from=build --chown=node:node /app/dist ./dist
