@@ -128,9 +128,15 @@ export async function newSale(
     priceCents?: number
     startsInMs?: number
     registeredOnly?: boolean
+    /** The product's name, for tests that find the sale by what a shopper reads. */
+    productName?: string
   },
 ): Promise<number> {
-  const productId = await newProduct(app, admin, { stock: sale.units, priceCents: 5000 })
+  const productId = await newProduct(app, admin, {
+    stock: sale.units,
+    priceCents: 5000,
+    ...(sale.productName === undefined ? {} : { name: sale.productName }),
+  })
   const startsAt = Date.now() + (sale.startsInMs ?? -1000)
   const response = await app.inject({
     method: 'POST',

@@ -1,0 +1,117 @@
+import type { FastifyInstance } from 'fastify'
+import type { Browser, Page } from 'playwright-core'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { buildTestApp, newAdmin, newSale, type TestUser } from '../support/app.js'
+import {
+  VIEWPORTS,
+  asVisitor,
+  describeBrowser,
+  launchBrowser,
+  screenshot,
+  seriousA11yViolations,
+  type ViewportName,
+} from '../support/browser.js'
+import {
+  WAIT,
+  cartButton,
+  exactly,
+  expectPageShape,
+  firstAddableProduct,
+  productOfSale,
+  uniqueName,
+} from './shop-helpers.js'
+
+// Every page of the shop and the dashboard at desktop and mobile size: the page shape (one <h1>, a
+// <main>, a title), an axe-core scan with no serious or critical violation, no console error, and a
+// screenshot in .stack/screenshots/ for a person to look at.
+
+describeBrowser('every page in a browser', () => {
+  let browser: Browser
+  let app: FastifyInstance
+  let admin: TestUser
+  let saleId: number
+  let productId: number
+  const saleName = uniqueName('Every page drone')
+
+  beforeAll(async () => {
+    browser = await launchBrowser()
+    app = await buildTestApp()
+    admin = await newAdmin(app)
+    saleId = await newSale(app, admin, { units: 20, perUserLimit: 1, productName: saleName })
+    productId = await productOfSale(app, saleId)
+  })
+  afterAll(async () => {
+    await browser?.close()
+    await app?.close()
+  })
+
+  for (const viewport of Object.keys(VIEWPORTS) as ViewportName[]) {
+    it(`when every page is opened at ${viewport} size, then each has one <h1>, no serious accessibility violation and no console error`, async () => {
+      await asVisitor(browser, viewport, async (shop) => {
+        const page = await shop.newPage('/')
+        // Each page is checked even when an earlier one failed, so one run lists every failure.
+        const failures: string[] = []
+        const check = async (name: string, open: () => Promise<void>, heading?: string | RegExp) => {
+          try {
+            await open()
+            await expectPageShape(page, heading)
+            // Let late content (images, live numbers) settle before the picture and the scan.
+            await page.waitForLoadState('networkidle', WAIT).catch(() => {})
+            await screenshot(page, name, viewport)
+            failures.push(...(await seriousA11yViolations(page)).map((v) => `${name}: ${v}`))
+          } catch (error) {
+            failures.push(`${name}: ${(error as Error).message.split('\n')[0]}`)
+          }
+        }
+        const go = (path: string) => async () => void (await page.goto(path))
+
+        await check('home', go('/'), 'Stampede shop')
+        await check(
+          'cart',
+          async () => {
+            const { button } = await firstAddableProduct(page)
+            await button.click()
+            await cartButton(page, 1).click()
+            await page.getByRole('dialog', { name: 'Your cart' }).waitFor(WAIT)
+          },
+          'Stampede shop',
+        )
+        await check('product', go(`/products/${productId}`), saleName)
+        await check(
+          'search',
+          go(`/search?q=${encodeURIComponent(saleName.split(' ').at(-1)!)}`),
+          'Search results',
+        )
+        await check('sale', go(`/sales/${saleId}`), `${saleName} flash sale`)
+        await check(
+          'order',
+          async () => {
+            await page.getByRole('button', { name: exactly(`Buy ${saleName} now`) }).click()
+            await page.waitForURL(/\/orders\/[0-9a-f-]{36}$/, WAIT)
+          },
+          /^Order \S+$/,
+        )
+        await check('orders', go('/orders'), 'Your orders')
+        await check('signin', go('/signin'), 'Sign in')
+        await check('register', go('/register'), 'Create an account')
+        await check('dashboard', go('/dashboard'), 'Live dashboard')
+        expect(failures, `pages at ${viewport} size`).toEqual([])
+      })
+      // Ten pages, each waited for: when several fail, each waits its full timeout before the list.
+    }, 240_000)
+  }
+
+  it('when pages are opened, then none of them fails to load its own scripts or styles under the Content-Security-Policy', async () => {
+    await asVisitor(browser, 'desktop', async (shop) => {
+      const page: Page = await shop.newPage('/')
+      const csp = await page.evaluate(`fetch('/').then((r) => r.headers.get('content-security-policy'))`)
+      expect(csp, 'nginx sends the Content-Security-Policy').toMatch(/default-src 'self'/)
+      expect(String(csp)).not.toMatch(/unsafe-inline|unsafe-eval/)
+      for (const path of ['/', '/dashboard']) {
+        await page.goto(path)
+        await expectPageShape(page)
+      }
+      // Any "Refused to ..." line of the browser is a console error, which asVisitor fails on.
+    })
+  })
+})
