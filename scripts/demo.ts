@@ -1,8 +1,8 @@
 // `npm run demo [-- --keep] [--units 200 --users 2000 --connections 100 --duration 8 --strategy redis-gate]`
 // The whole story in one command on a fresh machine: bring up the local stack (installing Postgres, Redis
-// and nginx as root when missing), migrate and seed, run a flash-sale stampede with a progress bar, check
-// the five invariants, print the report, and stop the stack again unless --keep. Exits 1 if an invariant
-// broke. A stack that was already running is left running, with its default settings put back.
+// and nginx as root when missing), migrate and seed, run a flash-sale stampede with a progress bar (and
+// the live dashboard's URL to watch it in a browser), check the five invariants, print the report, and
+// stop the stack again unless --keep. Exits 1 if an invariant broke. A stack that was already running is left running, with its default settings put back.
 import { parseArgs } from 'node:util'
 import { STOCK_STRATEGIES, type StockStrategyName } from '../src/config.js'
 import { containerRuntimeAvailable } from './stack/container-runtime.js'
@@ -51,6 +51,7 @@ try {
   await stackUp(options, (message) => log(`stack: ${message}`))
   const target = loadTarget(options)
   try {
+    log(`live dashboard: ${target.nginxUrl}/dashboard  (open it now to watch the stampede)`)
     const admin = await AdminApi.connect(target)
     const run = await stampede(
       { target, admin, log },
@@ -67,6 +68,7 @@ try {
     ok = run.verification.ok
     console.log(`${bold('report')}      ${files.html}`)
     console.log(`${bold('storefront')}  ${target.nginxUrl}/   (API docs ${target.nginxUrl}/docs)`)
+    console.log(`${bold('dashboard')}   ${target.nginxUrl}/dashboard   (the last five minutes, live)`)
     console.log(
       `${bold('admin')}       ${target.adminUrl}/api/admin/sales/${run.sale?.saleId}/audit  (loopback only)`,
     )

@@ -2,9 +2,12 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { pino } from 'pino'
 import { deleteIdleGuests } from './auth/users.repository.js'
 import { loadConfigOrExit } from './config.js'
+import { createDashboardFeed } from './dashboard/dashboard-feed.js'
+import { createDashboardStreams } from './dashboard/dashboard-stream.js'
+import { readSaleProgress } from './dashboard/sale-progress.js'
 import { createPool } from './db/pool.js'
 import { deleteExpiredKeys } from './idempotency/idempotency.repository.js'
-import { mergeWorkerMetrics } from './merged-metrics.js'
+import { fetchWorkerMetrics, mergeWorkerMetrics } from './merged-metrics.js'
 import { startMetricsServer } from './metrics-server.js'
 import { createMetrics } from './metrics.js'
 import { sweepExpiredReservations } from './orders/expiry-sweeper.js'
@@ -37,6 +40,7 @@ const reconcilesSales = config.STOCK_STRATEGY === 'redis-gate'
 const SWEEP_BATCH = 500
 const GUEST_BATCH = 1000
 const GUEST_EXPIRY_INTERVAL_MS = 60_000
+const DASHBOARD_SALES = 10
 const stop = new AbortController()
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => stop.abort())
 
@@ -60,15 +64,37 @@ const workerMetricsUrls = Array.from(
   { length: config.API_INSTANCES },
   (_, n) => `http://127.0.0.1:${config.METRICS_PORT + n}/metrics.json`,
 )
-const metricsServer = await startMetricsServer(metrics.registry, config.HOST, config.JOBS_METRICS_PORT, {
-  '/metrics/merged': async () => {
-    const { text, sources } = await mergeWorkerMetrics(metrics.registry, workerMetricsUrls)
-    return {
-      type: 'text/plain; version=0.0.4',
-      body: `# merged from jobs and ${sources.length} worker(s)\n${text}`,
-    }
-  },
+// The live dashboard's numbers (public/dashboard.html, docs/monitoring.md): computed here once a second
+// for every viewer, since this process already reads every worker's metrics; nginx serves the stream
+// as /api/dashboard/stream. Five minutes of history, so a page opened mid-run draws the curve so far.
+const dashboard = createDashboardFeed({
+  readWorkers: () => fetchWorkerMetrics(workerMetricsUrls),
+  readSales: () => readSaleProgress(primary, reconcilesSales ? gate : null, DASHBOARD_SALES),
+  intervalMs: 1000,
+  historyLength: 300,
+  onError: (err) => log.warn({ err }, 'dashboard feed'),
 })
+const dashboardStreams = createDashboardStreams(dashboard, config.SSE_MAX_STREAMS_PER_WORKER)
+dashboard.start()
+stop.signal.addEventListener('abort', () => {
+  dashboard.stop()
+  dashboardStreams.close()
+})
+const metricsServer = await startMetricsServer(
+  metrics.registry,
+  config.HOST,
+  config.JOBS_METRICS_PORT,
+  {
+    '/metrics/merged': async () => {
+      const { text, sources } = await mergeWorkerMetrics(metrics.registry, workerMetricsUrls)
+      return {
+        type: 'text/plain; version=0.0.4',
+        body: `# merged from jobs and ${sources.length} worker(s)\n${text}`,
+      }
+    },
+  },
+  { '/dashboard/stream': dashboardStreams.handle },
+)
 
 process.send?.('ready')
 log.info({ sweepMs: config.SWEEP_INTERVAL_MS, reconcileMs: config.RECONCILE_INTERVAL_MS }, 'jobs started')

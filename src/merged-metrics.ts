@@ -1,6 +1,18 @@
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue, type Registry } from 'prom-client'
 
-type MetricsJson = MetricObjectWithValues<MetricValue<string>>[]
+export type MetricsJson = MetricObjectWithValues<MetricValue<string>>[]
+
+/** Every worker's metrics as JSON, in the order of `workerUrls`; undefined for a worker that did not answer within a second. */
+export async function fetchWorkerMetrics(workerUrls: string[]): Promise<(MetricsJson | undefined)[]> {
+  return Promise.all(
+    workerUrls.map(async (url) => {
+      const response = await fetch(url, { signal: AbortSignal.timeout(1000) }).catch(() => undefined)
+      return response?.ok
+        ? ((await response.json().catch(() => undefined)) as MetricsJson | undefined)
+        : undefined
+    }),
+  )
+}
 
 /**
  * One view of the whole cluster's metrics. prom-client's AggregatorRegistry expects to be the Node
@@ -12,12 +24,7 @@ export async function mergeWorkerMetrics(
   own: Registry,
   workerUrls: string[],
 ): Promise<{ text: string; sources: string[] }> {
-  const fetched = await Promise.all(
-    workerUrls.map(async (url) => {
-      const response = await fetch(url, { signal: AbortSignal.timeout(1000) }).catch(() => undefined)
-      return response?.ok ? ((await response.json()) as MetricsJson) : undefined
-    }),
-  )
+  const fetched = await fetchWorkerMetrics(workerUrls)
   const parts = [
     ...fetched.filter((part) => part !== undefined),
     await own.getMetricsAsJSON(),

@@ -1,16 +1,18 @@
-import { createServer, type Server } from 'node:http'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Registry } from 'prom-client'
 
 /**
  * Serves one process's metrics on a port of its own: `/metrics` (Prometheus text) for Prometheus,
  * `/metrics.json` for the jobs process, which merges every worker's numbers into one view.
- * `extra` adds routes (the jobs process adds the merged view).
+ * `extra` adds routes (the jobs process adds the merged view); `streams` adds routes that answer on
+ * their own and may keep the response open (the dashboard's event stream).
  */
 export async function startMetricsServer(
   registry: Registry,
   host: string,
   port: number,
   extra: Record<string, () => Promise<{ type: string; body: string }>> = {},
+  streams: Record<string, (request: IncomingMessage, response: ServerResponse) => void> = {},
 ): Promise<Server> {
   const routes: Record<string, () => Promise<{ type: string; body: string }>> = {
     '/metrics': async () => ({ type: registry.contentType, body: await registry.metrics() }),
@@ -21,7 +23,13 @@ export async function startMetricsServer(
     ...extra,
   }
   const server = createServer((request, response) => {
-    const route = routes[(request.url ?? '').split('?')[0]!]
+    const path = (request.url ?? '').split('?')[0]!
+    const stream = streams[path]
+    if (stream) {
+      stream(request, response)
+      return
+    }
+    const route = routes[path]
     if (!route) {
       response.writeHead(404).end()
       return

@@ -28,6 +28,12 @@ export function createMetrics(worker = 'api-0') {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [registry],
     }),
+    httpErrors: new Counter({
+      name: 'http_errors_total',
+      help: 'Error answers (4xx, 5xx) by status and the `code` of their body (SOLD_OUT, RATE_LIMITED, ...)',
+      labelNames: ['status_code', 'code'] as const,
+      registers: [registry],
+    }),
     dbPoolConnections: new Gauge({
       name: 'db_pool_connections',
       help: 'Connections of each Postgres pool: total open, idle, and requests waiting for one',

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import type { CachePolicy, TwoLevelCache } from '../cache/two-level-cache.js'
 import { withTransaction } from '../db/transaction.js'
 import { InvalidCursorError, NotFoundError, SkuTakenError } from '../errors.js'
@@ -5,7 +6,11 @@ import type { Db } from '../db/pool.js'
 import {
   findProduct,
   insertProduct,
+  listCategories,
   listProductsAfter,
+  searchProductsAfter,
+  type Category,
+  type ProductFilter,
   restock,
   updateProduct,
   type NewProduct,
@@ -37,9 +42,21 @@ export const PRODUCT_CACHE: CachePolicy = {
   negativeTtlMs: 5000,
 }
 
+// Search and category pages, and the category list: a product write cannot name every page that shows
+// the product, so these are not invalidated and live briefly instead. A search result may show a name,
+// price or stock up to 2 s (L1) and 10 s (L2) old; display only. A burst of shoppers on one category
+// costs one query per 10 s, not one per shopper.
+export const SEARCH_CACHE: CachePolicy = {
+  l1TtlMs: 2000,
+  l2: { ttlMs: 10_000, staleMs: 10_000 },
+  negativeTtlMs: 2000,
+}
+
 export function createCatalog(deps: { db: Db; cache: TwoLevelCache }) {
   const { db } = deps
   const products = deps.cache.family<Product>('product', PRODUCT_CACHE)
+  const searches = deps.cache.family<ProductPage>('product-search', SEARCH_CACHE)
+  const categories = deps.cache.family<Category[]>('categories', SEARCH_CACHE)
 
   // Served through the two-level cache; on a miss the product is read through `db.read` (the replica
   // while its lag is under the bound, display only). Nothing that decides stock reads through here.
@@ -62,6 +79,29 @@ export function createCatalog(deps: { db: Db; cache: TwoLevelCache }) {
     return { items, nextCursor: items.length === limit && last ? encodeCursor(last.id) : null }
   }
 
+  // A filtered page through the cache, keyed by a digest of the whole question (the words may be long).
+  // Display only: read from the replica while it is within the lag bound.
+  async function searchProducts(
+    filter: ProductFilter,
+    cursor: string | undefined,
+    limit: number,
+  ): Promise<ProductPage> {
+    const afterId = decodeCursor(cursor)
+    const key = createHash('sha256')
+      .update(JSON.stringify([filter.q ?? null, filter.category ?? null, afterId, limit]))
+      .digest('base64url')
+    const page = await searches.get(key, async () => {
+      const items = await db.read((pool) => searchProductsAfter(pool, filter, afterId, limit))
+      const last = items.at(-1)
+      return { items, nextCursor: items.length === limit && last ? encodeCursor(last.id) : null }
+    })
+    return page!
+  }
+
+  async function listAllCategories(): Promise<Category[]> {
+    return (await categories.get('all', () => db.read((pool) => listCategories(pool))))!
+  }
+
   // Admin writes answer from the primary, so the admin sees the change at once even if the replica lags.
   async function requireFromPrimary(id: number): Promise<Product> {
     const product = await findProduct(db.primary, id)
@@ -74,6 +114,8 @@ export function createCatalog(deps: { db: Db; cache: TwoLevelCache }) {
   return {
     getProduct,
     listProducts,
+    searchProducts,
+    listCategories: listAllCategories,
 
     async createProduct(product: NewProduct): Promise<Product> {
       const id = await withTransaction(db.primary, (tx) => insertProduct(tx, product))

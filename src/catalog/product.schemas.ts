@@ -12,6 +12,7 @@ export const productSchema = {
     description: { type: 'string' },
     priceCents: { type: 'integer' },
     imageUrl: { type: ['string', 'null'] },
+    category: { type: ['string', 'null'], description: 'the category slug' },
     available: { type: 'integer', description: 'display only: may lag the authority by a moment' },
     updatedAt: { type: 'string', format: 'date-time' },
   },
@@ -31,6 +32,23 @@ export const pageQuery = {
     limit: { type: 'integer', minimum: 1, maximum: PAGE_SIZE.max, default: PAGE_SIZE.default },
     cursor: { type: 'string', maxLength: 64 },
   },
+} as const
+
+export const productSearchQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    ...pageQuery.properties,
+    q: { ...text({ maxLength: 100 }), description: 'words to find in the name or description' },
+    category: { type: 'string', pattern: '^[a-z0-9-]{1,40}$', description: 'a category slug' },
+  },
+} as const
+
+export const categorySchema = {
+  type: 'object',
+  required: ['slug', 'name', 'productCount'],
+  additionalProperties: false,
+  properties: { slug: { type: 'string' }, name: { type: 'string' }, productCount: { type: 'integer' } },
 } as const
 
 // Money and quantities are integers in bounds; the strict body validator refuses "5" and true.

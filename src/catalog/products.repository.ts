@@ -7,6 +7,8 @@ export interface Product {
   description: string
   priceCents: number
   imageUrl: string | null
+  /** The category's slug, or null for a product filed under none. */
+  category: string | null
   /** Units a buyer could still take. Display only when read from the replica: it may lag. */
   available: number
   updatedAt: string
@@ -19,6 +21,7 @@ interface ProductRow {
   description: string
   price_cents: number
   image_url: string | null
+  category_slug: string | null
   available: number
   updated_at: Date
 }
@@ -30,12 +33,13 @@ const toProduct = (row: ProductRow): Product => ({
   description: row.description,
   priceCents: row.price_cents,
   imageUrl: row.image_url,
+  category: row.category_slug,
   available: row.available,
   updatedAt: row.updated_at.toISOString(),
 })
 
 const SELECT_PRODUCT = `
-  SELECT p.id, p.sku, p.name, p.description, p.price_cents, p.image_url, p.updated_at, i.available
+  SELECT p.id, p.sku, p.name, p.description, p.price_cents, p.image_url, p.category_slug, p.updated_at, i.available
     FROM products p JOIN inventory i ON i.product_id = p.id`
 
 export async function findProduct(db: Queryable, id: number): Promise<Product | undefined> {
@@ -52,6 +56,52 @@ export async function listProductsAfter(db: Queryable, afterId: number, limit: n
   return rows.map(toProduct)
 }
 
+export interface ProductFilter {
+  /** Words to find in the name or description (matched as one phrase, case-insensitively). */
+  q?: string
+  category?: string
+}
+
+/** Escapes LIKE's wildcards, so a shopper's `%` or `_` matches itself. */
+const likePattern = (text: string) => `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`
+
+/**
+ * The page of products matching the filter after `afterId`, in id order. The phrase is matched with
+ * ILIKE on name and description, served by the trigram index of migration 006.
+ */
+export async function searchProductsAfter(
+  db: Queryable,
+  filter: ProductFilter,
+  afterId: number,
+  limit: number,
+): Promise<Product[]> {
+  const { rows } = await db.query<ProductRow>(
+    `${SELECT_PRODUCT}
+      WHERE p.id > $1
+        AND ($3::text IS NULL OR p.category_slug = $3)
+        AND ($4::text IS NULL OR (p.name || ' ' || p.description) ILIKE $4)
+      ORDER BY p.id LIMIT $2`,
+    [afterId, limit, filter.category ?? null, filter.q ? likePattern(filter.q) : null],
+  )
+  return rows.map(toProduct)
+}
+
+export interface Category {
+  slug: string
+  name: string
+  productCount: number
+}
+
+/** Every category with how many products it holds, in name order. */
+export async function listCategories(db: Queryable): Promise<Category[]> {
+  const { rows } = await db.query<Category>(
+    `SELECT c.slug, c.name, count(p.id)::int AS "productCount"
+       FROM categories c LEFT JOIN products p ON p.category_slug = c.slug
+      GROUP BY c.slug, c.name ORDER BY c.name`,
+  )
+  return rows
+}
+
 export interface NewProduct {
   sku: string
   name: string
@@ -59,6 +109,8 @@ export interface NewProduct {
   priceCents: number
   imageUrl: string | null
   stock: number
+  /** A category slug that exists (categories table); the admin API files new products under none. */
+  category?: string | null
 }
 
 /** Inserts the product and its stock row; `undefined` when the SKU exists already. */
@@ -84,11 +136,11 @@ export async function insertProduct(tx: Queryable, product: NewProduct): Promise
 export async function insertProductsIfSkuFree(db: Queryable, products: NewProduct[]): Promise<number> {
   const { rowCount } = await db.query(
     `WITH new AS (
-       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[])
-         AS d (sku, name, description, price_cents, image_url, stock)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[], $7::text[])
+         AS d (sku, name, description, price_cents, image_url, stock, category_slug)
      ), inserted AS (
-       INSERT INTO products (sku, name, description, price_cents, image_url)
-       SELECT sku, name, description, price_cents, image_url FROM new
+       INSERT INTO products (sku, name, description, price_cents, image_url, category_slug)
+       SELECT sku, name, description, price_cents, image_url, category_slug FROM new
        ON CONFLICT (sku) DO NOTHING
        RETURNING id, sku
      )
@@ -101,6 +153,7 @@ export async function insertProductsIfSkuFree(db: Queryable, products: NewProduc
       products.map((p) => p.priceCents),
       products.map((p) => p.imageUrl),
       products.map((p) => p.stock),
+      products.map((p) => p.category ?? null),
     ],
   )
   return rowCount ?? 0

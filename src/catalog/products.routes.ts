@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-js
 
 import { errorSchema } from '../schemas.js'
 import type { Catalog } from './catalog.service.js'
-import { pageQuery, productIdParams, productSchema } from './product.schemas.js'
+import { categorySchema, productIdParams, productSchema, productSearchQuery } from './product.schemas.js'
 
 const pageSchema = {
   type: 'object',
@@ -18,9 +18,38 @@ const productRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { catalog: Cata
   app.get(
     '/api/products',
     {
-      schema: { tags: ['catalog'], querystring: pageQuery, response: { 200: pageSchema, 400: errorSchema } },
+      schema: {
+        tags: ['catalog'],
+        summary: 'A page of the catalogue, optionally only what matches `q` and/or `category`',
+        querystring: productSearchQuery,
+        response: { 200: pageSchema, 400: errorSchema },
+      },
     },
-    async (request) => catalog.listProducts(request.query.cursor, request.query.limit),
+    async (request) => {
+      const { q, category, cursor, limit } = request.query
+      const words = q?.trim()
+      return words || category
+        ? catalog.searchProducts({ q: words || undefined, category }, cursor, limit)
+        : catalog.listProducts(cursor, limit)
+    },
+  )
+
+  app.get(
+    '/api/categories',
+    {
+      schema: {
+        tags: ['catalog'],
+        response: {
+          200: {
+            type: 'object',
+            required: ['items'],
+            additionalProperties: false,
+            properties: { items: { type: 'array', items: categorySchema } },
+          },
+        },
+      },
+    },
+    async () => ({ items: await catalog.listCategories() }),
   )
 
   app.get(

@@ -6,6 +6,10 @@ export const orderSchema = {
   additionalProperties: false,
   properties: {
     id: { type: 'string', format: 'uuid' },
+    number: {
+      type: 'string',
+      description: "the order number shown to shoppers: the id's first 8 characters, upper case",
+    },
     userId: { type: 'string' },
     saleId: { type: ['integer', 'null'] },
     status: { type: 'string', enum: ['reserved', 'paid', 'cancelled', 'expired'] },

@@ -10,6 +10,8 @@ export interface OrderItem {
 
 export interface Order {
   id: string
+  /** What a shopper reads and quotes: the first 8 characters of the id, upper case (`1A2B3C4D`). */
+  number: string
   userId: string
   saleId: number | null
   status: OrderStatus
@@ -35,8 +37,12 @@ interface OrderRow {
   items: { product_id: number; quantity: number; unit_price_cents: number }[]
 }
 
+/** The order number shown to shoppers; the id stays the key (8 hex digits may repeat across orders). */
+export const orderNumberOf = (id: string): string => id.slice(0, 8).toUpperCase()
+
 const toOrder = (row: OrderRow): Order => ({
   id: row.id,
+  number: orderNumberOf(row.id),
   userId: row.user_id,
   saleId: row.sale_id,
   status: row.status,
@@ -116,6 +122,7 @@ export async function insertReservedOrder(tx: Queryable, order: NewOrder): Promi
   const row = rows[0]!
   return {
     id: row.id,
+    number: orderNumberOf(row.id),
     userId: order.userId,
     saleId: order.saleId,
     status: 'reserved',

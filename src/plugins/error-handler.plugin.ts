@@ -16,33 +16,41 @@ export default fp(
           ? new DependencyUnavailableError(thrown)
           : thrown
       if (error instanceof IdempotentReplayError) {
+        const stored = error.storedBody as { code?: unknown } | null
+        if (typeof stored?.code === 'string') reply.errorCode = stored.code
         return reply.header('idempotent-replayed', 'true').status(error.storedStatus).send(error.storedBody)
       }
       if (error instanceof AppError) {
         if (error.statusCode >= 500) request.log.warn({ err: error }, error.message)
+        reply.errorCode = error.code
         return reply
           .status(error.statusCode)
           .headers(error.headers)
           .send({ code: error.code, message: error.message })
       }
       if (error.validation) {
+        reply.errorCode = 'VALIDATION_FAILED'
         return reply.status(400).send({ code: 'VALIDATION_FAILED', message: error.message })
       }
       const status = error.statusCode ?? 500
       if (status >= 400 && status < 500) {
-        return reply.status(status).send({ code: clientErrorCode(error), message: error.message })
+        reply.errorCode = clientErrorCode(error)
+        return reply.status(status).send({ code: reply.errorCode, message: error.message })
       }
       request.log.error({ err: error }, 'unhandled error')
+      reply.errorCode = 'INTERNAL'
       return reply.status(500).send({ code: 'INTERNAL', message: 'Internal server error' })
     })
 
     app.setNotFoundHandler((request, reply) => {
+      reply.errorCode = 'NOT_FOUND'
       reply
         .status(404)
         .send({ code: 'NOT_FOUND', message: `Route ${request.method} ${request.url} not found` })
     })
   },
-  { name: 'error-handler' },
+  // The metrics plugin declares reply.errorCode, which this handler fills in.
+  { name: 'error-handler', dependencies: ['metrics'] },
 )
 
 /** Fastify's codes look like FST_ERR_CTP_BODY_TOO_LARGE; clients get the readable tail. */

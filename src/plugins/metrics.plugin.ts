@@ -6,6 +6,10 @@ declare module 'fastify' {
   interface FastifyInstance {
     metrics: Metrics
   }
+  interface FastifyReply {
+    /** The `code` of an error answer's body, set by the error handler; counted in http_errors_total. */
+    errorCode: string
+  }
 }
 
 // The worker's metrics, and the request-duration histogram every route feeds. The route label is
@@ -16,6 +20,7 @@ export default fp(
     const worker = `api-${opts.config.NODE_APP_INSTANCE}`
     const metrics = createMetrics(worker)
     app.decorate('metrics', metrics)
+    app.decorateReply('errorCode', '')
     // Which worker answered, only when DEBUG_WORKER_HEADER asks: it shows nginx spreading the requests,
     // and would tell anyone else how many workers there are.
     if (opts.config.DEBUG_WORKER_HEADER) {
@@ -32,6 +37,9 @@ export default fp(
         },
         reply.elapsedTime / 1000,
       )
+      if (reply.statusCode >= 400) {
+        metrics.httpErrors.inc({ status_code: reply.statusCode, code: reply.errorCode || 'UNKNOWN' })
+      }
     })
   },
   { name: 'metrics' },

@@ -13,7 +13,7 @@ import {
 import { forgetResponses, saveResponses, type IdempotentRequest } from '../idempotency/idempotency.js'
 import { scopeId } from '../idempotency/idempotency.repository.js'
 import type { Metrics } from '../metrics.js'
-import { insertSaleOrders, type Order } from '../orders/orders.repository.js'
+import { insertSaleOrders, orderNumberOf, type Order } from '../orders/orders.repository.js'
 import { addUserUnitsWithinLimit, findSale, type Sale } from '../sales/sales.repository.js'
 import { reserveReturningVersion, SALE_STOCK } from '../stock/stock.repository.js'
 import type { StockGate } from './stock-gate.js'
@@ -227,6 +227,7 @@ function orderFor(p: Pending, sale: Sale, ttlSeconds: number): Order {
   const now = Date.now()
   return {
     id: p.orderId,
+    number: orderNumberOf(p.orderId),
     userId: p.userId,
     saleId: sale.id,
     status: 'reserved',

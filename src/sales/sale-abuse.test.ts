@@ -95,4 +95,27 @@ describe('live-event streams per worker', () => {
     second.close()
     again.close()
   })
+
+  it('when a stream of several sales is open, then it counts once against the cap', async () => {
+    const admin = await newAdmin(app)
+    const ids = [
+      await newSale(app, admin, { units: 1 }),
+      await newSale(app, admin, { units: 1 }),
+      await newSale(app, admin, { units: 1 }),
+    ]
+    // The previous test's hang-ups may not have reached the worker yet.
+    let several = await openStream(`${address}/api/sales/events?ids=${ids.join(',')}`)
+    for (let i = 0; i < 20 && several.status !== 200; i++) {
+      await several.body
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      several = await openStream(`${address}/api/sales/events?ids=${ids.join(',')}`)
+    }
+    const one = await openStream(`${address}/api/sales/${ids[0]}/events`)
+    expect([several.status, one.status]).toEqual([200, 200])
+    const refused = await openStream(`${address}/api/sales/events?ids=${ids[1]}`)
+    expect(refused.status).toBe(503)
+    await refused.body
+    several.close()
+    one.close()
+  })
 })

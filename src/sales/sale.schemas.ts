@@ -17,6 +17,8 @@ export const saleSchema = {
     id: { type: 'integer' },
     productId: { type: 'integer' },
     productName: { type: 'string' },
+    productImageUrl: { type: ['string', 'null'] },
+    regularPriceCents: { type: 'integer', description: "the product's own price (display only)" },
     priceCents: { type: 'integer' },
     unitsTotal: { type: 'integer' },
     perUserLimit: { type: 'integer' },
@@ -80,5 +82,41 @@ export const auditSchema = {
     perUserLimit: { type: 'integer' },
     oversold: { type: 'boolean' },
     violations: { type: 'array', items: { type: 'string' } },
+  },
+} as const
+
+/** A comma-separated list of sale ids, e.g. `1,2,3`: at most 50, each below a billion. */
+export const saleIdsQuery = {
+  type: 'object',
+  required: ['ids'],
+  additionalProperties: false,
+  properties: {
+    ids: {
+      type: 'string',
+      pattern: '^[1-9][0-9]{0,8}(,[1-9][0-9]{0,8}){0,49}$',
+      description: 'comma-separated sale ids, at most 50',
+    },
+  },
+} as const
+
+export const saleIdsOf = (ids: string): number[] => [...new Set(ids.split(',').map(Number))]
+
+export const holdingsSchema = {
+  type: 'object',
+  required: ['items'],
+  additionalProperties: false,
+  properties: {
+    items: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['saleId', 'units'],
+        additionalProperties: false,
+        properties: {
+          saleId: { type: 'integer' },
+          units: { type: 'integer', description: 'units this customer holds: reserved or paid' },
+        },
+      },
+    },
   },
 } as const

@@ -4,6 +4,9 @@ export interface Sale {
   id: number
   productId: number
   productName: string
+  productImageUrl: string | null
+  /** The product's own price, beside which the sale price is shown. */
+  regularPriceCents: number
   priceCents: number
   unitsTotal: number
   /** Postgres' count: the authority, but read from the replica it may lag (the API's `remaining` reads the purchase path). */
@@ -22,6 +25,8 @@ interface SaleRow {
   id: number
   product_id: number
   product_name: string
+  product_image_url: string | null
+  regular_price_cents: number
   price_cents: number
   units_total: number
   available: number
@@ -38,6 +43,8 @@ const toSale = (row: SaleRow): Sale => ({
   id: row.id,
   productId: row.product_id,
   productName: row.product_name,
+  productImageUrl: row.product_image_url,
+  regularPriceCents: row.regular_price_cents,
   priceCents: row.price_cents,
   unitsTotal: row.units_total,
   available: row.available,
@@ -52,7 +59,8 @@ const toSale = (row: SaleRow): Sale => ({
 
 // A sale's terms (flash_sales, written once) with its stock (flash_sale_stock, the row that changes).
 const SELECT_SALE = `
-  SELECT s.id, s.product_id, p.name AS product_name, s.price_cents, s.units_total, st.available, st.reserved,
+  SELECT s.id, s.product_id, p.name AS product_name, p.image_url AS product_image_url,
+         p.price_cents AS regular_price_cents, s.price_cents, s.units_total, st.available, st.reserved,
          st.sold, s.per_user_limit, s.registered_only, s.starts_at, s.ends_at, st.version
     FROM flash_sales s JOIN flash_sale_stock st ON st.sale_id = s.id JOIN products p ON p.id = s.product_id`
 
@@ -61,14 +69,40 @@ export async function findSale(db: Queryable, saleId: number): Promise<Sale | un
   return rows[0] && toSale(rows[0])
 }
 
-/** Sales that have not ended more than a day ago: running ones first, then upcoming, then ended; newest first. */
+/**
+ * The sales a shop shows: running ones first (those with units left before sold-out ones, ending soonest
+ * first), then upcoming ones (starting soonest first), then those that ended in the last hour (latest
+ * first). Display only on the replica: `available` orders the running ones and may lag.
+ */
 export async function listCurrentSales(db: Queryable, limit: number): Promise<Sale[]> {
   const { rows } = await db.query<SaleRow>(
-    `${SELECT_SALE} WHERE s.ends_at > now() - interval '1 day'
-      ORDER BY s.ends_at <= now(), s.starts_at > now(), s.starts_at DESC, s.id DESC LIMIT $1`,
+    `${SELECT_SALE} WHERE s.ends_at > now() - interval '1 hour'
+      ORDER BY s.ends_at <= now(), s.starts_at > now(), st.available = 0,
+               CASE WHEN s.ends_at <= now() THEN now() - s.ends_at
+                    WHEN s.starts_at > now() THEN s.starts_at - now()
+                    ELSE s.ends_at - now() END,
+               s.id DESC
+      LIMIT $1`,
     [limit],
   )
   return rows.map(toSale)
+}
+
+/**
+ * Units the user holds (reserved or paid) in each of these sales where they hold any. One primary-key
+ * lookup per sale: the hot table gets no extra index for it.
+ */
+export async function listUnitsHeldBy(
+  db: Queryable,
+  userId: string,
+  saleIds: number[],
+): Promise<{ saleId: number; units: number }[]> {
+  const { rows } = await db.query<{ sale_id: string | number; units: number }>(
+    `SELECT sale_id, units FROM sale_user_units
+      WHERE sale_id = ANY($2::bigint[]) AND user_id = $1 AND units > 0 ORDER BY sale_id`,
+    [userId, saleIds],
+  )
+  return rows.map((row) => ({ saleId: Number(row.sale_id), units: row.units }))
 }
 
 /** Sales whose gate may still move: open now, or closed less than `graceMinutes` ago. */

@@ -1,13 +1,21 @@
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts'
 import type { ServerResponse } from 'node:http'
-import { TooManyStreamsError } from '../errors.js'
+import type { FastifyReply } from 'fastify'
+import { NotFoundError, TooManyStreamsError } from '../errors.js'
 import { orderSchema } from '../orders/order.schemas.js'
 import { errorSchema, idempotencyKeyHeader } from '../schemas.js'
 import type { Purchases } from './purchase.service.js'
 import type { SaleEligibility } from './sale-eligibility.js'
-import { purchaseBody, saleIdParams, saleSchema } from './sale.schemas.js'
+import {
+  holdingsSchema,
+  purchaseBody,
+  saleIdParams,
+  saleIdsOf,
+  saleIdsQuery,
+  saleSchema,
+} from './sale.schemas.js'
 import { numbersOf, type SaleEvents, type SaleNumbers } from './sale-events.js'
-import type { Sales } from './sales.service.js'
+import type { SaleView, Sales } from './sales.service.js'
 
 const HEARTBEAT_MS = 15_000
 
@@ -61,29 +69,83 @@ const saleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: SaleRoutesOptions 
       },
     },
     async (request, reply) => {
-      // Each stream holds a socket and a listener for as long as the client likes: past the cap a
-      // worker refuses new ones rather than slow down every other request it serves.
-      if (streams.size >= app.config.SSE_MAX_STREAMS_PER_WORKER) throw new TooManyStreamsError()
-      const sale = await sales.getSale(request.params.id)
-      const stream = reply.raw
-      reply.hijack()
-      stream.writeHead(200, {
-        'content-type': 'text/event-stream',
-        'cache-control': 'no-cache',
-        'x-accel-buffering': 'no',
-      })
-      const send = (numbers: SaleNumbers) => stream.write(`event: sale\ndata: ${JSON.stringify(numbers)}\n\n`)
-      send(numbersOf(sale))
-      const unlisten = events.listen(sale.id, send)
-      const heartbeat = setInterval(() => stream.write(': heartbeat\n\n'), HEARTBEAT_MS)
-      streams.add(stream)
-      stream.on('close', () => {
-        unlisten()
-        clearInterval(heartbeat)
-        streams.delete(stream)
-      })
+      assertRoomForStream()
+      streamSales(reply, [await sales.getSale(request.params.id)])
     },
   )
+
+  // One stream for every sale a page shows: a browser allows six HTTP/1.1 connections per host, and a
+  // stream per sale card would take them all with two tabs open, leaving none for the API calls.
+  app.get(
+    '/api/sales/events',
+    {
+      schema: {
+        tags: ['sales'],
+        summary: 'Server-sent events for several sales on one connection (same events, each with its saleId)',
+        querystring: saleIdsQuery,
+        response: { 400: errorSchema, 404: errorSchema, 503: errorSchema },
+      },
+    },
+    async (request, reply) => {
+      assertRoomForStream()
+      const found = await Promise.all(
+        saleIdsOf(request.query.ids).map((id) =>
+          sales.getSale(id).catch((err: unknown) => {
+            if (err instanceof NotFoundError) return undefined
+            throw err
+          }),
+        ),
+      )
+      const known = found.filter((sale) => sale !== undefined)
+      if (known.length === 0) throw new NotFoundError('sales')
+      streamSales(reply, known)
+    },
+  )
+
+  // The customer's own units per sale: kept out of the public sale list, which every shopper shares.
+  app.get(
+    '/api/sales/mine',
+    {
+      onRequest: app.authenticate,
+      schema: {
+        tags: ['sales'],
+        summary: 'Units the caller holds (reserved or paid) in each of the given sales',
+        security: [{ bearer: [] }],
+        querystring: saleIdsQuery,
+        response: { 200: holdingsSchema, 400: errorSchema },
+      },
+    },
+    async (request) => ({
+      items: await sales.unitsHeldBy(request.user.sub, saleIdsOf(request.query.ids)),
+    }),
+  )
+
+  // Each stream holds a socket and a listener for as long as the client likes: past the cap a worker
+  // refuses new ones rather than slow down every other request it serves. A stream of several sales
+  // counts once.
+  function assertRoomForStream() {
+    if (streams.size >= app.config.SSE_MAX_STREAMS_PER_WORKER) throw new TooManyStreamsError()
+  }
+
+  function streamSales(reply: FastifyReply, shown: SaleView[]) {
+    const stream = reply.raw
+    reply.hijack()
+    stream.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache',
+      'x-accel-buffering': 'no',
+    })
+    const send = (numbers: SaleNumbers) => stream.write(`event: sale\ndata: ${JSON.stringify(numbers)}\n\n`)
+    for (const sale of shown) send(numbersOf(sale))
+    const unlisten = shown.map((sale) => events.listen(sale.id, send))
+    const heartbeat = setInterval(() => stream.write(': heartbeat\n\n'), HEARTBEAT_MS)
+    streams.add(stream)
+    stream.on('close', () => {
+      for (const stop of unlisten) stop()
+      clearInterval(heartbeat)
+      streams.delete(stream)
+    })
+  }
 
   app.post(
     '/api/sales/:id/purchase',

@@ -11,6 +11,7 @@ import {
   findSale,
   insertSale,
   listCurrentSales,
+  listUnitsHeldBy,
   type NewSale,
   type Sale,
 } from './sales.repository.js'
@@ -19,6 +20,9 @@ export interface SaleView {
   id: number
   productId: number
   productName: string
+  /** The product's picture and price as of when the sale's facts were cached (display only). */
+  productImageUrl?: string | null
+  regularPriceCents?: number
   priceCents: number
   unitsTotal: number
   perUserLimit: number
@@ -60,6 +64,8 @@ const toFacts = (sale: Sale): SaleFacts => ({
   id: sale.id,
   productId: sale.productId,
   productName: sale.productName,
+  productImageUrl: sale.productImageUrl,
+  regularPriceCents: sale.regularPriceCents,
   priceCents: sale.priceCents,
   unitsTotal: sale.unitsTotal,
   perUserLimit: sale.perUserLimit,
@@ -76,6 +82,9 @@ export const SALE_CACHE: CachePolicy = {
 // Available units change with every purchase: memory only, for at most 250 ms (±20%), never Redis' L2.
 // A sale page may show a count that old; buying never reads it (the purchase path decides).
 export const SALE_AVAILABLE_CACHE: CachePolicy = { l1TtlMs: 250, l2: false, negativeTtlMs: 250 }
+
+/** The most sales the public list shows (live, then upcoming, then just ended). */
+export const SALE_LIST_SIZE = 200
 
 export function createSales(deps: { db: Db; path: PurchasePath; cache: TwoLevelCache }) {
   const { db, path } = deps
@@ -138,8 +147,16 @@ export function createSales(deps: { db: Db; path: PurchasePath; cache: TwoLevelC
     },
 
     async listSales(): Promise<SaleView[]> {
-      const sales = await db.read((pool) => listCurrentSales(pool, 50))
+      const sales = await db.read((pool) => listCurrentSales(pool, SALE_LIST_SIZE))
       return Promise.all(sales.map((sale) => view(toFacts(sale))))
+    },
+
+    /**
+     * The units a customer holds in each of these sales (those with none are left out). From the
+     * primary: right after a purchase's 201 the page asks again and must see the new unit.
+     */
+    async unitsHeldBy(userId: string, saleIds: number[]): Promise<{ saleId: number; units: number }[]> {
+      return listUnitsHeldBy(db.primary, userId, saleIds)
     },
 
     /** The invariant report of one sale, from the primary and the purchase path (the gate's numbers). */

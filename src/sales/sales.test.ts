@@ -9,6 +9,7 @@ import {
   newSale,
   type TestUser,
 } from '../../test/support/app.js'
+import { SALE_LIST_SIZE } from './sales.service.js'
 
 interface SaleBody {
   id: number
@@ -162,4 +163,85 @@ describe('flash sales API', () => {
     expect(await nextEvent()).toMatchObject({ remaining: 4, taken: 1, status: 'active' })
     await reader.cancel()
   })
+
+  it("when one stream is opened for several sales, then it sends each sale's numbers with its saleId and pushes a sale's change, and unknown ids are skipped", async () => {
+    const [first, second] = [await newSale(app, admin, { units: 3 }), await newSale(app, admin, { units: 2 })]
+    const address = await app.listen({ host: '127.0.0.1', port: 0 }).catch(() => addressOf(app))
+    const stream = await fetch(`${address}/api/sales/events?ids=${first},${second},999999999`)
+    expect(stream.status).toBe(200)
+    expect(stream.headers.get('content-type')).toBe('text/event-stream')
+    const next = eventReader(stream)
+
+    const opening = [await next(), await next()]
+    expect(opening).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ saleId: first, remaining: 3, taken: 0, status: 'active' }),
+        expect.objectContaining({ saleId: second, remaining: 2, taken: 0, status: 'active' }),
+      ]),
+    )
+    expect((await purchase(second)).statusCode).toBe(201)
+    expect(await next()).toMatchObject({ saleId: second, remaining: 1, taken: 1 })
+    await next.cancel()
+
+    const none = await fetch(`${address}/api/sales/events?ids=999999998,999999999`)
+    expect(none.status).toBe(404)
+    expect((await fetch(`${address}/api/sales/events?ids=1,,2`)).status).toBe(400)
+  })
+
+  it('when a customer bought in a sale, then /api/sales/mine says how many units they hold there, and nobody else does', async () => {
+    const saleId = await newSale(app, admin, { units: 5, perUserLimit: 2 })
+    const other = await newSale(app, admin, { units: 5 })
+    const shopper = await newCustomer(app)
+    const mine = async (user: TestUser) =>
+      (await app.inject({ url: `/api/sales/mine?ids=${saleId},${other}`, headers: user.headers })).json<{
+        items: { saleId: number; units: number }[]
+      }>()
+
+    expect(await mine(shopper)).toEqual({ items: [] })
+    expect((await purchase(saleId, shopper)).statusCode).toBe(201)
+    expect(await mine(shopper)).toEqual({ items: [{ saleId, units: 1 }] })
+    expect((await mine(await newCustomer(app))).items).toEqual([])
+    expect((await app.inject({ url: `/api/sales/mine?ids=${saleId}` })).statusCode).toBe(401)
+  })
+
+  it('when live, upcoming and ended sales exist, then the sale list shows live ones first, then upcoming, then ended', async () => {
+    const upcoming = await newSale(app, admin, { units: 1, startsInMs: 60_000 })
+    const live = await newSale(app, admin, { units: 1 })
+    const { items } = (await app.inject({ url: '/api/sales' })).json<{ items: SaleBody[] }>()
+    const rank = { active: 0, sold_out: 0, upcoming: 1, ended: 2 } as Record<string, number>
+    const ranks = items.map((sale) => rank[sale.status]!)
+    expect(ranks).toEqual([...ranks].sort((x, y) => x - y))
+    const ids = items.map((sale) => sale.id)
+    if (ids.length < SALE_LIST_SIZE) expect(ids).toEqual(expect.arrayContaining([upcoming, live]))
+  })
 })
+
+/** Reads server-sent events from a fetch response: each call resolves with the next event's data. */
+function eventReader(response: Response) {
+  const reader = response.body!.getReader()
+  const decoder = new TextDecoder()
+  let received = ''
+  const next = async (): Promise<{ saleId: number; remaining: number; taken: number; status: string }> => {
+    for (;;) {
+      const end = received.indexOf('\n\n')
+      if (end >= 0) {
+        const event = received.slice(0, end)
+        received = received.slice(end + 2)
+        const data = event.split('\n').find((line) => line.startsWith('data: '))
+        if (data) return JSON.parse(data.slice(6))
+        continue
+      }
+      const chunk = await reader.read()
+      if (chunk.done) throw new Error('the stream ended')
+      received += decoder.decode(chunk.value, { stream: true })
+    }
+  }
+  return Object.assign(next, { cancel: () => reader.cancel() })
+}
+
+/** The address of an app that is already listening. */
+function addressOf(app: FastifyInstance): string {
+  const address = app.server.address()
+  if (address === null || typeof address === 'string') throw new Error('the app does not listen on a port')
+  return `http://127.0.0.1:${address.port}`
+}

@@ -1,0 +1,197 @@
+// Flash sales on a page: their cards, the one live stream for all of them, the shopper's allowance.
+/* global EventSource, window */
+import { api, ApiError, postOnce } from './api.js'
+import { dollars, duration, h, hidden, link, namedButton, thumb, toast, fail, busy } from './dom.js'
+
+const RANK = { active: 0, upcoming: 1, sold_out: 2, ended: 3 }
+export const LABEL = { active: 'Live', upcoming: 'Upcoming', sold_out: 'Sold out', ended: 'Ended' }
+const MAX_STREAMED = 50 // the most ids one stream takes (the API's limit)
+
+const sales = new Map() // saleId -> sale (as /api/sales shows it, kept current by the stream)
+const held = new Map() // saleId -> units the shopper holds
+const painters = new Map() // saleId -> Set of functions that repaint what shows that sale
+
+/** The server's status, moved on by the clock when a window opens or closes between events. */
+export function statusOf(sale) {
+  const now = Date.now()
+  if (now >= Date.parse(sale.endsAt)) return 'ended'
+  if (sale.remaining <= 0) return 'sold_out'
+  if (now < Date.parse(sale.startsAt)) return 'upcoming'
+  return 'active'
+}
+
+/** Live and upcoming sales, live first (those with units before sold-out ones), then by time. */
+export async function loadSales() {
+  const { data } = await api('/api/sales')
+  for (const sale of data.items) sales.set(sale.id, sale)
+  return data.items
+    .filter((s) => statusOf(s) !== 'ended')
+    .sort((a, b) => RANK[statusOf(a)] - RANK[statusOf(b)] || Date.parse(a.startsAt) - Date.parse(b.startsAt))
+}
+
+export async function loadSale(id) {
+  const { data } = await api(`/api/sales/${id}`)
+  sales.set(data.id, data)
+  return data
+}
+
+// ---- the page's one stream -------------------------------------------------------------------
+// One EventSource for every sale the page shows. A browser opens at most six HTTP/1.1 connections per
+// host; a stream per card would take them all with two tabs open, and no API call would get through.
+let source = null
+let watched = ''
+
+/** Streams these sales' numbers (replacing the page's previous stream); [] closes it. */
+export function watch(ids) {
+  const key = ids.slice(0, MAX_STREAMED).join(',')
+  if (key === watched && source) return
+  source?.close()
+  source = null
+  watched = key
+  if (key) open()
+}
+
+function open() {
+  source = new EventSource(`/api/sales/events?ids=${watched}`)
+  source.addEventListener('sale', (event) => {
+    const numbers = JSON.parse(event.data)
+    const sale = sales.get(numbers.saleId)
+    if (!sale) return
+    Object.assign(sale, { remaining: numbers.remaining, status: numbers.status })
+    repaint(numbers.saleId)
+  })
+  // EventSource reconnects by itself after a drop; the first event after it carries fresh numbers.
+}
+
+// A page kept in the back/forward cache must not keep its stream (and its connection) open.
+window.addEventListener('pagehide', () => {
+  source?.close()
+  source = null
+})
+window.addEventListener('pageshow', (event) => {
+  if (event.persisted && watched && !source) open()
+})
+
+// ---- allowance -------------------------------------------------------------------------------
+/** Units the shopper holds in these sales (per-user data: never in the shared sale list). */
+export async function loadHoldings(ids) {
+  for (const id of ids) held.set(id, 0)
+  for (let i = 0; i < ids.length; i += MAX_STREAMED) {
+    const chunk = ids.slice(i, i + MAX_STREAMED)
+    const { data } = await api(`/api/sales/mine?ids=${chunk.join(',')}`)
+    for (const item of data.items) held.set(item.saleId, item.units)
+  }
+  for (const id of ids) repaint(id)
+}
+
+function repaint(id) {
+  for (const paint of painters.get(id) ?? []) paint()
+}
+/** Repaints every shown sale (the countdowns move every second). */
+export const tick = () => [...painters.keys()].forEach(repaint)
+/** Forgets what the previous page showed. */
+export const clearPainters = () => painters.clear()
+
+// ---- a sale's view (card on the home page, or the sale page) ---------------------------------
+/**
+ * The live parts of a sale: status word, units left, allowance, countdown, Buy button. `onBought`
+ * gets the order after a 201.
+ */
+export function saleParts(id, onBought) {
+  const sale = sales.get(id)
+  const els = {
+    badge: h('span', { class: 'badge' }),
+    left: h('span', { class: 'left' }),
+    allowance: h('span', { class: 'allowance' }),
+    clock: h('span', { class: 'clock' }),
+    bar: h('div', { class: 'bar-fill' }),
+    soldOut: h('strong', { class: 'sold-out-note' }),
+  }
+  els.buy = namedButton('Buy', sale.productName, ' now', () => buy(id, els.buy, onBought))
+  const paint = () => {
+    const status = statusOf(sale)
+    els.badge.textContent = LABEL[status]
+    els.badge.className = `badge ${status}`
+    els.bar.style.width = `${(100 * Math.max(0, sale.remaining)) / sale.unitsTotal}%`
+    els.left.textContent = `${Math.max(0, sale.remaining)} of ${sale.unitsTotal} left`
+    els.allowance.textContent = `You hold ${held.get(id) ?? 0} of ${sale.perUserLimit}`
+    els.soldOut.textContent = status === 'sold_out' ? 'Sold out' : ''
+    els.clock.textContent =
+      status === 'upcoming'
+        ? `Starts in ${duration(Date.parse(sale.startsAt) - Date.now())}`
+        : status === 'ended'
+          ? 'Ended'
+          : `Ends in ${duration(Date.parse(sale.endsAt) - Date.now())}`
+    if (els.buy.getAttribute('aria-busy') !== 'true') els.buy.disabled = !canBuy(sale)
+  }
+  if (!painters.has(id)) painters.set(id, new Set())
+  painters.get(id).add(paint)
+  paint()
+  return { sale, els }
+}
+
+const canBuy = (sale) => statusOf(sale) === 'active' && Date.now() >= (sale.coolUntil ?? 0)
+
+async function buy(id, button, onBought) {
+  const sale = sales.get(id)
+  await busy(
+    button,
+    async () => {
+      try {
+        const { data: order } = await postOnce(`/api/sales/${id}/purchase`, { quantity: 1 })
+        held.set(id, (held.get(id) ?? 0) + 1)
+        toast(`Reserved ${sale.productName}: order #${order.number}. Pay within 10 minutes.`, 'success')
+        onBought(order)
+      } catch (err) {
+        if (!(err instanceof ApiError)) throw err
+        if (err.code === 'SOLD_OUT') toast('Sold out: every unit is taken', 'error')
+        else if (err.code === 'RATE_LIMITED') {
+          const wait = err.retryAfter || 1
+          sale.coolUntil = Date.now() + wait * 1000
+          toast(`Too many requests: try again in ${wait} s`, 'error')
+        } else if (err.code === 'PER_USER_LIMIT')
+          toast(`You already hold ${sale.perUserLimit} of this sale (the limit per customer)`, 'error')
+        else if (err.status === 403) toast('This sale is for registered customers: sign in to buy', 'error')
+        else fail(err)
+      }
+    },
+    () => canBuy(sale),
+  )
+  repaint(id)
+}
+
+/** A card for the home page's "Flash sales" section. */
+export function saleCard(id, onBought) {
+  const { sale, els } = saleParts(id, onBought)
+  const nameId = `sale-${id}-name`
+  const prices = h(
+    'p',
+    { class: 'prices' },
+    h('strong', {}, dollars(sale.priceCents)),
+    sale.regularPriceCents ? [' ', h('s', { class: 'muted' }, dollars(sale.regularPriceCents))] : [],
+  )
+  return h(
+    'article',
+    { class: 'card sale', 'aria-labelledby': nameId },
+    h(
+      'div',
+      { class: 'sale-top' },
+      thumb(sale.productName, sale.productImageUrl),
+      h('div', { class: 'sale-head' }, els.badge, h('h3', { id: nameId }, sale.productName), prices),
+    ),
+    h('div', { class: 'bar', 'aria-hidden': 'true' }, els.bar),
+    h('p', { class: 'row wrap' }, els.left, els.soldOut, els.clock),
+    h(
+      'p',
+      { class: 'row wrap muted' },
+      els.allowance,
+      sale.registeredOnly ? 'Registered customers only' : null,
+    ),
+    h(
+      'p',
+      { class: 'row wrap' },
+      link(`/sales/${id}`, 'Sale page', hidden(` for ${sale.productName}`)),
+      els.buy,
+    ),
+  )
+}
