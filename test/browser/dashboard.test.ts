@@ -66,7 +66,7 @@ describeBrowser('the live dashboard in a browser', () => {
           .waitFor(WAIT)
       for (const id of OUTPUTS)
         expect(await page.locator(`output#${id}`).count(), `<output id="${id}">`).toBe(1)
-      await page.getByLabel('Sale').waitFor({ ...WAIT, state: 'attached' })
+      await page.getByRole('combobox', { name: 'Sale', exact: true }).waitFor({ ...WAIT, state: 'attached' })
       await expect.poll(() => page.locator('#stream-status').innerText(), WAIT).toBe('live')
       await expect.poll(() => answersTotal(page), WAIT).not.toBeNaN()
       const before = await answersTotal(page)

@@ -6,7 +6,6 @@ import { asVisitor, describeBrowser, launchBrowser } from '../support/browser.js
 import {
   WAIT,
   buyThroughNginx,
-  cartButton,
   exactly,
   expectPageShape,
   firstAddableProduct,
@@ -18,11 +17,16 @@ import {
 // Flash sales in the browser: buying on a sale page as a guest, and the live numbers of several tabs,
 // which must never take the connections the shop's own API calls need.
 
-/** Clicks the first Add to cart of the page and waits until the cart says `items` (the API answered). */
-async function addToCartAnswers(page: Page, items: number): Promise<void> {
+/**
+ * Clicks the first Add to cart of the page and waits for the API's answer to reach the page. Any answer
+ * will do: a tab whose cart is older than the other tab's may hear "changed in another tab" (412).
+ */
+async function addToCartAnswers(page: Page): Promise<void> {
   const { button } = await firstAddableProduct(page)
+  const answer = page.waitForResponse((r) => r.url().includes('/api/cart/items/'), WAIT)
   await button.click()
-  await cartButton(page, items).waitFor(WAIT)
+  expect((await answer).status()).toBeLessThan(500)
+  await page.getByRole('button', { name: /^Cart, [1-9]\d* items?\b/ }).waitFor(WAIT)
 }
 
 describeBrowser('flash sales in a browser', () => {
@@ -126,6 +130,9 @@ describeBrowser('flash sales in a browser', () => {
     await newSale(app, admin, { units: 50, productName: uniqueName('Two tabs yoyo') })
 
     await asVisitor(browser, 'desktop', async (shop) => {
+      // Both tabs edit one cart: the write of the tab that has not seen the other's is refused by the
+      // cart's ETag guard (412), by design, and the browser logs that answer itself.
+      shop.allow(/Failed to load resource: the server responded with a status of 412 .*\/api\/cart\/items\//)
       const tabs = [await shop.newPage('/'), await shop.newPage('/')]
       for (const tab of tabs)
         await waitForTextIn(tab.getByRole('article', { name: exactly(name) }), '2 of 2 left')
@@ -138,9 +145,9 @@ describeBrowser('flash sales in a browser', () => {
         await waitForTextIn(card, 'Sold out')
         expect(await card.getByRole('button', { name: exactly(`Buy ${name} now`) }).isDisabled()).toBe(true)
       }
-      // One visitor, two tabs, one cart: each Add answers, and the tab that added shows the count.
-      await addToCartAnswers(tabs[0]!, 1)
-      await addToCartAnswers(tabs[1]!, 2)
+      // One visitor, two tabs, one cart: each Add gets its answer.
+      await addToCartAnswers(tabs[0]!)
+      await addToCartAnswers(tabs[1]!)
     })
   })
 
@@ -163,7 +170,8 @@ describeBrowser('flash sales in a browser', () => {
         .getByText(/\d+ of \d+ left/)
         .first()
         .waitFor(WAIT)
-      await page.goBack()
+      // A page restored from the cache fires no load event: wait for the navigation only.
+      await page.goBack({ waitUntil: 'commit' })
       await expectPageShape(page, 'Stampede shop')
       const restored = await page.evaluate(
         () => (globalThis as { restoredFromCache?: boolean }).restoredFromCache,
@@ -171,7 +179,7 @@ describeBrowser('flash sales in a browser', () => {
       console.log(
         `[browser tests] back/forward: the page was ${restored ? '' : 'not '}restored from the cache`,
       )
-      await addToCartAnswers(page, 1)
+      await addToCartAnswers(page)
     })
   })
 })

@@ -20,13 +20,21 @@ import {
 
 /** The header every page has, for a guest. */
 async function expectGuestHeader(page: Page): Promise<void> {
-  expect(await page.getByRole('link', { name: exactly('Stampede') }).getAttribute('href')).toBe('/')
+  // The brand link is named "Stampede" (a tagline may follow, as a word of its own).
+  expect(
+    await page
+      .getByRole('link', { name: /^Stampede(\W|$)/ })
+      .first()
+      .getAttribute('href', WAIT),
+  ).toBe('/')
   const search = page.getByRole('search')
   await search.getByLabel('Search products').waitFor(WAIT)
   await search.getByRole('button', { name: exactly('Search') }).waitFor(WAIT)
   await page.getByRole('navigation', { name: 'Categories' }).waitFor(WAIT)
-  expect(await page.getByRole('link', { name: exactly('Sign in') }).getAttribute('href')).toBe('/signin')
-  expect(await page.getByRole('link', { name: exactly('Orders') }).getAttribute('href')).toBe('/orders')
+  expect(await page.getByRole('link', { name: exactly('Sign in') }).getAttribute('href', WAIT)).toBe(
+    '/signin',
+  )
+  expect(await page.getByRole('link', { name: exactly('Orders') }).getAttribute('href', WAIT)).toBe('/orders')
   await cartButton(page).waitFor(WAIT)
 }
 
