@@ -55,8 +55,18 @@ describeBrowser('every page in a browser', () => {
           try {
             await open()
             await expectPageShape(page, heading)
-            // Let late content (images, live numbers) settle before the picture and the scan.
-            await page.waitForLoadState('networkidle', WAIT).catch(() => {})
+            // Images loaded (or replaced by their fallback; lazy ones load when scrolled to) before the
+            // picture and the scan. Not
+            // "networkidle": a page with a live stream always has a request open.
+            await expect
+              .poll(
+                () =>
+                  page.evaluate(
+                    `Array.from(document.images).every((i) => i.complete || i.loading === 'lazy')`,
+                  ),
+                WAIT,
+              )
+              .toBe(true)
             await screenshot(page, name, viewport)
             failures.push(...(await seriousA11yViolations(page)).map((v) => `${name}: ${v}`))
           } catch (error) {
