@@ -56,8 +56,7 @@ describeBrowser('every page in a browser', () => {
             await open()
             await expectPageShape(page, heading)
             // Images loaded (or replaced by their fallback; lazy ones load when scrolled to) before the
-            // picture and the scan. Not
-            // "networkidle": a page with a live stream always has a request open.
+            // picture and the scan. Not "networkidle": a page with a live stream always has a request open.
             await expect
               .poll(
                 () =>
