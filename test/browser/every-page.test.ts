@@ -72,9 +72,14 @@ describeBrowser('every page in a browser', () => {
             failures.push(`${name}: ${(error as Error).message.split('\n')[0]}`)
           }
         }
-        const go = (path: string) => async () => void (await page.goto(path))
+        // Opens the page and waits for what shows that it is drawn (live numbers arrive after the heading).
+        const go = (path: string, drawn?: string | RegExp) => async () => {
+          await page.goto(path)
+          if (drawn !== undefined) await page.getByText(drawn).first().waitFor(WAIT)
+        }
+        const LIVE_NUMBERS = /\d+ of \d+ left/
 
-        await check('home', go('/'), 'Stampede shop')
+        await check('home', go('/', LIVE_NUMBERS), 'Stampede shop')
         await check(
           'cart',
           async () => {
@@ -85,13 +90,13 @@ describeBrowser('every page in a browser', () => {
           },
           'Stampede shop',
         )
-        await check('product', go(`/products/${productId}`), saleName)
+        await check('product', go(`/products/${productId}`, /\$\d+\.\d\d/), saleName)
         await check(
           'search',
-          go(`/search?q=${encodeURIComponent(saleName.split(' ').at(-1)!)}`),
+          go(`/search?q=${encodeURIComponent(saleName.split(' ').at(-1)!)}`, saleName),
           'Search results',
         )
-        await check('sale', go(`/sales/${saleId}`), `${saleName} flash sale`)
+        await check('sale', go(`/sales/${saleId}`, LIVE_NUMBERS), `${saleName} flash sale`)
         await check(
           'order',
           async () => {
@@ -100,10 +105,10 @@ describeBrowser('every page in a browser', () => {
           },
           /^Order \S+$/,
         )
-        await check('orders', go('/orders'), 'Your orders')
+        await check('orders', go('/orders', /^Order \S+$/), 'Your orders')
         await check('signin', go('/signin'), 'Sign in')
         await check('register', go('/register'), 'Create an account')
-        await check('dashboard', go('/dashboard'), 'Live dashboard')
+        await check('dashboard', go('/dashboard', /^live$/), 'Live dashboard')
         expect(failures, `pages at ${viewport} size`).toEqual([])
       })
       // Ten pages, each waited for: when several fail, each waits its full timeout before the list.
