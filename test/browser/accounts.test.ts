@@ -143,7 +143,15 @@ describeBrowser('accounts in a browser', () => {
         const { button } = await firstAddableProduct(page)
         await button.click()
         await cartButton(page, 1).waitFor(WAIT)
-        await page.getByText('Your session ended: you continue as a new guest').first().waitFor(WAIT)
+        // The toast says so, takes no clicks, and goes away by itself.
+        const toast = page.getByRole('status').getByText('Your session ended: you continue as a new guest')
+        await toast.first().waitFor(WAIT)
+        expect(
+          await toast
+            .first()
+            .evaluate((el) => el.ownerDocument.defaultView!.getComputedStyle(el).pointerEvents),
+        ).toBe('none')
+        await toast.first().waitFor({ ...WAIT, state: 'detached' })
         expect(await page.getByText('Internal server error').count()).toBe(0)
         expect(await page.evaluate(`localStorage.getItem(${JSON.stringify(TOKEN_KEY)})`)).not.toBe(planted)
       })

@@ -83,7 +83,7 @@ export function signToken(secret: string, sub: string = randomUUID()): string {
 export async function newDescribedProduct(
   app: FastifyInstance,
   admin: TestUser,
-  product: { name: string; description: string; priceCents: number; stock: number },
+  product: { name: string; description: string; priceCents: number; stock: number; imageUrl?: string },
 ): Promise<number> {
   const response = await app.inject({
     method: 'POST',

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, expect, it } from 'vitest'
@@ -74,6 +75,7 @@ describeBrowser('the shop in a browser', () => {
 
       const upcoming = page.getByRole('article', { name: exactly(upcomingName) })
       await waitForTextIn(upcoming, '3 of 3 left')
+      await waitForTextIn(upcoming, 'Upcoming')
       expect(await upcoming.locator(`a[href="/sales/${upcomingSale}"]`).count()).toBe(1)
       expect(
         await upcoming.getByRole('button', { name: exactly(`Buy ${upcomingName} now`) }).isDisabled(),
@@ -185,6 +187,51 @@ describeBrowser('the shop in a browser', () => {
         .getByRole('link', { name: exactly(first.name) })
         .first()
         .waitFor(WAIT)
+    })
+  })
+
+  it('when a picture fails to load and the texts are long, then a lettered tile stands in and nothing leaves the card', async () => {
+    const name = `Xylophone ${'with an extraordinarily long name '.repeat(4)}${randomUUID().slice(0, 8)}`
+    const productId = await newDescribedProduct(app, admin, {
+      name,
+      description: 'Its picture is missing on purpose.',
+      priceCents: 100_000_000,
+      stock: 1_000_000,
+      imageUrl: `/images/missing-${randomUUID()}.svg`,
+    })
+
+    await asVisitor(browser, 'mobile', async (shop) => {
+      shop.allow(/Failed to load resource: the server responded with a status of 404 .*\/images\/missing-/)
+      const page = await shop.newPage(`/search?q=${encodeURIComponent(name.split(' ').at(-1)!)}`)
+      await expectPageShape(page, 'Search results')
+      const card = page.getByRole('article').filter({ has: page.getByRole('link', { name: exactly(name) }) })
+      await card.getByText('X', { exact: true }).waitFor(WAIT)
+      await waitForTextIn(card, '$1,000,000.00')
+      const outside = await card.evaluate((el) => {
+        const box = el.getBoundingClientRect()
+        return [...el.querySelectorAll('*')]
+          .filter((child) => {
+            const r = child.getBoundingClientRect()
+            return r.width > 0 && (r.right > box.right + 1 || r.left < box.left - 1)
+          })
+          .map((child) => `<${child.tagName.toLowerCase()}> ${(child.textContent ?? '').slice(0, 40)}`)
+      })
+      expect(outside, 'elements wider than their card').toEqual([])
+
+      await page.goto(`/products/${productId}`)
+      await expectPageShape(page, name)
+      await page.locator('main').getByText('X', { exact: true }).first().waitFor(WAIT)
+      const broken = await page
+        .locator('main img')
+        .evaluateAll(
+          (images) =>
+            images.filter(
+              (image) =>
+                (image as { complete: boolean; naturalWidth: number }).complete &&
+                (image as { naturalWidth: number }).naturalWidth === 0,
+            ).length,
+        )
+      expect(broken, 'broken images left on the page').toBe(0)
     })
   })
 

@@ -152,6 +152,13 @@ export class ShopSession {
       if (failure === 'net::ERR_ABORTED') return
       this.record(`request failed: ${request.method()} ${request.url()}: ${failure}`)
     })
+    // No runtime CDN: the shop and the dashboard load everything from their own origin.
+    page.on('request', (request) => {
+      const url = request.url()
+      if (/^(data|blob):/.test(url)) return
+      if (new URL(url).origin !== new URL(this.baseUrl).origin)
+        this.record(`request to another origin: ${request.method()} ${url}`)
+    })
     page.on('response', (response) => {
       if (response.status() >= 500)
         this.record(
