@@ -1,7 +1,7 @@
 // Stampede's demo shop: plain ES modules, no framework, no build step. This file is the router: every
 // page is a client-side route (History API, real links), and every URL survives a reload because nginx
 // answers unknown paths with index.html.
-/* global document, history, location, setInterval, URL, URLSearchParams, window */
+/* global document, history, location, ResizeObserver, setInterval, URL, URLSearchParams, window */
 import { api, currentUser, ensureToken, onIdentityChange, signOut } from './api.js'
 import { closeDrawer, initCart, loadCart } from './cart.js'
 import { $, busy, fail, h, toast } from './dom.js'
@@ -80,6 +80,7 @@ document.addEventListener('click', (event) => {
   const a = event.target.closest?.('a[href]')
   if (!a || event.defaultPrevented || event.button !== 0) return
   if (event.metaKey || event.ctrlKey || event.shiftKey || event.altKey || a.target) return
+  if (a.getAttribute('href').startsWith('#')) return // the skip link
   const url = new URL(a.href)
   if (url.origin !== location.origin || FOREIGN.test(url.pathname)) return
   event.preventDefault()
@@ -147,6 +148,11 @@ onIdentityChange(() => {
 })
 
 document.addEventListener('keydown', (event) => event.key === 'Escape' && closeDrawer())
+// The toasts sit just below the sticky header, whose height changes with the viewport's width.
+const header = document.querySelector('header')
+new ResizeObserver(() =>
+  document.documentElement.style.setProperty('--header-height', `${header.offsetHeight}px`),
+).observe(header)
 setInterval(tick, 1000)
 
 // ---- start -----------------------------------------------------------------------------------

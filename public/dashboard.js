@@ -85,10 +85,6 @@ function setOutput(id, text) {
 function render() {
   const latest = samples.at(-1)
   if (!latest) return
-  $('stream-note').textContent =
-    latest.workers > 0
-      ? `(${latest.workers} worker${latest.workers === 1 ? '' : 's'} answering)`
-      : '(no worker answers)'
   renderSale(latest)
 
   setOutput('answers-per-second', show(latest.answers.perSecond))
@@ -185,17 +181,21 @@ function renderSale(latest) {
   )
 }
 
-/** The sale whose sold units moved most in the last minute; else the first one on sale. */
+/** The sale whose sold units moved last (the one being bought now); else the first one on sale. */
 function busiestSale(latest) {
-  const minuteAgo = samples.find((s) => s.at >= latest.at - 60_000) ?? latest
   let best = null
-  let bestMoved = 0
+  let bestAt = -1
   for (const sale of latest.sales) {
-    const before = minuteAgo.sales.find((s) => s.saleId === sale.saleId)?.taken ?? sale.taken
-    const moved = sale.taken - before
-    if (moved > bestMoved) {
-      best = sale.saleId
-      bestMoved = moved
+    const takenAt = (sample) => sample.sales.find((s) => s.saleId === sale.saleId)?.taken
+    for (let n = samples.length - 1; n > 0 && samples[n].at > bestAt; n--) {
+      const now = takenAt(samples[n])
+      const before = takenAt(samples[n - 1])
+      if (now === undefined || before === undefined) break
+      if (now !== before) {
+        best = sale.saleId
+        bestAt = samples[n].at
+        break
+      }
     }
   }
   return best ?? latest.sales.find((s) => s.status === 'active')?.saleId ?? latest.sales[0]?.saleId
@@ -288,8 +288,18 @@ function drawPanel(id, what, series, { unit = '', max, legend = true }) {
     node('text', { class: 'axis', x: width - pad.right, y: height - 6, 'text-anchor': 'end' }, 'now'),
   )
   for (const line of lines) {
-    const d = pathOf(line.points, x, y)
-    if (d) parts.push(node('path', { class: `line series-${line.n % 8}`, d }))
+    const cls = `series-${line.n % 8}`
+    for (const run of runsOf(line.points)) {
+      // A value measured once between gaps (one batch in a quiet minute) is a dot, not an invisible line.
+      if (run.length === 1) {
+        parts.push(node('circle', { class: `dot ${cls}`, cx: x(run[0][0]), cy: y(run[0][1]), r: 3 }))
+      } else {
+        const d = run
+          .map(([t, v], n) => `${n === 0 ? 'M' : 'L'}${x(t).toFixed(1)},${y(v).toFixed(1)}`)
+          .join('')
+        parts.push(node('path', { class: `line ${cls}`, d }))
+      }
+    }
   }
   svg.replaceChildren(...parts)
 
@@ -321,19 +331,17 @@ function drawPanel(id, what, series, { unit = '', max, legend = true }) {
   }
 }
 
-/** A path through the points; a null value (nothing measured) breaks the line. */
-function pathOf(points, x, y) {
-  let d = ''
-  let pen = 'M'
+/** The runs of measured points; a null value (nothing measured) ends a run. */
+function runsOf(points) {
+  const runs = [[]]
   for (const [t, v] of points) {
     if (v === null || v === undefined) {
-      pen = 'M'
-      continue
+      if (runs.at(-1).length > 0) runs.push([])
+    } else {
+      runs.at(-1).push([t, v])
     }
-    d += `${pen}${x(t).toFixed(1)},${y(v).toFixed(1)}`
-    pen = 'L'
   }
-  return d
+  return runs.filter((run) => run.length > 0)
 }
 
 /** 1, 2, 5, 10, 20, 50, ... : the smallest such number at or above `value` (at least 1). */

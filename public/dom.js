@@ -60,7 +60,7 @@ export function toast(text, kind = 'info') {
     ),
   )
   $('toasts').append(el)
-  while ($('toasts').children.length > 3) $('toasts').firstElementChild.remove()
+  while ($('toasts').children.length > 2) $('toasts').firstElementChild.remove()
   setTimeout(() => el.remove(), kind === 'error' ? 7000 : 4500)
 }
 export const fail = (err) => toast(err.message, 'error')

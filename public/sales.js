@@ -20,13 +20,15 @@ export function statusOf(sale) {
   return 'active'
 }
 
-/** Live and upcoming sales, live first (those with units before sold-out ones), then by time. */
+/**
+ * Live and upcoming sales in the API's order (live ones with units left first, the latest to open first;
+ * then sold-out ones; then upcoming ones, soonest first), with the clock's moves since it answered.
+ */
 export async function loadSales() {
   const { data } = await api('/api/sales')
   for (const sale of data.items) sales.set(sale.id, sale)
-  return data.items
-    .filter((s) => statusOf(s) !== 'ended')
-    .sort((a, b) => RANK[statusOf(a)] - RANK[statusOf(b)] || Date.parse(a.startsAt) - Date.parse(b.startsAt))
+  const rank = (s) => RANK[statusOf(s)]
+  return data.items.filter((s) => statusOf(s) !== 'ended').sort((a, b) => rank(a) - rank(b))
 }
 
 export async function loadSale(id) {

@@ -151,7 +151,6 @@ describe.runIf(hasCluster)('the live dashboard', () => {
       expect(counted('409 SOLD_OUT')).toBe(3)
       expect(Number.isInteger(after.answers.total)).toBe(true)
       expect(after.answers.total - before.answers.total).toBeGreaterThanOrEqual(buyers.length)
-      expect(after.workers).toBeGreaterThanOrEqual(1)
     } finally {
       dashboard.close()
     }

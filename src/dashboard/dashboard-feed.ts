@@ -22,8 +22,6 @@ export interface DashboardSample {
   at: number
   /** Length of the interval in seconds. */
   seconds: number
-  /** Workers whose metrics answered this time. */
-  workers: number
   answers: {
     perSecond: number
     /** Answers counted since the feed started (an integer). */
@@ -62,7 +60,6 @@ const perSecond = (value: number, seconds: number) => Math.round((value / second
 export function summarize(input: {
   at: number
   seconds: number
-  workers: number
   increases: Series[]
   answersSoFar: number
   replicaLagSeconds: number[]
@@ -111,7 +108,6 @@ export function summarize(input: {
   return {
     at: input.at,
     seconds: Math.round(seconds * 1000) / 1000,
-    workers: input.workers,
     answers: {
       perSecond: perSecond(answered, seconds),
       total: input.answersSoFar + answered,
@@ -178,7 +174,6 @@ export function createDashboardFeed(deps: {
     const sample = summarize({
       at: now,
       seconds: Math.max(0.001, (now - last) / 1000),
-      workers: answering.length,
       increases,
       answersSoFar,
       replicaLagSeconds,

@@ -114,7 +114,6 @@ describe('summarize', () => {
     const sample = summarize({
       at: 0,
       seconds: 2,
-      workers: 2,
       increases: [
         http('201', 10),
         http('409', 30),

@@ -49,6 +49,7 @@ const healthRoutes: FastifyPluginAsyncJsonSchemaToTs = async (app) => {
     async (_request, reply) => {
       const { checks, failing, readsFrom, degraded } = await checkReadiness(app)
       if (failing.length === 0) return { status: 'ready', checks, readsFrom, degraded }
+      reply.errorCode = 'NOT_READY'
       return reply.status(503).send({
         code: 'NOT_READY',
         message: `not ready: ${failing.join(', ')}`,

@@ -70,9 +70,9 @@ export async function findSale(db: Queryable, saleId: number): Promise<Sale | un
 }
 
 /**
- * The sales a shop shows: running ones first (those with units left before sold-out ones, ending soonest
- * first), then upcoming ones (starting soonest first), then those that ended in the last hour (latest
- * first). Display only on the replica: `available` orders the running ones and may lag.
+ * The sales a shop shows: running ones first (those with units left before sold-out ones, the latest to
+ * open first), then upcoming ones (starting soonest first), then those that ended in the last hour
+ * (latest first). Display only on the replica: `available` orders the running ones and may lag.
  */
 export async function listCurrentSales(db: Queryable, limit: number): Promise<Sale[]> {
   const { rows } = await db.query<SaleRow>(
@@ -80,7 +80,7 @@ export async function listCurrentSales(db: Queryable, limit: number): Promise<Sa
       ORDER BY s.ends_at <= now(), s.starts_at > now(), st.available = 0,
                CASE WHEN s.ends_at <= now() THEN now() - s.ends_at
                     WHEN s.starts_at > now() THEN s.starts_at - now()
-                    ELSE s.ends_at - now() END,
+                    ELSE now() - s.starts_at END,
                s.id DESC
       LIMIT $1`,
     [limit],
