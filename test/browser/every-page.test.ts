@@ -18,6 +18,7 @@ import {
   expectPageShape,
   firstAddableProduct,
   productOfSale,
+  toastsOverButtons,
   uniqueName,
 } from './shop-helpers.js'
 
@@ -66,6 +67,10 @@ describeBrowser('every page in a browser', () => {
                 WAIT,
               )
               .toBe(true)
+            // Transitions finished (a toast fading in has, for a moment, too little contrast).
+            await page.evaluate(
+              `Promise.all(document.getAnimations().filter((a) => a.effect?.getComputedTiming().iterations !== Infinity).map((a) => a.finished.catch(() => {})))`,
+            )
             await screenshot(page, name, viewport)
             failures.push(...(await seriousA11yViolations(page)).map((v) => `${name}: ${v}`))
           } catch (error) {
@@ -102,6 +107,10 @@ describeBrowser('every page in a browser', () => {
           async () => {
             await page.getByRole('button', { name: exactly(`Buy ${saleName} now`) }).click()
             await page.waitForURL(/\/orders\/[0-9a-f-]{36}$/, WAIT)
+            // The purchase's toast is on screen now, next to Pay (simulated) and Cancel order.
+            await page.getByRole('button', { name: 'Pay (simulated)' }).waitFor(WAIT)
+            const covered = await toastsOverButtons(page)
+            if (covered.length > 0) throw new Error(`toasts cover buttons: ${covered.join('; ')}`)
           },
           /^Order \S+$/,
         )

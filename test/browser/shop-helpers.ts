@@ -100,3 +100,31 @@ export async function productOfSale(app: FastifyInstance, saleId: number): Promi
   const response = await app.inject({ url: `/api/sales/${saleId}` })
   return response.json<{ productId: number }>().productId
 }
+
+/**
+ * The toasts on screen that overlap a button of the page's <main>, as "toast text / button name" lines.
+ * Toasts sit in a corner and must never hide the buttons a shopper is about to press.
+ */
+export async function toastsOverButtons(page: Page): Promise<string[]> {
+  const toasts = page.getByRole('status').locator(':scope > *')
+  await toasts.first().waitFor(WAIT)
+  const boxes = async (locator: Locator) => {
+    const found: { text: string; box: { x: number; y: number; width: number; height: number } }[] = []
+    for (const one of await locator.all()) {
+      const box = await one.boundingBox()
+      if (box && box.width > 0 && (await one.isVisible()))
+        found.push({ text: (await one.innerText()).trim(), box })
+    }
+    return found
+  }
+  const overlaps = (
+    a: { x: number; y: number; width: number; height: number },
+    b: { x: number; y: number; width: number; height: number },
+  ) => a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height
+  const lines: string[] = []
+  const buttons = await boxes(page.locator('main').getByRole('button'))
+  for (const toast of await boxes(toasts))
+    for (const button of buttons)
+      if (overlaps(toast.box, button.box)) lines.push(`${toast.text} / ${button.text}`)
+  return lines
+}
