@@ -87,14 +87,9 @@ export function launchBrowser(): Promise<Browser> {
   })
 }
 
-/** What went wrong in the pages of one context, as readable lines. */
-export interface Problems {
-  lines: string[]
-}
-
 /**
- * A fresh context (a new visitor) on the shop at one viewport. Call `assertClean()` at the end of the
- * test (or let `close()` do it) to fail on anything the pages reported that was not `allow()`ed.
+ * A fresh context (a new visitor) on the shop at one viewport, collecting what its pages report.
+ * `assertClean()` fails on anything that was not `allow()`ed; `asVisitor` below calls it for a test.
  */
 export class ShopSession {
   readonly problems: string[] = []
