@@ -199,6 +199,14 @@ describeBrowser('the shop in a browser', () => {
       stock: 1_000_000,
       imageUrl: `/images/missing-${randomUUID()}.svg`,
     })
+    const foreignName = uniqueName('Zither')
+    const foreignId = await newDescribedProduct(app, admin, {
+      name: foreignName,
+      description: 'Its picture is on a host that does not exist.',
+      priceCents: 5000,
+      stock: 3,
+      imageUrl: `https://pictures.invalid/${randomUUID()}.png`,
+    })
 
     await asVisitor(browser, 'mobile', async (shop) => {
       shop.allow(/Failed to load resource: the server responded with a status of 404 .*\/images\/missing-/)
@@ -232,6 +240,11 @@ describeBrowser('the shop in a browser', () => {
             ).length,
         )
       expect(broken, 'broken images left on the page').toBe(0)
+
+      // A picture on another host that cannot be reached: the same tile.
+      await page.goto(`/products/${foreignId}`)
+      await expectPageShape(page, foreignName)
+      await page.locator('main').getByText('Z', { exact: true }).first().waitFor(WAIT)
     })
   })
 

@@ -132,9 +132,22 @@ export class ShopSession {
   }
 
   private watch(page: Page): void {
+    const origin = new URL(this.baseUrl).origin
+    // Product pictures may live on any https host (the Content-Security-Policy allows it, and the shop
+    // shows a lettered tile when one fails): such a picture that does not load is the catalogue's
+    // data, not a fault of the shop. Pictures of the shop's own origin stay strict.
+    const foreignImages = new Set<string>()
+    page.on('request', (request) => {
+      const url = request.url()
+      if (/^(data|blob):/.test(url) || new URL(url).origin === origin) return
+      if (request.resourceType() === 'image') foreignImages.add(url)
+      // No runtime CDN: scripts, styles, fonts and API calls all come from the shop's own origin.
+      else this.record(`request to another origin: ${request.method()} ${url}`)
+    })
     page.on('console', (message: ConsoleMessage) => {
       if (message.type() !== 'error') return
       const where = message.location().url
+      if (foreignImages.has(where) && message.text().startsWith('Failed to load resource')) return
       this.record(`console error on ${page.url()}: ${message.text()}${where ? ` (${where})` : ''}`)
     })
     page.on('pageerror', (error) =>
@@ -144,15 +157,8 @@ export class ShopSession {
       const failure = request.failure()?.errorText ?? 'failed'
       // A request the page itself gave up (a navigation away, an EventSource closed on pagehide, an
       // AbortController) is the page's own decision, not a failure of the shop.
-      if (failure === 'net::ERR_ABORTED') return
+      if (failure === 'net::ERR_ABORTED' || foreignImages.has(request.url())) return
       this.record(`request failed: ${request.method()} ${request.url()}: ${failure}`)
-    })
-    // No runtime CDN: the shop and the dashboard load everything from their own origin.
-    page.on('request', (request) => {
-      const url = request.url()
-      if (/^(data|blob):/.test(url)) return
-      if (new URL(url).origin !== new URL(this.baseUrl).origin)
-        this.record(`request to another origin: ${request.method()} ${url}`)
     })
     page.on('response', (response) => {
       if (response.status() >= 500)
