@@ -138,19 +138,22 @@ describeBrowser('accounts in a browser', () => {
         await expectPageShape(page, 'Stampede shop')
         const planted = mint()
         await page.evaluate(`localStorage.setItem(${JSON.stringify(TOKEN_KEY)}, ${JSON.stringify(planted)})`)
-        await page.reload()
-        await expectPageShape(page, 'Stampede shop')
-        const { button } = await firstAddableProduct(page)
-        await button.click()
-        await cartButton(page, 1).waitFor(WAIT)
-        // The toast says so, takes no clicks, and goes away by itself.
+        // The shop finds out on its first call after the reload, and says so in a toast that goes away
+        // by itself a few seconds later: watch for it from the reload on.
         const toast = page.getByRole('status').getByText('Your session ended: you continue as a new guest')
-        await toast.first().waitFor(WAIT)
+        const toastShown = toast.first().waitFor(WAIT)
+        await page.reload()
+        await toastShown
+        // It takes no clicks.
         expect(
           await toast
             .first()
             .evaluate((el) => el.ownerDocument.defaultView!.getComputedStyle(el).pointerEvents),
         ).toBe('none')
+        await expectPageShape(page, 'Stampede shop')
+        const { button } = await firstAddableProduct(page)
+        await button.click()
+        await cartButton(page, 1).waitFor(WAIT)
         await toast.first().waitFor({ ...WAIT, state: 'detached' })
         expect(await page.getByText('Internal server error').count()).toBe(0)
         expect(await page.evaluate(`localStorage.getItem(${JSON.stringify(TOKEN_KEY)})`)).not.toBe(planted)
