@@ -6,6 +6,14 @@ import { isRoot, run, type Log } from './process.js'
 const PACKAGES = { postgres: 'postgresql-15', redis: 'redis-server', nginx: 'nginx' } as const
 export type SystemServer = keyof typeof PACKAGES
 
+/**
+ * The browser the browser tests drive (test/support/browser.ts) through the shop that nginx serves. It is
+ * installed with nginx when it can be (as root, with apt-get), but the stack does not need it: without
+ * it the browser tests are skipped locally (and fail in CI).
+ */
+const BROWSER_PACKAGE = 'chromium'
+const CHROMIUM_PATH = '/usr/bin/chromium'
+
 export class MissingPackagesError extends Error {
   constructor(readonly packages: string[]) {
     super(
@@ -41,20 +49,32 @@ async function isInstalled(server: SystemServer): Promise<boolean> {
 
 /**
  * Makes sure the binaries of `servers` exist. As root on Debian/Ubuntu it installs what is missing
- * with apt-get; anywhere else it throws a MissingPackagesError that says what to install.
+ * with apt-get; anywhere else it throws a MissingPackagesError that says what to install. With nginx
+ * comes chromium (for the browser tests) when it can be installed; a failure to install it only logs.
  */
 export async function ensureSystemPackages(servers: SystemServer[], log: Log): Promise<void> {
   const missing: string[] = []
   for (const server of servers) if (!(await isInstalled(server))) missing.push(PACKAGES[server])
-  if (missing.length === 0) return
-  const apt = existsSync('/etc/debian_version') && (await onPath('apt-get'))
-  if (!isRoot() || !apt) throw new MissingPackagesError(missing)
+  const canInstall = isRoot() && existsSync('/etc/debian_version') && (await onPath('apt-get'))
+  const browser = servers.includes('nginx') && !existsSync(CHROMIUM_PATH) ? [BROWSER_PACKAGE] : []
 
-  log(`installing ${missing.join(' ')} with apt-get (this takes a minute, once)`)
+  if (missing.length > 0) {
+    if (!canInstall) throw new MissingPackagesError(missing)
+    await aptInstall(missing, log)
+    const stillMissing: string[] = []
+    for (const server of servers) if (!(await isInstalled(server))) stillMissing.push(PACKAGES[server])
+    if (stillMissing.length > 0) throw new MissingPackagesError(stillMissing)
+  }
+  // Apart, and never fatal: not every distribution has a package of this name (Ubuntu ships a snap).
+  if (browser.length > 0 && canInstall)
+    await aptInstall(browser, log).catch((error: Error) =>
+      log(`could not install ${BROWSER_PACKAGE} (the browser tests will be skipped): ${error.message}`),
+    )
+}
+
+async function aptInstall(packages: string[], log: Log): Promise<void> {
+  log(`installing ${packages.join(' ')} with apt-get (this takes a minute, once)`)
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
   await run('apt-get', ['update'], { env })
-  await run('apt-get', ['install', '-y', ...missing], { env })
-  const stillMissing: string[] = []
-  for (const server of servers) if (!(await isInstalled(server))) stillMissing.push(PACKAGES[server])
-  if (stillMissing.length > 0) throw new MissingPackagesError(stillMissing)
+  await run('apt-get', ['install', '-y', ...packages], { env })
 }

@@ -128,9 +128,17 @@ export async function newSale(
     priceCents?: number
     startsInMs?: number
     registeredOnly?: boolean
+    /** The product's name, for tests that find the sale by what a shopper reads. */
+    productName?: string
+    /** How long the sale runs; an hour unless given. */
+    durationMs?: number
   },
 ): Promise<number> {
-  const productId = await newProduct(app, admin, { stock: sale.units, priceCents: 5000 })
+  const productId = await newProduct(app, admin, {
+    stock: sale.units,
+    priceCents: 5000,
+    ...(sale.productName === undefined ? {} : { name: sale.productName }),
+  })
   const startsAt = Date.now() + (sale.startsInMs ?? -1000)
   const response = await app.inject({
     method: 'POST',
@@ -143,7 +151,7 @@ export async function newSale(
       perUserLimit: sale.perUserLimit ?? 1,
       ...(sale.registeredOnly === undefined ? {} : { registeredOnly: sale.registeredOnly }),
       startsAt: new Date(startsAt).toISOString(),
-      endsAt: new Date(startsAt + 3600_000).toISOString(),
+      endsAt: new Date(startsAt + (sale.durationMs ?? 3600_000)).toISOString(),
     },
   })
   if (response.statusCode !== 201) throw new Error(`creating a sale failed: ${response.body}`)
