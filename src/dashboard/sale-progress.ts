@@ -2,11 +2,11 @@ import type { Queryable } from '../db/transaction.js'
 import type { StockGate } from '../redis-gate/stock-gate.js'
 import { numbersOf } from '../sales/sale-events.js'
 import { saleStatus } from '../sales/sale-status.js'
-import { listCurrentSales } from '../sales/sales.repository.js'
+import { listRecentlyStartedSales } from '../sales/sales.repository.js'
 import type { DashboardSale } from './dashboard-feed.js'
 
 /**
- * The current sales with their live numbers, counted as the API counts a sale's `remaining` (and so as
+ * The most recently started sales with their live numbers, counted as the API counts a sale's `remaining` (and so as
  * the sale events report it): the gate's count under redis-gate, otherwise Postgres' available. Read
  * from the primary, never the replica, which may lag behind the sale.
  */
@@ -15,7 +15,7 @@ export async function readSaleProgress(
   gate: StockGate | null,
   limit: number,
 ): Promise<DashboardSale[]> {
-  const sales = await listCurrentSales(primary, limit)
+  const sales = await listRecentlyStartedSales(primary, limit)
   return Promise.all(
     sales.map(async (sale) => {
       // Redis away: Postgres' count, as the API falls back to it.

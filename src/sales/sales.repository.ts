@@ -89,6 +89,23 @@ export async function listCurrentSales(db: Queryable, limit: number): Promise<Sa
 }
 
 /**
+ * The sales a load-run dashboard follows: the most recently started first (a sale that has just sold out
+ * stays on top, where the shop's list would move it below every sale with units left), then the upcoming
+ * ones, soonest first; sales that ended over an hour ago are left out.
+ */
+export async function listRecentlyStartedSales(db: Queryable, limit: number): Promise<Sale[]> {
+  const { rows } = await db.query<SaleRow>(
+    `${SELECT_SALE} WHERE s.ends_at > now() - interval '1 hour'
+      ORDER BY s.starts_at > now(),
+               CASE WHEN s.starts_at > now() THEN s.starts_at - now() ELSE now() - s.starts_at END,
+               s.id DESC
+      LIMIT $1`,
+    [limit],
+  )
+  return rows.map(toSale)
+}
+
+/**
  * Units the user holds (reserved or paid) in each of these sales where they hold any. One primary-key
  * lookup per sale: the hot table gets no extra index for it.
  */
