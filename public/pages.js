@@ -64,24 +64,40 @@ function productGrid(query, { empty }) {
 }
 
 // ---- / ---------------------------------------------------------------------------------------
+const SALES_AT_ONCE = 12 // cards drawn before "More flash sales"; a load test can leave hundreds live
+
 export async function homePage({ navigate }) {
   const salesGrid = h('div', { class: 'grid sales' }, h('p', { class: 'muted' }, 'Loading sales…'))
+  const moreSales = h('button', { type: 'button', class: 'secondary more', hidden: true }, 'More flash sales')
   const catalogue = productGrid(new URLSearchParams(), { empty: 'The catalogue is empty.' })
   $('main').replaceChildren(
     titled('Stampede shop'),
-    section('Flash sales', salesGrid),
+    section('Flash sales', salesGrid, moreSales),
     section('Catalogue', catalogue.el),
   )
+  const onBought = (order) => navigate(`/orders/${order.id}`)
   await Promise.all([
     loadSales()
-      .then(async (shown) => {
-        const ids = shown.map((s) => s.id)
+      .then(async (listed) => {
+        const ids = listed.map((s) => s.id)
+        let drawn = Math.min(ids.length, SALES_AT_ONCE)
         salesGrid.replaceChildren(
           ...(ids.length ? [] : [h('p', { class: 'muted' }, 'No flash sale right now.')]),
-          ...ids.map((id) => saleCard(id, (order) => navigate(`/orders/${order.id}`))),
+          ...ids.slice(0, drawn).map((id) => saleCard(id, onBought)),
         )
-        watch(ids)
-        await loadHoldings(ids).catch(() => {})
+        // The next cards join the same stream: watch() reopens it once with the longer id list.
+        const showMore = async () => {
+          const next = ids.slice(drawn, drawn + SALES_AT_ONCE)
+          drawn += next.length
+          salesGrid.append(...next.map((id) => saleCard(id, onBought)))
+          moreSales.hidden = drawn >= ids.length
+          watch(ids.slice(0, drawn))
+          await loadHoldings(next).catch(() => {})
+        }
+        moreSales.hidden = drawn >= ids.length
+        moreSales.addEventListener('click', () => showMore())
+        watch(ids.slice(0, drawn))
+        await loadHoldings(ids.slice(0, drawn)).catch(() => {})
       })
       .catch((err) => {
         salesGrid.replaceChildren(h('p', { class: 'muted' }, 'Flash sales are unavailable right now.'))

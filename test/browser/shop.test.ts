@@ -73,7 +73,18 @@ describeBrowser('the shop in a browser', () => {
       expect(await live.locator(`a[href="/sales/${liveSale}"]`).count()).toBe(1)
       expect(await live.getByRole('button', { name: exactly(`Buy ${liveName} now`) }).isEnabled()).toBe(true)
 
+      // Twelve cards at first, then twelve more per "More flash sales". Upcoming sales come after every
+      // live one, so on a test database that other tests filled with live sales it takes a few clicks.
+      const cards = page.locator('.grid.sales > article')
+      expect(await cards.count()).toBeLessThanOrEqual(12)
       const upcoming = page.getByRole('article', { name: exactly(upcomingName) })
+      const more = page.getByRole('button', { name: exactly('More flash sales') })
+      for (let clicks = 0; (await upcoming.count()) === 0; clicks++) {
+        expect(clicks, 'More flash sales clicks before the upcoming sale shows').toBeLessThan(50)
+        const before = await cards.count()
+        await more.click(WAIT)
+        expect(await cards.count()).toBeGreaterThan(before)
+      }
       await waitForTextIn(upcoming, '3 of 3 left')
       await waitForTextIn(upcoming, 'Upcoming')
       expect(await upcoming.locator(`a[href="/sales/${upcomingSale}"]`).count()).toBe(1)
