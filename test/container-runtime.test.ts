@@ -8,7 +8,7 @@ import { containerRuntimeAvailable, findContainerEngine } from '../scripts/stack
 
 // A fake Docker engine: answers `GET /_ping` the way the test asks, over a Unix socket or TCP, and
 // `GET /version` with the components it is given.
-type PingAnswer = { status: number; body: string; components?: string[] } | 'hang'
+type PingAnswer = { status: number; body: string; components?: string[]; versionAfterMs?: number } | 'hang'
 
 let dir: string
 const servers: http.Server[] = []
@@ -38,7 +38,9 @@ function fakeEngine(answer: PingAnswer): http.Server {
     if (answer === 'hang') return
     if (request.url === '/version' && answer.components) {
       const body = JSON.stringify({ Components: answer.components.map((Name) => ({ Name })) })
-      response.writeHead(200, { 'content-type': 'application/json' }).end(body)
+      const send = () => response.writeHead(200, { 'content-type': 'application/json' }).end(body)
+      if (answer.versionAfterMs) setTimeout(send, answer.versionAfterMs)
+      else send()
       return
     }
     if (request.url !== '/_ping') {
@@ -142,6 +144,20 @@ describe('findContainerEngine', () => {
     expect(await findContainerEngine({ DOCKER_HOST: `tcp://127.0.0.1:${port}` })).toEqual({
       dockerHost: `tcp://127.0.0.1:${port}`,
       podman: false,
+    })
+  })
+
+  it('when a podman that has just started takes seconds to answer /version, then it still says podman', async () => {
+    // A hasty "not podman" leaves podman's healthchecks unrun, and Compose then waits for ever.
+    const socketPath = await fakeEngineOnSocket('slow-podman', {
+      status: 200,
+      body: 'OK',
+      components: ['Podman Engine'],
+      versionAfterMs: 2500,
+    })
+    expect(await findContainerEngine({ DOCKER_HOST: `unix://${socketPath}` })).toEqual({
+      dockerHost: `unix://${socketPath}`,
+      podman: true,
     })
   })
 

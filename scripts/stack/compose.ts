@@ -95,11 +95,14 @@ export interface ComposeProject {
   env: NodeJS.ProcessEnv
 }
 
+/** How long `compose up` may take, builds included, before it is stopped as hung (a cold build takes ~2 min). */
+const COMPOSE_UP_TIMEOUT_MS = 10 * 60_000
+
 /** `compose up -d --build` for the default services (not the `monitoring` profile), waiting for health. */
 export async function composeUp(project: ComposeProject, log: (message: string) => void): Promise<void> {
   const pump = startHealthcheckPump(project.engine, project.name)
   try {
-    await compose(project, ['up', '-d', '--build'], log)
+    await compose(project, ['up', '-d', '--build'], log, COMPOSE_UP_TIMEOUT_MS)
   } finally {
     await pump.stop()
   }
@@ -123,12 +126,20 @@ export async function composePort(project: ComposeProject, service: string, port
 }
 
 /** Runs one compose command; its output goes to `log` line by line, a non-zero exit throws. */
-async function compose(project: ComposeProject, args: string[], log: (message: string) => void) {
+async function compose(
+  project: ComposeProject,
+  args: string[],
+  log: (message: string) => void,
+  timeoutMs = 5 * 60_000,
+) {
   const [command, ...prefix] = await composeCommand(project.env)
+  // A service that never turns healthy would keep Compose waiting for ever: the timeout ends it (SIGTERM)
+  // and the non-zero exit below says what it printed last.
   const child = spawn(command, [...prefix, '-p', project.name, ...args], {
     cwd: REPO_ROOT,
     env: project.env,
     stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: timeoutMs,
   })
   const tail: string[] = []
   const onData = (chunk: Buffer) => {

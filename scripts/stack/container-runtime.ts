@@ -80,14 +80,27 @@ export async function findContainerEngine(
   if (!env.DOCKER_HOST) addresses.push({ kind: 'unix', socketPath: PODMAN_SOCKET })
   for (const address of addresses) {
     if (!(await answersPing(address, timeoutMs, env))) continue
-    const version = await ask(address, '/version', timeoutMs, env, 64 * 1024)
     return {
       dockerHost:
         address.kind === 'unix' ? `unix://${address.socketPath}` : `tcp://${address.host}:${address.port}`,
-      podman: version !== undefined && /"Podman Engine"/.test(version.body),
+      podman: await isPodman(address, env),
     }
   }
   return undefined
+}
+
+/**
+ * Whether the engine is podman, from its `/version`. A podman service that has just started can take
+ * seconds to answer it on a busy machine, and a wrong "no" would leave its healthchecks unrun (Compose
+ * would then wait for ever), so the question is asked patiently, and podman's own socket counts as podman
+ * when no answer comes.
+ */
+async function isPodman(address: EngineAddress, env: NodeJS.ProcessEnv): Promise<boolean> {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const version = await ask(address, '/version', 10_000, env, 64 * 1024)
+    if (version?.status === 200) return /"Podman Engine"/.test(version.body)
+  }
+  return address.kind === 'unix' && address.socketPath === PODMAN_SOCKET
 }
 
 /** DOCKER_HOST when set (unix:// or tcp://; other schemes such as ssh:// are not probed), else the usual sockets. */
