@@ -79,21 +79,14 @@ export function loadTarget(options: StackOptions, env: NodeJS.ProcessEnv = proce
     DATABASE_URL: urls.databaseUrl,
     JWT_SECRET: stackJwtSecret(options),
   })
-  const db = createPool(urls.databaseUrl, 4, config, 'loadtest')
-  // An idle connection whose server went away (a fault case stops the primary) emits 'error' on the
-  // pool; unhandled, it would end the load test itself. The next query simply opens a new connection.
-  db.on('error', () => undefined)
-  return {
+  return targetWith(config, urls.databaseUrl, {
     nginxUrl: urls.nginxUrl,
     adminUrl: urls.nginxAdminUrl,
-    config,
     metrics: {
       merged: `http://127.0.0.1:${options.ports.jobsMetrics}/metrics/merged`,
       workers: urls.metrics,
     },
-    db,
-    close: () => db.end(),
-  }
+  })
 }
 
 /**
@@ -107,14 +100,22 @@ export function composeTarget(
   env: NodeJS.ProcessEnv = process.env,
 ): LoadTarget {
   const config = loadConfig({ ...env, ...appEnv, DATABASE_URL: urls.databaseUrl })
-  const db = createPool(urls.databaseUrl, 4, config, 'loadtest')
-  db.on('error', () => undefined)
-  return {
+  return targetWith(config, urls.databaseUrl, {
     nginxUrl: urls.nginxUrl,
     adminUrl: urls.adminUrl,
-    config,
     metrics: { merged: `${urls.adminUrl}/metrics`, workers: [] },
-    db,
-    close: () => db.end(),
-  }
+  })
+}
+
+/** A target's own small pool on the primary, for the verifier's queries, beside the given addresses. */
+function targetWith(
+  config: Config,
+  databaseUrl: string,
+  addresses: Pick<LoadTarget, 'nginxUrl' | 'adminUrl' | 'metrics'>,
+): LoadTarget {
+  const db = createPool(databaseUrl, 4, config, 'loadtest')
+  // An idle connection whose server went away (a fault case stops the primary) emits 'error' on the
+  // pool; unhandled, it would end the load test itself. The next query simply opens a new connection.
+  db.on('error', () => undefined)
+  return { ...addresses, config, db, close: () => db.end() }
 }

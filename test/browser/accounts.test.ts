@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { buildTestApp, newAdmin, type TestUser } from '../support/app.js'
-import { asVisitor, describeBrowser, launchBrowser } from '../support/browser.js'
+import { type TestUser } from '../support/app.js'
+import { asVisitor, describeBrowser } from '../support/browser.js'
 import { testStack } from '../support/stack-env.js'
 import {
   TOKEN_KEY,
@@ -16,6 +16,8 @@ import {
   signToken,
   uniqueName,
   waitForTextIn,
+  closeBrowserSuite,
+  openBrowserSuite,
 } from './shop-helpers.js'
 
 // Accounts in the browser: registering, signing in and out, a signed-in checkout from the cart, and a
@@ -39,15 +41,8 @@ describeBrowser('accounts in a browser', () => {
   let app: FastifyInstance
   let admin: TestUser
 
-  beforeAll(async () => {
-    browser = await launchBrowser()
-    app = await buildTestApp()
-    admin = await newAdmin(app)
-  })
-  afterAll(async () => {
-    await browser?.close()
-    await app?.close()
-  })
+  beforeAll(async () => ({ browser, app, admin } = await openBrowserSuite()))
+  afterAll(() => closeBrowserSuite(browser, app))
 
   it('when a shopper registers and checks out from the cart, then the order page shows the order, and sign out and in work', async () => {
     const name = uniqueName('Signed in scooter')

@@ -1,9 +1,16 @@
 import type { FastifyInstance } from 'fastify'
 import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { buildTestApp, newAdmin, newCustomer, newSale, type TestUser } from '../support/app.js'
-import { asVisitor, describeBrowser, launchBrowser } from '../support/browser.js'
-import { WAIT, buyThroughNginx, expectPageShape, uniqueName } from './shop-helpers.js'
+import { newCustomer, newSale, type TestUser } from '../support/app.js'
+import { asVisitor, describeBrowser } from '../support/browser.js'
+import {
+  WAIT,
+  buyThroughNginx,
+  expectPageShape,
+  uniqueName,
+  closeBrowserSuite,
+  openBrowserSuite,
+} from './shop-helpers.js'
 
 // The live dashboard while a short stampede runs through nginx: the stream stays live and the numbers move.
 
@@ -38,19 +45,12 @@ describeBrowser('the live dashboard in a browser', () => {
   let app: FastifyInstance
   let admin: TestUser
 
-  beforeAll(async () => {
-    browser = await launchBrowser()
-    app = await buildTestApp()
-    admin = await newAdmin(app)
-  })
-  afterAll(async () => {
-    await browser?.close()
-    await app?.close()
-  })
+  beforeAll(async () => ({ browser, app, admin } = await openBrowserSuite()))
+  afterAll(() => closeBrowserSuite(browser, app))
 
   it('when a few hundred purchases run through nginx, then the dashboard stays live and its answer count grows', async () => {
-    // A sale that ends sooner than the other tests' (an hour): the dashboard lists the live sales that end
-    // first, so this one is among them.
+    // The dashboard follows the most recently started sales, and this one has just started. It ends in three
+    // minutes rather than the usual hour, so it does not stay live in the shop for the rest of the run.
     const saleId = await newSale(app, admin, {
       durationMs: 3 * 60_000,
       units: 40,

@@ -1,12 +1,11 @@
 import type { FastifyInstance } from 'fastify'
 import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { buildTestApp, newAdmin, newSale, type TestUser } from '../support/app.js'
+import { newSale, type TestUser } from '../support/app.js'
 import {
   VIEWPORTS,
   asVisitor,
   describeBrowser,
-  launchBrowser,
   screenshot,
   seriousA11yViolations,
   type ViewportName,
@@ -14,9 +13,11 @@ import {
 import {
   WAIT,
   cartButton,
+  closeBrowserSuite,
   exactly,
   expectPageShape,
   firstAddableProduct,
+  openBrowserSuite,
   productOfSale,
   toastsOverButtons,
   uniqueName,
@@ -35,16 +36,11 @@ describeBrowser('every page in a browser', () => {
   const saleName = uniqueName('Every page drone')
 
   beforeAll(async () => {
-    browser = await launchBrowser()
-    app = await buildTestApp()
-    admin = await newAdmin(app)
+    ;({ browser, app, admin } = await openBrowserSuite())
     saleId = await newSale(app, admin, { units: 20, perUserLimit: 1, productName: saleName })
     productId = await productOfSale(app, saleId)
   })
-  afterAll(async () => {
-    await browser?.close()
-    await app?.close()
-  })
+  afterAll(() => closeBrowserSuite(browser, app))
 
   for (const viewport of Object.keys(VIEWPORTS) as ViewportName[]) {
     it(`when every page is opened at ${viewport} size, then each has one <h1>, no serious accessibility violation and no console error`, async () => {

@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { buildTestApp, newAdmin, newCustomer, newSale, type TestUser } from '../support/app.js'
-import { asVisitor, describeBrowser, launchBrowser } from '../support/browser.js'
+import { newCustomer, newSale, type TestUser } from '../support/app.js'
+import { asVisitor, describeBrowser } from '../support/browser.js'
 import {
   WAIT,
   buyThroughNginx,
@@ -12,6 +12,8 @@ import {
   productOfSale,
   uniqueName,
   waitForTextIn,
+  closeBrowserSuite,
+  openBrowserSuite,
 } from './shop-helpers.js'
 
 // Flash sales in the browser: buying on a sale page as a guest, and the live numbers of several tabs,
@@ -34,15 +36,8 @@ describeBrowser('flash sales in a browser', () => {
   let app: FastifyInstance
   let admin: TestUser
 
-  beforeAll(async () => {
-    browser = await launchBrowser()
-    app = await buildTestApp()
-    admin = await newAdmin(app)
-  })
-  afterAll(async () => {
-    await browser?.close()
-    await app?.close()
-  })
+  beforeAll(async () => ({ browser, app, admin } = await openBrowserSuite()))
+  afterAll(() => closeBrowserSuite(browser, app))
 
   it('when a guest buys on the sale page, then the order page shows Reserved, and after Pay (simulated) Paid', async () => {
     const name = uniqueName('Sale page drone')

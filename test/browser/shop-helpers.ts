@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify'
 import { createHmac, randomUUID } from 'node:crypto'
-import type { Locator, Page } from 'playwright-core'
+import type { Browser, Locator, Page } from 'playwright-core'
 import { expect } from 'vitest'
-import type { TestUser } from '../support/app.js'
-import { shopUrl } from '../support/browser.js'
+import { buildTestApp, newAdmin, type TestUser } from '../support/app.js'
+import { launchBrowser, shopUrl } from '../support/browser.js'
 
 /** Where the shop keeps its token (localStorage), for the tests that plant a rejected one. */
 export const TOKEN_KEY = 'stampede.token'
@@ -127,4 +127,21 @@ export async function toastsOverButtons(page: Page): Promise<string[]> {
     for (const button of buttons)
       if (overlaps(toast.box, button.box)) lines.push(`${toast.text} / ${button.text}`)
   return lines
+}
+
+/** What every browser test file starts with: Chromium, an app for the admin API, and an admin. */
+export async function openBrowserSuite(): Promise<{
+  browser: Browser
+  app: FastifyInstance
+  admin: TestUser
+}> {
+  const browser = await launchBrowser()
+  const app = await buildTestApp()
+  return { browser, app, admin: await newAdmin(app) }
+}
+
+/** Closes what openBrowserSuite opened; either may be missing when the opening failed half-way. */
+export async function closeBrowserSuite(browser?: Browser, app?: FastifyInstance): Promise<void> {
+  await browser?.close()
+  await app?.close()
 }

@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { buildTestApp, newAdmin, newCustomer, newSale, type TestUser } from '../support/app.js'
-import { asVisitor, describeBrowser, launchBrowser, shopUrl } from '../support/browser.js'
+import { newCustomer, newSale, type TestUser } from '../support/app.js'
+import { asVisitor, describeBrowser, shopUrl } from '../support/browser.js'
 import {
   WAIT,
   buyThroughNginx,
@@ -14,6 +14,8 @@ import {
   newDescribedProduct,
   uniqueName,
   waitForTextIn,
+  closeBrowserSuite,
+  openBrowserSuite,
 } from './shop-helpers.js'
 
 // The storefront's pages as a shopper uses them: the home page with its sale cards and catalogue, a
@@ -40,15 +42,8 @@ describeBrowser('the shop in a browser', () => {
   let app: FastifyInstance
   let admin: TestUser
 
-  beforeAll(async () => {
-    browser = await launchBrowser()
-    app = await buildTestApp()
-    admin = await newAdmin(app)
-  })
-  afterAll(async () => {
-    await browser?.close()
-    await app?.close()
-  })
+  beforeAll(async () => ({ browser, app, admin } = await openBrowserSuite()))
+  afterAll(() => closeBrowserSuite(browser, app))
 
   it('when a guest opens the home page, then it shows every live and upcoming sale with live numbers and the catalogue', async () => {
     const liveName = uniqueName('Home live')
