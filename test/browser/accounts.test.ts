@@ -131,6 +131,13 @@ describeBrowser('accounts in a browser', () => {
         shop.allow(/Failed to load resource: the server responded with a status of 401/)
         const page = await shop.newPage('/')
         await expectPageShape(page, 'Stampede shop')
+        // The page asks for its guest token while it draws: planted before that answer arrives, the
+        // planted token would be overwritten by it, and the reload would find nothing to recover from.
+        await page.waitForFunction(
+          `localStorage.getItem(${JSON.stringify(TOKEN_KEY)}) !== null`,
+          undefined,
+          WAIT,
+        )
         const planted = mint()
         await page.evaluate(`localStorage.setItem(${JSON.stringify(TOKEN_KEY)}, ${JSON.stringify(planted)})`)
         // The shop finds out on its first call after the reload, and says so in a toast that goes away
