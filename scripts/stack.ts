@@ -1,6 +1,7 @@
 // `npm run stack:up | stack:down [-- --purge] | stack:status [-- --json]` (add `-- --profile test` for the
-// tests' stack) and `npm run nginx:check`.
-// The local stack without Docker: see docs/local-stack.md. The work is done in scripts/stack/stack.ts.
+// tests' stack, `-- --profile ha` for the multi-host profile) and `npm run nginx:check`.
+// The local stack without Docker: see docs/local-stack.md. The work is done in scripts/stack/stack.ts;
+// the HA profile's (docs/scaling.md) in scripts/stack/ha/ha-stack.ts.
 import { mkdtempSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -8,11 +9,12 @@ import { parseArgs } from 'node:util'
 import { LOAD_TEST_NGINX_LIMITS } from '../loadtest/target.js'
 import { loadConfig } from '../src/config.js'
 import { nginxLimitsFromEnv, NGINX_TEMPLATE, writeAndCheckNginxConf } from './stack/nginx.js'
+import { haDown, haProfile, haStatus, haUp, type HaStatus } from './stack/ha/ha-stack.js'
 import { MissingPackagesError } from './stack/system-packages.js'
 import { stackDown, stackProfile, stackPurge, stackStatus, stackUp, type StackStatus } from './stack/stack.js'
 
 const USAGE =
-  'usage: tsx scripts/stack.ts <up|down|status|nginx-check> [--json] [--purge] [--profile dev|test]'
+  'usage: tsx scripts/stack.ts <up|down|status|nginx-check> [--json] [--purge] [--profile dev|test|ha]'
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
@@ -24,10 +26,13 @@ const { positionals, values } = parseArgs({
 })
 const command = positionals[0]
 const profile = values.profile
-if (profile !== 'dev' && profile !== 'test') throw new Error(`--profile must be dev or test\n${USAGE}`)
+if (profile !== 'dev' && profile !== 'test' && profile !== 'ha') {
+  throw new Error(`--profile must be dev, test or ha\n${USAGE}`)
+}
 
 try {
-  if (command === 'up') {
+  if (profile === 'ha') await haCommand()
+  else if (command === 'up') {
     const started = Date.now()
     const options = stackProfile(profile)
     await stackUp(options)
@@ -51,6 +56,44 @@ try {
 } catch (error) {
   console.error(error instanceof MissingPackagesError ? error.message : error)
   process.exitCode = 1
+}
+
+/** The HA profile: every server in a network namespace of its own (docs/scaling.md). */
+async function haCommand() {
+  // The load tests and the demo drive the stack from this machine's one address: as for the dev stack,
+  // NGINX_* settings in the environment raise nginx's per-address limits.
+  const options = haProfile()
+  if (command === 'up') {
+    const started = Date.now()
+    await haUp(options)
+    printHaStatus(await haStatus(options))
+    console.log(`\nstack:ha up in ${((Date.now() - started) / 1000).toFixed(1)} s`)
+  } else if (command === 'down') {
+    await haDown(options)
+    console.log('stack:ha down')
+  } else if (command === 'status') {
+    const status = await haStatus(options)
+    if (values.json) console.log(JSON.stringify(status, null, 2))
+    else printHaStatus(status)
+  } else {
+    console.error(USAGE)
+    process.exitCode = 2
+  }
+}
+
+function printHaStatus(s: HaStatus) {
+  for (const server of s.servers) {
+    const where = `${server.host.padEnd(7)} ${`${server.address}:${server.port}`.padEnd(18)}`
+    console.log(
+      `${server.up ? 'up  ' : 'DOWN'}  ${server.name.padEnd(9)} ${where} ${server.role.padEnd(13)} pid ${server.pid ?? '-'}`,
+    )
+  }
+  console.log(
+    `\npostgres leader: ${s.postgres.leader ?? 'none'}, redis primary: ${s.redis.primary ?? 'none'}`,
+  )
+  console.log(
+    `shop: ${s.urls.nginxUrl}/  (from this machine: the hosts sit on ${s.network.subnet}, bridge ${s.network.bridge})`,
+  )
 }
 
 function printStatus(s: StackStatus) {

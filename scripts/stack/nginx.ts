@@ -39,6 +39,12 @@ export interface NginxSetup {
   /** host:port of the jobs process's metrics server (the merged /metrics view). */
   jobsMetrics: string
   limits: NginxLimits
+  /** The address both servers listen on: 127.0.0.1 unless nginx runs on an HA host. */
+  address?: string
+  /** The network namespace of an HA host (scripts/stack/ha/): nginx runs inside it. */
+  netns?: string
+  /** Parameters of every upstream server line: `max_fails=0` unless given (see nginx.conf). */
+  upstreamParameters?: string
 }
 
 /**
@@ -97,7 +103,9 @@ export async function renderNginxConf(n: NginxSetup): Promise<string> {
     NGINX_PORT: String(n.port),
     NGINX_ADMIN_PORT: String(n.adminPort),
     JOBS_METRICS_ADDRESS: n.jobsMetrics,
-    API_UPSTREAM_SERVERS: n.upstreams.map((u) => `        server ${u} max_fails=0;`).join('\n'),
+    API_UPSTREAM_SERVERS: n.upstreams
+      .map((u) => `        server ${u} ${n.upstreamParameters ?? 'max_fails=0'};`)
+      .join('\n'),
     NGINX_BUY_RATE: n.limits.buyRate,
     NGINX_BUY_BURST: String(n.limits.buyBurst),
     NGINX_LOGIN_RATE: n.limits.loginRate,
@@ -106,12 +114,19 @@ export async function renderNginxConf(n: NginxSetup): Promise<string> {
     NGINX_SIGNUP_BURST: String(n.limits.signupBurst),
     NGINX_STREAMS_PER_ADDRESS: String(n.limits.streamsPerAddress),
   }
-  return readFileSync(NGINX_TEMPLATE, 'utf8').replace(/\$\{([A-Z_]+)\}/g, (_, name: string) => {
+  const rendered = readFileSync(NGINX_TEMPLATE, 'utf8').replace(/\$\{([A-Z_]+)\}/g, (_, name: string) => {
     const value = values[name]
     if (value === undefined) throw new Error(`nginx.conf: unknown placeholder \${${name}}`)
     return value
   })
+  // The template listens on loopback; on an HA host both servers listen on the host's address instead
+  // (deploy/compose/nginx-entrypoint.sh does the same for a container).
+  return n.address ? rendered.replaceAll('listen 127.0.0.1:', `listen ${n.address}:`) : rendered
 }
+
+/** Runs the nginx binary, inside the HA host's namespace when there is one. */
+const nginx = (n: NginxSetup, args: string[]) =>
+  n.netns ? run('ip', ['netns', 'exec', n.netns, 'nginx', ...args]) : run('nginx', args)
 
 /**
  * As root, nginx's workers run as `nobody`, who must be able to read the storefront in public/. When the
@@ -130,7 +145,7 @@ export async function writeAndCheckNginxConf(n: NginxSetup): Promise<string> {
   const rendered = await renderNginxConf(n)
   const previous = existsSync(confFile(n)) ? readFileSync(confFile(n), 'utf8') : ''
   writeFileSync(confFile(n), rendered)
-  await run('nginx', ['-t', '-q', ...nginxArgs(n)]).catch((error: Error) => {
+  await nginx(n, ['-t', '-q', ...nginxArgs(n)]).catch((error: Error) => {
     throw new Error(`nginx -t failed on ${confFile(n)} (rendered from nginx.conf):\n${error.message}`)
   })
   return previous
@@ -143,19 +158,20 @@ export async function ensureNginx(n: NginxSetup, log: Log): Promise<void> {
   if (pid !== undefined) {
     if (previous !== readFileSync(confFile(n), 'utf8')) {
       log('nginx: configuration changed, reloading')
-      await run('nginx', [...nginxArgs(n), '-s', 'reload'])
+      await nginx(n, [...nginxArgs(n), '-s', 'reload'])
     }
     return
   }
   await recoverFromCrash(n, log)
-  log(`nginx: starting on 127.0.0.1:${n.port} (admin 127.0.0.1:${n.adminPort})`)
-  await run('nginx', nginxArgs(n))
-  await waitFor(`nginx on port ${n.port}`, () => portAnswers(n.port), 10_000)
+  const address = n.address ?? '127.0.0.1'
+  log(`nginx: starting on ${address}:${n.port} (admin ${address}:${n.adminPort})`)
+  await nginx(n, nginxArgs(n))
+  await waitFor(`nginx on port ${n.port}`, () => portAnswers(n.port, address), 10_000)
 }
 
 /** `nginx -s reload`: new workers take the configuration, old ones finish their requests. */
 export async function reloadNginx(n: NginxSetup): Promise<void> {
-  await run('nginx', [...nginxArgs(n), '-s', 'reload'])
+  await nginx(n, [...nginxArgs(n), '-s', 'reload'])
 }
 
 export async function stopNginx(n: NginxSetup, log: Log): Promise<void> {

@@ -16,6 +16,10 @@ export interface AppSetup {
   env: Record<string, string>
   instances: number
   apiPort: number
+  /** The address the workers listen on (HOST): 127.0.0.1 unless the app runs on an HA host. */
+  host?: string
+  /** The network namespace of an HA host (scripts/stack/ha/): PM2 and its workers run inside it. */
+  netns?: string
 }
 
 const PM2 = path.join(REPO_ROOT, 'node_modules', '.bin', 'pm2')
@@ -31,6 +35,8 @@ export function pm2(a: AppSetup, args: string[]) {
     PM2_DISCRETE_MODE: 'true',
     PM2_DISABLE_VERSION_CHECK: 'true',
   }
+  // `ip netns exec` execs PM2 inside the namespace; the daemon it spawns, and every worker, stay there.
+  if (a.netns) return run('ip', ['netns', 'exec', a.netns, PM2, ...args], { cwd: REPO_ROOT, env })
   return run(PM2, args, { cwd: REPO_ROOT, env })
 }
 
@@ -50,7 +56,7 @@ export function daemonPid(a: AppSetup): number | undefined {
 }
 
 export const workerUrls = (a: AppSetup) =>
-  Array.from({ length: a.instances }, (_, n) => `http://127.0.0.1:${a.apiPort + n}`)
+  Array.from({ length: a.instances }, (_, n) => `http://${a.host ?? '127.0.0.1'}:${a.apiPort + n}`)
 
 export interface Pm2Process {
   name: string

@@ -265,6 +265,42 @@ async function ensureStatementStats(s: PostgresSetup, user: string, database: st
   }
 }
 
+/**
+ * The same roles and database on a server reached by URL as a superuser (the HA profile's Patroni leader,
+ * through HAProxy): the app role with CREATEDB and pg_monitor, its database, and pg_stat_statements in it.
+ */
+export async function ensureAppRoles(
+  superuserUrl: string,
+  app: { user: string; password: string; database: string },
+): Promise<void> {
+  const client = new pg.Client({ connectionString: superuserUrl })
+  await client.connect()
+  try {
+    await ensureRole(client, app.user, app.password, 'LOGIN CREATEDB')
+    await client.query(`GRANT pg_monitor TO ${client.escapeIdentifier(app.user)}`)
+    const db = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [app.database])
+    if (db.rowCount === 0) {
+      await client.query(
+        `CREATE DATABASE ${client.escapeIdentifier(app.database)} OWNER ${client.escapeIdentifier(app.user)}`,
+      )
+    }
+  } finally {
+    await client.end()
+  }
+  const url = new URL(superuserUrl)
+  url.pathname = `/${app.database}`
+  const inDatabase = new pg.Client({ connectionString: url.toString() })
+  await inDatabase.connect()
+  try {
+    await inDatabase.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements')
+    await inDatabase.query(
+      `GRANT EXECUTE ON FUNCTION pg_stat_statements_reset(oid, oid, bigint) TO ${inDatabase.escapeIdentifier(app.user)}`,
+    )
+  } finally {
+    await inDatabase.end()
+  }
+}
+
 async function ensureRole(client: pg.Client, user: string, password: string, attributes: string) {
   const exists = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [user])
   const verb = exists.rowCount === 0 ? 'CREATE' : 'ALTER'

@@ -2,8 +2,16 @@ import { existsSync } from 'node:fs'
 import path from 'node:path'
 import { isRoot, run, type Log } from './process.js'
 
-/** The Debian packages that provide the servers of the local stack. */
-const PACKAGES = { postgres: 'postgresql-15', redis: 'redis-server', nginx: 'nginx' } as const
+/** The Debian packages that provide the servers of the local stack, and those the HA profile adds. */
+const PACKAGES = {
+  postgres: 'postgresql-15',
+  redis: 'redis-server',
+  nginx: 'nginx',
+  patroni: 'patroni',
+  etcd: 'etcd-server',
+  haproxy: 'haproxy',
+  iptables: 'iptables',
+} as const
 export type SystemServer = keyof typeof PACKAGES
 
 /**
@@ -44,7 +52,7 @@ async function onPath(command: string): Promise<boolean> {
 async function isInstalled(server: SystemServer): Promise<boolean> {
   if (server === 'postgres') return (await postgresBinDir()) !== undefined
   if (server === 'redis') return (await onPath('redis-server')) && (await onPath('redis-cli'))
-  return onPath('nginx')
+  return onPath(server)
 }
 
 /**
