@@ -107,6 +107,24 @@ export function composeTarget(
   })
 }
 
+/**
+ * A load target on the HA profile (scripts/stack/ha/): nginx on the edge host, the primary through
+ * HAProxy's read-write port, every worker's metrics on its app host, the merged view through the admin
+ * server (app1's jobs process: its own host's workers).
+ */
+export function haTarget(
+  urls: { nginxUrl: string; nginxAdminUrl: string; databaseUrl: string; workerMetrics: string[] },
+  appEnv: Record<string, string>,
+  env: NodeJS.ProcessEnv = process.env,
+): LoadTarget {
+  const config = loadConfig({ ...env, ...appEnv, DATABASE_URL: urls.databaseUrl })
+  return targetWith(config, urls.databaseUrl, {
+    nginxUrl: urls.nginxUrl,
+    adminUrl: urls.nginxAdminUrl,
+    metrics: { merged: `${urls.nginxAdminUrl}/metrics`, workers: urls.workerMetrics },
+  })
+}
+
 /** A target's own small pool on the primary, for the verifier's queries, beside the given addresses. */
 function targetWith(
   config: Config,

@@ -233,7 +233,7 @@ export async function runCase(
   }
 }
 
-interface Observed extends Observation {
+export interface Observed extends Observation {
   buyers: Buyers | null
 }
 
@@ -333,7 +333,7 @@ async function waitForQuietGate(admin: AdminApi, saleId: number, timeoutMs: numb
  * I4 is checked once it has worked through them. Returns how long that took (ms), which the report
  * shows: a backlog that never drains fails I4 in the verifier after 30 s.
  */
-async function waitForSweeper(ctx: CaseContext): Promise<number> {
+async function waitForSweeper(ctx: JudgedContext): Promise<number> {
   const started = Date.now()
   const { SWEEP_INTERVAL_MS } = ctx.target.config
   for (;;) {
@@ -354,7 +354,7 @@ export function answersStartingWith(answers: Record<string, number>, prefix: str
     .reduce((sum, [, n]) => sum + n, 0)
 }
 
-function percentiles(values: number[]): Observation['failedLatency'] {
+export function percentiles(values: number[]): Observation['failedLatency'] {
   if (values.length === 0) return null
   const sorted = [...values].sort((a, b) => a - b)
   const at = (q: number) => Math.round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!)
@@ -389,7 +389,7 @@ function requestsFor(ctx: CaseContext, buyers: Buyers | null): LoadRequest[] {
  * last answer for it must be that order (the retry found it); an order nobody was told of is a broken
  * promise. Keys whose last answer is still a 5xx (the run ended first) are counted apart.
  */
-async function checkRetriedKeys(target: LoadTarget, keys: FailedKey[]): Promise<Check> {
+export async function checkRetriedKeys(target: LoadTarget, keys: FailedKey[]): Promise<Check> {
   const retried = keys.filter((k) => k.answers.length > 1)
   const { rows } = await target.db.query<{ user_id: string; key: string; order_id: string | null }>(
     `SELECT user_id, key, CASE WHEN response_status = 201 THEN response_body->>'id' END AS order_id
@@ -428,9 +428,24 @@ async function checkRetriedKeys(target: LoadTarget, keys: FailedKey[]): Promise<
   }
 }
 
-async function judge(
-  fc: FaultCase,
-  ctx: CaseContext,
+/** What judging a case needs of its context: the single-host campaign's and the HA profile's alike. */
+export type JudgedContext = Pick<CaseContext, 'target' | 'admin' | 'sale' | 'load' | 'log'>
+
+/** What judging needs of a case. */
+export interface JudgedCase<C extends JudgedContext> {
+  name: string
+  title: string
+  strategy?: StockStrategyName
+  check?(ctx: C, seen: Observation): Promise<Check[]> | Check[]
+}
+
+/**
+ * Lets the system go quiet, runs the invariant verifier, and adds the checks every case shares (no 500,
+ * no hung request, recovered by the end) and the case's own.
+ */
+export async function judge<C extends JudgedContext>(
+  fc: JudgedCase<C>,
+  ctx: C,
   seed: number,
   seen: Observed,
   users: LoadTestUser[],

@@ -1,7 +1,7 @@
-// `npm run faults [-- <case ...>] [--seed N] [--keep] [--list]`
+// `npm run faults [-- <case ...>] [--seed N] [--keep] [--list] [--profile ha]`
 // The fault campaign (docs/reliability.md): every case, or the ones named, on a stack of its own that
 // is stopped at the end (unless --keep). A full run rewrites docs/reliability.md. Exits 1 when a case
-// fails.
+// fails. With `--profile ha`, the failover cases on the HA profile (docs/scaling.md; ha-cli.ts).
 import { parseArgs } from 'node:util'
 import { stackDown } from '../../scripts/stack/stack.js'
 import { bold, green, red } from '../report.js'
@@ -16,8 +16,18 @@ const { positionals, values } = parseArgs({
     keep: { type: 'boolean', default: false },
     list: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
+    profile: { type: 'string', default: 'local' },
   },
 })
+
+if (values.profile === 'ha') {
+  const { runHaCampaign } = await import('./ha-cli.js')
+  process.exit(await runHaCampaign(positionals, values))
+}
+if (values.profile !== 'local') {
+  console.error(`--profile ${values.profile}: expected ha (or nothing, for the single-host stack)`)
+  process.exit(2)
+}
 
 if (values.help || values.list) {
   console.log('usage: npm run faults -- [case ...] [--seed N] [--keep]\n\ncases:')

@@ -186,12 +186,15 @@ export function processesMentioning(marker: string): number[] {
 // Faults between hosts. A partition is a pair of DROP rules inside the host's namespace (in and out),
 // tagged so heal() removes exactly them; a slow link is a tbf qdisc on the host's eth0.
 
-/** Cuts `host` off from `peers` (addresses), or from every other host when none are named. */
+/**
+ * Cuts `host` off from `peers` (addresses or networks), or from every other host and this machine when
+ * none are named. Only eth0 is cut: the host still talks to itself (its own address goes over lo).
+ */
 export async function partition(host: HaHost, peers: string[] = [`${HA_SUBNET}.0/${HA_PREFIX_LENGTH}`]) {
   for (const peer of peers) {
     const tag = ['-m', 'comment', '--comment', RULE_TAG, '-j', 'DROP']
-    await runIn(host, 'iptables', ['-I', 'INPUT', '-s', peer, ...tag])
-    await runIn(host, 'iptables', ['-I', 'OUTPUT', '-d', peer, ...tag])
+    await runIn(host, 'iptables', ['-I', 'INPUT', '-i', 'eth0', '-s', peer, ...tag])
+    await runIn(host, 'iptables', ['-I', 'OUTPUT', '-o', 'eth0', '-d', peer, ...tag])
   }
 }
 

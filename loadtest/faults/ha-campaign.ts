@@ -1,0 +1,302 @@
+import { createLoadTestUsers } from '../../src/auth/load-test-users.js'
+import { waitFor } from '../../scripts/stack/process.js'
+import {
+  haAppSetup,
+  haHandles,
+  haProfile,
+  haStatus,
+  haUp,
+  haUrls,
+  type HaHandles,
+  type HaOptions,
+} from '../../scripts/stack/ha/ha-stack.js'
+import { haHost, HA_PORTS, hostsWithRole } from '../../scripts/stack/ha/topology.js'
+import { AdminApi } from '../admin.js'
+import { createBuyers } from '../buyers.js'
+import { runLoad, type LoadRequest } from '../load.js'
+import { watchSale } from '../scenarios/common.js'
+import { haTarget, LOAD_TEST_APP_LIMITS, LOAD_TEST_NGINX_LIMITS, type LoadTarget } from '../target.js'
+import type { Check } from '../verify.js'
+import {
+  CAMPAIGN_APP_ENV,
+  judge,
+  percentiles,
+  type CaseLoad,
+  type CaseResult,
+  type JudgedContext,
+  type Observation,
+  type Observed,
+} from './campaign.js'
+import { seededRandom, type FaultEvent } from './fault-library.js'
+
+// The HA profile's fault cases (`npm run faults -- --profile ha [case ...]`): a flash sale through nginx
+// on the multi-host profile, one failover injected while it runs, the cluster made whole again, then the
+// same invariant verifier and shared checks as the single-host campaign (campaign.ts). Each case reports
+// how long the sale took to recover: from the fault to the first 201 after the longest stretch without
+// any 201 that followed it (the outage; connections that outlive a killed postmaster may still commit for
+// a moment, so "the first 201 after the fault" alone would call a failover over before it began).
+
+export interface HaCaseContext extends JudgedContext {
+  options: HaOptions
+  handles: HaHandles
+  random: () => number
+  /** ms since the load started. */
+  elapsedMs(): number
+  /** Records the fault's moment (recovery is measured from it) and what it was. */
+  fault(what: string): void
+  /** Records a later event of the case (a new leader seen, a partition healed ...). */
+  note(what: string): void
+  /** Waits until a random moment between `fromMs` and `toMs` after the load started. */
+  waitForRandomMoment(fromMs: number, toMs: number): Promise<void>
+}
+
+export interface HaFaultCase {
+  name: string
+  title: string
+  fault: string
+  promise: string
+  limits: string
+  load?: Partial<CaseLoad>
+  /** Runs while the load runs: the fault, and what the case watches while it lasts. */
+  inject(ctx: HaCaseContext, notes: Observation['notes']): Promise<void>
+  /** After the load: brings every server of the profile back into the cluster for the next case. */
+  restore(ctx: HaCaseContext, notes: Observation['notes']): Promise<void>
+  check?(ctx: HaCaseContext, seen: Observation): Promise<Check[]> | Check[]
+}
+
+export interface HaCaseResult extends CaseResult {
+  /** From the fault to the first 201 after the outage (ms). */
+  recoveryMs: number | null
+  /** The longest stretch after the fault without a 201 (ms). */
+  outageMs: number | null
+  /** 5xx answers between the fault and the end of the outage. */
+  outage5xx: number
+}
+
+/**
+ * The outage a fault caused, from the times (ms) 201s and 5xx were answered: the longest stretch after
+ * the fault without a 201, ended by the first 201 after it (recovery). Without any 201 after the fault,
+ * the sale never recovered.
+ */
+export function outageAfter(faultAt: number, oks: number[], failures: number[]) {
+  const after = oks.filter((t) => t >= faultAt).sort((a, b) => a - b)
+  if (after.length === 0)
+    return { recoveryMs: null, outageMs: null, outage5xx: failures.filter((t) => t >= faultAt).length }
+  let longest = { from: faultAt, to: after[0]! }
+  for (let i = 1; i < after.length; i++) {
+    if (after[i]! - after[i - 1]! > longest.to - longest.from)
+      longest = { from: after[i - 1]!, to: after[i]! }
+  }
+  return {
+    recoveryMs: longest.to - faultAt,
+    outageMs: longest.to - longest.from,
+    outage5xx: failures.filter((t) => t >= faultAt && t <= longest.to).length,
+  }
+}
+
+/** A third of the single-host campaign's rate: three app hosts with one worker each share two cores. */
+const HA_LOAD: CaseLoad = {
+  kind: 'purchase',
+  connections: 60,
+  durationSeconds: 30,
+  rate: 300,
+  users: 3000,
+  limit: 2,
+}
+
+export const haCampaignOptions = (env: NodeJS.ProcessEnv): HaOptions =>
+  haProfile(
+    { ...LOAD_TEST_NGINX_LIMITS, ...env },
+    { ...LOAD_TEST_APP_LIMITS, ...CAMPAIGN_APP_ENV, STOCK_STRATEGY: 'redis-gate' },
+  )
+
+/** Brings the profile up (or reuses it) with the campaign's settings. */
+export async function haCampaignUp(options: HaOptions, log: (message: string) => void): Promise<void> {
+  await haUp(options, (message) => log(`stack: ${message}`))
+  await waitForWholeCluster(options)
+}
+
+/**
+ * Every server of the profile up, a Patroni leader with two streaming replicas, a Redis primary with
+ * two replicas, and every app host's worker ready.
+ */
+export async function waitForWholeCluster(options: HaOptions, timeoutMs = 90_000): Promise<void> {
+  let last = ''
+  await waitFor(
+    'the HA profile to be whole',
+    async () => {
+      const status = await haStatus(options)
+      const down = status.servers.filter((s) => !s.up).map((s) => `${s.name}@${s.host}`)
+      const ready = await Promise.all(
+        haUrls().workers.map(async (url) => {
+          try {
+            const r = await fetch(`${url}/health/ready`, { signal: AbortSignal.timeout(1000) })
+            return r.status === 200
+          } catch {
+            return false
+          }
+        }),
+      )
+      last = `down: ${down.join(' ') || 'none'}; leader ${status.postgres.leader}; redis primary ${status.redis.primary}; workers ready ${ready.filter(Boolean).length}/${ready.length}`
+      return (
+        down.length === 0 &&
+        status.postgres.leader !== null &&
+        status.postgres.replicas.length === 2 &&
+        status.redis.primary !== null &&
+        ready.every(Boolean)
+      )
+    },
+    timeoutMs,
+  ).catch((error: Error) => {
+    throw new Error(`${error.message} (${last})`)
+  })
+}
+
+export async function runHaCase(
+  fc: HaFaultCase,
+  seed: number,
+  options: HaOptions,
+  log: (message: string) => void,
+): Promise<HaCaseResult> {
+  const started = Date.now()
+  const load = { ...HA_LOAD, ...fc.load }
+  await waitForWholeCluster(options)
+  const urls = haUrls()
+  const target: LoadTarget = haTarget(
+    {
+      ...urls,
+      workerMetrics: hostsWithRole('app').map((h) => `http://${h.address}:${HA_PORTS.metrics}/metrics`),
+    },
+    haAppSetup(options, haHost('app1')).env,
+  )
+  try {
+    const admin = await AdminApi.connect(target)
+    const productId = await admin.loadTestProduct(target.db)
+    const units = Math.max(1000, load.rate * load.durationSeconds)
+    const sale = await admin.createSale({
+      productId,
+      units,
+      perUserLimit: load.limit,
+      priceCents: 999,
+      openSeconds: load.durationSeconds + 600,
+    })
+    const users = await createLoadTestUsers(target.db, target.config, load.users)
+    log(
+      `sale ${sale.id}: ${units} units, ${users.length} buyers, ${load.connections} connections at ${load.rate}/s for ${load.durationSeconds} s`,
+    )
+    const handles = await haHandles(options)
+    const random = seededRandom(seed)
+    const events: FaultEvent[] = []
+    let loadStartedAt = Date.now()
+    let faultAt: number | null = null
+    const elapsedMs = () => Date.now() - loadStartedAt
+    const record = (what: string) => {
+      events.push({ atMs: Math.round(elapsedMs()), what })
+      log(`fault: ${what}`)
+    }
+    const ctx: HaCaseContext = {
+      options,
+      handles,
+      target,
+      admin,
+      load,
+      sale,
+      log,
+      random,
+      elapsedMs,
+      fault(what) {
+        faultAt = Date.now()
+        record(what)
+      },
+      note: record,
+      async waitForRandomMoment(fromMs, toMs) {
+        const at = fromMs + random() * (toMs - fromMs)
+        while (elapsedMs() < at) await new Promise((resolve) => setTimeout(resolve, 20))
+      },
+    }
+
+    // When each 201 and each 5xx was answered, for the outage and the recovery (outageAfter).
+    const oks: number[] = []
+    const failures: number[] = []
+    const stock = watchSale(target, sale.id, () => loadStartedAt)
+    const buyers = createBuyers(users, {
+      replayShare: 0.05,
+      greedyShare: 0.05,
+      units: sale.unitsTotal,
+      limit: load.limit,
+      retryFailed: true,
+    })
+    const purchase: LoadRequest = {
+      setupRequest: (request, context) => buyers.next(request, context, sale.id),
+      onResponse: (status, body, context, headers) => {
+        buyers.record(status, body, headers, context)
+        if (status === 201) oks.push(Date.now())
+        else if (status >= 500) failures.push(Date.now())
+      },
+    }
+    const notes: Observation['notes'] = {}
+    let loadStarted!: () => void
+    const startedPromise = new Promise<void>((resolve) => (loadStarted = resolve))
+    const loadRun = runLoad({
+      title: fc.name,
+      url: target.nginxUrl,
+      connections: load.connections,
+      durationSeconds: load.durationSeconds,
+      overallRate: load.rate,
+      timeoutSeconds: 15,
+      requests: [purchase],
+      onStart: (at) => {
+        loadStartedAt = at
+        buyers.start(at)
+        loadStarted()
+      },
+      progressNote: () => `${stock.remaining() ?? sale.unitsTotal}/${sale.unitsTotal} units left`,
+    })
+    const injected = startedPromise.then(() => fc.inject(ctx, notes))
+    const [loadResult, injectResult] = await Promise.allSettled([loadRun, injected])
+    stock.stop()
+    // Whatever happened, the cluster is made whole for the next case before anything is thrown.
+    await fc.restore(ctx, notes)
+    if (injectResult.status === 'rejected') throw injectResult.reason
+    if (loadResult.status === 'rejected') throw loadResult.reason
+    await waitForWholeCluster(options)
+    const outage = faultAt === null ? null : outageAfter(faultAt, oks, failures)
+    if (outage) {
+      notes.recoveryMs = outage.recoveryMs ?? 'never'
+      notes.outageMs = outage.outageMs ?? 'never'
+      notes.outage5xx = outage.outage5xx
+    }
+    const seen: Observed = {
+      load: loadResult.value,
+      events,
+      failedKeys: [...buyers.failedKeys.values()],
+      failedLatency: percentiles(buyers.tally.failedLatencyMs),
+      probe: null,
+      counters: {},
+      processes: { before: [], after: [] },
+      notes,
+      buyers,
+    }
+    const result = await judge(fc, ctx, seed, seen, users, started)
+    if (outage) {
+      result.checks.push({
+        invariant: 'I3',
+        name: 'the sale recovered: purchases were answered 201 again after the fault',
+        ok: outage.recoveryMs !== null,
+        detail:
+          outage.recoveryMs === null
+            ? 'no 201 after the fault'
+            : `selling again ${outage.recoveryMs} ms after the fault, after ${outage.outageMs} ms without a 201 and ${outage.outage5xx} 5xx`,
+      })
+      result.verdict = result.checks.every((c) => c.ok) ? 'pass' : 'FAIL'
+    }
+    return {
+      ...result,
+      recoveryMs: outage?.recoveryMs ?? null,
+      outageMs: outage?.outageMs ?? null,
+      outage5xx: outage?.outage5xx ?? 0,
+    }
+  } finally {
+    await target.close()
+  }
+}

@@ -1,0 +1,118 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+import { REPO_ROOT } from '../../scripts/stack/paths.js'
+import type { HaCaseResult, HaFaultCase } from './ha-campaign.js'
+
+// The measured part of docs/scaling.md, written by a full `npm run faults -- --profile ha` run between
+// the markers <!-- ha-results --> and <!-- /ha-results -->; the rest of the page is prose, kept as it is.
+
+export const SCALING_DOC = path.join(REPO_ROOT, 'docs', 'scaling.md')
+const START = '<!-- ha-results -->'
+const END = '<!-- /ha-results -->'
+
+const recovery = (r: HaCaseResult) =>
+  r.recoveryMs === null ? 'n/a' : `${(r.recoveryMs / 1000).toFixed(1)} s`
+
+export function haCaseLine(r: HaCaseResult): string {
+  return [
+    r.name.padEnd(20),
+    `recovered ${recovery(r)}`,
+    `no 201 for ${r.outageMs === null ? 'n/a' : `${(r.outageMs / 1000).toFixed(1)} s`}`,
+    `${r.outage5xx} 5xx in the outage`,
+    `${r.requests} requests`,
+    `${r.server5xx} 5xx`,
+    `${r.errors} errors`,
+    `${r.orders} orders`,
+    `drift ${r.drift ?? 'n/a'}`,
+    r.verdict,
+  ].join('  ')
+}
+
+const table = (rows: string[][]) =>
+  [rows[0]!, rows[0]!.map(() => '---'), ...rows.slice(1)].map((r) => `| ${r.join(' | ')} |`).join('\n')
+
+/** The engine's own failover time, where the case measured one. */
+function failover(r: HaCaseResult): string {
+  const n = r.notes
+  const ms = n.newLeaderAfterMs ?? n.newPrimaryAfterMs
+  return typeof ms === 'number' ? `${(ms / 1000).toFixed(1)} s` : 'none needed'
+}
+
+export function writeScalingResults(cases: HaFaultCase[], results: HaCaseResult[], startedAt: Date): string {
+  if (!existsSync(SCALING_DOC)) throw new Error(`${SCALING_DOC} is missing`)
+  const doc = readFileSync(SCALING_DOC, 'utf8')
+  const from = doc.indexOf(START)
+  const to = doc.indexOf(END)
+  if (from < 0 || to < from) throw new Error(`${SCALING_DOC} has no ${START} ... ${END} section`)
+  const byName = new Map(results.map((r) => [r.name, r]))
+  const summary = table([
+    [
+      'case',
+      'engine failover',
+      'sale recovered',
+      '5xx in the outage',
+      'requests',
+      '5xx',
+      'errors',
+      'orders',
+      'drift',
+      'verdict',
+    ],
+    ...cases.map((fc) => {
+      const r = byName.get(fc.name)!
+      return [
+        `[${r.name}](#${r.name})`,
+        failover(r),
+        recovery(r),
+        r.outageMs === null ? 'n/a' : `${(r.outageMs / 1000).toFixed(1)} s`,
+        String(r.outage5xx),
+        String(r.requests),
+        String(r.server5xx),
+        String(r.errors),
+        String(r.orders),
+        String(r.drift ?? 'n/a'),
+        r.verdict === 'pass' ? 'pass' : '**FAIL**',
+      ]
+    }),
+  ])
+  const sections = cases.map((fc) => {
+    const r = byName.get(fc.name)!
+    const events = r.events.map((e) => `- +${(e.atMs / 1000).toFixed(1)} s: ${e.what}`).join('\n')
+    const checks = r.checks.map(
+      (c) => `- ${c.ok ? 'pass' : '**FAIL**'} (${c.invariant}) ${c.name}: ${c.detail}`,
+    )
+    const notes = Object.entries(r.notes)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')
+    return [
+      `### ${fc.name}`,
+      '',
+      `**Fault.** ${fc.fault}`,
+      '',
+      `**Promise.** ${fc.promise}`,
+      '',
+      `**Limits.** ${fc.limits}`,
+      '',
+      `**Run** (seed ${r.seed}, ${r.load.connections} connections at ${r.load.rate}/s for ${r.load.durationSeconds} s): ` +
+        `${r.requests} requests, ${r.ok2xx} 2xx, ${r.client4xx} 4xx, ${r.server5xx} 5xx, ${r.errors} errors, ` +
+        `${r.orders} orders, drift ${r.drift ?? 'n/a'}; p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms.`,
+      '',
+      events,
+      '',
+      `Measured: ${notes}.`,
+      '',
+      ...checks,
+      '',
+    ].join('\n')
+  })
+  const body = [
+    '',
+    `Last full run: ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC, \`npm run faults -- --profile ha\` (seed ${results[0]?.seed}).`,
+    '',
+    summary,
+    '',
+    ...sections,
+  ].join('\n')
+  writeFileSync(SCALING_DOC, `${doc.slice(0, from + START.length)}\n${body}\n${doc.slice(to)}`)
+  return SCALING_DOC
+}
