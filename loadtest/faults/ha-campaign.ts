@@ -32,8 +32,8 @@ import { seededRandom, type FaultEvent } from './fault-library.js'
 // The HA profile's fault cases (`npm run faults -- --profile ha [case ...]`): a flash sale through nginx
 // on the multi-host profile, one failover injected while it runs, the cluster made whole again, then the
 // same invariant verifier and shared checks as the single-host campaign (campaign.ts). Each case reports
-// how long the sale took to recover: from the fault to the first 201 after the longest stretch without
-// any 201 that followed it (the outage; connections that outlive a killed postmaster may still commit for
+// how long the sale took to recover: from the fault to the first 201 after the first stretch of a second
+// or more without any 201 that followed it (the outage; connections that outlive a killed postmaster may still commit for
 // a moment, so "the first 201 after the fault" alone would call a failover over before it began).
 
 export interface HaCaseContext extends JudgedContext {
@@ -67,30 +67,35 @@ export interface HaFaultCase {
 export interface HaCaseResult extends CaseResult {
   /** From the fault to the first 201 after the outage (ms). */
   recoveryMs: number | null
-  /** The longest stretch after the fault without a 201 (ms). */
+  /** The outage: the first stretch after the fault of a second or more without a 201 (ms). */
   outageMs: number | null
   /** 5xx answers between the fault and the end of the outage. */
   outage5xx: number
 }
 
+/** A stretch this long without a 201 is an outage: a sale at a few hundred purchases a second has one every few ms. */
+export const OUTAGE_GAP_MS = 1000
+
 /**
- * The outage a fault caused, from the times (ms) 201s and 5xx were answered: the longest stretch after
- * the fault without a 201, ended by the first 201 after it (recovery). Without any 201 after the fault,
- * the sale never recovered.
+ * The outage a fault caused, from the times (ms) 201s and 5xx were answered: the first stretch after the
+ * fault of OUTAGE_GAP_MS or more without a 201, ended by the first 201 after it (recovery). Without such
+ * a stretch the sale never stopped: recovery is the first 201 after the fault. Without any 201 after the
+ * fault, the sale never recovered.
  */
 export function outageAfter(faultAt: number, oks: number[], failures: number[]) {
   const after = oks.filter((t) => t >= faultAt).sort((a, b) => a - b)
-  if (after.length === 0)
+  if (after.length === 0) {
     return { recoveryMs: null, outageMs: null, outage5xx: failures.filter((t) => t >= faultAt).length }
-  let longest = { from: faultAt, to: after[0]! }
-  for (let i = 1; i < after.length; i++) {
-    if (after[i]! - after[i - 1]! > longest.to - longest.from)
-      longest = { from: after[i - 1]!, to: after[i]! }
   }
+  let outage = { from: faultAt, to: after[0]! }
+  for (let i = 1; outage.to - outage.from < OUTAGE_GAP_MS && i < after.length; i++) {
+    if (after[i]! - after[i - 1]! >= OUTAGE_GAP_MS) outage = { from: after[i - 1]!, to: after[i]! }
+  }
+  if (outage.to - outage.from < OUTAGE_GAP_MS) outage = { from: faultAt, to: after[0]! }
   return {
-    recoveryMs: longest.to - faultAt,
-    outageMs: longest.to - longest.from,
-    outage5xx: failures.filter((t) => t >= faultAt && t <= longest.to).length,
+    recoveryMs: outage.to - faultAt,
+    outageMs: outage.to - outage.from,
+    outage5xx: failures.filter((t) => t >= faultAt && t <= outage.to).length,
   }
 }
 

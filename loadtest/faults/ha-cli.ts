@@ -1,8 +1,9 @@
-import { haDown } from '../../scripts/stack/ha/ha-stack.js'
+import { haDown, haUrls } from '../../scripts/stack/ha/ha-stack.js'
 import { bold, green, red } from '../report.js'
 import { haCampaignOptions, haCampaignUp, runHaCase, type HaCaseResult } from './ha-campaign.js'
 import { HA_CASES } from './ha-cases.js'
 import { haCaseLine, writeScalingResults } from './scaling-doc.js'
+import { measureSyncCommitCost, type SyncCommitCost } from './sync-commit-cost.js'
 
 // `npm run faults -- --profile ha [case ...] [--seed N] [--keep] [--list]`: the failover cases on the HA
 // profile, brought up for the campaign and taken down at the end (unless --keep). A full run rewrites the
@@ -35,8 +36,14 @@ export async function runHaCampaign(
 
   const options = haCampaignOptions(process.env)
   const results: HaCaseResult[] = []
+  let syncCost: SyncCommitCost | null = null
   try {
     await haCampaignUp(options, log)
+    syncCost = await measureSyncCommitCost(haUrls().databaseUrl)
+    log(
+      `synchronous mode: a commit takes p50 ${syncCost.synchronous.p50} ms / p99 ${syncCost.synchronous.p99} ms ` +
+        `waiting for the standby, p50 ${syncCost.local.p50} ms / p99 ${syncCost.local.p99} ms without (${syncCost.commits} commits each)`,
+    )
     for (const fc of selected) {
       log(`case ${fc.name}: ${fc.title}`)
       const result = await runHaCase(fc, seed, options, (message) => log(`${fc.name}: ${message}`)).catch(
@@ -63,7 +70,7 @@ export async function runHaCampaign(
   console.log(`\n${bold('HA failover cases')} (seed ${seed})`)
   for (const r of results) console.log(r.verdict === 'pass' ? haCaseLine(r) : red(haCaseLine(r)))
   if (names.length === 0 && results.length === HA_CASES.length) {
-    log(`wrote the measured failovers into ${writeScalingResults(HA_CASES, results, started)}`)
+    log(`wrote the measured failovers into ${writeScalingResults(HA_CASES, results, started, syncCost)}`)
   }
   const failed = results.filter((r) => r.verdict !== 'pass').length
   if (failed > 0 || results.length < selected.length) {

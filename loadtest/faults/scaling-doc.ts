@@ -2,6 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { REPO_ROOT } from '../../scripts/stack/paths.js'
 import type { HaCaseResult, HaFaultCase } from './ha-campaign.js'
+import type { SyncCommitCost } from './sync-commit-cost.js'
 
 // The measured part of docs/scaling.md, written by a full `npm run faults -- --profile ha` run between
 // the markers <!-- ha-results --> and <!-- /ha-results -->; the rest of the page is prose, kept as it is.
@@ -38,7 +39,12 @@ function failover(r: HaCaseResult): string {
   return typeof ms === 'number' ? `${(ms / 1000).toFixed(1)} s` : 'none needed'
 }
 
-export function writeScalingResults(cases: HaFaultCase[], results: HaCaseResult[], startedAt: Date): string {
+export function writeScalingResults(
+  cases: HaFaultCase[],
+  results: HaCaseResult[],
+  startedAt: Date,
+  syncCost: SyncCommitCost | null,
+): string {
   if (!existsSync(SCALING_DOC)) throw new Error(`${SCALING_DOC} is missing`)
   const doc = readFileSync(SCALING_DOC, 'utf8')
   const from = doc.indexOf(START)
@@ -109,6 +115,15 @@ export function writeScalingResults(cases: HaFaultCase[], results: HaCaseResult[
     '',
     `Last full run: ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC, \`npm run faults -- --profile ha\` (seed ${results[0]?.seed}).`,
     '',
+    ...(syncCost
+      ? [
+          `What synchronous mode costs a commit, measured on the leader before the cases (${syncCost.commits} one-row ` +
+            `INSERTs each way, interleaved): p50 ${syncCost.synchronous.p50} ms and p99 ${syncCost.synchronous.p99} ms ` +
+            `waiting for the synchronous standby, p50 ${syncCost.local.p50} ms and p99 ${syncCost.local.p99} ms with ` +
+            '`synchronous_commit = local`. The batcher writes one commit per batch of orders, so a buyer pays it once per batch.',
+          '',
+        ]
+      : []),
     summary,
     '',
     ...sections,
