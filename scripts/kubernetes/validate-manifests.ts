@@ -97,7 +97,15 @@ async function modelOf(
   const { group, version } = groupAndVersion(apiVersion)
   if (!/^[a-z0-9.]*$/.test(group) || !/^v[0-9a-z]+$/.test(version)) return undefined
   const specifier = ['kubernetes-models', group, version].filter(Boolean).join('/')
-  const module = (await import(specifier).catch(() => undefined)) as Record<string, unknown> | undefined
+  const module = (await import(specifier).catch(async (err: unknown) => {
+    // Without the package every kind would look unknown: say what is missing instead.
+    const installed = await import('kubernetes-models/v1' as string).then(
+      () => true,
+      () => false,
+    )
+    if (!installed) throw new Error('kubernetes-models is not installed: run npm ci', { cause: err })
+    return undefined
+  })) as Record<string, unknown> | undefined
   const model = module?.[kind]
   return typeof model === 'function' ? (model as new (data: Json) => { validate(): void }) : undefined
 }
