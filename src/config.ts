@@ -20,6 +20,23 @@ export const STOCK_STRATEGIES = ['optimistic', 'pessimistic', 'atomic', 'redis-g
  */
 export const TEST_JWT_SECRET = 'stampede-tests-only-secret-refused-unless-node-env-is-test'
 
+// A list of `host:port` given as text, separated by commas: `10.0.0.1:26379,10.0.0.2:26379`.
+const hostPorts = z.string().transform((value, ctx) =>
+  value
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '')
+    .flatMap((item) => {
+      const match = /^(.+):(\d{1,5})$/.exec(item)
+      const portNumber = Number(match?.[2])
+      if (!match || portNumber < 1 || portNumber > 65535) {
+        ctx.addIssue({ code: 'custom', message: `"${item}" is not host:port` })
+        return []
+      }
+      return [{ host: match[1]!.replace(/^\[(.*)\]$/, '$1'), port: portNumber }]
+    }),
+)
+
 // A switch given as text: 1/true/on or 0/false/off.
 const flag = z
   .enum(['1', 'true', 'on', '0', 'false', 'off'])
@@ -45,6 +62,12 @@ const schema = z.object({
     'postgres://stampede:stampede@127.0.0.1:25433/stampede',
   ),
   REDIS_URL: url(['redis', 'rediss']).default('redis://127.0.0.1:26379'),
+  // Redis Sentinels to ask where the primary is (host:port, comma-separated); empty: REDIS_URL's host is
+  // the server. With sentinels, REDIS_URL still gives the password (and database) of the data nodes,
+  // its host and port are not used, and a failover moves every connection to the promoted replica.
+  REDIS_SENTINELS: hostPorts.default([]),
+  // The name the sentinels monitor the primary under (`sentinel monitor <name> ...`).
+  REDIS_SENTINEL_NAME: z.string().min(1).default('stampede'),
   // How long one Redis command may take before it fails: a paused or stuck Redis then costs a buyer a
   // quick 503, not a request that hangs until nginx gives up. Redis answers in well under a millisecond.
   REDIS_COMMAND_TIMEOUT_MS: positiveInt.default(1000),

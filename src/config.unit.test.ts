@@ -37,6 +37,20 @@ describe('config', () => {
     expect(problems.find((p) => p.startsWith('REDIS_URL="http://x"'))).toMatch(/redis:\/\//)
   })
 
+  it('when REDIS_SENTINELS lists host:port pairs, then they are parsed; empty means no sentinels; a bad entry is refused', () => {
+    expect(loadConfig({}).REDIS_SENTINELS).toEqual([])
+    expect(loadConfig({}).REDIS_SENTINEL_NAME).toBe('stampede')
+    expect(
+      loadConfig({ REDIS_SENTINELS: '10.0.0.1:26379, redis-b:26380,[::1]:26381' }).REDIS_SENTINELS,
+    ).toEqual([
+      { host: '10.0.0.1', port: 26379 },
+      { host: 'redis-b', port: 26380 },
+      { host: '::1', port: 26381 },
+    ])
+    expect(problemsOf({ REDIS_SENTINELS: '10.0.0.1' })[0]).toMatch(/^REDIS_SENTINELS=.*host:port/)
+    expect(problemsOf({ REDIS_SENTINELS: '10.0.0.1:99999' })[0]).toMatch(/^REDIS_SENTINELS=/)
+  })
+
   it('when a port is out of range or a pool size is zero, then it is refused', () => {
     expect(problemsOf({ PORT: '70000' })[0]).toMatch(/^PORT=/)
     expect(problemsOf({ DB_POOL_MAX: '0' })[0]).toMatch(/^DB_POOL_MAX=/)

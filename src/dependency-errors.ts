@@ -17,6 +17,12 @@ const SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'
 // type) are bugs, not these, and stay 500s.
 const NAMES = new Set(['AbortError', 'MaxRetriesPerRequestError'])
 
+// Redis' error replies from a server that cannot take writes as the primary right now: READONLY from a
+// replica (an old primary that a failover demoted), NOREPLICAS from a primary cut off from its replicas
+// (min-replicas-to-write), MASTERDOWN from a replica whose primary is away. A gate script's refused
+// write keeps the prefix. The next connection, through the sentinels, reaches the new primary.
+const REDIS_NOT_PRIMARY = /^(READONLY|NOREPLICAS|MASTERDOWN) /
+
 // Messages of node-postgres and ioredis that carry no code.
 const MESSAGES = [
   'timeout exceeded when trying to connect', // pg-pool: no connection free within connectionTimeoutMillis
@@ -36,6 +42,7 @@ export function isDependencyUnavailable(err: unknown): boolean {
     if (typeof name === 'string' && NAMES.has(name)) return true
     if (typeof code === 'string' && (SOCKET_CODES.has(code) || UNAVAILABLE_SQLSTATE.test(code))) return true
     if (typeof message === 'string' && MESSAGES.some((m) => message.includes(m))) return true
+    if (typeof message === 'string' && REDIS_NOT_PRIMARY.test(message)) return true
   }
   return false
 }

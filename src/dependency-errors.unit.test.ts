@@ -25,6 +25,21 @@ describe('isDependencyUnavailable', () => {
     }
   })
 
+  it('when Redis answers that it is not the primary (a replica, or a primary without its replicas), then the error is a dependency outage', () => {
+    const reply = (message: string) => Object.assign(new Error(message), { name: 'ReplyError' })
+    for (const err of [
+      reply("READONLY You can't write against a read only replica."),
+      reply(
+        "READONLY You can't write against a read only replica. script: 4cb91861d207e5689edc816618ab68f9d6de3b44, on @user_script:1.",
+      ),
+      reply('NOREPLICAS Not enough good replicas to write.'),
+      reply('NOREPLICAS Not enough good replicas to write. script: 4cb9, on @user_script:1.'),
+      reply('MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to no.'),
+    ]) {
+      expect(isDependencyUnavailable(err), String(err)).toBe(true)
+    }
+  })
+
   it('when the error is a bug or a bad request, then it is not an outage', () => {
     for (const err of [
       new TypeError("Cannot read properties of undefined (reading 'id')"),

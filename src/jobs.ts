@@ -7,6 +7,7 @@ import { createDashboardStreams } from './dashboard/dashboard-stream.js'
 import { readSaleProgress } from './dashboard/sale-progress.js'
 import { createPool } from './db/pool.js'
 import { deleteExpiredKeys } from './idempotency/idempotency.repository.js'
+import { startLeaderLease } from './db/leader-lease.js'
 import { fetchWorkerMetrics, mergeWorkerMetrics } from './merged-metrics.js'
 import { startMetricsServer } from './metrics-server.js'
 import { createMetrics } from './metrics.js'
@@ -16,8 +17,9 @@ import { createStockGate } from './redis-gate/stock-gate.js'
 import { connectWithin, createRedis } from './redis/client.js'
 import { orderReleaseHooks } from './release-hooks.js'
 
-// The `jobs` process (one PM2 fork): background work no request waits for. Every job here is safe
-// to run in two processes at once, so a second jobs process (or a restart overlap) is harmless.
+// The `jobs` process (one PM2 fork per app host): background work no request waits for. Every job here
+// is safe to run in two processes at once, so a second jobs process (or a restart overlap) is harmless;
+// still, only the leader (see the lease below) runs the jobs that write.
 
 const config = loadConfigOrExit()
 const log = pino({ level: config.LOG_LEVEL, base: { process: 'jobs' } })
@@ -36,6 +38,30 @@ const releaseHooks = orderReleaseHooks({ primary, gate, log })
 // admitted earlier release to it whatever this process sells with.
 const reconciler = createReconciler({ db: { primary }, gate, metrics })
 const reconcilesSales = config.STOCK_STRATEGY === 'redis-gate'
+
+// Concurrency: a leader lease (a Postgres advisory lock on a session of its own) lets one jobs process
+// run the sweeps and the reconciler; the others wait to take over. It is not what keeps them correct:
+// every write they make is a conditional UPDATE (or SKIP LOCKED) on Postgres, the authority, so two
+// leaders during a takeover (the old one not yet aware that its session died) do the same work twice at
+// worst, and nothing needs a fencing token. Without the lease, N hosts run N copies of every scan each
+// round, queue on the same rows, and the reconciler's Redis repairs run N times.
+metrics.jobsLeader.set(0)
+const lease = startLeaderLease({
+  connectionString: config.DATABASE_URL,
+  roundMs: 1000,
+  checkTimeoutMs: 1000,
+  applicationName: `stampede-jobs-lease-${config.NODE_APP_INSTANCE}`,
+  onChange: (held) => {
+    metrics.jobsLeader.set(held ? 1 : 0)
+    log.info({ held }, held ? 'took the jobs leader lease' : 'lost the jobs leader lease')
+  },
+  onError: (err) => log.warn({ err }, 'jobs leader lease: connection failed; trying again next round'),
+})
+
+/** The job, run only while this process holds the leader lease. */
+const leaderOnly =
+  (job: () => Promise<Record<string, number> | null>) => (): Promise<Record<string, number> | null> =>
+    lease.held() ? job() : Promise.resolve(null)
 
 const SWEEP_BATCH = 500
 const GUEST_BATCH = 1000
@@ -60,9 +86,11 @@ async function every(name: string, intervalMs: number, job: () => Promise<Record
 
 // The jobs process's own metrics, and the merged view of the whole cluster for humans and the
 // load-test report (nginx's admin server serves it as /metrics).
+const metricsHost = config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST
 const workerMetricsUrls = Array.from(
   { length: config.API_INSTANCES },
-  (_, n) => `http://127.0.0.1:${config.METRICS_PORT + n}/metrics.json`,
+  // The workers of this host listen on HOST, which need not be 127.0.0.1 (an HA host binds its own address).
+  (_, n) => `http://${metricsHost}:${config.METRICS_PORT + n}/metrics.json`,
 )
 // The live dashboard's numbers (public/dashboard.html, docs/monitoring.md): computed here once a second
 // for every viewer, since this process already reads every worker's metrics; nginx serves the stream
@@ -99,37 +127,52 @@ const metricsServer = await startMetricsServer(
 process.send?.('ready')
 log.info({ sweepMs: config.SWEEP_INTERVAL_MS, reconcileMs: config.RECONCILE_INTERVAL_MS }, 'jobs started')
 await Promise.all([
-  every('expiry sweep', config.SWEEP_INTERVAL_MS, async () => {
-    // A full batch means more are due (after a big sale): keep going until the backlog is gone, so
-    // no reservation outlives its TTL by more than about one sweep interval (invariant I4).
-    let expired = 0
-    let batch: number
-    do {
-      batch = await sweepExpiredReservations(primary, metrics, releaseHooks, SWEEP_BATCH)
-      expired += batch
-    } while (batch === SWEEP_BATCH && !stop.signal.aborted)
-    const keys = await deleteExpiredKeys(primary, 5000)
-    return expired > 0 || keys > 0 ? { expired, idempotencyKeysDeleted: keys } : null
-  }),
-  every('guest expiry', GUEST_EXPIRY_INTERVAL_MS, async () => {
-    // Bounded batches, so a backlog of a million guests never holds one long transaction.
-    let deleted = 0
-    let batch: number
-    do {
-      batch = await deleteIdleGuests(primary, config.GUEST_TTL_HOURS, GUEST_BATCH)
-      deleted += batch
-    } while (batch === GUEST_BATCH && !stop.signal.aborted)
-    return deleted > 0 ? { guestsDeleted: deleted } : null
-  }),
-  every('reconcile', config.RECONCILE_INTERVAL_MS, async () => {
-    const pendingReleases = await reconciler.applyPendingReleases()
-    const results = reconcilesSales ? await reconciler.reconcileAll() : []
-    const released = results.reduce((sum, r) => sum + r.released, 0)
-    const rebuilt = results.filter((r) => r.rebuilt).length
-    return released > 0 || rebuilt > 0 || pendingReleases > 0 ? { released, rebuilt, pendingReleases } : null
-  }),
+  every(
+    'expiry sweep',
+    config.SWEEP_INTERVAL_MS,
+    leaderOnly(async () => {
+      // A full batch means more are due (after a big sale): keep going until the backlog is gone, so
+      // no reservation outlives its TTL by more than about one sweep interval (invariant I4).
+      let expired = 0
+      let batch: number
+      do {
+        batch = await sweepExpiredReservations(primary, metrics, releaseHooks, SWEEP_BATCH)
+        expired += batch
+      } while (batch === SWEEP_BATCH && !stop.signal.aborted && lease.held())
+      const keys = await deleteExpiredKeys(primary, 5000)
+      return expired > 0 || keys > 0 ? { expired, idempotencyKeysDeleted: keys } : null
+    }),
+  ),
+  every(
+    'guest expiry',
+    GUEST_EXPIRY_INTERVAL_MS,
+    leaderOnly(async () => {
+      // Bounded batches, so a backlog of a million guests never holds one long transaction.
+      let deleted = 0
+      let batch: number
+      do {
+        batch = await deleteIdleGuests(primary, config.GUEST_TTL_HOURS, GUEST_BATCH)
+        deleted += batch
+      } while (batch === GUEST_BATCH && !stop.signal.aborted && lease.held())
+      return deleted > 0 ? { guestsDeleted: deleted } : null
+    }),
+  ),
+  every(
+    'reconcile',
+    config.RECONCILE_INTERVAL_MS,
+    leaderOnly(async () => {
+      const pendingReleases = await reconciler.applyPendingReleases()
+      const results = reconcilesSales ? await reconciler.reconcileAll() : []
+      const released = results.reduce((sum, r) => sum + r.released, 0)
+      const rebuilt = results.filter((r) => r.rebuilt).length
+      return released > 0 || rebuilt > 0 || pendingReleases > 0
+        ? { released, rebuilt, pendingReleases }
+        : null
+    }),
+  ),
 ])
 metricsServer.close()
+await lease.close()
 await primary.end()
 redis.disconnect()
 log.info('jobs stopped')

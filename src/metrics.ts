@@ -140,6 +140,11 @@ export function createMetrics(worker = 'api-0') {
       aggregator: 'min',
       registers: [registry],
     }),
+    jobsLeader: new Gauge({
+      name: 'jobs_leader',
+      help: '1 while this jobs process holds the leader lease and runs the sweeps and the reconciler, 0 otherwise',
+      registers: [registry],
+    }),
     dbQueries: new Counter({
       name: 'db_queries_total',
       help: 'Queries sent to Postgres, by pool (primary or replica); lag probes are not counted',

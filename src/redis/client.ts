@@ -1,9 +1,36 @@
-import { Redis, type Command } from 'ioredis'
+import { Redis, type Command, type RedisOptions } from 'ioredis'
 import type { Config } from '../config.js'
 import type { Metrics } from '../metrics.js'
 
+/**
+ * Where a client connects, decided here and nowhere else: the server of REDIS_URL, or, with
+ * REDIS_SENTINELS set, whichever server the sentinels name as the primary of REDIS_SENTINEL_NAME. The
+ * password and database of REDIS_URL apply to the data nodes either way. Clients made with
+ * `redis.duplicate()` (duplicateForSubscribing) inherit the choice.
+ */
+export function redisTargetOf(
+  config: Pick<Config, 'REDIS_URL' | 'REDIS_SENTINELS' | 'REDIS_SENTINEL_NAME'>,
+): { url: string; options: RedisOptions } {
+  if (config.REDIS_SENTINELS.length === 0) return { url: config.REDIS_URL, options: {} }
+  return {
+    url: config.REDIS_URL,
+    options: {
+      sentinels: config.REDIS_SENTINELS,
+      name: config.REDIS_SENTINEL_NAME,
+      // Only the primary: a replica would answer every write with READONLY.
+      role: 'master',
+      // Subscribes to +switch-master on the sentinels and reconnects the moment they announce a new
+      // primary, even when the old one is still reachable (cut off from the others, or demoted but not
+      // yet told to drop its clients); otherwise only a closed connection or an error would move us.
+      failoverDetector: true,
+    },
+  }
+}
+
 export function createRedis(config: Config): Redis {
-  const redis = new Redis(config.REDIS_URL, {
+  const target = redisTargetOf(config)
+  const redis = new Redis(target.url, {
+    ...target.options,
     // Fail fast instead of queueing: while Redis is away a buyer gets a quick 503, not a hung request.
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
@@ -12,6 +39,14 @@ export function createRedis(config: Config): Redis {
     // what the caller knew then: an admit stamped with the old server's run id (see serverRunIdOf) would
     // reach a Redis restarted from its AOF, whose gates still bear that id but may have lost writes.
     autoResendUnfulfilledCommands: false,
+    // Concurrency: a READONLY answer means this connection reached a replica (a primary demoted by a
+    // failover): reconnect, so the sentinels name the new primary, but do not resend the command (1, not
+    // 2). The refused command did not run, yet it carries the run id of the old connection and a gate
+    // script resent on the new one would be judged by what the caller knew before the failover; the
+    // buyer gets a 503 and retries on the new connection, whose run id re-fences the gate. NOREPLICAS
+    // does not reconnect: the server is still the primary as far as anyone knows, and when the
+    // sentinels promote another one the failover detector moves us.
+    reconnectOnError: (err) => (err.message.startsWith('READONLY') ? 1 : false),
     connectTimeout: 2000,
     // A Redis that is connected but does not answer (paused, swapping, stuck in a slow command) keeps
     // the socket open, so only a timer notices: each command fails after this long (503 to a buyer).
@@ -54,7 +89,10 @@ export function runIdIn(info: string): string | null {
  * connection's own answer, so no command sent on a new connection carries the old server's id. The
  * gate compares it with the id it was built under (gate-admit.lua): a Redis restarted from its AOF may
  * have lost its last writes, and its gates, which still bear the old id, are rebuilt from Postgres
- * before they admit anyone.
+ * before they admit anyone. A Sentinel failover is the same case: the old primary's connection closes
+ * (it died, or Sentinel made it drop its clients, or the failover detector dropped it), ioredis asks the
+ * sentinels and connects to the promoted replica, and that server has a run id of its own while the
+ * gates it replicated (perhaps without their last writes) bear the old primary's.
  */
 export function serverRunIdOf(redis: Redis): ServerRunId {
   const tracked = runIdTrackers.get(redis)
@@ -108,12 +146,17 @@ export function serverRunIdOf(redis: Redis): ServerRunId {
  * again after a reconnect (ioredis subscribes again by itself).
  */
 export function duplicateForSubscribing(redis: Redis): Redis {
-  return redis.duplicate({
+  // duplicate() keeps the app client's options, so the subscriber reaches the same server: through the
+  // sentinels when they are set (redisTargetOf), and to the new primary after a failover.
+  const subscriber = redis.duplicate({
     enableOfflineQueue: true,
     maxRetriesPerRequest: null,
     commandTimeout: undefined,
     autoResendUnfulfilledCommands: true,
   })
+  // The app's own connection already logs Redis errors; without a listener ioredis prints each one.
+  subscriber.on('error', () => undefined)
+  return subscriber
 }
 
 /** Times every command this client sends, by command name (redis_command_duration_seconds). */
