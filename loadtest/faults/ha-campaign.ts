@@ -77,21 +77,20 @@ export interface HaCaseResult extends CaseResult {
 export const OUTAGE_GAP_MS = 1000
 
 /**
- * The outage a fault caused, from the times (ms) 201s and 5xx were answered: the first stretch after the
- * fault of OUTAGE_GAP_MS or more without a 201, ended by the first 201 after it (recovery). Without such
- * a stretch the sale never stopped: recovery is the first 201 after the fault. Without any 201 after the
- * fault, the sale never recovered.
+ * The outage a fault caused, from the times (ms) fresh 201s and 5xx were answered: the first stretch
+ * after the fault of OUTAGE_GAP_MS or more without a 201, ended by the first 201 after it (recovery).
+ * Without such a stretch the sale never stopped: recovery and outage are 0. Without any 201 after the
+ * fault, the sale never recovered (null).
  */
 export function outageAfter(faultAt: number, oks: number[], failures: number[]) {
   const after = oks.filter((t) => t >= faultAt).sort((a, b) => a - b)
   if (after.length === 0) {
     return { recoveryMs: null, outageMs: null, outage5xx: failures.filter((t) => t >= faultAt).length }
   }
-  let outage = { from: faultAt, to: after[0]! }
-  for (let i = 1; outage.to - outage.from < OUTAGE_GAP_MS && i < after.length; i++) {
-    if (after[i]! - after[i - 1]! >= OUTAGE_GAP_MS) outage = { from: after[i - 1]!, to: after[i]! }
-  }
-  if (outage.to - outage.from < OUTAGE_GAP_MS) outage = { from: faultAt, to: after[0]! }
+  const points = [faultAt, ...after]
+  const gap = points.findIndex((t, i) => i > 0 && t - points[i - 1]! >= OUTAGE_GAP_MS)
+  if (gap < 0) return { recoveryMs: 0, outageMs: 0, outage5xx: 0 }
+  const outage = { from: points[gap - 1]!, to: points[gap]! }
   return {
     recoveryMs: outage.to - faultAt,
     outageMs: outage.to - outage.from,
@@ -146,7 +145,7 @@ export async function waitForWholeCluster(options: HaOptions, timeoutMs = 90_000
       return (
         down.length === 0 &&
         status.postgres.leader !== null &&
-        status.postgres.replicas.length === 2 &&
+        status.postgres.streaming.length === 2 &&
         status.redis.primary !== null &&
         ready.every(Boolean)
       )
@@ -220,7 +219,7 @@ export async function runHaCase(
       },
     }
 
-    // When each 201 and each 5xx was answered, for the outage and the recovery (outageAfter).
+    // When each fresh 201 and each 5xx was answered, for the outage and the recovery (outageAfter).
     const oks: number[] = []
     const failures: number[] = []
     const stock = watchSale(target, sale.id, () => loadStartedAt)
@@ -235,7 +234,10 @@ export async function runHaCase(
       setupRequest: (request, context) => buyers.next(request, context, sale.id),
       onResponse: (status, body, context, headers) => {
         buyers.record(status, body, headers, context)
-        if (status === 201) oks.push(Date.now())
+        // A replayed 201 (an earlier attempt's answer, for its Idempotency-Key) may come from Redis while
+        // Postgres is away: only a fresh order shows the sale selling again.
+        const replayed = headers['idempotent-replayed'] === 'true'
+        if (status === 201 && !replayed) oks.push(Date.now())
         else if (status >= 500) failures.push(Date.now())
       },
     }

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { waitFor } from '../../scripts/stack/process.js'
 import { heal, partition } from '../../scripts/stack/ha/netns.js'
-import { patroniLeader, patroniMembers } from '../../scripts/stack/ha/postgres-ha.js'
+import { patroniLeader, patroniWhole } from '../../scripts/stack/ha/postgres-ha.js'
 import {
   MIN_REPLICAS_MAX_LAG_S,
   redisPrimary,
@@ -34,15 +34,6 @@ const kill = (pid: number | undefined, what: string) => {
 async function timeUntil(what: string, since: number, holds: () => Promise<boolean>, timeoutMs = 60_000) {
   await waitFor(what, holds, timeoutMs)
   return Date.now() - since
-}
-
-/** A Patroni cluster with a leader and two replicas streaming from it. */
-async function patroniWhole(): Promise<boolean> {
-  const members = await patroniMembers()
-  return (
-    members.some((m) => m.role === 'leader' && m.state === 'running') &&
-    members.filter((m) => m.role !== 'leader' && ['running', 'streaming'].includes(m.state)).length === 2
-  )
 }
 
 /** The host the Redis Sentinels name as primary now. */

@@ -11,14 +11,18 @@ export const SCALING_DOC = path.join(REPO_ROOT, 'docs', 'scaling.md')
 const START = '<!-- ha-results -->'
 const END = '<!-- /ha-results -->'
 
+const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`
+/** "never", "no outage" (the sale never stopped for a second), or the time to the first 201 after it. */
 const recovery = (r: HaCaseResult) =>
-  r.recoveryMs === null ? 'n/a' : `${(r.recoveryMs / 1000).toFixed(1)} s`
+  r.recoveryMs === null ? 'never' : r.outageMs === 0 ? 'no outage' : seconds(r.recoveryMs)
+const outage = (r: HaCaseResult) =>
+  r.outageMs === null ? 'n/a' : r.outageMs === 0 ? '-' : seconds(r.outageMs)
 
 export function haCaseLine(r: HaCaseResult): string {
   return [
     r.name.padEnd(20),
     `recovered ${recovery(r)}`,
-    `no 201 for ${r.outageMs === null ? 'n/a' : `${(r.outageMs / 1000).toFixed(1)} s`}`,
+    `no 201 for ${outage(r)}`,
     `${r.outage5xx} 5xx in the outage`,
     `${r.requests} requests`,
     `${r.server5xx} 5xx`,
@@ -36,7 +40,7 @@ const table = (rows: string[][]) =>
 function failover(r: HaCaseResult): string {
   const n = r.notes
   const ms = n.newLeaderAfterMs ?? n.newPrimaryAfterMs
-  return typeof ms === 'number' ? `${(ms / 1000).toFixed(1)} s` : 'none needed'
+  return typeof ms === 'number' ? seconds(ms) : 'none needed'
 }
 
 export function writeScalingResults(
@@ -70,7 +74,7 @@ export function writeScalingResults(
         `[${r.name}](#${r.name})`,
         failover(r),
         recovery(r),
-        r.outageMs === null ? 'n/a' : `${(r.outageMs / 1000).toFixed(1)} s`,
+        outage(r),
         String(r.outage5xx),
         String(r.requests),
         String(r.server5xx),

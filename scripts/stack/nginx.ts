@@ -45,6 +45,8 @@ export interface NginxSetup {
   netns?: string
   /** Parameters of every upstream server line: `max_fails=0` unless given (see nginx.conf). */
   upstreamParameters?: string
+  /** The conditions of `proxy_next_upstream`, in place of nginx.conf's (`error timeout http_502 http_503`). */
+  nextUpstream?: string
 }
 
 /**
@@ -121,7 +123,10 @@ export async function renderNginxConf(n: NginxSetup): Promise<string> {
   })
   // The template listens on loopback; on an HA host both servers listen on the host's address instead
   // (deploy/compose/nginx-entrypoint.sh does the same for a container).
-  return n.address ? rendered.replaceAll('listen 127.0.0.1:', `listen ${n.address}:`) : rendered
+  const listening = n.address ? rendered.replaceAll('listen 127.0.0.1:', `listen ${n.address}:`) : rendered
+  return n.nextUpstream
+    ? listening.replace(/^(\s*proxy_next_upstream) [^;]+;/m, `$1 ${n.nextUpstream};`)
+    : listening
 }
 
 /** Runs the nginx binary, inside the HA host's namespace when there is one. */

@@ -16,6 +16,14 @@ async function batches(app: FastifyInstance, outcome: string): Promise<number> {
 }
 const splitBatches = (app: FastifyInstance) => batches(app, 'split')
 
+async function waitUntil(condition: () => Promise<boolean>, timeoutMs = 5000) {
+  const deadline = Date.now() + timeoutMs
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await sleep(20)
+  }
+}
+
 // The batcher against real Postgres and Redis: the gate admits, the batcher writes.
 describe('order batcher', () => {
   let app: FastifyInstance
@@ -187,5 +195,60 @@ describe('order batcher', () => {
       drift: 0,
       violations: [],
     })
+  })
+  it('when the gate believes more units remain than Postgres has, then the batch fails as a whole (503, nothing written, Postgres unchanged) and the gate is rebuilt from Postgres before it admits again', async () => {
+    const saleId = await newSale(app, admin, { units: 10 })
+    const buyers = await createLoadTestUsers(app.db.primary, app.config, 15)
+    const gate = createStockGate(app.redis, { tokenTtlMs: 30_000 })
+    // What a promoted replica that missed the last decrements would hold, without the run-id fence to
+    // catch it: 10 more units than Postgres has.
+    await app.redis.hincrby(`sale:{${saleId}}:gate`, 'available', 10)
+    const batcher = createOrderBatcher({
+      db: app.db,
+      gate,
+      metrics: app.metrics,
+      log: { warn: () => {} },
+      reservationTtlSeconds: 600,
+      maxBatch: 128,
+      maxWaitMs: 50,
+      maxConcurrent: 1,
+    })
+
+    const answers = await Promise.allSettled(
+      buyers.map(async ({ id: userId }) => {
+        const admission = await gate.admit(saleId, userId, 1)
+        if (admission.outcome !== 'admitted') throw new Error(`not admitted: ${admission.outcome}`)
+        return batcher.submit({ saleId, userId, quantity: 1, token: admission.token, idempotency: null })
+      }),
+    )
+
+    expect(answers.every((a) => a.status === 'rejected')).toBe(true)
+    expect((answers[0] as PromiseRejectedResult).reason).toMatchObject({
+      statusCode: 503,
+      code: 'SALE_UNAVAILABLE',
+    })
+    const { rows } = await app.db.primary.query<{ n: number; available: number }>(
+      `SELECT (SELECT count(*)::int FROM orders WHERE sale_id = $1) AS n, available
+         FROM flash_sale_stock WHERE sale_id = $1`,
+      [saleId],
+    )
+    expect(rows[0]).toEqual({ n: 0, available: 10 })
+    // Marked stale: nobody is admitted on its wrong count; the purchase path rebuilds it from Postgres.
+    await waitUntil(async () => (await gate.admit(saleId, buyers[0]!.id, 1)).outcome === 'gate_missing')
+    const sold = await Promise.all(
+      buyers.map((buyer) =>
+        app.inject({
+          method: 'POST',
+          url: `/api/sales/${saleId}/purchase`,
+          headers: { authorization: `Bearer ${buyer.token}` },
+          payload: { quantity: 1 },
+        }),
+      ),
+    )
+    expect(sold.filter((r) => r.statusCode === 201)).toHaveLength(10)
+    expect(sold.filter((r) => r.statusCode === 409).map((r) => r.json<{ code: string }>().code)).toEqual(
+      Array(5).fill('SOLD_OUT'),
+    )
+    expect(await auditOf(app, admin, saleId)).toMatchObject({ available: 0, drift: 0, violations: [] })
   })
 })

@@ -18,6 +18,17 @@ import { addUserUnitsWithinLimit, findSale, type Sale } from '../sales/sales.rep
 import { reserveReturningVersion, SALE_STOCK } from '../stock/stock.repository.js'
 import type { StockGate } from './stock-gate.js'
 
+/** The gate admitted a batch Postgres has not the units for: the gate's count is wrong, not the buyers. */
+class GateAheadOfPostgresError extends Error {
+  constructor(
+    readonly saleId: number,
+    units: number,
+  ) {
+    super(`sale ${saleId}: Postgres has fewer than the ${units} units the gate admitted`)
+    this.name = 'GateAheadOfPostgresError'
+  }
+}
+
 /** A buyer the gate admitted, waiting for its order to be written. */
 export interface AdmittedPurchase {
   saleId: number
@@ -134,6 +145,13 @@ export function createOrderBatcher(options: BatcherOptions) {
       metrics.orderBatches.inc({ outcome: 'unknown' })
       return new Map(items.map((p) => [p, { error: err, tokenStays: true }]))
     }
+    // Concurrency: a gate ahead of Postgres (it admitted units Postgres does not have) is marked stale,
+    // so it is rebuilt from Postgres before it admits again. Left as it is, it would go on admitting
+    // against its wrong count: every batch of the sale would fail the same way, for the rest of the sale.
+    if (err instanceof GateAheadOfPostgresError) {
+      options.log.warn({ saleId: err.saleId }, 'the gate is ahead of Postgres; it will be rebuilt')
+      void gate.markStale(err.saleId).catch(() => undefined)
+    }
     // Certainly rolled back (Postgres down, a timeout, the gate ahead of Postgres): the units go back.
     metrics.orderBatches.inc({ outcome: 'failed' })
     return new Map(items.map((p) => [p, { error: new SaleUnavailableError(err) }]))
@@ -185,7 +203,7 @@ export function createOrderBatcher(options: BatcherOptions) {
       // Concurrency: one conditional UPDATE for the whole batch. Postgres stays the authority: if the
       // gate ever admitted more than Postgres has, the UPDATE matches nothing and the batch fails.
       const version = await reserveReturningVersion(tx, SALE_STOCK, sale.id, units)
-      if (version === null) throw new Error(`sale ${sale.id}: Postgres has fewer than ${units} units`)
+      if (version === null) throw new GateAheadOfPostgresError(sale.id, units)
       for (const p of live) answers.set(p, { order: orders.get(p)! })
       return version
     })

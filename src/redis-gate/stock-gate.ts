@@ -193,6 +193,14 @@ export function createStockGate(redis: Redis, options: { tokenTtlMs: number }) {
     },
 
     /** True when the gate exists and was built on the Redis server this process is connected to. */
+    /**
+     * Marks a sale's gate stale, as a Redis restart would: nobody is admitted until it is rebuilt from
+     * Postgres (the next purchase, or the reconciler). For a gate found ahead of Postgres.
+     */
+    async markStale(saleId: number): Promise<void> {
+      await redis.hset(keys(saleId).gate, 'run_id', 'stale')
+    },
+
     async isCurrent(saleId: number): Promise<boolean> {
       const runId = await runIds.known()
       return runId !== null && (await redis.hget(keys(saleId).gate, 'run_id')) === runId

@@ -30,6 +30,7 @@ import {
   patroniMembers,
   patroniPid,
   postmasterPid,
+  REPLICA_MAX_LAG_BYTES,
   stopPostgresHa,
   type PostgresHaSetup,
 } from './postgres-ha.js'
@@ -198,6 +199,11 @@ export function haNginxSetup(o: HaOptions): NginxSetup {
     // connection attempt wait for the timeout; without this, least_conn would keep sending it requests.
     // (The single-host stack lists its workers with max_fails=0 instead: see nginx.conf.)
     upstreamParameters: 'max_fails=2 fail_timeout=5s',
+    // nginx counts every answer proxy_next_upstream names as a failed attempt, http_503 included. Here a
+    // 503 from the app means a shared dependency is away (Redis failing over): every host answers the
+    // same, and counting it would mark all three down, so nginx would answer its own 503 until
+    // fail_timeout ran out, after Redis was back (the redis-primary-kill case saw 700 of them).
+    nextUpstream: 'error timeout http_502',
   }
 }
 
@@ -307,7 +313,8 @@ export interface HaStatus {
     subnet: string
     hosts: { name: string; netns: string; address: string }[]
   }
-  postgres: { leader: string | null; syncStandby: string | null; replicas: string[] }
+  /** `streaming`: the replicas within REPLICA_MAX_LAG_BYTES of the leader (HAProxy reads from those). */
+  postgres: { leader: string | null; syncStandby: string | null; replicas: string[]; streaming: string[] }
   redis: { primary: string | null; replicas: string[] }
   urls: HaUrls
   servers: HaServer[]
@@ -403,6 +410,9 @@ export async function haStatus(o: HaOptions): Promise<HaStatus> {
       leader: leader?.name ?? null,
       syncStandby: members.find((m) => m.role === 'sync_standby')?.name ?? null,
       replicas: members.filter((m) => m.role !== 'leader').map((m) => m.name),
+      streaming: members
+        .filter((m) => m.role !== 'leader' && typeof m.lag === 'number' && m.lag < REPLICA_MAX_LAG_BYTES)
+        .map((m) => m.name),
     },
     redis: {
       primary: primary?.name ?? null,

@@ -2,6 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { portAnswers, waitFor, type Log } from '../process.js'
 import { daemonPid, startDaemon, stopDaemon, type Daemon } from './netns.js'
+import { REPLICA_MAX_LAG_BYTES } from './postgres-ha.js'
 import { HA_PORTS, haHost, hostsWithRole } from './topology.js'
 
 // HAProxy in front of the Patroni cluster. node-postgres connects to one host, so the app keeps its two
@@ -57,11 +58,13 @@ listen primary
     http-check expect status 200
 ${servers}
 
-# Read-only: the replicas, one connection after another.
+# Read-only: the replicas that stream, one connection after another. /replica alone answers 200 for
+# any running replica, even one on a diverged timeline that replays nothing; ?lag= also asks that it be
+# within ${REPLICA_MAX_LAG_BYTES} bytes of the leader.
 listen replicas
     bind ${proxy}:${HA_PORTS.haproxyReplicas}
     balance roundrobin
-    option httpchk GET /replica
+    option httpchk GET /replica?lag=${REPLICA_MAX_LAG_BYTES}
     http-check expect status 200
 ${servers}
 

@@ -126,11 +126,13 @@ async function writePatroniConfig(s: PostgresHaSetup, host: HaHost): Promise<voi
             hot_standby_feedback: 'on',
             max_wal_senders: 10,
             max_replication_slots: 10,
-            // pg_rewind needs it to bring a failed leader back as a replica of the new one.
+            // pg_rewind needs both to bring a failed leader back as a replica of the new one: without
+            // them it refuses, and the old leader comes back on its own timeline, a "replica" that
+            // streams nothing and serves reads that never change (the leader-kill case found it).
             wal_log_hints: 'on',
+            full_page_writes: 'on',
             // As in the single-host stack: a lab, recreated on every up (see scripts/stack/postgres.ts).
             fsync: 'off',
-            full_page_writes: 'off',
             synchronous_commit: 'on',
             shared_preload_libraries: 'pg_stat_statements',
           },
@@ -155,6 +157,9 @@ async function writePatroniConfig(s: PostgresHaSetup, host: HaHost): Promise<voi
         rewind: { username: 'postgres', password: s.superuserPassword },
       },
       parameters: { unix_socket_directories: dir },
+      // If a rewind fails anyway, clone the leader afresh rather than run diverged.
+      remove_data_directory_on_rewind_failure: true,
+      remove_data_directory_on_diverged_timelines: true,
     },
     tags: { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false },
   }
@@ -188,6 +193,25 @@ export async function patroniMembers(): Promise<PatroniMember[]> {
 
 export const patroniLeader = async () => (await patroniMembers()).find((m) => m.role === 'leader')
 
+/** Replication lag (bytes) under which a replica counts as streaming: HAProxy's read-only check too. */
+export const REPLICA_MAX_LAG_BYTES = 1024 * 1024
+
+/**
+ * A leader and two replicas that stream from it: running, and within REPLICA_MAX_LAG_BYTES of the
+ * leader. A replica on another timeline is "running" too, but its lag only grows.
+ */
+export async function patroniWhole(): Promise<boolean> {
+  const members = await patroniMembers()
+  const streaming = members.filter(
+    (m) =>
+      m.role !== 'leader' &&
+      m.state === 'running' &&
+      typeof m.lag === 'number' &&
+      m.lag < REPLICA_MAX_LAG_BYTES,
+  )
+  return members.some((m) => m.role === 'leader' && m.state === 'running') && streaming.length === 2
+}
+
 /** The postmaster's PID of a node (its data directory's postmaster.pid), if it runs. */
 export function postmasterPid(s: PostgresHaSetup, host: HaHost): number | undefined {
   const file = path.join(nodeDir(s, host), 'data', 'postmaster.pid')
@@ -216,17 +240,7 @@ export async function ensurePostgresHa(s: PostgresHaSetup, log: Log): Promise<vo
     if (!existsSync(patroniConfig(s, host))) await writePatroniConfig(s, host)
     await startDaemon(patroniDaemon(s, host), log)
   }
-  await waitFor(
-    'patroni: a leader and two streaming replicas',
-    async () => {
-      const members = await patroniMembers()
-      return (
-        members.some((m) => m.role === 'leader' && m.state === 'running') &&
-        members.filter((m) => m.role !== 'leader' && ['running', 'streaming'].includes(m.state)).length === 2
-      )
-    },
-    120_000,
-  )
+  await waitFor('patroni: a leader and two streaming replicas', patroniWhole, 120_000)
   const leader = await patroniLeader()
   log(`patroni: ${leader?.name} leads, ${nodes.length - 1} replicas stream`)
 }
