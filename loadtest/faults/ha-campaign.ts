@@ -32,9 +32,10 @@ import { seededRandom, type FaultEvent } from './fault-library.js'
 // The HA profile's fault cases (`npm run faults -- --profile ha [case ...]`): a flash sale through nginx
 // on the multi-host profile, one failover injected while it runs, the cluster made whole again, then the
 // same invariant verifier and shared checks as the single-host campaign (campaign.ts). Each case reports
-// how long the sale took to recover: from the fault to the first 201 after the first stretch of a second
-// or more without any 201 that followed it (the outage; connections that outlive a killed postmaster may still commit for
-// a moment, so "the first 201 after the fault" alone would call a failover over before it began).
+// how long the sale took to recover: from the fault to the first 201 after both the last 5xx and the
+// first stretch of a second or more without any 201 (outageAfter). "The first 201 after the fault" alone
+// would call a failover over before it began: connections of a killed postmaster may still commit for a
+// moment, and a buyer's replay may be answered from Redis.
 
 export interface HaCaseContext extends JudgedContext {
   options: HaOptions
@@ -65,11 +66,11 @@ export interface HaFaultCase {
 }
 
 export interface HaCaseResult extends CaseResult {
-  /** From the fault to the first 201 after the outage (ms). */
+  /** From the fault to the first 201 after the last 5xx and after the sale stopped, if it did (ms). */
   recoveryMs: number | null
-  /** The outage: the first stretch after the fault of a second or more without a 201 (ms). */
+  /** The first stretch after the fault of a second or more without a 201: the sale stopped (ms; 0: never). */
   outageMs: number | null
-  /** 5xx answers between the fault and the end of the outage. */
+  /** 5xx answers after the fault. */
   outage5xx: number
 }
 
@@ -77,24 +78,25 @@ export interface HaCaseResult extends CaseResult {
 export const OUTAGE_GAP_MS = 1000
 
 /**
- * The outage a fault caused, from the times (ms) fresh 201s and 5xx were answered: the first stretch
- * after the fault of OUTAGE_GAP_MS or more without a 201, ended by the first 201 after it (recovery).
- * Without such a stretch the sale never stopped: recovery and outage are 0. Without any 201 after the
- * fault, the sale never recovered (null).
+ * What a fault cost, from the times (ms) fresh 201s and 5xx were answered after it:
+ * - `outageMs`: the first stretch of OUTAGE_GAP_MS or more without a 201 (the sale stopped), else 0;
+ * - `recoveryMs`: from the fault to the first 201 after both that stretch and the last 5xx (the sale
+ *   sells again and nobody is failed any more); 0 when neither happened; null when no 201 came after;
+ * - `outage5xx`: every 5xx answered after the fault.
  */
 export function outageAfter(faultAt: number, oks: number[], failures: number[]) {
   const after = oks.filter((t) => t >= faultAt).sort((a, b) => a - b)
-  if (after.length === 0) {
-    return { recoveryMs: null, outageMs: null, outage5xx: failures.filter((t) => t >= faultAt).length }
-  }
+  const failed = failures.filter((t) => t >= faultAt)
   const points = [faultAt, ...after]
   const gap = points.findIndex((t, i) => i > 0 && t - points[i - 1]! >= OUTAGE_GAP_MS)
-  if (gap < 0) return { recoveryMs: 0, outageMs: 0, outage5xx: 0 }
-  const outage = { from: points[gap - 1]!, to: points[gap]! }
+  const outageMs = gap < 0 ? 0 : points[gap]! - points[gap - 1]!
+  const troubleEnds = Math.max(gap < 0 ? faultAt : points[gap - 1]!, ...failed)
+  if (troubleEnds === faultAt && gap < 0) return { recoveryMs: 0, outageMs: 0, outage5xx: 0 }
+  const recovered = after.find((t) => t > troubleEnds)
   return {
-    recoveryMs: outage.to - faultAt,
-    outageMs: outage.to - outage.from,
-    outage5xx: failures.filter((t) => t >= faultAt && t <= outage.to).length,
+    recoveryMs: recovered === undefined ? null : recovered - faultAt,
+    outageMs: recovered === undefined ? null : outageMs,
+    outage5xx: failed.length,
   }
 }
 
@@ -293,7 +295,7 @@ export async function runHaCase(
         detail:
           outage.recoveryMs === null
             ? 'no 201 after the fault'
-            : `selling again ${outage.recoveryMs} ms after the fault, after ${outage.outageMs} ms without a 201 and ${outage.outage5xx} 5xx`,
+            : `recovered ${outage.recoveryMs} ms after the fault (${outage.outage5xx} 5xx after it; the longest stop without a 201: ${outage.outageMs} ms)`,
       })
       result.verdict = result.checks.every((c) => c.ok) ? 'pass' : 'FAIL'
     }

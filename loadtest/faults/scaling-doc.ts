@@ -12,18 +12,18 @@ const START = '<!-- ha-results -->'
 const END = '<!-- /ha-results -->'
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`
-/** "never", "no outage" (the sale never stopped for a second), or the time to the first 201 after it. */
+/** "never", "nothing to recover from", or the time to the first 201 after the last 5xx and the stop. */
 const recovery = (r: HaCaseResult) =>
-  r.recoveryMs === null ? 'never' : r.outageMs === 0 ? 'no outage' : seconds(r.recoveryMs)
+  r.recoveryMs === null ? 'never' : r.recoveryMs === 0 ? 'nothing failed' : seconds(r.recoveryMs)
 const outage = (r: HaCaseResult) =>
-  r.outageMs === null ? 'n/a' : r.outageMs === 0 ? '-' : seconds(r.outageMs)
+  r.outageMs === null ? 'n/a' : r.outageMs === 0 ? 'never stopped' : seconds(r.outageMs)
 
 export function haCaseLine(r: HaCaseResult): string {
   return [
     r.name.padEnd(20),
     `recovered ${recovery(r)}`,
-    `no 201 for ${outage(r)}`,
-    `${r.outage5xx} 5xx in the outage`,
+    `sale stopped ${outage(r)}`,
+    `${r.outage5xx} 5xx after the fault`,
     `${r.requests} requests`,
     `${r.server5xx} 5xx`,
     `${r.errors} errors`,
@@ -59,10 +59,10 @@ export function writeScalingResults(
     [
       'case',
       'engine failover',
-      'sale recovered',
-      '5xx in the outage',
+      'sale stopped for',
+      'recovered after',
+      '5xx after the fault',
       'requests',
-      '5xx',
       'errors',
       'orders',
       'drift',
@@ -73,11 +73,10 @@ export function writeScalingResults(
       return [
         `[${r.name}](#${r.name})`,
         failover(r),
-        recovery(r),
         outage(r),
+        recovery(r),
         String(r.outage5xx),
         String(r.requests),
-        String(r.server5xx),
         String(r.errors),
         String(r.orders),
         String(r.drift ?? 'n/a'),
