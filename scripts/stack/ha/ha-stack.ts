@@ -277,6 +277,8 @@ export async function haDown(o: HaOptions, log: Log = defaultLog()): Promise<voi
     await Promise.all(pids.map((pid) => terminate(pid, 5_000)))
   }
   await removeNetwork(log)
+  const left = await networkLeftovers()
+  if (left.length > 0) throw new Error(`stack:ha down left ${left.join(', ')} behind`)
   const pgRoot = existingPostgresRoot(stackPaths(o.dir))
   if (pgRoot) rmSync(pgRoot, { recursive: true, force: true })
   rmSync(o.dir, { recursive: true, force: true })

@@ -258,7 +258,8 @@ export async function stopPostgresHa(s: PostgresHaSetup, log: Log): Promise<void
       )
     }
   }
-  await Promise.all(hostsWithRole('postgres').map((h) => stopDaemon(etcdDaemon(s, h), log)))
+  // etcd takes seconds to leave gracefully, and `down` deletes its data next: a short grace is enough.
+  await Promise.all(hostsWithRole('postgres').map((h) => stopDaemon(etcdDaemon(s, h), log, 1000)))
 }
 
 export const etcdPid = (s: PostgresHaSetup, host: HaHost) => daemonPid(etcdDaemon(s, host))
