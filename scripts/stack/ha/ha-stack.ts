@@ -285,6 +285,16 @@ export async function haDown(o: HaOptions, log: Log = defaultLog()): Promise<voi
   log(`removed ${o.dir}`)
 }
 
+/** A page's text, or undefined when nothing answers 200 within a second. */
+async function fetchText(url: string): Promise<string | undefined> {
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(1000) })
+    return response.ok ? await response.text() : undefined
+  } catch {
+    return undefined
+  }
+}
+
 /** The PIDs of every process in a host's namespace (none when the namespace does not exist). */
 async function namespacePids(host: HaHost): Promise<number[]> {
   const { code, stdout } = await run('ip', ['netns', 'pids', host.netns], { check: false })
@@ -301,7 +311,7 @@ export interface HaServer {
   host: string
   address: string
   port: number
-  /** leader / sync_standby / replica (Postgres), primary / replica (Redis), member, proxy, ... */
+  /** leader / sync_standby / replica (Postgres), primary / replica (Redis), jobs leader / standby, ... */
   role: string
   pid: number | null
   up: boolean
@@ -380,12 +390,17 @@ export async function haStatus(o: HaOptions): Promise<HaStatus> {
     const app = haAppSetup(o, host)
     const processes = existsSync(app.pm2Home) ? await listApp(app).catch(() => []) : []
     for (const p of processes) {
-      const port = p.name === 'api' ? HA_PORTS.api + (p.pm2_env.NODE_APP_INSTANCE ?? 0) : HA_PORTS.jobsMetrics
-      const url =
-        p.name === 'api'
-          ? `http://${host.address}:${port}/health/live`
-          : `http://${host.address}:${port}/metrics`
-      add(p.name, host, port, p.name, p.pid || undefined, (await httpStatus(url)) === 200)
+      if (p.name === 'api') {
+        const port = HA_PORTS.api + (p.pm2_env.NODE_APP_INSTANCE ?? 0)
+        const up = (await httpStatus(`http://${host.address}:${port}/health/live`)) === 200
+        add('api', host, port, 'worker', p.pid || undefined, up)
+      } else {
+        // The jobs process that holds the lease (src/db/leader-lease.ts) says so in its metrics.
+        const metrics = await fetchText(`http://${host.address}:${HA_PORTS.jobsMetrics}/metrics`)
+        const role =
+          metrics === undefined ? 'jobs' : /^jobs_leader 1$/m.test(metrics) ? 'jobs leader' : 'jobs standby'
+        add('jobs', host, HA_PORTS.jobsMetrics, role, p.pid || undefined, metrics !== undefined)
+      }
     }
   }
   const edge = haHost('edge')
