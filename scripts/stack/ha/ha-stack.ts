@@ -398,7 +398,11 @@ export async function haStatus(o: HaOptions): Promise<HaStatus> {
         // The jobs process that holds the lease (src/db/leader-lease.ts) says so in its metrics.
         const metrics = await fetchText(`http://${host.address}:${HA_PORTS.jobsMetrics}/metrics`)
         const role =
-          metrics === undefined ? 'jobs' : /^jobs_leader 1$/m.test(metrics) ? 'jobs leader' : 'jobs standby'
+          metrics === undefined
+            ? 'jobs'
+            : /^jobs_leader(\{[^}]*\})? 1$/m.test(metrics)
+              ? 'jobs leader'
+              : 'jobs standby'
         add('jobs', host, HA_PORTS.jobsMetrics, role, p.pid || undefined, metrics !== undefined)
       }
     }
