@@ -1,16 +1,7 @@
 import { spawn } from 'node:child_process'
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs'
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
-import { commandLine, isAlive, livePidFromFile, run, sleep, terminate, type Log } from '../process.js'
+import { isAlive, livePidFromFile, run, sleep, terminate, type Log } from '../process.js'
 import {
   HA_BRIDGE,
   HA_BRIDGE_ADDRESS,
@@ -100,7 +91,7 @@ export async function networkLeftovers(): Promise<string[]> {
   return left
 }
 
-/** Runs a command inside a host's namespace (as `user` when given) and waits for it. */
+/** Runs a command inside a host's namespace and waits for it. */
 export function runIn(host: HaHost, command: string, args: string[], options: { check?: boolean } = {}) {
   return run('ip', ['netns', 'exec', host.netns, command, ...args], options)
 }
@@ -125,7 +116,7 @@ export interface Daemon {
 }
 
 const pidFileOf = (d: Daemon) => path.join(d.runDir, `${d.host.name}-${d.service}.pid`)
-export const logFileOf = (d: Daemon) => path.join(d.runDir, `${d.host.name}-${d.service}.log`)
+const logFileOf = (d: Daemon) => path.join(d.runDir, `${d.host.name}-${d.service}.log`)
 
 export const daemonPid = (d: Daemon) => livePidFromFile(pidFileOf(d), d.expect)
 
@@ -160,7 +151,7 @@ export async function startDaemon(d: Daemon, log: Log): Promise<number> {
   }
 }
 
-export function logTail(d: Daemon, lines = 20): string {
+function logTail(d: Daemon, lines = 20): string {
   const file = logFileOf(d)
   return existsSync(file) ? readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n') : ''
 }
@@ -175,16 +166,9 @@ export async function stopDaemon(d: Daemon, log: Log, graceMs = 10_000): Promise
   rmSync(pidFileOf(d), { force: true })
 }
 
-/** PIDs of live processes whose command line contains `marker` (our run folder's path, say). */
-export function processesMentioning(marker: string): number[] {
-  return readdirSync('/proc')
-    .filter((entry) => /^\d+$/.test(entry))
-    .map(Number)
-    .filter((pid) => pid !== process.pid && commandLine(pid).includes(marker))
-}
-
 // Faults between hosts. A partition is a pair of DROP rules inside the host's namespace (in and out),
-// tagged so heal() removes exactly them; a slow link is a tbf qdisc on the host's eth0.
+// tagged so heal() removes exactly them. (A slow link would be a tc tbf qdisc on the host's eth0; tc's
+// netem, for delay and loss, is not in every kernel.)
 
 /**
  * Cuts `host` off from `peers` (addresses or networks), or from every other host and this machine when
@@ -211,26 +195,4 @@ export async function heal(host: HaHost): Promise<void> {
 /** `iptables -S` prints a rule as `-A INPUT -s ... -m comment --comment stampede-ha -j DROP`. */
 function splitRule(rule: string): string[] {
   return rule.trim().split(/\s+/)
-}
-
-/** Slows every packet `host` sends to `rate` (a token bucket on its eth0): a congested link. */
-export async function slowLink(host: HaHost, rate = '1mbit'): Promise<void> {
-  await runIn(host, 'tc', [
-    'qdisc',
-    'replace',
-    'dev',
-    'eth0',
-    'root',
-    'tbf',
-    'rate',
-    rate,
-    'burst',
-    '32kbit',
-    'latency',
-    '400ms',
-  ])
-}
-
-export async function restoreLink(host: HaHost): Promise<void> {
-  await runIn(host, 'tc', ['qdisc', 'del', 'dev', 'eth0', 'root'], { check: false })
 }
