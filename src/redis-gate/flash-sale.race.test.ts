@@ -225,6 +225,15 @@ describe('flash sale on the redis-gate strategy', () => {
       await sweepExpiredReservations(app.db.primary, app.metrics, releaseHooksOf(app))
       await sweepExpiredReservations(app.db.primary, app.metrics, releaseHooksOf(app))
       expect(expiring.id).toBeDefined()
+      // The test stack's own jobs process sweeps too, and SKIP LOCKED makes this test's sweeps pass over
+      // an order it is releasing at that moment: wait for that release to commit, whoever makes it.
+      for (
+        let waited = 0;
+        (await auditOf(app, admin, saleId)).reserved > 0 && waited < 10_000;
+        waited += 100
+      ) {
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
       expect(await auditOf(app, admin, saleId)).toMatchObject({
         gate: 3,
         available: 3,
