@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { testStack } from '../test/support/stack-env.js'
 import { AdminApi } from './admin.js'
 import { stampede } from './scenarios/stampede.js'
-import { composeTarget, loadTarget, type LoadTarget } from './target.js'
+import { remoteTarget, loadTarget, type LoadTarget } from './target.js'
 
 // CI smoke run of the load-test machinery: a few seconds of flash sale through the test stack's nginx, then
 // the verifier. No timing assertions: CI machines vary. The test stack keeps nginx's default limit_req
@@ -17,7 +17,7 @@ describe.skipIf(stack.nginxUrl === undefined)('the stampede scenario against the
     // In containers: the published nginx, its admin server and the primary; the app's own settings.
     target = stack.options
       ? loadTarget(stack.options, process.env)
-      : composeTarget(
+      : remoteTarget(
           { nginxUrl: stack.nginxUrl!, adminUrl: stack.nginxAdminUrl!, databaseUrl: stack.databaseUrl },
           {},
           process.env,

@@ -90,12 +90,13 @@ export function loadTarget(options: StackOptions, env: NodeJS.ProcessEnv = proce
 }
 
 /**
- * A load target in containers (docker-compose.yml): nginx and its admin server as published on the host,
- * the primary as published, and the settings the app containers were given. Per-worker metrics are not
- * published; the merged view comes through the admin server.
+ * A load target that is not the local stack: nginx and its admin server at the given addresses, the
+ * primary at its URL, and the settings the app was given. In containers (docker-compose.yml) per-worker
+ * metrics are not published; on the HA profile (scripts/stack/ha/) every app host's worker serves its own.
+ * The merged view comes through the admin server either way.
  */
-export function composeTarget(
-  urls: { nginxUrl: string; adminUrl: string; databaseUrl: string },
+export function remoteTarget(
+  urls: { nginxUrl: string; adminUrl: string; databaseUrl: string; workerMetrics?: string[] },
   appEnv: Record<string, string>,
   env: NodeJS.ProcessEnv = process.env,
 ): LoadTarget {
@@ -103,25 +104,7 @@ export function composeTarget(
   return targetWith(config, urls.databaseUrl, {
     nginxUrl: urls.nginxUrl,
     adminUrl: urls.adminUrl,
-    metrics: { merged: `${urls.adminUrl}/metrics`, workers: [] },
-  })
-}
-
-/**
- * A load target on the HA profile (scripts/stack/ha/): nginx on the edge host, the primary through
- * HAProxy's read-write port, every worker's metrics on its app host, the merged view through the admin
- * server (app1's jobs process: its own host's workers).
- */
-export function haTarget(
-  urls: { nginxUrl: string; nginxAdminUrl: string; databaseUrl: string; workerMetrics: string[] },
-  appEnv: Record<string, string>,
-  env: NodeJS.ProcessEnv = process.env,
-): LoadTarget {
-  const config = loadConfig({ ...env, ...appEnv, DATABASE_URL: urls.databaseUrl })
-  return targetWith(config, urls.databaseUrl, {
-    nginxUrl: urls.nginxUrl,
-    adminUrl: urls.nginxAdminUrl,
-    metrics: { merged: `${urls.nginxAdminUrl}/metrics`, workers: urls.workerMetrics },
+    metrics: { merged: `${urls.adminUrl}/metrics`, workers: urls.workerMetrics ?? [] },
   })
 }
 

@@ -22,7 +22,7 @@ import { AdminApi } from '../loadtest/admin.js'
 import { bold, dim, formatRun, green, red, writeReports } from '../loadtest/report.js'
 import { stampede, STAMPEDE_DEFAULTS } from '../loadtest/scenarios/stampede.js'
 import {
-  composeTarget,
+  remoteTarget,
   LOAD_TEST_NGINX_LIMITS,
   loadStackOptions,
   loadTarget,
@@ -152,7 +152,7 @@ async function demoInContainers(): Promise<boolean> {
     const admin = await composePort(project, 'nginx', 28081)
     const primary = await composePort(project, 'postgres', 5432)
     return await runStampede(
-      composeTarget(
+      remoteTarget(
         {
           nginxUrl: `http://${nginx}`,
           adminUrl: `http://${admin}`,

@@ -147,6 +147,32 @@ export interface CaseResult {
   seconds: number
 }
 
+/** The result of a case that could not run to the end: nothing measured, one failed check that says why. */
+export function crashedCase(name: string, title: string, seed: number, why: string): CaseResult {
+  return {
+    name,
+    title,
+    seed,
+    strategy: 'n/a',
+    load: { kind: 'purchase', connections: 0, durationSeconds: 0, rate: 0, users: 0, limit: 0 },
+    requests: 0,
+    ok2xx: 0,
+    client4xx: 0,
+    server5xx: 0,
+    errors: 0,
+    orders: 0,
+    drift: null,
+    answers: {},
+    latencyMs: { p50: 0, p90: 0, p99: 0, max: 0, mean: 0 },
+    failedLatency: null,
+    events: [],
+    notes: {},
+    checks: [{ invariant: 'I3', name: 'the case ran to the end', ok: false, detail: why }],
+    verdict: 'FAIL',
+    seconds: 0,
+  }
+}
+
 export function campaignStackOptions(env: NodeJS.ProcessEnv, fc: FaultCase): StackOptions {
   const config = loadConfig(env)
   return stackOptionsFromEnv(

@@ -5,7 +5,7 @@
 import { parseArgs } from 'node:util'
 import { stackDown } from '../../scripts/stack/stack.js'
 import { bold, green, red } from '../report.js'
-import { campaignStackOptions, runCase, type CaseResult } from './campaign.js'
+import { campaignStackOptions, crashedCase, runCase, type CaseResult } from './campaign.js'
 import { CASES } from './cases.js'
 import { caseLine, writeReliabilityDoc } from './reliability-doc.js'
 
@@ -58,7 +58,7 @@ try {
     const result = await runCase(fc, seed, process.env, (message) => log(`${fc.name}: ${message}`)).catch(
       (err: Error): CaseResult => {
         log(`${fc.name}: the case could not run: ${err.stack ?? err.message}`)
-        return crashed(fc.name, fc.title, seed, err)
+        return crashedCase(fc.name, fc.title, seed, err.message)
       },
     )
     results.push(result)
@@ -76,29 +76,4 @@ if (positionals.length === 0) log(`wrote ${writeReliabilityDoc(CASES, results, s
 if (results.some((r) => r.verdict !== 'pass')) {
   console.error(red(bold(`\n${results.filter((r) => r.verdict !== 'pass').length} case(s) failed`)))
   process.exitCode = 1
-}
-
-function crashed(name: string, title: string, caseSeed: number, err: Error): CaseResult {
-  return {
-    name,
-    title,
-    seed: caseSeed,
-    strategy: 'n/a',
-    load: { kind: 'purchase', connections: 0, durationSeconds: 0, rate: 0, users: 0, limit: 0 },
-    requests: 0,
-    ok2xx: 0,
-    client4xx: 0,
-    server5xx: 0,
-    errors: 0,
-    orders: 0,
-    drift: null,
-    answers: {},
-    latencyMs: { p50: 0, p90: 0, p99: 0, max: 0, mean: 0 },
-    failedLatency: null,
-    events: [],
-    notes: {},
-    checks: [{ invariant: 'I3', name: 'the case ran to the end', ok: false, detail: err.message }],
-    verdict: 'FAIL',
-    seconds: 0,
-  }
 }

@@ -15,7 +15,7 @@ import { AdminApi } from '../admin.js'
 import { createBuyers } from '../buyers.js'
 import { runLoad, type LoadRequest } from '../load.js'
 import { watchSale } from '../scenarios/common.js'
-import { haTarget, LOAD_TEST_APP_LIMITS, LOAD_TEST_NGINX_LIMITS, type LoadTarget } from '../target.js'
+import { LOAD_TEST_APP_LIMITS, LOAD_TEST_NGINX_LIMITS, remoteTarget, type LoadTarget } from '../target.js'
 import type { Check } from '../verify.js'
 import {
   CAMPAIGN_APP_ENV,
@@ -168,9 +168,11 @@ export async function runHaCase(
   const load = { ...HA_LOAD, ...fc.load }
   await waitForWholeCluster(options)
   const urls = haUrls()
-  const target: LoadTarget = haTarget(
+  const target: LoadTarget = remoteTarget(
     {
-      ...urls,
+      nginxUrl: urls.nginxUrl,
+      adminUrl: urls.nginxAdminUrl,
+      databaseUrl: urls.databaseUrl,
       workerMetrics: hostsWithRole('app').map((h) => `http://${h.address}:${HA_PORTS.metrics}/metrics`),
     },
     haAppSetup(options, haHost('app1')).env,

@@ -1,5 +1,6 @@
 import { haDown, haUrls } from '../../scripts/stack/ha/ha-stack.js'
 import { bold, green, red } from '../report.js'
+import { crashedCase } from './campaign.js'
 import { haCampaignOptions, haCampaignUp, runHaCase, type HaCaseResult } from './ha-campaign.js'
 import { HA_CASES } from './ha-cases.js'
 import { haCaseLine, writeScalingResults } from './scaling-doc.js'
@@ -55,7 +56,12 @@ export async function runHaCampaign(
       if (!result) {
         // A cluster the case could not make whole again would fail every case after it.
         console.log(red(`${fc.name.padEnd(20)} could not run  FAIL`))
-        results.push(crashed(fc.name, fc.title, seed))
+        results.push({
+          ...crashedCase(fc.name, fc.title, seed, 'see the log above'),
+          recoveryMs: null,
+          outageMs: null,
+          outage5xx: 0,
+        })
         break
       }
       results.push(result)
@@ -78,32 +84,4 @@ export async function runHaCampaign(
     return 1
   }
   return 0
-}
-
-function crashed(name: string, title: string, seed: number): HaCaseResult {
-  return {
-    name,
-    title,
-    seed,
-    strategy: 'redis-gate',
-    load: { kind: 'purchase', connections: 0, durationSeconds: 0, rate: 0, users: 0, limit: 0 },
-    requests: 0,
-    ok2xx: 0,
-    client4xx: 0,
-    server5xx: 0,
-    errors: 0,
-    orders: 0,
-    drift: null,
-    answers: {},
-    latencyMs: { p50: 0, p90: 0, p99: 0, max: 0, mean: 0 },
-    failedLatency: null,
-    events: [],
-    notes: {},
-    checks: [{ invariant: 'I3', name: 'the case ran to the end', ok: false, detail: 'see the log above' }],
-    verdict: 'FAIL',
-    seconds: 0,
-    recoveryMs: null,
-    outageMs: null,
-    outage5xx: 0,
-  }
 }

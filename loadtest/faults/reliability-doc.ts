@@ -30,7 +30,8 @@ const words = (key: string) =>
     .replace(/[A-Z]/g, (c) => ` ${c.toLowerCase()}`)
     .replace('aof', 'AOF')
 
-const table = (rows: string[][]) =>
+/** A markdown table: the first row is the header. */
+export const table = (rows: string[][]) =>
   [rows[0]!, rows[0]!.map(() => '---'), ...rows.slice(1)].map((r) => `| ${r.join(' | ')} |`).join('\n')
 
 export function writeReliabilityDoc(cases: FaultCase[], results: CaseResult[], startedAt: Date): string {

@@ -2,6 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { REPO_ROOT } from '../../scripts/stack/paths.js'
 import type { HaCaseResult, HaFaultCase } from './ha-campaign.js'
+import { table } from './reliability-doc.js'
 import type { SyncCommitCost } from './sync-commit-cost.js'
 
 // The measured part of docs/scaling.md, written by a full `npm run faults -- --profile ha` run between
@@ -32,9 +33,6 @@ export function haCaseLine(r: HaCaseResult): string {
     r.verdict,
   ].join('  ')
 }
-
-const table = (rows: string[][]) =>
-  [rows[0]!, rows[0]!.map(() => '---'), ...rows.slice(1)].map((r) => `| ${r.join(' | ')} |`).join('\n')
 
 /** The engine's own failover time, where the case measured one. */
 function failover(r: HaCaseResult): string {
