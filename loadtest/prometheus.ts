@@ -2,6 +2,8 @@
 // sample per line, `name{label="value",...} number`, comments skipped. Summing over label sets merges
 // workers, whether the text comes from the jobs process's merged view or from each worker in turn.
 
+import { httpText } from '../scripts/stack/process.js'
+
 export interface Sample {
   name: string
   labels: Record<string, string>
@@ -53,14 +55,7 @@ export interface Scrape {
   samples: Sample[]
 }
 
-async function fetchText(url: string): Promise<string | undefined> {
-  try {
-    const response = await fetch(url, { signal: AbortSignal.timeout(2000) })
-    return response.ok ? await response.text() : undefined
-  } catch {
-    return undefined
-  }
-}
+const fetchText = (url: string) => httpText(url, 2000)
 
 /** The app's metrics now, or undefined when no metrics endpoint answers (the report then shows n/a). */
 export async function scrape(source: MetricsSource): Promise<Scrape | undefined> {

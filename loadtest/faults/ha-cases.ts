@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { waitFor } from '../../scripts/stack/process.js'
+import { httpText, waitFor } from '../../scripts/stack/process.js'
 import { heal, partition } from '../../scripts/stack/ha/netns.js'
-import { patroniLeader, patroniWhole } from '../../scripts/stack/ha/postgres-ha.js'
+import { allEtcdHealthy, patroniLeader, patroniWhole } from '../../scripts/stack/ha/postgres-ha.js'
 import {
   MIN_REPLICAS_MAX_LAG_S,
   redisPrimary,
@@ -9,6 +9,7 @@ import {
   withClient,
 } from '../../scripts/stack/ha/redis-ha.js'
 import { haHost, HA_PORTS, hostsWithRole, type HaHost } from '../../scripts/stack/ha/topology.js'
+import { parsePrometheusText, sumOf } from '../prometheus.js'
 import type { Check } from '../verify.js'
 import { answersStartingWith, type Observation } from './campaign.js'
 import type { HaCaseContext, HaFaultCase } from './ha-campaign.js'
@@ -30,8 +31,12 @@ const kill = (pid: number | undefined, what: string) => {
   return pid
 }
 
-/** Waits for `check` to hold and returns how long it took since `since` (ms). */
-async function timeUntil(what: string, since: number, holds: () => Promise<boolean>, timeoutMs = 60_000) {
+/** Waits for `holds` and returns how long it took since `since` (the fault; by default, now), in ms. */
+async function timeUntil(
+  what: string,
+  holds: () => Promise<boolean>,
+  { since = Date.now(), timeoutMs = 60_000 }: { since?: number; timeoutMs?: number } = {},
+) {
   await waitFor(what, holds, timeoutMs)
   return Date.now() - since
 }
@@ -42,6 +47,9 @@ async function primaryNow(): Promise<HaHost> {
   if (!primary) throw new Error('no Sentinel names a Redis primary')
   return primary
 }
+
+/** The host a case noted by name (the victim of its fault), if it got that far. */
+const notedHost = (name: string | number | undefined) => (typeof name === 'string' ? haHost(name) : undefined)
 
 /** A Redis node back as a replica whose link to its primary is up. */
 async function isSyncedReplica(host: HaHost): Promise<boolean> {
@@ -78,23 +86,23 @@ export const HA_CASES: HaFaultCase[] = [
       const postmaster = kill(ctx.handles.postmasterPid(host), `postgres on ${host.name}`)
       const at = Date.now()
       ctx.fault(`SIGKILL patroni (${patroni}) and postgres (${postmaster}) on ${host.name}, the leader`)
-      notes.newLeaderAfterMs = await timeUntil('a new Patroni leader', at, async () => {
-        const now = await patroniLeader()
-        if (now && now.name !== host.name && now.state === 'running') notes.newLeader = now.name
-        return notes.newLeader !== undefined
-      })
+      notes.newLeaderAfterMs = await timeUntil(
+        'a new Patroni leader',
+        async () => {
+          const now = await patroniLeader()
+          if (now && now.name !== host.name && now.state === 'running') notes.newLeader = now.name
+          return notes.newLeader !== undefined
+        },
+        { since: at },
+      )
       ctx.note(`${notes.newLeader} leads`)
     },
     async restore(ctx, notes) {
-      const old = typeof notes.oldLeader === 'string' ? haHost(notes.oldLeader) : undefined
+      const old = notedHost(notes.oldLeader)
       if (old && ctx.handles.patroniPid(old) === undefined) await ctx.handles.startPatroni(old, ctx.log)
-      const at = Date.now()
-      notes.rejoinedAfterMs = await timeUntil(
-        'the old leader to stream as a replica',
-        at,
-        patroniWhole,
-        120_000,
-      )
+      notes.rejoinedAfterMs = await timeUntil('the old leader to stream as a replica', patroniWhole, {
+        timeoutMs: 120_000,
+      })
     },
     check(_ctx, seen) {
       return [
@@ -123,21 +131,24 @@ export const HA_CASES: HaFaultCase[] = [
       const pid = kill(ctx.handles.redisPid(primary), `redis on ${primary.name}`)
       const at = Date.now()
       ctx.fault(`SIGKILL redis-server (${pid}) on ${primary.name}, the primary`)
-      notes.newPrimaryAfterMs = await timeUntil('the Sentinels to promote a replica', at, async () => {
-        const now = await redisPrimary()
-        if (now && now.name !== primary.name && (await redisRole(now)) === 'master')
-          notes.newPrimary = now.name
-        return notes.newPrimary !== undefined
-      })
+      notes.newPrimaryAfterMs = await timeUntil(
+        'the Sentinels to promote a replica',
+        async () => {
+          const now = await redisPrimary()
+          if (now && now.name !== primary.name && (await redisRole(now)) === 'master')
+            notes.newPrimary = now.name
+          return notes.newPrimary !== undefined
+        },
+        { since: at },
+      )
       ctx.note(`sentinels promoted ${notes.newPrimary}`)
     },
     async restore(ctx, notes) {
-      const old = typeof notes.oldPrimary === 'string' ? haHost(notes.oldPrimary) : undefined
+      const old = notedHost(notes.oldPrimary)
       if (!old) return
       if (ctx.handles.redisPid(old) === undefined) await ctx.handles.startRedis(old, ctx.log)
       notes.gateRunIdAfter = (await gateRunId(ctx)) ?? 'none'
-      const at = Date.now()
-      notes.rejoinedAfterMs = await timeUntil('the old primary to replicate the new one', at, () =>
+      notes.rejoinedAfterMs = await timeUntil('the old primary to replicate the new one', () =>
         isSyncedReplica(old),
       )
     },
@@ -174,7 +185,6 @@ export const HA_CASES: HaFaultCase[] = [
       // Asked from inside the old primary's own host: the only place that can still reach it.
       const refused = timeUntil(
         'the cut-off primary to refuse writes',
-        at,
         async () => {
           const answer = await ctx.handles.runIn(
             primary,
@@ -184,13 +194,17 @@ export const HA_CASES: HaFaultCase[] = [
           )
           return /NOREPLICAS/.test(answer.stdout + answer.stderr)
         },
-        30_000,
+        { since: at, timeoutMs: 30_000 },
       )
-      const promoted = timeUntil('the majority to promote a replica', at, async () => {
-        const now = await redisPrimary()
-        if (now && now.name !== primary.name) notes.newPrimary = now.name
-        return notes.newPrimary !== undefined
-      })
+      const promoted = timeUntil(
+        'the majority to promote a replica',
+        async () => {
+          const now = await redisPrimary()
+          if (now && now.name !== primary.name) notes.newPrimary = now.name
+          return notes.newPrimary !== undefined
+        },
+        { since: at },
+      )
       notes.oldPrimaryRefusesWritesAfterMs = await refused
       ctx.note(`${primary.name} refuses writes (NOREPLICAS)`)
       notes.newPrimaryAfterMs = await promoted
@@ -200,11 +214,10 @@ export const HA_CASES: HaFaultCase[] = [
       ctx.note(`partition of ${primary.name} healed`)
     },
     async restore(ctx, notes) {
-      const old = typeof notes.oldPrimary === 'string' ? haHost(notes.oldPrimary) : undefined
+      const old = notedHost(notes.oldPrimary)
       if (!old) return
       await heal(old)
-      const at = Date.now()
-      notes.rejoinedAfterMs = await timeUntil('the old primary to become a replica', at, () =>
+      notes.rejoinedAfterMs = await timeUntil('the old primary to become a replica', () =>
         isSyncedReplica(old),
       )
     },
@@ -250,7 +263,8 @@ export const HA_CASES: HaFaultCase[] = [
       notes.requestsAfterHeal = (await workerRequests(host)) - healedCount
     },
     async restore(_ctx, notes) {
-      if (typeof notes.cutOff === 'string') await heal(haHost(notes.cutOff))
+      const host = notedHost(notes.cutOff)
+      if (host) await heal(host)
     },
     check(ctx, seen) {
       const failed = fiveXx(seen) + seen.load.errors
@@ -296,20 +310,9 @@ export const HA_CASES: HaFaultCase[] = [
       ctx.note(`etcd on ${host.name} started again`)
     },
     async restore(ctx, notes) {
-      const host = typeof notes.killed === 'string' ? haHost(notes.killed) : undefined
+      const host = notedHost(notes.killed)
       if (host && ctx.handles.etcdPid(host) === undefined) await ctx.handles.startEtcd(host, ctx.log)
-      await waitFor('every etcd member healthy', async () => {
-        const codes = await Promise.all(
-          hostsWithRole('postgres').map(async (h) => {
-            try {
-              return (await fetch(`http://${h.address}:${HA_PORTS.etcdClient}/health`)).status
-            } catch {
-              return 0
-            }
-          }),
-        )
-        return codes.every((code) => code === 200)
-      })
+      await waitFor('every etcd member healthy', allEtcdHealthy)
     },
     check(_ctx, seen) {
       return [
@@ -326,12 +329,7 @@ export const HA_CASES: HaFaultCase[] = [
 
 /** Requests one app host's worker has answered so far (its http_request_duration_seconds count). */
 async function workerRequests(host: HaHost): Promise<number> {
-  const response = await fetch(`http://${host.address}:${HA_PORTS.metrics}/metrics`, {
-    signal: AbortSignal.timeout(2000),
-  })
-  const text = await response.text()
-  return text
-    .split('\n')
-    .filter((line) => line.startsWith('http_request_duration_seconds_count'))
-    .reduce((sum, line) => sum + Number(line.split(' ').at(-1)), 0)
+  const text = await httpText(`http://${host.address}:${HA_PORTS.metrics}/metrics`, 2000)
+  if (text === undefined) throw new Error(`${host.name}'s worker serves no metrics`)
+  return sumOf(parsePrometheusText(text), 'http_request_duration_seconds_count')
 }

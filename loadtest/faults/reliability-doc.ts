@@ -10,8 +10,12 @@ import { CAMPAIGN_APP_ENV, type CaseResult, type FaultCase } from './campaign.js
 export const RELIABILITY_DOC = path.join(REPO_ROOT, 'docs', 'reliability.md')
 
 export function caseLine(r: CaseResult): string {
+  return [r.name.padEnd(16), ...caseCounts(r)].join('  ')
+}
+
+/** A case's counts and verdict, as the one-line summaries show them. */
+export function caseCounts(r: CaseResult): string[] {
   return [
-    r.name.padEnd(16),
     `${r.requests} requests`,
     `${r.ok2xx} 2xx`,
     `${r.client4xx} 4xx`,
@@ -20,7 +24,7 @@ export function caseLine(r: CaseResult): string {
     `${r.orders} orders`,
     `drift ${r.drift ?? 'n/a'}`,
     r.verdict,
-  ].join('  ')
+  ]
 }
 
 /** `sweepBacklogDrainedMs` -> `sweep backlog drained (ms)`, for the report. */

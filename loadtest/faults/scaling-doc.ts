@@ -2,7 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { REPO_ROOT } from '../../scripts/stack/paths.js'
 import type { HaCaseResult, HaFaultCase } from './ha-campaign.js'
-import { table } from './reliability-doc.js'
+import { caseCounts, table } from './reliability-doc.js'
 import type { SyncCommitCost } from './sync-commit-cost.js'
 
 // The measured part of docs/scaling.md, written by a full `npm run faults -- --profile ha` run between
@@ -13,7 +13,7 @@ const START = '<!-- ha-results -->'
 const END = '<!-- /ha-results -->'
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`
-/** "never", "nothing to recover from", or the time to the first 201 after the last 5xx and the stop. */
+/** "never", "nothing failed", or the time to the first 201 after the last 5xx and the stop. */
 const recovery = (r: HaCaseResult) =>
   r.recoveryMs === null ? 'never' : r.recoveryMs === 0 ? 'nothing failed' : seconds(r.recoveryMs)
 const outage = (r: HaCaseResult) =>
@@ -25,12 +25,7 @@ export function haCaseLine(r: HaCaseResult): string {
     `recovered ${recovery(r)}`,
     `sale stopped ${outage(r)}`,
     `${r.outage5xx} 5xx after the fault`,
-    `${r.requests} requests`,
-    `${r.server5xx} 5xx`,
-    `${r.errors} errors`,
-    `${r.orders} orders`,
-    `drift ${r.drift ?? 'n/a'}`,
-    r.verdict,
+    ...caseCounts(r),
   ].join('  ')
 }
 

@@ -220,22 +220,11 @@ export function superuserClient(s: PostgresSetup, role: Role = 'primary', databa
 
 /** Idempotent: the app role and database, the replication role and its slot. */
 async function bootstrapRoles(s: PostgresSetup): Promise<void> {
+  await ensureAppRoles((database) => superuserClient(s, 'primary', database), s.app)
   const client = superuserClient(s)
   await client.connect()
   try {
-    const { app } = s
-    // CREATEDB: tests make a database of their own to migrate from scratch.
-    await ensureRole(client, app.user, app.password, 'LOGIN CREATEDB')
-    // pg_monitor lets the app read pg_stat_replication (replica lag) without being a superuser.
-    await client.query(`GRANT pg_monitor TO ${client.escapeIdentifier(app.user)}`)
     await ensureRole(client, REPLICATION_USER, REPLICATION_PASSWORD, 'LOGIN REPLICATION')
-    const db = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [app.database])
-    if (db.rowCount === 0) {
-      await client.query(
-        `CREATE DATABASE ${client.escapeIdentifier(app.database)} OWNER ${client.escapeIdentifier(app.user)}`,
-      )
-    }
-    await ensureStatementStats(s, app.user, app.database)
     const slot = await client.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [
       REPLICATION_SLOT,
     ])
@@ -246,34 +235,18 @@ async function bootstrapRoles(s: PostgresSetup): Promise<void> {
   }
 }
 
-/** pg_stat_statements in the app's database, which the app role may read and reset (for the benchmark). */
-async function ensureStatementStats(s: PostgresSetup, user: string, database: string): Promise<void> {
-  const client = new pg.Client({
-    host: s.paths.sockets,
-    port: portOf(s, 'primary'),
-    user: 'postgres',
-    database,
-  })
-  await client.connect()
-  try {
-    await client.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements')
-    await client.query(
-      `GRANT EXECUTE ON FUNCTION pg_stat_statements_reset(oid, oid, bigint) TO ${client.escapeIdentifier(user)}`,
-    )
-  } finally {
-    await client.end()
-  }
-}
-
 /**
- * The same roles and database on a server reached by URL as a superuser (the HA profile's Patroni leader,
- * through HAProxy): the app role with CREATEDB and pg_monitor, its database, and pg_stat_statements in it.
+ * Idempotent: the app role (CREATEDB: tests make a database of their own to migrate from scratch;
+ * pg_monitor: it reads pg_stat_replication for the replica lag without being a superuser), its database,
+ * and pg_stat_statements in it, which the app role may read and reset (for the benchmark). `connect`
+ * gives a superuser client on a database: over the local stack's socket, or by URL (the HA profile's
+ * Patroni leader, through HAProxy).
  */
 export async function ensureAppRoles(
-  superuserUrl: string,
+  connect: (database: string) => pg.Client,
   app: { user: string; password: string; database: string },
 ): Promise<void> {
-  const client = new pg.Client({ connectionString: superuserUrl })
+  const client = connect('postgres')
   await client.connect()
   try {
     await ensureRole(client, app.user, app.password, 'LOGIN CREATEDB')
@@ -287,9 +260,7 @@ export async function ensureAppRoles(
   } finally {
     await client.end()
   }
-  const url = new URL(superuserUrl)
-  url.pathname = `/${app.database}`
-  const inDatabase = new pg.Client({ connectionString: url.toString() })
+  const inDatabase = connect(app.database)
   await inDatabase.connect()
   try {
     await inDatabase.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements')

@@ -176,6 +176,16 @@ export async function httpStatus(url: string, timeoutMs = 1000): Promise<number>
   }
 }
 
+/** GET a URL's body; undefined when nothing answered 200 within `timeoutMs`. */
+export async function httpText(url: string, timeoutMs = 1000): Promise<string | undefined> {
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) })
+    return response.ok ? await response.text() : undefined
+  } catch {
+    return undefined
+  }
+}
+
 const allPids = () =>
   readdirSync('/proc')
     .filter((entry) => /^\d+$/.test(entry))

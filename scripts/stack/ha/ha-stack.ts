@@ -5,6 +5,7 @@ import pg from 'pg'
 import { loadConfig } from '../../../src/config.js'
 import { migrate } from '../../../src/db/migrate.js'
 import { seed } from '../../../src/demo/seed.js'
+import { parsePrometheusText, sumOf } from '../../../loadtest/prometheus.js'
 import { buildApp } from '../build.js'
 import {
   ensureNginx,
@@ -15,9 +16,9 @@ import {
   type NginxSetup,
 } from '../nginx.js'
 import { createPostgresRoot, existingPostgresRoot, REPO_ROOT, stackPaths } from '../paths.js'
-import { ensureApp, listApp, pm2, stopApp, type AppSetup } from '../pm2.js'
+import { ensureApp, listApp, stopApp, type AppSetup } from '../pm2.js'
 import { ensureAppRoles } from '../postgres.js'
-import { httpStatus, isAlive, run, terminate, type Log } from '../process.js'
+import { httpStatus, httpText, isAlive, run, terminate, type Log } from '../process.js'
 import { stackFolderJwtSecret } from '../secrets.js'
 import { ensureSystemPackages } from '../system-packages.js'
 import { ensureHaproxy, haproxyPid, stopHaproxy, type HaproxySetup } from './haproxy.js'
@@ -25,6 +26,7 @@ import { ensureNetwork, networkLeftovers, removeNetwork, runIn, startDaemon } fr
 import {
   ensurePostgresHa,
   etcdDaemon,
+  etcdHealthy,
   etcdPid,
   patroniDaemon,
   patroniMembers,
@@ -40,7 +42,6 @@ import {
   redisHaPid,
   redisPrimary,
   redisRole,
-  sentinelDaemon,
   sentinelPid,
   stopRedisHa,
   type RedisHaSetup,
@@ -239,11 +240,15 @@ export async function haUp(o: HaOptions, log: Log = defaultLog()): Promise<HaUrl
 
 /** The app's role and database on the leader (through HAProxy), then migrations and the demo seed. */
 async function prepareDatabase(o: HaOptions, s: PostgresHaSetup, urls: HaUrls, log: Log): Promise<void> {
-  const superuser = new URL(urls.databaseUrl)
-  superuser.username = 'postgres'
-  superuser.password = s.superuserPassword
-  superuser.pathname = '/postgres'
-  await ensureAppRoles(superuser.toString(), {
+  // As the superuser, on the leader through HAProxy's read-write port.
+  const superuser = (database: string) => {
+    const url = new URL(urls.databaseUrl)
+    url.username = 'postgres'
+    url.password = s.superuserPassword
+    url.pathname = `/${database}`
+    return new pg.Client({ connectionString: url.toString() })
+  }
+  await ensureAppRoles(superuser, {
     user: decodeURIComponent(APP_DATABASE.username),
     password: decodeURIComponent(APP_DATABASE.password),
     database: APP_DATABASE.pathname.slice(1),
@@ -285,16 +290,6 @@ export async function haDown(o: HaOptions, log: Log = defaultLog()): Promise<voi
   log(`removed ${o.dir}`)
 }
 
-/** A page's text, or undefined when nothing answers 200 within a second. */
-async function fetchText(url: string): Promise<string | undefined> {
-  try {
-    const response = await fetch(url, { signal: AbortSignal.timeout(1000) })
-    return response.ok ? await response.text() : undefined
-  } catch {
-    return undefined
-  }
-}
-
 /** The PIDs of every process in a host's namespace (none when the namespace does not exist). */
 async function namespacePids(host: HaHost): Promise<number[]> {
   const { code, stdout } = await run('ip', ['netns', 'pids', host.netns], { check: false })
@@ -331,7 +326,7 @@ export interface HaStatus {
   urls: HaUrls
   servers: HaServer[]
   /** Namespaces, links or rules of the profile that exist (all of them when up, none after down). */
-  network_objects: string[]
+  networkObjects: string[]
 }
 
 /** Every server of the profile, where it runs, its role and PID; starts nothing. */
@@ -354,14 +349,7 @@ export async function haStatus(o: HaOptions): Promise<HaStatus> {
 
   for (const host of hostsWithRole('postgres')) {
     const etcd = pgSetup ? etcdPid(pgSetup, host) : undefined
-    add(
-      'etcd',
-      host,
-      HA_PORTS.etcdClient,
-      'member',
-      etcd,
-      (await httpStatus(`http://${host.address}:${HA_PORTS.etcdClient}/health`)) === 200,
-    )
+    add('etcd', host, HA_PORTS.etcdClient, 'member', etcd, await etcdHealthy(host))
     const member = members.find((m) => m.name === host.name)
     const role = member?.role === 'leader' ? 'leader' : (member?.role ?? 'unknown')
     const patroni = pgSetup ? patroniPid(pgSetup, host) : undefined
@@ -396,13 +384,9 @@ export async function haStatus(o: HaOptions): Promise<HaStatus> {
         add('api', host, port, 'worker', p.pid || undefined, up)
       } else {
         // The jobs process that holds the lease (src/db/leader-lease.ts) says so in its metrics.
-        const metrics = await fetchText(`http://${host.address}:${HA_PORTS.jobsMetrics}/metrics`)
-        const role =
-          metrics === undefined
-            ? 'jobs'
-            : /^jobs_leader(\{[^}]*\})? 1$/m.test(metrics)
-              ? 'jobs leader'
-              : 'jobs standby'
+        const metrics = await httpText(`http://${host.address}:${HA_PORTS.jobsMetrics}/metrics`)
+        const leads = metrics !== undefined && sumOf(parsePrometheusText(metrics), 'jobs_leader') === 1
+        const role = metrics === undefined ? 'jobs' : leads ? 'jobs leader' : 'jobs standby'
         add('jobs', host, HA_PORTS.jobsMetrics, role, p.pid || undefined, metrics !== undefined)
       }
     }
@@ -443,7 +427,7 @@ export async function haStatus(o: HaOptions): Promise<HaStatus> {
     },
     urls,
     servers,
-    network_objects: objects,
+    networkObjects: objects,
   }
 }
 
@@ -452,7 +436,6 @@ export async function haHandles(o: HaOptions) {
   const pgSetup = await postgresHaSetup(o, false)
   if (!pgSetup) throw new Error('the HA profile is not up (npm run stack:up -- --profile ha)')
   return {
-    pgSetup,
     etcdPid: (host: HaHost) => etcdPid(pgSetup, host),
     patroniPid: (host: HaHost) => patroniPid(pgSetup, host),
     postmasterPid: (host: HaHost) => postmasterPid(pgSetup, host),
@@ -460,18 +443,7 @@ export async function haHandles(o: HaOptions) {
     startEtcd: (host: HaHost, log: Log) => startDaemon(etcdDaemon(pgSetup, host), log),
     startPatroni: (host: HaHost, log: Log) => startDaemon(patroniDaemon(pgSetup, host), log),
     startRedis: (host: HaHost, log: Log) => startDaemon(redisDaemon(redisHaSetup(o), host), log),
-    startSentinel: (host: HaHost, log: Log) => startDaemon(sentinelDaemon(redisHaSetup(o), host), log),
-    appProcesses: async (host: HaHost) => listApp(haAppSetup(o, host)),
-    pm2: (host: HaHost, args: string[]) => pm2(haAppSetup(o, host), args),
     runIn,
-    /** A superuser connection to the leader, through HAProxy. */
-    superuserUrl(): string {
-      const url = new URL(haUrls().databaseUrl)
-      url.username = 'postgres'
-      url.password = pgSetup.superuserPassword
-      url.pathname = '/stampede'
-      return url.toString()
-    },
   }
 }
 

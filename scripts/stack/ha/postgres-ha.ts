@@ -176,6 +176,12 @@ export interface PatroniMember {
   lag?: number | string
 }
 
+export const etcdHealthy = async (host: HaHost) =>
+  (await httpStatus(`http://${host.address}:${HA_PORTS.etcdClient}/health`)) === 200
+
+export const allEtcdHealthy = async () =>
+  (await Promise.all(hostsWithRole('postgres').map(etcdHealthy))).every(Boolean)
+
 /** The cluster as one Patroni node's REST API sees it (GET /cluster), or [] when none answers. */
 export async function patroniMembers(): Promise<PatroniMember[]> {
   for (const host of hostsWithRole('postgres')) {
@@ -225,14 +231,7 @@ export async function ensurePostgresHa(s: PostgresHaSetup, log: Log): Promise<vo
   const nodes = hostsWithRole('postgres')
   mkdirSync(s.etcdDir, { recursive: true })
   for (const host of nodes) await startDaemon(etcdDaemon(s, host), log)
-  await waitFor(
-    'etcd: every member healthy',
-    async () =>
-      (
-        await Promise.all(nodes.map((h) => httpStatus(`http://${h.address}:${HA_PORTS.etcdClient}/health`)))
-      ).every((code) => code === 200),
-    30_000,
-  )
+  await waitFor('etcd: every member healthy', allEtcdHealthy, 30_000)
   // The first node bootstraps the cluster (initdb) while the others wait for it in etcd; then they clone
   // it with pg_basebackup. Starting them together is what Patroni is made for: one of them wins the
   // initialize key.
