@@ -46,21 +46,31 @@ function dropSession() {
   localStorage.removeItem(USER_KEY)
 }
 
-/** A request without the stored token (sign-in, registration, a new guest). */
-async function publicPost(path, body) {
-  let res
+/** fetch, with a network failure (the request may or may not have arrived) as ApiError status 0. */
+async function send(path, init) {
   try {
-    res = await fetch(path, {
-      method: 'POST',
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    })
+    return await fetch(path, init)
   } catch {
     throw new ApiError(0)
   }
+}
+
+/** The answer's JSON; an error status throws it as an ApiError. */
+async function dataOf(res) {
   const data = await res.json().catch(() => null)
   if (!res.ok) throw new ApiError(res.status, data, Number(res.headers.get('retry-after')) || 0)
   return data
+}
+
+/** A request without the stored token (sign-in, registration, a new guest). */
+async function publicPost(path, body) {
+  return dataOf(
+    await send(path, {
+      method: 'POST',
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    }),
+  )
 }
 
 let guestRequest = null
@@ -106,12 +116,7 @@ export async function api(path, { method = 'GET', body, headers = {} } = {}, isR
     init.headers['content-type'] = 'application/json'
     init.body = JSON.stringify(body)
   }
-  let res
-  try {
-    res = await fetch(path, init)
-  } catch {
-    throw new ApiError(0)
-  }
+  const res = await send(path, init)
   if (res.status === 401 && !isRetry) {
     // Several calls may fail with the same old token at once: only the first replaces it and speaks.
     if (localStorage.getItem(TOKEN_KEY) === sent) {
@@ -121,9 +126,7 @@ export async function api(path, { method = 'GET', body, headers = {} } = {}, isR
     }
     return api(path, { method, body, headers }, true)
   }
-  const data = await res.json().catch(() => null)
-  if (!res.ok) throw new ApiError(res.status, data, Number(res.headers.get('retry-after')) || 0)
-  return { data, res }
+  return { data: await dataOf(res), res }
 }
 
 /** A POST with one Idempotency-Key per click, reused when the answer is unknown or "try again". */

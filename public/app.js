@@ -59,11 +59,14 @@ async function render({ focus = false } = {}) {
     $('main').replaceChildren(h('h1', {}, 'Something went wrong'), h('p', {}, err.message))
     document.title = 'Something went wrong · Stampede shop'
   }
-  if (focus && run === rendering) $('main').querySelector('h1')?.setAttribute('tabindex', '-1')
-  if (focus && run === rendering) $('main').querySelector('h1')?.focus()
+  if (focus && run === rendering) {
+    const heading = $('main').querySelector('h1')
+    heading?.setAttribute('tabindex', '-1')
+    heading?.focus()
+  }
 }
 
-export function navigate(to, { replace = false } = {}) {
+function navigate(to, { replace = false } = {}) {
   const target = new URL(to, location.href)
   const account = ['/signin', '/register']
   // Remember the page to come back to after signing in or registering.
@@ -163,8 +166,7 @@ try {
 } catch (err) {
   fail(err) // every call below asks for a guest token again
 }
-const loadingCategories = api('/api/categories')
+await api('/api/categories')
   .then(({ data }) => (categories = data.items))
-  .catch(() => [])
-await loadingCategories
+  .catch(() => {}) // the header shows no category menu then
 await Promise.all([render(), loadCart().catch(fail)])

@@ -27,7 +27,7 @@ function keepCart({ data, res }) {
   paintCart()
 }
 export const loadCart = async () => keepCart(await api('/api/cart'))
-export const quantityInCart = (productId) => cart.items.find((i) => i.productId === productId)?.quantity ?? 0
+const quantityInCart = (productId) => cart.items.find((i) => i.productId === productId)?.quantity ?? 0
 
 /** Queues a cart write behind the previous one; resolves true when it was applied. */
 function setQuantity(productId, quantity) {
@@ -124,7 +124,7 @@ async function checkout() {
 // ---- the drawer: a modal dialog --------------------------------------------------------------
 const isOpen = () => !$('drawer').hidden
 
-export function openDrawer() {
+function openDrawer() {
   if (isOpen()) return
   $('drawer').hidden = false
   $('drawer-backdrop').hidden = false

@@ -2,7 +2,20 @@
 /* global URLSearchParams, setInterval, clearInterval */
 import { api, ApiError, currentUser, postOnce, product, register, rememberProduct, signIn } from './api.js'
 import { addToCart } from './cart.js'
-import { $, busy, dollars, duration, fail, h, link, namedButton, thumb, titled, toast } from './dom.js'
+import {
+  $,
+  busy,
+  dollars,
+  duration,
+  fail,
+  h,
+  link,
+  namedButton,
+  plural,
+  thumb,
+  titled,
+  toast,
+} from './dom.js'
 import { LABEL, loadHoldings, loadSale, loadSales, saleCard, saleParts, statusOf, watch } from './sales.js'
 
 const PAGE_SIZE = 24
@@ -131,14 +144,8 @@ export async function searchPage({ params, categories }) {
 
 // ---- /products/:id ---------------------------------------------------------------------------
 export async function productPage({ id }) {
-  let p
-  try {
-    p = await product(id)
-  } catch (err) {
-    if (err instanceof ApiError && (err.status === 404 || err.status === 400))
-      return notFound('Product not found')
-    throw err
-  }
+  const p = await orNotFound(() => product(id), 'Product not found')
+  if (!p) return
   const add = namedButton('Add', p.name, ' to cart', () => addToCart(p, add), { disabled: p.available <= 0 })
   const saleSlot = h('div', { class: 'product-sale' })
   $('main').replaceChildren(
@@ -177,14 +184,8 @@ export async function productPage({ id }) {
 
 // ---- /sales/:id ------------------------------------------------------------------------------
 export async function salePage({ id, navigate }) {
-  let sale
-  try {
-    sale = await loadSale(id)
-  } catch (err) {
-    if (err instanceof ApiError && (err.status === 404 || err.status === 400))
-      return notFound('Sale not found')
-    throw err
-  }
+  const sale = await orNotFound(() => loadSale(id), 'Sale not found')
+  if (!sale) return
   const { els } = saleParts(sale.id, (order) => navigate(`/orders/${order.id}`))
   $('main').replaceChildren(
     h(
@@ -319,7 +320,7 @@ export async function ordersPage() {
         { class: 'line' },
         h('span', { class: 'grow' }, link(`/orders/${o.id}`, `Order #${o.number}`)),
         h('span', { class: `badge ${o.status}` }, STATUS_WORD[o.status]),
-        h('span', { class: 'muted' }, `${itemCount(o)} item${itemCount(o) === 1 ? '' : 's'}`),
+        h('span', { class: 'muted' }, plural(itemCount(o), 'item')),
         h('strong', {}, dollars(o.totalCents)),
       ),
     ),
@@ -329,13 +330,12 @@ export async function ordersPage() {
 let orderClock = null
 export async function orderPage({ id }) {
   clearInterval(orderClock)
-  let order
-  try {
-    ;({ data: order } = await api(`/api/orders/${encodeURIComponent(id)}`))
-  } catch (err) {
-    if (err instanceof ApiError && [400, 403, 404].includes(err.status)) return notFound('Order not found')
-    throw err
-  }
+  let order = await orNotFound(
+    async () => (await api(`/api/orders/${encodeURIComponent(id)}`)).data,
+    'Order not found',
+    [400, 403, 404],
+  )
+  if (!order) return
   const badge = h('span', { class: `badge ${order.status}` }, STATUS_WORD[order.status])
   const timeLeft = h('p', { class: 'clock' })
   const items = h('ul', { class: 'lines' })
@@ -412,6 +412,17 @@ export async function orderPage({ id }) {
   )
   paint()
   orderClock = setInterval(() => (timeLeft.isConnected ? paintClock() : clearInterval(orderClock)), 1000)
+}
+
+/** What `load` resolves to; when the API says there is no such thing, the "not found" page and undefined. */
+async function orNotFound(load, title, statuses = [400, 404]) {
+  try {
+    return await load()
+  } catch (err) {
+    if (!(err instanceof ApiError && statuses.includes(err.status))) throw err
+    notFound(title)
+    return undefined
+  }
 }
 
 export function notFound(title = 'Page not found') {

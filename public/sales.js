@@ -21,8 +21,9 @@ export function statusOf(sale) {
 }
 
 /**
- * Live and upcoming sales in the API's order (live ones with units left first, the latest to open first;
- * then sold-out ones; then upcoming ones, soonest first), with the clock's moves since it answered.
+ * Live and upcoming sales, with the clock's moves since the API answered: live ones with units left first
+ * (the latest to open first), then upcoming ones (soonest first), then sold-out ones. Ended sales are left
+ * out. Within a status the API's order stands (the sort is stable).
  */
 export async function loadSales() {
   const { data } = await api('/api/sales')

@@ -34,6 +34,11 @@ export interface ProductPage {
   nextCursor: string | null
 }
 
+const pageOf = (items: Product[], limit: number): ProductPage => {
+  const last = items.at(-1)
+  return { items, nextCursor: items.length === limit && last ? encodeCursor(last.id) : null }
+}
+
 // A product page may be this stale after a write on another worker: until its L1 copy is evicted by
 // pub/sub (milliseconds) or, if that message is lost, expires (1.5 s ±20%). L2 is deleted by the write.
 export const PRODUCT_CACHE: CachePolicy = {
@@ -75,25 +80,26 @@ export function createCatalog(deps: { db: Db; cache: TwoLevelCache }) {
   // replica while it is within the lag bound. Display only: the replica may lag.
   async function listProducts(cursor: string | undefined, limit: number): Promise<ProductPage> {
     const items = await db.read((pool) => listProductsAfter(pool, decodeCursor(cursor), limit))
-    const last = items.at(-1)
-    return { items, nextCursor: items.length === limit && last ? encodeCursor(last.id) : null }
+    return pageOf(items, limit)
   }
 
-  // A filtered page through the cache, keyed by a digest of the whole question (the words may be long).
-  // Display only: read from the replica while it is within the lag bound.
+  // A page of the catalogue, or with words or a category only what matches them. A filtered page goes
+  // through the cache, keyed by a digest of the whole question (the words may be long). Display only:
+  // read from the replica while it is within the lag bound.
   async function searchProducts(
     filter: ProductFilter,
     cursor: string | undefined,
     limit: number,
   ): Promise<ProductPage> {
+    const q = filter.q?.trim() || undefined
+    if (!q && !filter.category) return listProducts(cursor, limit)
     const afterId = decodeCursor(cursor)
     const key = createHash('sha256')
-      .update(JSON.stringify([filter.q ?? null, filter.category ?? null, afterId, limit]))
+      .update(JSON.stringify([q ?? null, filter.category ?? null, afterId, limit]))
       .digest('base64url')
     const page = await searches.get(key, async () => {
-      const items = await db.read((pool) => searchProductsAfter(pool, filter, afterId, limit))
-      const last = items.at(-1)
-      return { items, nextCursor: items.length === limit && last ? encodeCursor(last.id) : null }
+      const matching = { q, category: filter.category }
+      return pageOf(await db.read((pool) => searchProductsAfter(pool, matching, afterId, limit)), limit)
     })
     return page!
   }
@@ -113,7 +119,6 @@ export function createCatalog(deps: { db: Db; cache: TwoLevelCache }) {
   // must come after the new row is visible, or a reader could cache the old one again.
   return {
     getProduct,
-    listProducts,
     searchProducts,
     listCategories: listAllCategories,
 

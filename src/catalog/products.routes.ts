@@ -27,10 +27,7 @@ const productRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { catalog: Cata
     },
     async (request) => {
       const { q, category, cursor, limit } = request.query
-      const words = q?.trim()
-      return words || category
-        ? catalog.searchProducts({ q: words || undefined, category }, cursor, limit)
-        : catalog.listProducts(cursor, limit)
+      return catalog.searchProducts({ q, category }, cursor, limit)
     },
   )
 

@@ -139,29 +139,12 @@ describe('flash sales API', () => {
     const address = await app.listen({ host: '127.0.0.1', port: 0 })
     const stream = await fetch(`${address}/api/sales/${saleId}/events`)
     expect(stream.headers.get('content-type')).toBe('text/event-stream')
-    const reader = stream.body!.getReader()
-    const decoder = new TextDecoder()
-    let received = ''
-    const nextEvent = async (): Promise<{ remaining: number; taken: number; status: string }> => {
-      for (;;) {
-        const end = received.indexOf('\n\n')
-        if (end >= 0) {
-          const event = received.slice(0, end)
-          received = received.slice(end + 2)
-          const data = event.split('\n').find((line) => line.startsWith('data: '))
-          if (data) return JSON.parse(data.slice(6))
-          continue
-        }
-        const chunk = await reader.read()
-        if (chunk.done) throw new Error('the stream ended')
-        received += decoder.decode(chunk.value, { stream: true })
-      }
-    }
+    const nextEvent = eventReader(stream)
 
     expect(await nextEvent()).toMatchObject({ remaining: 5, taken: 0, status: 'active' })
     expect((await purchase(saleId)).statusCode).toBe(201)
     expect(await nextEvent()).toMatchObject({ remaining: 4, taken: 1, status: 'active' })
-    await reader.cancel()
+    await nextEvent.cancel()
   })
 
   it("when one stream is opened for several sales, then it sends each sale's numbers with its saleId and pushes a sale's change, and unknown ids are skipped", async () => {
