@@ -136,8 +136,8 @@ async function demoInContainers(): Promise<boolean> {
     )
     const appEnv = loadTestAppEnv(env, strategy)
     // A secret of this run's own: the compose file's demo default is for trying it by hand.
-    const jwtSecret = env.JWT_SECRET || randomBytes(48).toString('base64url')
-    project = { name: 'stampede', engine, env: { ...env, ...appEnv, JWT_SECRET: jwtSecret } }
+    env.JWT_SECRET ||= randomBytes(48).toString('base64url')
+    project = { name: 'stampede', engine, env: { ...env, ...appEnv } }
     const upStarted = Date.now()
     await composeUp(project, (line) => {
       // The build output is long: the demo shows the containers coming up and any error.
@@ -159,7 +159,7 @@ async function demoInContainers(): Promise<boolean> {
           databaseUrl: `postgres://stampede:stampede@${primary}/stampede`,
         },
         appEnv,
-        { ...env, JWT_SECRET: jwtSecret },
+        env,
       ),
     )
   } catch (error) {

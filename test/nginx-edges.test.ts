@@ -1,7 +1,7 @@
 import { createSigner } from 'fast-jwt'
 import type { FastifyInstance } from 'fastify'
 import { mkdtempSync, rmSync, statSync } from 'node:fs'
-import { connect, createServer } from 'node:net'
+import { connect } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -9,6 +9,7 @@ import { ensureNginx, nginxLimitsFromEnv, stopNginx, type NginxSetup } from '../
 import { jwtSecretFile } from '../scripts/stack/secrets.js'
 import { TEST_JWT_SECRET } from '../src/config.js'
 import { buildTestApp, newAdmin, newCustomer, newSale } from './support/app.js'
+import { freePort } from './support/ports.js'
 import { testStack } from './support/stack-env.js'
 import { openStream } from './support/streams.js'
 
@@ -47,14 +48,6 @@ function raw(url: string, request: string): Promise<{ status: number; headers: s
       resolve({ status: Number(head.split(' ')[1]), headers: head.toLowerCase(), body })
     })
   })
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise((resolve) => server.close(resolve))
-  return port
 }
 
 describe.runIf(hasNginx)('nginx in front of the test stack', () => {

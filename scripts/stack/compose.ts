@@ -2,6 +2,7 @@ import { execFile, spawn } from 'node:child_process'
 import { promisify } from 'node:util'
 import { findContainerEngine, type ContainerEngine } from './container-runtime.js'
 import { REPO_ROOT } from './paths.js'
+import { sleep, type Log } from './process.js'
 
 // docker-compose.yml driven from the project's scripts (`npm run demo -- --runtime compose`, the tests'
 // containers path): find the engine, run Compose v2 or the standalone v1 binary, and under podman run the
@@ -68,7 +69,7 @@ export function startHealthcheckPump(engine: ContainerEngine, project: string): 
         // A failing check (exit 1) is the normal answer while a service starts; podman counts it.
         await podmanLines(['healthcheck', 'run', id])
       }
-      await new Promise((resolve) => setTimeout(resolve, 1000))
+      await sleep(1000)
     }
   })()
   return {
@@ -99,7 +100,7 @@ export interface ComposeProject {
 const COMPOSE_UP_TIMEOUT_MS = 10 * 60_000
 
 /** `compose up -d --build` for the default services (not the `monitoring` profile), waiting for health. */
-export async function composeUp(project: ComposeProject, log: (message: string) => void): Promise<void> {
+export async function composeUp(project: ComposeProject, log: Log): Promise<void> {
   const pump = startHealthcheckPump(project.engine, project.name)
   try {
     await compose(project, ['up', '-d', '--build'], log, COMPOSE_UP_TIMEOUT_MS)
@@ -109,11 +110,11 @@ export async function composeUp(project: ComposeProject, log: (message: string) 
 }
 
 /** `compose down -v`: containers, the network and the data volumes. */
-export async function composeDown(project: ComposeProject, log: (message: string) => void): Promise<void> {
+export async function composeDown(project: ComposeProject, log: Log): Promise<void> {
   await compose(project, ['down', '-v', '--remove-orphans'], log)
 }
 
-/** The host address a published port ended up on, as `http://127.0.0.1:<port>` style host:port. */
+/** The host address a published port ended up on, as host:port (`127.0.0.1:<port>`). */
 export async function composePort(project: ComposeProject, service: string, port: number): Promise<string> {
   const [command, ...prefix] = await composeCommand(project.env)
   const { stdout } = await run(command, [...prefix, '-p', project.name, 'port', service, String(port)], {
@@ -126,12 +127,7 @@ export async function composePort(project: ComposeProject, service: string, port
 }
 
 /** Runs one compose command; its output goes to `log` line by line, a non-zero exit throws. */
-async function compose(
-  project: ComposeProject,
-  args: string[],
-  log: (message: string) => void,
-  timeoutMs = 5 * 60_000,
-) {
+async function compose(project: ComposeProject, args: string[], log: Log, timeoutMs = 5 * 60_000) {
   const [command, ...prefix] = await composeCommand(project.env)
   // A service that never turns healthy would keep Compose waiting for ever: the timeout ends it (SIGTERM)
   // and the non-zero exit below says what it printed last.

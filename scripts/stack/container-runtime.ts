@@ -10,10 +10,10 @@ import path from 'node:path'
 // socket answers in about a millisecond.
 
 /** Where `npm run containers:setup` serves podman's Docker API. Asked only when containers are asked for. */
-export const PODMAN_SOCKET = '/run/podman/podman.sock'
+const PODMAN_SOCKET = '/run/podman/podman.sock'
 
 /** STACK_RUNTIME: `local` or `containers` forces the choice; unset, a Docker engine that answers decides. */
-export type StackRuntime = 'local' | 'containers'
+type StackRuntime = 'local' | 'containers'
 
 export interface ContainerRuntimeProbeOptions {
   /** Ask this Unix socket only (tests inject a fake engine); otherwise DOCKER_HOST or the usual sockets. */
@@ -54,7 +54,7 @@ export async function containerRuntimeAvailable(
 }
 
 /** STACK_RUNTIME as given: undefined when unset or empty; anything but local|containers is refused. */
-export function requestedRuntime(env: NodeJS.ProcessEnv = process.env): StackRuntime | undefined {
+function requestedRuntime(env: NodeJS.ProcessEnv = process.env): StackRuntime | undefined {
   const value = env.STACK_RUNTIME
   if (value === undefined || value === '') return undefined
   if (value === 'local' || value === 'containers') return value

@@ -61,23 +61,25 @@ async function isInstalled(server: SystemServer): Promise<boolean> {
  * comes chromium (for the browser tests) when it can be installed; a failure to install it only logs.
  */
 export async function ensureSystemPackages(servers: SystemServer[], log: Log): Promise<void> {
-  const missing: string[] = []
-  for (const server of servers) if (!(await isInstalled(server))) missing.push(PACKAGES[server])
+  const missing = await missingPackages(servers)
   const canInstall = isRoot() && existsSync('/etc/debian_version') && (await onPath('apt-get'))
-  const browser = servers.includes('nginx') && !existsSync(CHROMIUM_PATH) ? [BROWSER_PACKAGE] : []
-
   if (missing.length > 0) {
     if (!canInstall) throw new MissingPackagesError(missing)
     await aptInstall(missing, log)
-    const stillMissing: string[] = []
-    for (const server of servers) if (!(await isInstalled(server))) stillMissing.push(PACKAGES[server])
+    const stillMissing = await missingPackages(servers)
     if (stillMissing.length > 0) throw new MissingPackagesError(stillMissing)
   }
   // Apart, and never fatal: not every distribution has a package of this name (Ubuntu ships a snap).
-  if (browser.length > 0 && canInstall)
-    await aptInstall(browser, log).catch((error: Error) =>
+  if (canInstall && servers.includes('nginx') && !existsSync(CHROMIUM_PATH))
+    await aptInstall([BROWSER_PACKAGE], log).catch((error: Error) =>
       log(`could not install ${BROWSER_PACKAGE} (the browser tests will be skipped): ${error.message}`),
     )
+}
+
+async function missingPackages(servers: SystemServer[]): Promise<string[]> {
+  const missing: string[] = []
+  for (const server of servers) if (!(await isInstalled(server))) missing.push(PACKAGES[server])
+  return missing
 }
 
 async function aptInstall(packages: string[], log: Log): Promise<void> {

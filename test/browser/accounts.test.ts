@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { type TestUser } from '../support/app.js'
+import { newProduct, type TestUser } from '../support/app.js'
 import { asVisitor, describeBrowser } from '../support/browser.js'
 import { testStack } from '../support/stack-env.js'
 import {
@@ -12,7 +12,6 @@ import {
   exactly,
   expectPageShape,
   firstAddableProduct,
-  newDescribedProduct,
   signToken,
   uniqueName,
   waitForTextIn,
@@ -46,7 +45,7 @@ describeBrowser('accounts in a browser', () => {
 
   it('when a shopper registers and checks out from the cart, then the order page shows the order, and sign out and in work', async () => {
     const name = uniqueName('Signed in scooter')
-    const productId = await newDescribedProduct(app, admin, {
+    const productId = await newProduct(app, admin, {
       name,
       description: 'For the signed-in test.',
       priceCents: 2500,

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { newCustomer, newSale, type TestUser } from '../support/app.js'
+import { newCustomer, newProduct, newSale, type TestUser } from '../support/app.js'
 import { asVisitor, describeBrowser, shopUrl } from '../support/browser.js'
 import {
   WAIT,
@@ -11,7 +11,6 @@ import {
   exactly,
   expectPageShape,
   firstAddableProduct,
-  newDescribedProduct,
   uniqueName,
   waitForTextIn,
   closeBrowserSuite,
@@ -112,7 +111,7 @@ describeBrowser('the shop in a browser', () => {
   it('when a product page is opened by its URL and reloaded, then it shows the same product, and an unknown id says so', async () => {
     const name = uniqueName('Deep link kettle')
     const description = `A kettle that boils ${name.slice(-8)} litres before the sale ends.`
-    const productId = await newDescribedProduct(app, admin, { name, description, priceCents: 1234, stock: 7 })
+    const productId = await newProduct(app, admin, { name, description, priceCents: 1234, stock: 7 })
 
     await asVisitor(browser, 'desktop', async (shop) => {
       const page = await shop.newPage(`/products/${productId}`)
@@ -137,7 +136,7 @@ describeBrowser('the shop in a browser', () => {
   it('when a shopper searches or picks a category, then the API filters the products and the results link to product pages', async () => {
     const name = uniqueName('Quokka lamp')
     const word = name.split(' ').at(-1)!
-    const productId = await newDescribedProduct(app, admin, {
+    const productId = await newProduct(app, admin, {
       name,
       description: 'A lamp for searching.',
       priceCents: 999,
@@ -198,7 +197,7 @@ describeBrowser('the shop in a browser', () => {
 
   it('when a picture fails to load and the texts are long, then a lettered tile stands in and nothing leaves the card', async () => {
     const name = `Xylophone ${'with an extraordinarily long name '.repeat(4)}${randomUUID().slice(0, 8)}`
-    const productId = await newDescribedProduct(app, admin, {
+    const productId = await newProduct(app, admin, {
       name,
       description: 'Its picture is missing on purpose.',
       priceCents: 100_000_000,
@@ -206,7 +205,7 @@ describeBrowser('the shop in a browser', () => {
       imageUrl: `/images/missing-${randomUUID()}.svg`,
     })
     const foreignName = uniqueName('Zither')
-    const foreignId = await newDescribedProduct(app, admin, {
+    const foreignId = await newProduct(app, admin, {
       name: foreignName,
       description: 'Its picture is on a host that does not exist.',
       priceCents: 5000,

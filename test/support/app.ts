@@ -62,11 +62,11 @@ export async function newAdmin(app: FastifyInstance): Promise<TestUser> {
   return { id: user!.id, token, headers: { authorization: `Bearer ${token}` } }
 }
 
-/** Creates a product with its own stock through the admin API; returns its id. */
+/** Creates a product with its own stock (a description and a picture when given) through the admin API; returns its id. */
 export async function newProduct(
   app: FastifyInstance,
   admin: TestUser,
-  product: { stock: number; priceCents?: number; name?: string },
+  product: { stock: number; priceCents?: number; name?: string; description?: string; imageUrl?: string },
 ): Promise<number> {
   const response = await app.inject({
     method: 'POST',
@@ -74,9 +74,9 @@ export async function newProduct(
     headers: admin.headers,
     payload: {
       sku: `test-${randomUUID()}`,
+      ...product,
       name: product.name ?? 'Test product',
       priceCents: product.priceCents ?? 1000,
-      stock: product.stock,
     },
   })
   if (response.statusCode !== 201) throw new Error(`creating a product failed: ${response.body}`)
