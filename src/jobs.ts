@@ -45,7 +45,6 @@ const reconcilesSales = config.STOCK_STRATEGY === 'redis-gate'
 // leaders during a takeover (the old one not yet aware that its session died) do the same work twice at
 // worst, and nothing needs a fencing token. Without the lease, N hosts run N copies of every scan each
 // round, queue on the same rows, and the reconciler's Redis repairs run N times.
-metrics.jobsLeader.set(0)
 const lease = startLeaderLease({
   connectionString: config.DATABASE_URL,
   roundMs: 1000,
@@ -58,10 +57,13 @@ const lease = startLeaderLease({
   onError: (err) => log.warn({ err }, 'jobs leader lease: connection failed; trying again next round'),
 })
 
+/** One round of a job: what it did, for the log, or null when there was nothing to report. */
+type Job = () => Promise<Record<string, number> | null>
+
 /** The job, run only while this process holds the leader lease. */
-const leaderOnly =
-  (job: () => Promise<Record<string, number> | null>) => (): Promise<Record<string, number> | null> =>
-    lease.held() ? job() : Promise.resolve(null)
+function leaderOnly(job: Job): Job {
+  return () => (lease.held() ? job() : Promise.resolve(null))
+}
 
 const SWEEP_BATCH = 500
 const GUEST_BATCH = 1000
@@ -71,7 +73,7 @@ const stop = new AbortController()
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => stop.abort())
 
 /** Runs `job` every `intervalMs` until the process is asked to stop; a failed round is logged and retried. */
-async function every(name: string, intervalMs: number, job: () => Promise<Record<string, number> | null>) {
+async function every(name: string, intervalMs: number, job: Job) {
   while (!stop.signal.aborted) {
     try {
       const done = await job()

@@ -24,8 +24,6 @@ export const OPERATOR_API_GROUPS: Record<string, string> = {
   'acid.zalan.do': 'Zalando postgres-operator',
   'redis.redis.opstreelabs.in': 'OT-CONTAINER-KIT redis-operator',
 }
-/** Settings the manifests pass that src/config.ts does not define yet: the HA profile's Sentinel settings. */
-export const SETTINGS_OF_THE_HA_PROFILE = ['REDIS_SENTINELS', 'REDIS_SENTINEL_NAME']
 /** The value of every key of a committed Secret: too short for any setting, so a forgotten one stops start-up. */
 export const SECRET_PLACEHOLDER = 'REPLACE'
 /** Like PM2's kill_timeout: the kubelet's SIGKILL comes at least this long after the drain ends. */
@@ -404,7 +402,7 @@ function appSettingsProblems(
     )
   const env = environmentOf(container, byName, 'a-secret-long-enough-for-every-setting-0123456789')
   const helpers = referencedNames(container)
-  const known = new Set<string>([...CONFIG_KEYS, ...SETTINGS_OF_THE_HA_PROFILE])
+  const known = new Set<string>(CONFIG_KEYS)
   for (const name of env.keys()) {
     if (!known.has(name) && !helpers.has(name)) problem(`${name} is not a setting of src/config.ts`)
   }
@@ -430,16 +428,13 @@ function appSettingsProblems(
       if (env.get('REDIS_SENTINEL_NAME') !== groupName) {
         problem(`REDIS_SENTINEL_NAME must be the RedisSentinel's masterGroupName (${String(groupName)})`)
       }
+      // loadConfig has already refused any entry that is not host:port.
       const service = `${nameOf(sentinel)}-sentinel`
-      for (const address of (env.get('REDIS_SENTINELS') ?? '').split(',')) {
-        if (
-          !/^[^:]+:\d+$/.test(address) ||
-          !address
-            .split(':')[0]!
-            .split('.')
-            .some((part) => part.startsWith(service))
-        ) {
-          problem(`REDIS_SENTINELS entry "${address}" is not host:port of the Sentinels (${service}...)`)
+      if (config.REDIS_SENTINELS.length === 0)
+        problem(`REDIS_SENTINELS must list the Sentinels (${service}...)`)
+      for (const { host, port } of config.REDIS_SENTINELS) {
+        if (!host.split('.').some((part) => part.startsWith(service))) {
+          problem(`REDIS_SENTINELS entry "${host}:${port}" is not one of the Sentinels (${service}...)`)
         }
       }
     }

@@ -2,11 +2,13 @@ import { randomInt } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { waitFor } from '../../scripts/stack/process.js'
 import { startLeaderLease, type LeaderLease } from './leader-lease.js'
 
 // The jobs leader lease against the test stack's primary. Each test uses a lock key of its own: the
 // stack's own jobs process holds the real one.
 const ROUND_MS = 200
+const WAIT_MS = 10_000
 
 describe('the jobs leader lease', () => {
   let admin: pg.Pool
@@ -36,15 +38,6 @@ describe('the jobs leader lease', () => {
     return made
   }
 
-  /** Polls until `condition` holds, or fails after `ms`. */
-  async function eventually(condition: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-    const deadline = Date.now() + ms
-    while (!(await condition())) {
-      if (Date.now() > deadline) throw new Error('condition not met in time')
-      await sleep(25)
-    }
-  }
-
   /** The backend that holds the advisory lock `key`, as Postgres sees it. */
   async function holderPid(key: number): Promise<number | null> {
     const { rows } = await admin.query<{ pid: number }>(
@@ -61,7 +54,7 @@ describe('the jobs leader lease', () => {
     const key = randomInt(1_000_000, 2_000_000_000)
     const all = newLeases(3, key)
 
-    await eventually(() => holders(all).length === 1)
+    await waitFor('one holder', () => holders(all).length === 1, WAIT_MS)
     const leader = holders(all)[0]
     for (let round = 0; round < 5; round++) {
       await sleep(ROUND_MS)
@@ -73,15 +66,15 @@ describe('the jobs leader lease', () => {
   it("when the holder's backend is terminated, then it stops holding within a round and another lease takes over", async () => {
     const key = randomInt(1_000_000, 2_000_000_000)
     const all = newLeases(2, key)
-    await eventually(() => holders(all).length === 1)
+    await waitFor('one holder', () => holders(all).length === 1, WAIT_MS)
     const [leader] = holders(all)
     const pid = await holderPid(key)
     expect(pid).not.toBeNull()
 
     await admin.query('SELECT pg_terminate_backend($1)', [pid])
 
-    await eventually(() => !leader!.held(), 5 * ROUND_MS + 1000)
-    await eventually(() => holders(all).length === 1)
+    await waitFor('the old holder to let go', () => !leader!.held(), 5 * ROUND_MS + 1000)
+    await waitFor('one holder', () => holders(all).length === 1, WAIT_MS)
     const next = await holderPid(key)
     expect(next).not.toBeNull()
     expect(next).not.toBe(pid)
@@ -92,14 +85,14 @@ describe('the jobs leader lease', () => {
   it('when the holder closes, then the other lease takes over', async () => {
     const key = randomInt(1_000_000, 2_000_000_000)
     const all = newLeases(2, key)
-    await eventually(() => holders(all).length === 1)
+    await waitFor('one holder', () => holders(all).length === 1, WAIT_MS)
     const [leader] = holders(all)
     const other = all.find((lease) => lease !== leader)!
 
     await leader!.close()
 
     expect(leader!.held()).toBe(false)
-    await eventually(() => other.held())
+    await waitFor('the other lease to hold', () => other.held(), WAIT_MS)
     expect(holders(all)).toEqual([other])
   })
 })

@@ -40,9 +40,10 @@ export interface LeaderLease {
 /**
  * A leader lease: a session-level advisory lock held on a connection of its own (not a pool client, whose
  * session other queries would share and a pool might close). Every `roundMs` the holder checks that its
- * session still holds the lock and a non-holder tries to take it. Any error on the connection drops the
- * lease at once and closes the client; the next round connects again. A Postgres failover ends every
- * session on the old primary, its locks with them, and the first jobs process to reach the new one leads.
+ * session still holds the lock and a non-holder tries to take it. A check that fails (an error, or no
+ * answer within `checkTimeoutMs`) drops the lease at once and closes the client; the next round connects
+ * again. A Postgres failover ends every session on the old primary, its locks with them, and the first
+ * jobs process to reach the new one leads.
  */
 export function startLeaderLease(options: {
   connectionString: string
@@ -64,12 +65,12 @@ export function startLeaderLease(options: {
     if (now !== holding) options.onChange?.(now)
     holding = now
   }
-  const drop = () => {
+  const drop = async () => {
     setHolding(false)
     const lost = client
     client = null
     // Ending the session releases the lock if the server still counts it as ours.
-    void lost?.end().catch(() => undefined)
+    await lost?.end().catch(() => undefined)
   }
 
   async function round() {
@@ -92,12 +93,12 @@ export function startLeaderLease(options: {
       if (stop.signal.aborted) return
       if (ok) confirmedAt = Date.now()
       // A holder that finds its lock gone (it should not happen while the session lives) starts over.
-      if (holding && !ok) drop()
+      if (holding && !ok) void drop()
       else setHolding(ok)
     } catch (err) {
       if (stop.signal.aborted) return
       options.onError?.(err)
-      drop()
+      void drop()
     }
   }
 
@@ -115,10 +116,7 @@ export function startLeaderLease(options: {
     async close() {
       stop.abort()
       await loop
-      const last = client
-      client = null
-      setHolding(false)
-      await last?.end().catch(() => undefined)
+      await drop()
     },
   }
 }

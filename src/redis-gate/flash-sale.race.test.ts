@@ -9,17 +9,11 @@ import {
   releaseHooksOf,
   type TestUser,
 } from '../../test/support/app.js'
+import { purchase } from '../../test/support/purchase.js'
+import { waitFor } from '../../scripts/stack/process.js'
 import { createLoadTestUsers, type LoadTestUser } from '../auth/load-test-users.js'
 import { STOCK_STRATEGIES } from '../config.js'
 import { createStockGate } from './stock-gate.js'
-
-const purchase = (app: FastifyInstance, buyer: LoadTestUser, saleId: number, key?: string) =>
-  app.inject({
-    method: 'POST',
-    url: `/api/sales/${saleId}/purchase`,
-    headers: { authorization: `Bearer ${buyer.token}`, ...(key ? { 'idempotency-key': key } : {}) },
-    payload: { quantity: 1 },
-  })
 
 /**
  * Sends every buyer's purchase without waiting for answers, a few per event-loop turn: in one test
@@ -227,13 +221,11 @@ describe('flash sale on the redis-gate strategy', () => {
       expect(expiring.id).toBeDefined()
       // The test stack's own jobs process sweeps too, and SKIP LOCKED makes this test's sweeps pass over
       // an order it is releasing at that moment: wait for that release to commit, whoever makes it.
-      for (
-        let waited = 0;
-        (await auditOf(app, admin, saleId)).reserved > 0 && waited < 10_000;
-        waited += 100
-      ) {
-        await new Promise((resolve) => setTimeout(resolve, 100))
-      }
+      await waitFor(
+        'the expiring order to be released',
+        async () => (await auditOf(app, admin, saleId)).reserved === 0,
+        10_000,
+      )
       expect(await auditOf(app, admin, saleId)).toMatchObject({
         gate: 3,
         available: 3,

@@ -3,21 +3,14 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startService, stopService } from '../../scripts/stack/stack.js'
 import { auditOf, buildTestApp, newAdmin, newSale, type TestUser } from '../../test/support/app.js'
+import { purchase } from '../../test/support/purchase.js'
 import { localStackOptions, testStack } from '../../test/support/stack-env.js'
-import { createLoadTestUsers, type LoadTestUser } from '../auth/load-test-users.js'
+import { createLoadTestUsers } from '../auth/load-test-users.js'
 import { runIdIn, serverRunIdOf } from '../redis/client.js'
 import { rebuildGateFromPostgres } from './gate-rebuild.js'
 import { createOrderBatcher } from './order-batcher.js'
 import { createReconciler } from './reconciler.js'
 import { createStockGate } from './stock-gate.js'
-
-const purchase = (app: FastifyInstance, buyer: LoadTestUser, saleId: number) =>
-  app.inject({
-    method: 'POST',
-    url: `/api/sales/${saleId}/purchase`,
-    headers: { authorization: `Bearer ${buyer.token}` },
-    payload: { quantity: 1 },
-  })
 
 const gateKey = (saleId: number) => `sale:{${saleId}}:gate`
 const tokensKey = (saleId: number) => `sale:{${saleId}}:tokens`

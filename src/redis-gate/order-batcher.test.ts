@@ -5,10 +5,12 @@ import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { auditOf, buildTestApp, newAdmin, newSale, type TestUser } from '../../test/support/app.js'
 import { loseNextCommit, type LostCommit } from '../../test/support/lost-commit.js'
+import { purchase } from '../../test/support/purchase.js'
+import { waitFor } from '../../scripts/stack/process.js'
 import { createLoadTestUsers } from '../auth/load-test-users.js'
-import { createOrderBatcher } from './order-batcher.js'
+import { createOrderBatcher, type OrderBatcher } from './order-batcher.js'
 import { createReconciler } from './reconciler.js'
-import { createStockGate } from './stock-gate.js'
+import { createStockGate, type StockGate } from './stock-gate.js'
 
 async function batches(app: FastifyInstance, outcome: string): Promise<number> {
   const metric = await app.metrics.orderBatches.get()
@@ -16,12 +18,15 @@ async function batches(app: FastifyInstance, outcome: string): Promise<number> {
 }
 const splitBatches = (app: FastifyInstance) => batches(app, 'split')
 
-async function waitUntil(condition: () => Promise<boolean>, timeoutMs = 5000) {
-  const deadline = Date.now() + timeoutMs
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await sleep(20)
-  }
+/** Each buyer is admitted by the gate for one unit and handed to the batcher; every answer, settled. */
+function admitAndSubmit(gate: StockGate, batcher: OrderBatcher, saleId: number, userIds: string[]) {
+  return Promise.allSettled(
+    userIds.map(async (userId) => {
+      const admission = await gate.admit(saleId, userId, 1)
+      if (admission.outcome !== 'admitted') throw new Error(`not admitted: ${admission.outcome}`)
+      return batcher.submit({ saleId, userId, quantity: 1, token: admission.token, idempotency: null })
+    }),
+  )
 }
 
 // The batcher against real Postgres and Redis: the gate admits, the batcher writes.
@@ -41,12 +46,9 @@ describe('order batcher', () => {
     await app.close()
   })
 
-  it('when one buyer in a batch has no user row, the other 40 get their orders, that buyer gets 401 and its unit goes back to the gate once', async () => {
-    const saleId = await newSale(app, admin, { units: 50 })
-    const honest = await createLoadTestUsers(app.db.primary, app.config, 40)
-    const gate = createStockGate(app.redis, { tokenTtlMs: 30_000 })
-    // A long wait and a large batch: all 41 buyers land in one transaction.
-    const batcher = createOrderBatcher({
+  /** A long wait and a large batch: every buyer submitted at once lands in one transaction. */
+  const newBatcher = (gate: StockGate) =>
+    createOrderBatcher({
       db: app.db,
       gate,
       metrics: app.metrics,
@@ -56,6 +58,13 @@ describe('order batcher', () => {
       maxWaitMs: 50,
       maxConcurrent: 1,
     })
+
+  it('when one buyer in a batch has no user row, the other 40 get their orders, that buyer gets 401 and its unit goes back to the gate once', async () => {
+    const saleId = await newSale(app, admin, { units: 50 })
+    const honest = await createLoadTestUsers(app.db.primary, app.config, 40)
+    const gate = createStockGate(app.redis, { tokenTtlMs: 30_000 })
+    // A long wait and a large batch: all 41 buyers land in one transaction.
+    const batcher = newBatcher(gate)
     const splitsBefore = await splitBatches(app)
     const buyers = [
       ...honest.slice(0, 20).map((u) => u.id),
@@ -63,13 +72,7 @@ describe('order batcher', () => {
       ...honest.slice(20).map((u) => u.id),
     ]
 
-    const answers = await Promise.allSettled(
-      buyers.map(async (userId) => {
-        const admission = await gate.admit(saleId, userId, 1)
-        if (admission.outcome !== 'admitted') throw new Error(`not admitted: ${admission.outcome}`)
-        return batcher.submit({ saleId, userId, quantity: 1, token: admission.token, idempotency: null })
-      }),
-    )
+    const answers = await admitAndSubmit(gate, batcher, saleId, buyers)
 
     const refused = answers.filter((a) => a.status === 'rejected')
     expect(answers.filter((a) => a.status === 'fulfilled')).toHaveLength(40)
@@ -101,25 +104,15 @@ describe('order batcher', () => {
     const saleId = await newSale(app, admin, { units: 10 })
     const buyers = await createLoadTestUsers(app.db.primary, app.config, 3)
     const gate = createStockGate(app.redis, { tokenTtlMs: 1000 })
-    const batcher = createOrderBatcher({
-      db: app.db,
-      gate,
-      metrics: app.metrics,
-      log: { warn: () => {} },
-      reservationTtlSeconds: 600,
-      maxBatch: 128,
-      maxWaitMs: 50,
-      maxConcurrent: 1,
-    })
+    const batcher = newBatcher(gate)
     const unknownBefore = await batches(app, 'unknown')
     const { cut } = loseNextCommit(app.db.primary, observer, outcome)
 
-    const answers = await Promise.allSettled(
-      buyers.map(async ({ id: userId }) => {
-        const admission = await gate.admit(saleId, userId, 1)
-        if (admission.outcome !== 'admitted') throw new Error(`not admitted: ${admission.outcome}`)
-        return batcher.submit({ saleId, userId, quantity: 1, token: admission.token, idempotency: null })
-      }),
+    const answers = await admitAndSubmit(
+      gate,
+      batcher,
+      saleId,
+      buyers.map((buyer) => buyer.id),
     )
     await cut
     const { rows } = await app.db.primary.query<{ n: number }>(
@@ -203,23 +196,13 @@ describe('order batcher', () => {
     // What a promoted replica that missed the last decrements would hold, without the run-id fence to
     // catch it: 10 more units than Postgres has.
     await app.redis.hincrby(`sale:{${saleId}}:gate`, 'available', 10)
-    const batcher = createOrderBatcher({
-      db: app.db,
-      gate,
-      metrics: app.metrics,
-      log: { warn: () => {} },
-      reservationTtlSeconds: 600,
-      maxBatch: 128,
-      maxWaitMs: 50,
-      maxConcurrent: 1,
-    })
+    const batcher = newBatcher(gate)
 
-    const answers = await Promise.allSettled(
-      buyers.map(async ({ id: userId }) => {
-        const admission = await gate.admit(saleId, userId, 1)
-        if (admission.outcome !== 'admitted') throw new Error(`not admitted: ${admission.outcome}`)
-        return batcher.submit({ saleId, userId, quantity: 1, token: admission.token, idempotency: null })
-      }),
+    const answers = await admitAndSubmit(
+      gate,
+      batcher,
+      saleId,
+      buyers.map((buyer) => buyer.id),
     )
 
     expect(answers.every((a) => a.status === 'rejected')).toBe(true)
@@ -234,17 +217,12 @@ describe('order batcher', () => {
     )
     expect(rows[0]).toEqual({ n: 0, available: 10 })
     // Marked stale: nobody is admitted on its wrong count; the purchase path rebuilds it from Postgres.
-    await waitUntil(async () => (await gate.admit(saleId, buyers[0]!.id, 1)).outcome === 'gate_missing')
-    const sold = await Promise.all(
-      buyers.map((buyer) =>
-        app.inject({
-          method: 'POST',
-          url: `/api/sales/${saleId}/purchase`,
-          headers: { authorization: `Bearer ${buyer.token}` },
-          payload: { quantity: 1 },
-        }),
-      ),
+    await waitFor(
+      'the gate to be marked stale',
+      async () => (await gate.admit(saleId, buyers[0]!.id, 1)).outcome === 'gate_missing',
+      5000,
     )
+    const sold = await Promise.all(buyers.map((buyer) => purchase(app, buyer, saleId)))
     expect(sold.filter((r) => r.statusCode === 201)).toHaveLength(10)
     expect(sold.filter((r) => r.statusCode === 409).map((r) => r.json<{ code: string }>().code)).toEqual(
       Array(5).fill('SOLD_OUT'),

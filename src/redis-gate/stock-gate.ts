@@ -192,7 +192,6 @@ export function createStockGate(redis: Redis, options: { tokenTtlMs: number }) {
       return built === 1 ? 'built' : built === 0 ? 'current' : 'redis_unknown'
     },
 
-    /** True when the gate exists and was built on the Redis server this process is connected to. */
     /**
      * Marks a sale's gate stale, as a Redis restart would: nobody is admitted until it is rebuilt from
      * Postgres (the next purchase, or the reconciler). For a gate found ahead of Postgres.
@@ -201,6 +200,7 @@ export function createStockGate(redis: Redis, options: { tokenTtlMs: number }) {
       await redis.hset(keys(saleId).gate, 'run_id', 'stale')
     },
 
+    /** True when the gate exists and was built on the Redis server this process is connected to. */
     async isCurrent(saleId: number): Promise<boolean> {
       const runId = await runIds.known()
       return runId !== null && (await redis.hget(keys(saleId).gate, 'run_id')) === runId

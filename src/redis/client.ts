@@ -4,33 +4,27 @@ import type { Metrics } from '../metrics.js'
 
 /**
  * Where a client connects, decided here and nowhere else: the server of REDIS_URL, or, with
- * REDIS_SENTINELS set, whichever server the sentinels name as the primary of REDIS_SENTINEL_NAME. The
- * password and database of REDIS_URL apply to the data nodes either way. Clients made with
- * `redis.duplicate()` (duplicateForSubscribing) inherit the choice.
+ * REDIS_SENTINELS set, whichever server the sentinels name as the primary of REDIS_SENTINEL_NAME (these
+ * options then override REDIS_URL's host and port). The password and database of REDIS_URL apply to the
+ * data nodes either way. Clients made with `redis.duplicate()` (duplicateForSubscribing) inherit the choice.
  */
-export function redisTargetOf(
-  config: Pick<Config, 'REDIS_URL' | 'REDIS_SENTINELS' | 'REDIS_SENTINEL_NAME'>,
-): { url: string; options: RedisOptions } {
-  if (config.REDIS_SENTINELS.length === 0) return { url: config.REDIS_URL, options: {} }
+export function redisTargetOf(config: Pick<Config, 'REDIS_SENTINELS' | 'REDIS_SENTINEL_NAME'>): RedisOptions {
+  if (config.REDIS_SENTINELS.length === 0) return {}
   return {
-    url: config.REDIS_URL,
-    options: {
-      sentinels: config.REDIS_SENTINELS,
-      name: config.REDIS_SENTINEL_NAME,
-      // Only the primary: a replica would answer every write with READONLY.
-      role: 'master',
-      // Subscribes to +switch-master on the sentinels and reconnects the moment they announce a new
-      // primary, even when the old one is still reachable (cut off from the others, or demoted but not
-      // yet told to drop its clients); otherwise only a closed connection or an error would move us.
-      failoverDetector: true,
-    },
+    sentinels: config.REDIS_SENTINELS,
+    name: config.REDIS_SENTINEL_NAME,
+    // Only the primary: a replica would answer every write with READONLY.
+    role: 'master',
+    // Subscribes to +switch-master on the sentinels and reconnects the moment they announce a new
+    // primary, even when the old one is still reachable (cut off from the others, or demoted but not
+    // yet told to drop its clients); otherwise only a closed connection or an error would move us.
+    failoverDetector: true,
   }
 }
 
 export function createRedis(config: Config): Redis {
-  const target = redisTargetOf(config)
-  const redis = new Redis(target.url, {
-    ...target.options,
+  const redis = new Redis(config.REDIS_URL, {
+    ...redisTargetOf(config),
     // Fail fast instead of queueing: while Redis is away a buyer gets a quick 503, not a hung request.
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,

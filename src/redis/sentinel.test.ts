@@ -8,7 +8,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { auditOf, buildTestApp, newAdmin, newSale, type TestUser } from '../../test/support/app.js'
-import { createLoadTestUsers, type LoadTestUser } from '../auth/load-test-users.js'
+import { purchase } from '../../test/support/purchase.js'
+import { createLoadTestUsers } from '../auth/load-test-users.js'
 import { loadConfig } from '../config.js'
 import { isDependencyUnavailable } from '../dependency-errors.js'
 import { createStockGate } from '../redis-gate/stock-gate.js'
@@ -37,14 +38,6 @@ async function eventually<T>(what: string, attempt: () => Promise<T | null>, ms 
     await sleep(100)
   }
 }
-
-const purchase = (app: FastifyInstance, buyer: LoadTestUser, saleId: number) =>
-  app.inject({
-    method: 'POST',
-    url: `/api/sales/${saleId}/purchase`,
-    headers: { authorization: `Bearer ${buyer.token}` },
-    payload: { quantity: 1 },
-  })
 
 describe('Redis through Sentinel', () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'stampede-sentinel-'))
