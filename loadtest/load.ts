@@ -32,6 +32,8 @@ export interface LoadOptions {
   progressNote?: () => string
   /** Called when the first connections open: the run's time zero. */
   onStart?: (startedAt: number) => void
+  /** Sees every answer's status and latency (ms) as it arrives, e.g. for percentiles per minute. */
+  onAnswer?: (status: number, latencyMs: number) => void
   timeoutSeconds?: number
 }
 
@@ -171,6 +173,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadStats> {
       if (statusCode >= 200 && statusCode < 300) timeline[step]!.ok++
       else timeline[step]!.other++
       if (statusCode >= 500) timeline[step]!.failed++
+      options.onAnswer?.(statusCode, responseTime)
     })
     // Ctrl-C stops the load (autocannon then reports what it has), not the process: the verifier still runs.
     const stop = () => instance.stop()

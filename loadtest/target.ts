@@ -45,7 +45,7 @@ export const LOAD_TEST_APP_LIMITS = {
 export function loadStackOptions(
   env: NodeJS.ProcessEnv,
   strategy: StockStrategyName,
-  overrides: { apiInstances?: number } = {},
+  overrides: { apiInstances?: number; durablePostgres?: boolean } = {},
 ): StackOptions {
   return stackOptionsFromEnv(
     { ...LOAD_TEST_NGINX_LIMITS, ...env },

@@ -1,6 +1,6 @@
 import type { ScenarioRun } from '../scenario.js'
 import { browse, BROWSE_DEFAULTS } from './browse.js'
-import { ceiling, CEILING_DEFAULTS } from './ceiling.js'
+import { ceiling, CEILING_DEFAULTS, postCeiling, POST_CEILING_DEFAULTS } from './ceiling.js'
 import { checkout, CHECKOUT_DEFAULTS } from './checkout.js'
 import type { ScenarioContext } from './common.js'
 import { contention, CONTENTION_DEFAULTS } from './contention.js'
@@ -28,7 +28,12 @@ const scenario = <P extends object>(
 })
 
 export const SCENARIOS: Record<string, Scenario> = {
-  ceiling: scenario(CEILING_DEFAULTS, ceiling, 'GET /health/live through nginx and PM2: the reference'),
+  ceiling: scenario(CEILING_DEFAULTS, ceiling, 'GET /health/live through nginx and PM2: the reads reference'),
+  'post-ceiling': scenario(
+    POST_CEILING_DEFAULTS,
+    postCeiling,
+    'an authenticated JSON POST through the purchase location that buys nothing: the purchases reference',
+  ),
   browse: scenario(BROWSE_DEFAULTS, browse, 'product and sale pages: the cache path'),
   stampede: scenario(STAMPEDE_DEFAULTS, stampede, 'a flash sale: units, distinct users, retries, limits'),
   checkout: scenario(CHECKOUT_DEFAULTS, checkout, 'cart, checkout and pay on one product'),

@@ -20,6 +20,8 @@ export interface PostgresSetup {
   replicaPort: number
   /** The application's role and database, from DATABASE_URL's default. */
   app: { user: string; password: string; database: string }
+  /** fsync, full_page_writes and synchronous_commit on (the benchmark), or the fast settings (tests, demo). */
+  durable: boolean
 }
 
 type Role = 'primary' | 'replica'
@@ -48,7 +50,7 @@ export async function ensurePrimary(s: PostgresSetup, log: Log): Promise<void> {
     // A new primary has a new system identifier: the old replica can never follow it.
     await removeDataDir(s, 'replica')
     log(`primary: initdb ${s.paths.primaryData}`)
-    // --no-sync: the stack runs with fsync=off anyway; a crash mid-init is detected by the missing marker.
+    // --no-sync: a crash mid-init is detected by the missing marker, and the directory is made anew.
     await pgTool(s, 'initdb', [
       ...['-D', s.paths.primaryData, '-U', 'postgres', '-E', 'UTF8', '--no-locale', '--no-sync'],
       ...['--auth-local=trust', '--auth-host=scram-sha-256'],
@@ -146,8 +148,17 @@ export async function stopCluster(s: PostgresSetup, role: Role, log: Log): Promi
 
 async function startCluster(s: PostgresSetup, role: Role, log: Log): Promise<void> {
   const data = dataDir(s, role)
-  await writeOwned(s, path.join(data, 'stampede.conf'), serverSettings(s, role))
-  if (postgresPid(s, role) !== undefined) return
+  const settingsFile = path.join(data, 'stampede.conf')
+  const before = existsSync(settingsFile) ? readFileSync(settingsFile, 'utf8') : ''
+  await writeOwned(s, settingsFile, serverSettings(s, role))
+  if (postgresPid(s, role) !== undefined) {
+    // fsync, full_page_writes and synchronous_commit take effect on a reload: no restart, no lost session.
+    if (before !== serverSettings(s, role)) {
+      log(`${role}: reloading its settings (${s.durable ? 'durable' : 'fast'})`)
+      await pgTool(s, 'pg_ctl', ['reload', '-D', data])
+    }
+    return
+  }
   await recoverFromCrash(s, role, log)
   log(`${role}: starting on 127.0.0.1:${portOf(s, role)}`)
   const logFile = path.join(s.paths.logs, `${role}.log`)
@@ -183,9 +194,21 @@ async function removeDataDir(s: PostgresSetup, role: Role): Promise<void> {
   rmSync(dataDir(s, role), { recursive: true, force: true })
 }
 
-// Demo and test settings: fsync and full_page_writes are off (an OS crash may corrupt the data, which
-// the stack recreates anyway); synchronous_commit stays on so commit latency is still that of a real server.
+/**
+ * Durable (the benchmark): every COMMIT waits for its WAL to reach the disk (fsync, synchronous_commit)
+ * and a torn page can be repaired after an OS crash (full_page_writes), as on a real server. Fast (tests,
+ * the demo): fsync and full_page_writes are off, so a COMMIT costs no disk flush and an OS crash may
+ * corrupt the data, which the stack recreates anyway; synchronous_commit stays on, which without fsync
+ * only means the WAL is written to the OS, not to the disk.
+ */
+export const postgresDurability = (durable: boolean) => ({
+  fsync: durable ? 'on' : 'off',
+  full_page_writes: durable ? 'on' : 'off',
+  synchronous_commit: 'on',
+})
+
 function serverSettings(s: PostgresSetup, role: Role): string {
+  const durability = postgresDurability(s.durable)
   return [
     '# Written by scripts/stack/postgres.ts on every start: edit that file, not this one.',
     `cluster_name = '${clusterName(s, role)}'`,
@@ -194,9 +217,7 @@ function serverSettings(s: PostgresSetup, role: Role): string {
     `unix_socket_directories = '${s.paths.sockets}'`,
     'max_connections = 200',
     'shared_buffers = 256MB',
-    'fsync = off',
-    'full_page_writes = off',
-    'synchronous_commit = on',
+    ...Object.entries(durability).map(([name, value]) => `${name} = ${value}`),
     'wal_level = replica',
     'max_wal_senders = 10',
     'max_replication_slots = 10',

@@ -78,6 +78,8 @@ export interface StackOptions {
   /** Servers the user runs (DATABASE_URL, DATABASE_REPLICA_URL, REDIS_URL set in the environment). */
   external: { databaseUrl?: string; replicaUrl?: string; redisUrl?: string }
   nginxLimits: NginxLimits
+  /** Postgres with fsync, full_page_writes and synchronous_commit on (the benchmark); off for tests and the demo. */
+  durablePostgres: boolean
   /** JWT_SECRET when the environment sets it; otherwise the stack uses its folder's own (stackJwtSecret). */
   givenJwtSecret: string | undefined
   /** Settings the workers get on top of the stack's own (LOG_LEVEL, STOCK_STRATEGY, ...). */
@@ -121,6 +123,7 @@ export interface StackOverrides {
   services?: Partial<StackOptions['services']>
   appEnv?: Record<string, string>
   ecosystem?: string
+  durablePostgres?: boolean
 }
 
 /** The stack described by the environment (src/config.ts settings) plus overrides. */
@@ -167,6 +170,7 @@ export function stackOptionsFromEnv(
     },
     external,
     nginxLimits: nginxLimitsFromEnv(env),
+    durablePostgres: overrides.durablePostgres ?? false,
     givenJwtSecret: env.JWT_SECRET || undefined,
     appEnv: overrides.appEnv ?? {},
     ecosystem: overrides.ecosystem ?? path.join(REPO_ROOT, 'ecosystem.config.cjs'),
@@ -246,6 +250,7 @@ async function postgresSetup(o: StackOptions, create: boolean): Promise<Postgres
     primaryPort: o.ports.primary,
     replicaPort: o.ports.replica,
     app: { user: app.username, password: app.password, database: app.pathname.slice(1) },
+    durable: o.durablePostgres,
   }
 }
 

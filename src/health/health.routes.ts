@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts'
 
+import { purchaseBody } from '../sales/sale.schemas.js'
 import { errorSchema } from '../schemas.js'
 import { checkReadiness } from './readiness.js'
 
@@ -25,6 +26,32 @@ const healthRoutes: FastifyPluginAsyncJsonSchemaToTs = async (app) => {
       },
     },
     async () => ({ status: 'ok' }),
+  )
+
+  // The benchmark's POST ceiling: what a purchase costs before it buys anything. The same nginx location
+  // as purchases (limit_req, headers), the same token check and body validation, and no I/O after them,
+  // so purchases are measured against the cost of an authenticated JSON POST on this machine.
+  app.post(
+    '/api/ceiling',
+    {
+      onRequest: app.authenticate,
+      schema: {
+        tags: ['health'],
+        summary: 'An authenticated POST that does nothing: the yardstick purchases are measured against',
+        security: [{ bearer: [] }],
+        body: purchaseBody,
+        response: {
+          201: {
+            type: 'object',
+            required: ['userId', 'quantity'],
+            properties: { userId: { type: 'string' }, quantity: { type: 'integer' } },
+          },
+        },
+      },
+    },
+    async function answerPostCeiling(request, reply) {
+      return reply.status(201).send({ userId: request.user.sub, quantity: request.body.quantity })
+    },
   )
 
   app.get(
