@@ -77,20 +77,20 @@ const BUYER = `\\set u random(1, ${USERS})
 const buyerId = `('00000000-0000-4000-8000-' || lpad(:u::text, 12, '0'))::uuid`
 const key = `'pgbench-' || :client_id || '-' || :k`
 
-/** The scripts, with :sale, :product, :price and :limit given on pgbench's command line. */
+/** The scripts, with :sale, :product, :price, :limit and :answer given on pgbench's command line. */
 export const PGBENCH_SCRIPTS: Record<PgbenchScript, string> = {
   purchase: `${BUYER}BEGIN;
 SELECT s.id, s.product_id, p.name AS product_name, p.image_url AS product_image_url, p.price_cents AS regular_price_cents, s.price_cents, s.units_total, st.available, st.reserved, st.sold, s.per_user_limit, s.registered_only, s.starts_at, s.ends_at, st.version FROM flash_sales s JOIN flash_sale_stock st ON st.sale_id = s.id JOIN products p ON p.id = s.product_id WHERE s.id = :sale;
-INSERT INTO sale_user_units (sale_id, user_id, units) SELECT :sale, u, q FROM unnest(ARRAY[${buyerId}], ARRAY[1]) AS t (u, q) WHERE q <= :limit ORDER BY u ON CONFLICT (sale_id, user_id) DO UPDATE SET units = sale_user_units.units + excluded.units WHERE sale_user_units.units + excluded.units <= :limit RETURNING user_id;
-WITH o AS (INSERT INTO orders (user_id, sale_id, status, total_cents, expires_at, reservation_token) VALUES (${buyerId}, :sale, 'reserved', :price, now() + make_interval(secs => 600), NULL) RETURNING id, expires_at, created_at), i AS (INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) SELECT o.id, x.* FROM o, unnest(ARRAY[:product]::bigint[], ARRAY[1], ARRAY[:price]) AS x) SELECT id, expires_at, created_at FROM o;
-INSERT INTO idempotency_keys (user_id, key, request_method, request_path, request_hash, response_status, response_body) SELECT u, k, m, p, h, s, b::jsonb FROM unnest(ARRAY[${buyerId}], ARRAY[${key}], ARRAY['POST'], ARRAY['/api/sales/' || :sale || '/purchase'], ARRAY[md5(:k::text)], ARRAY[201], ARRAY['${SAVED_ANSWER}']) AS r (u, k, m, p, h, s, b) ON CONFLICT (user_id, key) DO NOTHING RETURNING user_id, key;
+INSERT INTO sale_user_units (sale_id, user_id, units) SELECT :sale::bigint, u, q FROM unnest(ARRAY[${buyerId}], ARRAY[1]) AS t (u, q) WHERE q <= :limit::int ORDER BY u ON CONFLICT (sale_id, user_id) DO UPDATE SET units = sale_user_units.units + excluded.units WHERE sale_user_units.units + excluded.units <= :limit::int RETURNING user_id;
+WITH o AS (INSERT INTO orders (user_id, sale_id, status, total_cents, expires_at, reservation_token) VALUES (${buyerId}, :sale::bigint, 'reserved', :price::int, now() + make_interval(secs => 600), NULL) RETURNING id, expires_at, created_at), i AS (INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) SELECT o.id, x.* FROM o, unnest(ARRAY[:product::bigint], ARRAY[1], ARRAY[:price::int]) AS x) SELECT id, expires_at, created_at FROM o;
+INSERT INTO idempotency_keys (user_id, key, request_method, request_path, request_hash, response_status, response_body) SELECT u, k, m, p, h, s, b::jsonb FROM unnest(ARRAY[${buyerId}], ARRAY[${key}], ARRAY['POST'], ARRAY['/api/sales/' || :sale || '/purchase'], ARRAY[md5(:k::text)], ARRAY[201], ARRAY[:answer::text]) AS r (u, k, m, p, h, s, b) ON CONFLICT (user_id, key) DO NOTHING RETURNING user_id, key;
 UPDATE flash_sale_stock SET available = available - 1, reserved = reserved + 1, version = version + 1 WHERE sale_id = :sale;
 COMMIT;
 `,
   // Every failure aborts the statement, so nothing of it stays: over the limit or outside the window the
   // units CTE returns no row and nothing follows from it; sold out, the CHECK (available >= 0) fails; a
   // key already used violates its primary key (the app would then replay the saved answer).
-  purchaseOneStatement: `${BUYER}WITH units AS (INSERT INTO sale_user_units AS su (sale_id, user_id, units) SELECT s.id, ${buyerId}, 1 FROM flash_sales s WHERE s.id = :sale AND s.starts_at <= now() AND s.ends_at > now() ON CONFLICT (sale_id, user_id) DO UPDATE SET units = su.units + excluded.units WHERE su.units + excluded.units <= :limit RETURNING sale_id, user_id), stock AS (UPDATE flash_sale_stock SET available = available - 1, reserved = reserved + 1, version = version + 1 WHERE sale_id = (SELECT sale_id FROM units) RETURNING sale_id), o AS (INSERT INTO orders (id, user_id, sale_id, status, total_cents, expires_at) SELECT gen_random_uuid(), units.user_id, stock.sale_id, 'reserved', :price, now() + interval '600 seconds' FROM units, stock RETURNING id, user_id, expires_at, created_at), i AS (INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) SELECT id, :product, 1, :price FROM o), k AS (INSERT INTO idempotency_keys (user_id, key, request_method, request_path, request_hash, response_status, response_body) SELECT user_id, ${key}, 'POST', '/api/sales/' || :sale || '/purchase', md5(:k::text), 201, '${SAVED_ANSWER}'::jsonb FROM o) SELECT id, expires_at, created_at FROM o;
+  purchaseOneStatement: `${BUYER}WITH units AS (INSERT INTO sale_user_units AS su (sale_id, user_id, units) SELECT s.id, ${buyerId}, 1 FROM flash_sales s WHERE s.id = :sale::bigint AND s.starts_at <= now() AND s.ends_at > now() ON CONFLICT (sale_id, user_id) DO UPDATE SET units = su.units + excluded.units WHERE su.units + excluded.units <= :limit::int RETURNING sale_id, user_id), stock AS (UPDATE flash_sale_stock SET available = available - 1, reserved = reserved + 1, version = version + 1 WHERE sale_id = (SELECT sale_id FROM units) RETURNING sale_id), o AS (INSERT INTO orders (id, user_id, sale_id, status, total_cents, expires_at) SELECT gen_random_uuid(), units.user_id, stock.sale_id, 'reserved', :price::int, now() + interval '600 seconds' FROM units, stock RETURNING id, user_id, expires_at, created_at), i AS (INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) SELECT id, :product::bigint, 1, :price::int FROM o), k AS (INSERT INTO idempotency_keys (user_id, key, request_method, request_path, request_hash, response_status, response_body) SELECT user_id, ${key}, 'POST', '/api/sales/' || :sale || '/purchase', md5(:k::text), 201, :answer::jsonb FROM o) SELECT id, expires_at, created_at FROM o;
 `,
   singleRowUpdate: `UPDATE bench_stock SET available = available - 1 WHERE id = 1 AND available >= 1;
 `,
@@ -204,7 +204,7 @@ async function prepareDatabase(url: string) {
     )
     await pool.query(`INSERT INTO bench_stock VALUES (1, $1)`, [STOCK])
     await pool.query('VACUUM ANALYZE')
-    return { sale: saleId, product: productId, price: 999, limit: 1_000_000 }
+    return { sale: saleId, product: productId, price: 999, limit: 1_000_000, answer: SAVED_ANSWER }
   } finally {
     await pool.end()
   }
