@@ -229,7 +229,7 @@ runs side by side. How the scenarios work: [load-testing.md](load-testing.md).
 - **Durable** means durable: Postgres runs with ${m.postgresSettings} for the whole run (the stack's fast
   settings for tests and the demo are put back afterwards).
 
-Every headline cell runs ${p.runs} time(s) after a ${p.warmupSeconds} s warm-up of the same load (workers restarted for a
+Every headline cell runs ${p.runs} ${p.runs === 1 ? 'time' : 'times'} after a ${p.warmupSeconds} s warm-up of the same load (workers restarted for a
 new strategy start cold); tables show the median and, in brackets, the range. The load generator
 (autocannon, one thread) shares the machine with what it measures: its CPU per answer is shown beside
 each cell, so a cell that costs the generator more is not mistaken for a slower server.
@@ -271,7 +271,7 @@ ${pgbenchSection(r.pgbench)}
 
 The same ${p.connections} connections buy one unit at a time from 1, 10 or 1,000 flash sales (stock rows), a random one
 per request, ${p.matrixSeconds} s per run; no sale sells out, so every answer is a purchase decided under that contention.
-The 1,000-sale cells of redis-gate and atomic run ${p.runs} times (a target compares them); the others once.
+The 1,000-sale cells of redis-gate and atomic run as often as the headline cells (${p.runs}; a target compares them), the others once.
 
 ${matrixSection(r)}
 
