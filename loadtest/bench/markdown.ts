@@ -104,6 +104,10 @@ function mainTable(r: BenchResults): string {
 ${rows.join('\n')}`
 }
 
+/** The soak runs apart (`--soak 10`, loadtest/bench/soak.ts) and writes its own verdicts. */
+const SOAK_TARGET =
+  '| p99, heap and pool waits stay flat over a 10-minute soak at 70 % of the maximum | the same load over time: a line fitted through one value per minute must not drift by more than a tolerance of its level | [soak.md](soak.md) | run apart: `npm run bench -- --soak 10` |'
+
 function targetsTable(ratios: BenchRatios): string {
   const mark = (ok: boolean | null) => (ok === null ? 'not measured' : ok ? 'met' : '**missed**')
   return `| target | yardstick, and why | measured | |
@@ -111,7 +115,8 @@ function targetsTable(ratios: BenchRatios): string {
 ${TARGETS.map((t) => {
   const value = ratios[t.field]
   return `| ${t.name} (\`${t.field}\` ${t.op} ${t.value}) | ${t.yardstick} | ${typeof value === 'number' ? f(value, 2) : 'n/a'} | ${mark(judge(t, ratios))} |`
-}).join('\n')}`
+}).join('\n')}
+${SOAK_TARGET}`
 }
 
 function pgbenchSection(pg: PgbenchResult | null): string {
