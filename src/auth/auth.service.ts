@@ -1,11 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { Db } from '../db/pool.js'
-import {
-  EmailTakenError,
-  InvalidCredentialsError,
-  NoPasswordError,
-  UnauthorizedError,
-} from '../errors.js'
+import { EmailTakenError, InvalidCredentialsError, NoPasswordError, UnauthorizedError } from '../errors.js'
 import type { TokenClaims } from './token-claims.js'
 import { hashPassword, verifyPassword } from './password.js'
 import { assertAcceptablePassword } from './password-policy.js'

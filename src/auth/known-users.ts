@@ -22,6 +22,7 @@ export function createKnownUsers(deps: { standingsOf: StandingsOf; ttlMs: number
     ttl: deps.ttlMs,
     fetchMethod: async (userId) => (await lookUp(userId)) ?? false,
   })
+  let forgets = 0
   return {
     /**
      * The user's standing; `null` when the user does not exist; `undefined` when it could not be checked
@@ -29,25 +30,33 @@ export function createKnownUsers(deps: { standingsOf: StandingsOf; ttlMs: number
      * 500 while the primary is away, and the foreign keys of every write stay the authority.
      */
     async standing(userId: string): Promise<UserStanding | null | undefined> {
-      try {
-        const found = await known.fetch(userId)
-        return found === false ? null : found
-      } catch {
-        return undefined
+      for (let attempt = 1; ; attempt++) {
+        const forgetsBefore = forgets
+        try {
+          const found = await known.fetch(userId)
+          return found === false ? null : found
+        } catch {
+          // Concurrency: a forget during the lookup cut it off (see forget): the row changed meanwhile,
+          // so read it again rather than fall back on the token's claims, which the change may have voided.
+          if (forgets === forgetsBefore || attempt === 3) return undefined
+        }
       }
     },
 
     /**
      * Forgets a user whose row changed: the next request reads the row again.
      * Concurrency: deleting also cuts off a lookup in flight for the user (lru-cache aborts it and keeps
-     * its result out of the cache), so a standing read before the change is not remembered after it.
+     * its result out of the cache), so a standing read before the change is not remembered after it;
+     * the request that was waiting for that lookup reads the row again (see standing).
      */
     forget(userId: string): void {
+      forgets++
       known.delete(userId)
     },
 
     /** Forgets everyone: changes may have been announced while this worker could not hear them. */
     forgetAll(): void {
+      forgets++
       known.clear()
     },
   }
@@ -56,9 +65,7 @@ export function createKnownUsers(deps: { standingsOf: StandingsOf; ttlMs: number
 export type KnownUsers = ReturnType<typeof createKnownUsers>
 
 /** Collects the ids asked for during one event-loop turn and answers them all with one call. */
-function batchedPerTurn(
-  standingsOf: StandingsOf,
-): (userId: string) => Promise<UserStanding | undefined> {
+function batchedPerTurn(standingsOf: StandingsOf): (userId: string) => Promise<UserStanding | undefined> {
   let batch: { ids: Set<string>; found: Promise<Map<string, UserStanding>> } | null = null
   return async (userId) => {
     if (!batch) {

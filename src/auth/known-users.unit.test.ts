@@ -58,3 +58,26 @@ describe('known users', () => {
     expect(await users.standing('anyone')).toBeUndefined()
   })
 })
+
+describe('known users, forgotten mid-lookup', () => {
+  it('when a user is forgotten while its lookup is in flight, then the waiting request reads the row again (it never falls back on the token)', async () => {
+    let version = 0
+    let release: () => void = () => {}
+    const users = createKnownUsers({
+      standingsOf: async (ids) => {
+        const seen = version
+        if (seen === 0) await new Promise<void>((resolve) => (release = resolve))
+        return new Map(ids.map((id) => [id, customer(seen)]))
+      },
+      ttlMs: 60_000,
+    })
+    const waiting = users.standing('u')
+    await new Promise((resolve) => setImmediate(resolve))
+    await new Promise((resolve) => setImmediate(resolve))
+    version = 1
+    users.forget('u')
+    release()
+
+    expect(await waiting).toEqual(customer(1))
+  })
+})

@@ -33,7 +33,9 @@ export function assertAcceptablePassword(password: string, email: string): void 
   const name = address.split('@')[0] ?? address
   const stem = lower.replace(/[\d\W_]+$/u, '')
   if (lower.includes(address) || [address, name, SERVICE_NAME].includes(stem))
-    throw new WeakPasswordError('a password may not be the email address, its name part or the name of the shop')
+    throw new WeakPasswordError(
+      'a password may not be the email address, its name part or the name of the shop',
+    )
 }
 
 /** One character repeated (aaaaaaaa), or each character one step from the last (12345678, hgfedcba). */

@@ -23,7 +23,8 @@ export function createUserChanges(deps: {
 }) {
   const { publisher, subscriber } = deps
   subscriber.on('message', (channel: string, ref: string) => {
-    if (channel === INVALIDATION_CHANNEL && ref.startsWith(REF_PREFIX)) deps.forget(ref.slice(REF_PREFIX.length))
+    if (channel === INVALIDATION_CHANNEL && ref.startsWith(REF_PREFIX))
+      deps.forget(ref.slice(REF_PREFIX.length))
   })
   // Concurrency: pub/sub is fire-and-forget; announcements published while this connection was down
   // are lost. After every (re)connect the worker forgets every user rather than keep honouring a token
@@ -50,7 +51,10 @@ export function createUserChanges(deps: {
       try {
         await publisher.publish(INVALIDATION_CHANNEL, `${REF_PREFIX}${userId}`)
       } catch (err) {
-        deps.log.warn({ err, userId }, 'user changes: announcement failed; other workers forget within the TTL')
+        deps.log.warn(
+          { err, userId },
+          'user changes: announcement failed; other workers forget within the TTL',
+        )
       }
     },
 
