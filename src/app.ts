@@ -15,7 +15,7 @@ import { createOrders } from './orders/orders.service.js'
 import { createSimulatedPaymentProvider } from './orders/payment-provider.js'
 import cache from './plugins/cache.plugin.js'
 import drain from './plugins/drain.plugin.js'
-import errorHandler, { answerClientError } from './plugins/error-handler.plugin.js'
+import errorHandler, { answerClientError, answerFrameworkError } from './plugins/error-handler.plugin.js'
 import metrics from './plugins/metrics.plugin.js'
 import openapi from './plugins/openapi.plugin.js'
 import postgres from './plugins/postgres.plugin.js'
@@ -78,7 +78,9 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     // only X-Forwarded-For entry (nginx.conf). Only that last hop is trusted: an address a client wrote
     // into its own X-Forwarded-For sits before it and is never read.
     trustProxy: trustsOnlyNginx,
+    // Requests refused before routing, in the API's `{ code, message }` too (src/plugins/error-handler.plugin.ts).
     clientErrorHandler: answerClientError,
+    frameworkErrors: answerFrameworkError,
     return503OnClosing: false,
   })
   app.decorate('config', config)

@@ -408,6 +408,16 @@ describe('every route with schema-valid extreme values', () => {
     },
   )
 
+  it('when a docs page is asked with a 6,000-character query, then no header of the answer repeats it', async () => {
+    for (const path of ['/docs', '/docs/', '/docs/static/index.html', '/docs/json']) {
+      const answer = await app.inject(`${path}?${'q'.repeat(6000)}`)
+      expect(answer.statusCode, path).toBeLessThan(500)
+      const headers = Object.values(answer.headers).map(String).join('\n')
+      expect(headers.length, `${path}: ${headers.slice(0, 200)}`).toBeLessThan(2000)
+    }
+    expect((await app.inject('/docs/static/index.html?x=1')).headers.location).toBe('/docs/')
+  })
+
   it('when an integer in a path or query is spelled another way (1e1, 0x10, 010, +1, 1.0), then every route answers 400', async () => {
     const failures: string[] = []
     const admin = callers.admin

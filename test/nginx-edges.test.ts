@@ -50,6 +50,78 @@ function raw(url: string, request: string): Promise<{ status: number; headers: s
   })
 }
 
+/** The values of one header in a raw answer's head (lower case), as often as it was sent. */
+const headerValues = (head: string, name: string) =>
+  head
+    .split('\r\n')
+    .filter((line) => line.startsWith(`${name}:`))
+    .map((line) => line.slice(name.length + 1).trim())
+
+/** A GET with `count` extra header lines of `size` bytes each: many lines, each under nginx's line limit. */
+const withHeaders = (path: string, count: number, size: number) =>
+  `GET ${path} HTTP/1.1\r\nHost: stampede\r\n${Array.from({ length: count }, (_, i) => `X-Pad-${i}: ${'a'.repeat(size)}\r\n`).join('')}Connection: close\r\n\r\n`
+
+/**
+ * An answer nginx made itself: the API's JSON with this status and code, labelled application/json, each
+ * security header once, Retry-After on 429 and 503 only.
+ */
+function expectNginxJson(
+  answer: { status: number; headers: string; body: string },
+  status: number,
+  code: string,
+  what: string,
+) {
+  expect(answer.status, `${what}: ${answer.headers}`).toBe(status)
+  expect(headerValues(answer.headers, 'content-type'), what).toEqual(['application/json'])
+  expect(JSON.parse(answer.body), what).toEqual({ code, message: expect.any(String) })
+  for (const name of SECURITY_HEADERS)
+    expect(headerValues(answer.headers, name), `${what}: ${name}`).toHaveLength(1)
+  expect(headerValues(answer.headers, 'retry-after'), what).toEqual(
+    status === 429 || status === 503 ? ['1'] : [],
+  )
+}
+
+/**
+ * Requests each of which nginx refuses itself, with the status and code it answers. The statuses nginx
+ * cannot be made to answer from outside in this configuration (408: a slow client is disconnected;
+ * 411; 495-497 without TLS; 500) are checked in the configuration by test/unit/nginx-conf.test.ts.
+ */
+const REFUSED_BY_NGINX: [string, string, number, string][] = [
+  ['no Host header', 'GET /api/products HTTP/1.1\r\nConnection: close\r\n\r\n', 400, 'BAD_REQUEST'],
+  [
+    'HTTP/2.0 on the request line',
+    'GET / HTTP/2.0\r\nHost: stampede\r\nConnection: close\r\n\r\n',
+    505,
+    'HTTP_VERSION_NOT_SUPPORTED',
+  ],
+  [
+    'HTTP/9.9 on the request line',
+    'GET / HTTP/9.9\r\nHost: stampede\r\nConnection: close\r\n\r\n',
+    505,
+    'HTTP_VERSION_NOT_SUPPORTED',
+  ],
+  [
+    'Transfer-Encoding: xchunked',
+    'POST /api/checkout HTTP/1.1\r\nHost: stampede\r\nTransfer-Encoding: xchunked\r\nConnection: close\r\n\r\n',
+    501,
+    'NOT_IMPLEMENTED',
+  ],
+  [
+    'a 6,000-character URI',
+    `GET /docs/static/index.html?${'x'.repeat(6000)} HTTP/1.1\r\nHost: stampede\r\nConnection: close\r\n\r\n`,
+    414,
+    'URI_TOO_LONG',
+  ],
+  ['21 KB of headers in lines of 3 KB', withHeaders('/api/products', 7, 3000), 431, 'HEADERS_TOO_LARGE'],
+  ['one header line of 5 KB', withHeaders('/api/products', 1, 5000), 431, 'HEADERS_TOO_LARGE'],
+  [
+    'a body over 64 KiB',
+    `POST /api/checkout HTTP/1.1\r\nHost: stampede\r\nContent-Type: application/json\r\nContent-Length: ${100 * 1024}\r\nConnection: close\r\n\r\n`,
+    413,
+    'BODY_TOO_LARGE',
+  ],
+]
+
 describe.runIf(hasNginx)('nginx in front of the test stack', () => {
   const url = stack.nginxUrl!
 
@@ -93,6 +165,54 @@ describe.runIf(hasNginx)('nginx in front of the test stack', () => {
     const badRequest = await raw(url, 'GET /api/products HTTP/1.1\r\nConnection: close\r\n\r\n')
     expect(badRequest.status).toBe(400)
     expect(JSON.parse(badRequest.body)).toEqual({ code: 'BAD_REQUEST', message: expect.any(String) })
+  })
+
+  it("when nginx refuses a request itself, on either server, then the answer is the API's JSON with application/json, each security header once, and Retry-After only on 429 and 503", async () => {
+    for (const [server, base] of [
+      ['public', url],
+      ['admin', stack.nginxAdminUrl!],
+    ] as const) {
+      for (const [what, request, status, code] of REFUSED_BY_NGINX)
+        expectNginxJson(await raw(base, request), status, code, `${server}: ${what}`)
+    }
+    // The public server's own 404s, 405s and 412s, whatever the URI's extension says.
+    const get = (path: string, headers = '') =>
+      raw(url, `GET ${path} HTTP/1.1\r\nHost: stampede\r\n${headers}Connection: close\r\n\r\n`)
+    for (const path of [
+      '/images/nope.png',
+      '/api/admin/x.html',
+      '/api/admin/sales',
+      '/metrics.css',
+      '/metrics',
+      '/_nginx/error',
+    ])
+      expectNginxJson(await get(path), 404, 'NOT_FOUND', path)
+    expectNginxJson(
+      await raw(
+        url,
+        'POST /index.html HTTP/1.1\r\nHost: stampede\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}',
+      ),
+      405,
+      'METHOD_NOT_ALLOWED',
+      'POST /index.html',
+    )
+    expectNginxJson(
+      await get('/index.html', 'If-Unmodified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\n'),
+      412,
+      'PRECONDITION_FAILED',
+      'If-Unmodified-Since',
+    )
+    // Ranges are not served: an impossible one is ignored, and the file sent whole, its headers once.
+    const ranged = await get('/index.html', 'Range: bytes=99999999-\r\n')
+    expect(ranged.status).toBe(200)
+    for (const name of SECURITY_HEADERS) expect(headerValues(ranged.headers, name), name).toHaveLength(1)
+  })
+
+  it('when headers are just under what nginx lets through, then a worker reads them (its own limit is higher): the limits agree', async () => {
+    // 11 KB of headers pass nginx (at most 3 x 4 KiB) and Node's 16 KiB, with nginx's own headers added.
+    const answer = await raw(url, withHeaders('/api/products', 3, 3800))
+    expect(answer.status, answer.body).toBe(200)
+    expect(JSON.parse(answer.body)).toHaveProperty('items')
   })
 
   it.runIf(local)(
@@ -178,6 +298,74 @@ describe.runIf(hasNginx && local)(
     })
   },
 )
+
+describe.runIf(hasNginx && local)(
+  'nginx with no worker to answer (local stack only: an nginx of its own)',
+  () => {
+    let setup: NginxSetup
+    let dir: string
+
+    beforeAll(async () => {
+      dir = mkdtempSync(path.join(os.tmpdir(), 'stampede-nginx-down-'))
+      setup = {
+        stackDir: dir,
+        port: await freePort(),
+        adminPort: await freePort(),
+        // A port nobody listens on: every upstream connection is refused.
+        upstreams: [`127.0.0.1:${await freePort()}`],
+        jobsMetrics: `127.0.0.1:${await freePort()}`,
+        limits: nginxLimitsFromEnv({}),
+      }
+      await ensureNginx(setup, () => {})
+    })
+    afterAll(async () => {
+      if (setup) await stopNginx(setup, () => {})
+      rmSync(dir, { recursive: true, force: true })
+    })
+
+    it('when the workers cannot be reached, then both servers answer 503 SERVICE_UNAVAILABLE JSON with Retry-After', async () => {
+      for (const [server, port, path] of [
+        ['public', setup.port, '/api/products'],
+        ['admin', setup.adminPort, '/api/admin/sales'],
+        ['admin metrics', setup.adminPort, '/metrics'],
+      ] as const) {
+        const answer = await raw(
+          `http://127.0.0.1:${port}`,
+          `GET ${path} HTTP/1.1\r\nHost: stampede\r\nConnection: close\r\n\r\n`,
+        )
+        expectNginxJson(answer, 503, 'SERVICE_UNAVAILABLE', server)
+      }
+    })
+  },
+)
+
+describe("a worker's own refusals (behind nginx they are rare: nginx refuses these first)", () => {
+  let app: FastifyInstance
+  let address: string
+
+  beforeAll(async () => {
+    app = await buildTestApp()
+    address = await app.listen({ host: '127.0.0.1', port: 0 })
+  })
+  afterAll(async () => {
+    await app.close()
+  })
+
+  it("when Node or Fastify refuses a request before any route (headers over Node's limit, bytes that are not HTTP, a broken URL), then the answer is the API's JSON", async () => {
+    const cases = [
+      [withHeaders('/api/products', 7, 3000), 431, 'HEADERS_TOO_LARGE'],
+      ['NOT HTTP AT ALL\r\n\r\n', 400, 'BAD_REQUEST'],
+      ['GET /api/products/%zz HTTP/1.1\r\nHost: stampede\r\nConnection: close\r\n\r\n', 400, 'BAD_REQUEST'],
+      ['GET /% HTTP/1.1\r\nHost: stampede\r\nConnection: close\r\n\r\n', 400, 'BAD_REQUEST'],
+    ] as const
+    for (const [request, status, code] of cases) {
+      const answer = await raw(address, request)
+      expect(answer.status, request.slice(0, 40)).toBe(status)
+      expect(headerValues(answer.headers, 'content-type')[0]).toContain('application/json')
+      expect(JSON.parse(answer.body)).toEqual({ code, message: expect.any(String) })
+    }
+  })
+})
 
 describe('the X-Worker header', () => {
   it('when DEBUG_WORKER_HEADER is not set, then answers do not say which worker answered; with it, they do', async () => {

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net'
-import type { FastifyError } from 'fastify'
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { isDependencyUnavailable } from '../dependency-errors.js'
 import { AppError, IdempotentReplayError, DependencyUnavailableError } from '../errors.js'
@@ -83,4 +83,24 @@ export function answerClientError(error: Error & { code?: string }, socket: Sock
         `Content-Type: application/json; charset=utf-8\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
     )
   socket.destroy(error)
+}
+
+/**
+ * Errors Fastify meets before routing (a URL whose percent-encoding is broken, `/%zz`) skip the error
+ * handler and get Fastify's own shape, which also echoes the URL. Passed to Fastify as `frameworkErrors`.
+ */
+export function answerFrameworkError(
+  error: FastifyError,
+  _request: FastifyRequest,
+  reply: FastifyReply,
+): void {
+  const badUrl = error.code === 'FST_ERR_BAD_URL'
+  reply.errorCode = badUrl ? 'BAD_REQUEST' : 'INTERNAL'
+  void reply
+    .status(badUrl ? 400 : 500)
+    .send(
+      badUrl
+        ? { code: 'BAD_REQUEST', message: 'the URL is not valid (broken percent-encoding)' }
+        : { code: 'INTERNAL', message: 'Internal server error' },
+    )
 }
