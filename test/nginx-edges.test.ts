@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ensureNginx, nginxLimitsFromEnv, stopNginx, type NginxSetup } from '../scripts/stack/nginx.js'
 import { jwtSecretFile } from '../scripts/stack/secrets.js'
 import { TEST_JWT_SECRET } from '../src/config.js'
-import { buildTestApp, newAdmin, newCustomer, newSale } from './support/app.js'
+import { buildTestApp, fillCart, newAdmin, newCustomer, newProduct, newSale } from './support/app.js'
 import { freePort } from './support/ports.js'
 import { testStack } from './support/stack-env.js'
 import { openStream } from './support/streams.js'
@@ -214,6 +214,32 @@ describe.runIf(hasNginx)('nginx in front of the test stack', () => {
     expect(answer.status, answer.body).toBe(200)
     expect(JSON.parse(answer.body)).toHaveProperty('items')
   })
+
+  it.runIf(local)(
+    "when an admin's token reads another user's order, then through the admin server it is 200 and through the public server 404, whatever X-Stampede-Edge the client sends (local stack only)",
+    async () => {
+      const app = await buildTestApp()
+      try {
+        const admin = await newAdmin(app)
+        const customer = await newCustomer(app)
+        const productId = await newProduct(app, admin, { stock: 3 })
+        await fillCart(app, customer, [{ productId, quantity: 1 }])
+        const order = await app.inject({ method: 'POST', url: '/api/checkout', headers: customer.headers })
+        expect(order.statusCode, order.body).toBe(201)
+        const token = createSigner({ key: stack.jwtSecret })({ sub: admin.id, role: 'admin', guest: true })
+        const read = (base: string, edge?: string) =>
+          fetch(`${base}/api/orders/${order.json<{ id: string }>().id}`, {
+            headers: { authorization: `Bearer ${token}`, ...(edge ? { 'x-stampede-edge': edge } : {}) },
+          }).then((r) => r.status)
+
+        expect(await read(stack.nginxAdminUrl!)).toBe(200)
+        expect(await read(url)).toBe(404)
+        expect(await read(url, 'admin')).toBe(404)
+      } finally {
+        await app.close()
+      }
+    },
+  )
 
   it.runIf(local)(
     "when a token is signed with the built-in test secret, then the stack's workers refuse it; its own secret (kept 0600 in the stack folder) works (local stack only)",
