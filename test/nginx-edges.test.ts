@@ -39,7 +39,10 @@ function expectSecurityHeaders(response: Response, what: string) {
 function raw(url: string, request: string): Promise<{ status: number; headers: string; body: string }> {
   const { hostname, port } = new URL(url)
   return new Promise((resolve, reject) => {
-    const socket = connect(Number(port), hostname, () => socket.end(request))
+    // Written, not ended: nginx reads a half-closed connection as a client that gave up (499, no answer).
+    // Every request here says `Connection: close` or is refused, so the server closes when it has answered.
+    const socket = connect(Number(port), hostname, () => socket.write(request))
+    socket.setTimeout(15_000, () => socket.destroy())
     let data = ''
     socket.setEncoding('utf8').on('data', (chunk: string) => (data += chunk))
     socket.on('error', reject)
