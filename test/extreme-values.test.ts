@@ -360,6 +360,7 @@ describe('every route with schema-valid extreme values', () => {
     async () => {
       // Each call is within its bounds; what overflows is a total many of them build up (a stock column).
       const failures: string[] = []
+      const limits: unknown[] = []
       const admin = callers.admin
       const created = await app.inject({
         method: 'POST',
@@ -398,6 +399,7 @@ describe('every route with schema-valid extreme values', () => {
             payload: { ...body, ...(typeof body.sku === 'string' ? { sku: `acc-${i}-${Date.now()}` } : {}) },
           })
           statuses.set(answer.statusCode, (statuses.get(answer.statusCode) ?? 0) + 1)
+          if (answer.statusCode === 422) limits.push(answer.json())
           if (answer.statusCode >= 500) {
             failures.push(
               `${operation.method} ${operation.path} call ${i + 1}: ${answer.statusCode} ${answer.body}`,
@@ -408,17 +410,8 @@ describe('every route with schema-valid extreme values', () => {
         console.log(`accumulation ${operation.method} ${operation.path}:`, Object.fromEntries(statuses))
       }
       expect(failures).toEqual([])
-      const restocked = await app.inject({
-        method: 'POST',
-        url: `/api/admin/products/${productId}/restock`,
-        headers: admin.headers,
-        payload: { quantity: 1_000_000 },
-      })
-      expect(restocked.statusCode).toBe(422)
-      expect(restocked.json()).toMatchObject({
-        code: 'STOCK_LIMIT',
-        message: expect.stringContaining('2147483647'),
-      })
+      // The restocks that would carry the product's stock past its column were refused, naming the limit.
+      expect(limits).toContainEqual({ code: 'STOCK_LIMIT', message: expect.stringContaining('2147483647') })
     },
   )
 
