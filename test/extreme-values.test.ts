@@ -378,6 +378,9 @@ describe('every route with schema-valid extreme values', () => {
         // Routes whose largest integer is small would need millions of calls; their totals are bounded
         // by other rules (a cart line, a per-user limit).
         if (largest < 100_000) continue
+        // A sale takes units from the product instead of adding to a total, and every sale made here
+        // would stay on the storefront's list that the browser tests page through.
+        if (operation.path === '/api/admin/sales') continue
         const body = Object.fromEntries(
           properties.map(([name, schema]) => [
             name,
