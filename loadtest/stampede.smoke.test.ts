@@ -43,9 +43,13 @@ describe.skipIf(stack.nginxUrl === undefined)('the stampede scenario against the
       const throttled = Object.entries(answers)
         .filter(([key]) => key.startsWith('429'))
         .reduce((sum, [, n]) => sum + n, 0)
-      // Every answer is accounted for: orders, sold out, throttled (429, not errors), and nothing else odd.
+      // Every answer is accounted for: orders, sold out, the greedy buyers' limit, throttled (429, not
+      // errors), and nothing else odd.
       const known =
-        (answers['201'] ?? 0) + (answers['409 SOLD_OUT'] ?? 0) + (answers['409 IDEMPOTENCY_KEY_IN_USE'] ?? 0)
+        (answers['201'] ?? 0) +
+        (answers['409 SOLD_OUT'] ?? 0) +
+        (answers['409 PER_USER_LIMIT'] ?? 0) +
+        (answers['409 IDEMPOTENCY_KEY_IN_USE'] ?? 0)
       expect(known + throttled).toBe(run.load.answered)
       expect(Object.keys(answers).filter((key) => key.startsWith('5'))).toEqual([])
     },

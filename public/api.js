@@ -96,8 +96,16 @@ export async function register(email, password) {
   keepSession(await publicPost('/api/auth/register', { email, password }))
   identityChanged()
 }
-/** Forgets the customer; the next call starts a fresh guest. */
+/**
+ * Ends the session on the server (every token of the account stops working, on every device) and forgets
+ * it here; the next call starts a fresh guest. Signing out still happens here if the server cannot be told.
+ */
 export async function signOut() {
+  const saved = localStorage.getItem(TOKEN_KEY)
+  if (saved)
+    await send('/api/auth/logout', { method: 'POST', headers: { authorization: `Bearer ${saved}` } }).catch(
+      () => undefined,
+    )
   dropSession()
   await token()
   identityChanged()

@@ -15,7 +15,7 @@ import { createOrders } from './orders/orders.service.js'
 import { createSimulatedPaymentProvider } from './orders/payment-provider.js'
 import cache from './plugins/cache.plugin.js'
 import drain from './plugins/drain.plugin.js'
-import errorHandler from './plugins/error-handler.plugin.js'
+import errorHandler, { answerClientError, answerFrameworkError } from './plugins/error-handler.plugin.js'
 import metrics from './plugins/metrics.plugin.js'
 import openapi from './plugins/openapi.plugin.js'
 import postgres from './plugins/postgres.plugin.js'
@@ -43,6 +43,12 @@ declare module 'fastify' {
   }
 }
 
+/** The address nginx connects to the workers from (nginx.conf proxies to them on loopback). */
+export const NGINX_ADDRESS = '127.0.0.1'
+
+/** Fastify's trustProxy: the connection's own peer (hop 0) when it is nginx, and no hop beyond it. */
+export const trustsOnlyNginx = (address: string, hop: number) => hop === 0 && address === NGINX_ADDRESS
+
 export interface BuildOptions {
   /** Overrides the pino options, e.g. `false` in tests. */
   logger?: FastifyServerOptions['logger']
@@ -68,8 +74,13 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     // nginx stamps every request with X-Request-Id; reuse it so one id follows the request end to end.
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
-    // Behind nginx on loopback: trust it for the client address (rate limits key on it).
-    trustProxy: '127.0.0.1',
+    // Behind nginx on loopback: the app's limits key on the address nginx saw, which nginx writes as the
+    // only X-Forwarded-For entry (nginx.conf). Only that last hop is trusted: an address a client wrote
+    // into its own X-Forwarded-For sits before it and is never read.
+    trustProxy: trustsOnlyNginx,
+    // Requests refused before routing, in the API's `{ code, message }` too (src/plugins/error-handler.plugin.ts).
+    clientErrorHandler: answerClientError,
+    frameworkErrors: answerFrameworkError,
     return503OnClosing: false,
   })
   app.decorate('config', config)

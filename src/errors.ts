@@ -61,6 +61,20 @@ export class InvalidCredentialsError extends fixedAnswer(
   'email or password is wrong',
 ) {}
 
+/** A password the policy refuses (src/auth/password-policy.ts); the message names the rule. */
+export class WeakPasswordError extends AppError {
+  constructor(rule: string) {
+    super(422, 'WEAK_PASSWORD', rule)
+  }
+}
+
+/** A guest account has no password to change. */
+export class NoPasswordError extends fixedAnswer(
+  409,
+  'NO_PASSWORD',
+  'a guest account has no password to change: register an account instead',
+) {}
+
 export class EmailTakenError extends fixedAnswer(
   409,
   'EMAIL_TAKEN',
@@ -169,8 +183,13 @@ export class SaleNotActiveError extends AppError {
   }
 }
 
+/**
+ * A 409, not a 429: the buyer's own holding conflicts with the sale's rule, and waiting does not clear
+ * it (a paid unit is held for good; a cancelled one keeps counting, docs/security.md). Every 429 of the
+ * API means "slow down" and carries Retry-After.
+ */
 export class PerUserLimitError extends fixedAnswer(
-  429,
+  409,
   'PER_USER_LIMIT',
   'you hold as many units of this sale as one customer may',
 ) {}
@@ -249,6 +268,12 @@ export class RegisteredOnlyError extends AppError {
 export class OrderTooLargeError extends AppError {
   constructor(maxCents: number) {
     super(422, 'ORDER_TOO_LARGE', `an order may total at most ${maxCents} cents: split the cart`)
+  }
+}
+
+export class StockLimitError extends AppError {
+  constructor(maxUnits: number) {
+    super(422, 'STOCK_LIMIT', `a product may hold at most ${maxUnits} units in stock`)
   }
 }
 

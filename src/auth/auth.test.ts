@@ -117,6 +117,23 @@ describe('auth', () => {
     expect(response.json()).toMatchObject({ code: 'FORBIDDEN' })
   })
 
+  it('when the password is a common one, eight spaces or the email itself, then it is 422 WEAK_PASSWORD and no account is made', async () => {
+    const email = freshEmail()
+    const answers = [
+      await register(email, 'password'),
+      await register(email, '        '),
+      await register(email, email),
+      await register(email, 'qwerty123'),
+    ]
+
+    for (const response of answers) {
+      expect(response.statusCode, response.body).toBe(422)
+      expect(response.json()).toMatchObject({ code: 'WEAK_PASSWORD', message: expect.any(String) })
+    }
+    expect((await login(email, 'password')).statusCode).toBe(401)
+    expect((await register(email)).statusCode).toBe(201)
+  })
+
   it('when the password is too short or the email is not an email, then it is 400 VALIDATION_FAILED', async () => {
     const shortPassword = await register(freshEmail(), 'short')
     const badEmail = await register('not-an-email')

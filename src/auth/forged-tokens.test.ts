@@ -111,6 +111,8 @@ describe('tokens with a valid signature', () => {
   })
 })
 
+const freshAddress = () => `10.${[1, 2, 3].map(() => Math.floor(Math.random() * 250)).join('.')}`
+
 describe('new accounts per client address', () => {
   let app: FastifyInstance
 
@@ -121,9 +123,39 @@ describe('new accounts per client address', () => {
     await app.close()
   })
 
-  // Through nginx: the app trusts X-Forwarded-For from loopback, so each test uses addresses of its own.
+  // Through nginx: nginx (on loopback) writes the address it saw as the only X-Forwarded-For entry, and
+  // the app trusts that one hop; so each test uses addresses of its own.
   const from = (address: string) => ({ remoteAddress: '127.0.0.1', headers: { 'x-forwarded-for': address } })
-  const freshAddress = () => `10.${[1, 2, 3].map(() => Math.floor(Math.random() * 250)).join('.')}`
+
+  it('when a client writes addresses of its own into X-Forwarded-For, then the limit still counts the address nginx saw (the last hop, even when that is loopback), and a client that is not nginx is counted by its own address', async () => {
+    // A client on nginx's own machine: nginx saw 127.0.0.1, which is also the address the app trusts.
+    const seenByNginx = '127.0.0.1'
+    const statuses = []
+    for (let i = 0; i < 11; i++) {
+      const claimed = `${freshAddress()}, ${freshAddress()}`
+      const response = await app.inject({
+        method: 'POST',
+        url: '/api/auth/guest',
+        remoteAddress: '127.0.0.1',
+        headers: { 'x-forwarded-for': `${claimed}, ${seenByNginx}` },
+      })
+      statuses.push(response.statusCode)
+    }
+    const direct = freshAddress()
+    for (let i = 0; i < 11; i++) {
+      const response = await app.inject({
+        method: 'POST',
+        url: '/api/auth/guest',
+        remoteAddress: direct,
+        headers: { 'x-forwarded-for': freshAddress() },
+      })
+      statuses.push(response.statusCode)
+    }
+
+    // 5 a minute per address: at most 10 across a window's edge, never 11.
+    expect(statuses.slice(0, 11).filter((s) => s === 429).length).toBeGreaterThanOrEqual(1)
+    expect(statuses.slice(11).filter((s) => s === 429).length).toBeGreaterThanOrEqual(1)
+  })
 
   it(
     'when one address makes more accounts a minute than RATE_LIMIT_SIGNUP_PER_MINUTE, then the rest are 429 with Retry-After, and no user is created',

@@ -7,7 +7,12 @@ export interface User {
   passwordHash: string | null
   role: Role
   isGuest: boolean
+  /** Raised by a logout or a new password: tokens signed at a lower version no longer work. */
+  tokenVersion: number
 }
+
+/** What a request may do, from the user's row: the API reads it rather than trust the token's claims. */
+export type UserStanding = Pick<User, 'role' | 'isGuest' | 'tokenVersion'>
 
 interface UserRow {
   id: string
@@ -15,6 +20,7 @@ interface UserRow {
   password_hash: string | null
   role: Role
   is_guest: boolean
+  token_version: number
 }
 
 const toUser = (row: UserRow): User => ({
@@ -23,7 +29,13 @@ const toUser = (row: UserRow): User => ({
   passwordHash: row.password_hash,
   role: row.role,
   isGuest: row.is_guest,
+  tokenVersion: row.token_version,
 })
+
+export async function findUserById(db: Queryable, userId: string): Promise<User | undefined> {
+  const { rows } = await db.query<UserRow>('SELECT * FROM users WHERE id = $1', [userId])
+  return rows[0] && toUser(rows[0])
+}
 
 export async function findUserByEmail(db: Queryable, email: string): Promise<User | undefined> {
   const { rows } = await db.query<UserRow>('SELECT * FROM users WHERE email = $1', [email.toLowerCase()])
@@ -73,12 +85,42 @@ export async function insertGuests(
   return rows.map((row) => row.id)
 }
 
-/** Which of these user ids exist. */
-export async function existingUserIds(db: Queryable, userIds: string[]): Promise<Set<string>> {
-  const { rows } = await db.query<{ id: string }>('SELECT id FROM users WHERE id = ANY($1::uuid[])', [
-    userIds,
-  ])
-  return new Set(rows.map((row) => row.id))
+/** The standing of each of these users that exists. */
+export async function userStandings(db: Queryable, userIds: string[]): Promise<Map<string, UserStanding>> {
+  const { rows } = await db.query<Pick<UserRow, 'id' | 'role' | 'is_guest' | 'token_version'>>(
+    'SELECT id, role, is_guest, token_version FROM users WHERE id = ANY($1::uuid[])',
+    [userIds],
+  )
+  return new Map(
+    rows.map((row) => [row.id, { role: row.role, isGuest: row.is_guest, tokenVersion: row.token_version }]),
+  )
+}
+
+// Concurrency: both raise token_version relatively (token_version + 1), so two logouts at once both
+// count, and each returns the version it produced: a token signed with it is newer than every token
+// signed before either change.
+
+/** Ends every session of the user: tokens signed before no longer match. The new version, or undefined for no user. */
+export async function raiseTokenVersion(db: Queryable, userId: string): Promise<number | undefined> {
+  const { rows } = await db.query<{ token_version: number }>(
+    'UPDATE users SET token_version = token_version + 1 WHERE id = $1 RETURNING token_version',
+    [userId],
+  )
+  return rows[0]?.token_version
+}
+
+/** Sets a new password hash and ends every session signed before it; the user as it is now. */
+export async function replacePasswordAndRaiseTokenVersion(
+  db: Queryable,
+  userId: string,
+  passwordHash: string,
+): Promise<User | undefined> {
+  const { rows } = await db.query<UserRow>(
+    `UPDATE users SET password_hash = $2, token_version = token_version + 1
+      WHERE id = $1 AND NOT is_guest RETURNING *`,
+    [userId, passwordHash],
+  )
+  return rows[0] && toUser(rows[0])
 }
 
 /**

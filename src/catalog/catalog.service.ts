@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import type { CachePolicy, TwoLevelCache } from '../cache/two-level-cache.js'
 import { withTransaction } from '../db/transaction.js'
-import { InvalidCursorError, NotFoundError, SkuTakenError } from '../errors.js'
+import { InvalidCursorError, NotFoundError, SkuTakenError, StockLimitError } from '../errors.js'
 import type { Db } from '../db/pool.js'
 import {
   findProduct,
@@ -11,7 +11,8 @@ import {
   searchProductsAfter,
   type Category,
   type ProductFilter,
-  restock,
+  MAX_UNITS_PER_PRODUCT,
+  restockWithinLimit,
   updateProduct,
   type NewProduct,
   type Product,
@@ -140,7 +141,9 @@ export function createCatalog(deps: { db: Db; cache: TwoLevelCache }) {
     // on a hot product that would empty the cache on every sale. There it is display only, as stale as
     // the L2 TTL; the stock decision is always made on the primary.
     async restock(id: number, quantity: number): Promise<Product> {
-      if (!(await restock(db.primary, id, quantity))) throw new NotFoundError(`product ${id}`)
+      const outcome = await restockWithinLimit(db.primary, id, quantity)
+      if (outcome === 'not found') throw new NotFoundError(`product ${id}`)
+      if (outcome === 'over limit') throw new StockLimitError(MAX_UNITS_PER_PRODUCT)
       await products.invalidate(id)
       return requireFromPrimary(id)
     },

@@ -39,7 +39,14 @@ const productAdminRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { catalog:
 
   app.post(
     '/api/admin/products/:id/restock',
-    { schema: { tags: ['admin'], params: productIdParams, body: restockBody, response: answers } },
+    {
+      schema: {
+        tags: ['admin'],
+        params: productIdParams,
+        body: restockBody,
+        response: { ...answers, 422: errorSchema },
+      },
+    },
     async (request) => catalog.restock(request.params.id, request.body.quantity),
   )
 }

@@ -188,13 +188,24 @@ export async function updateProduct(db: Queryable, id: number, changes: ProductC
   return rowCount === 1
 }
 
+/** The most units one product's stock row holds: its counters are Postgres integers (int4). */
+export const MAX_UNITS_PER_PRODUCT = 2_147_483_647
+
 // Concurrency: a restock is one relative UPDATE (on_hand + n, available + n), never read-modify-write,
 // so it cannot lose a concurrent checkout's decrement; the version bump makes optimistic buyers re-read.
-export async function restock(db: Queryable, productId: number, quantity: number): Promise<boolean> {
+// The bound is in the same statement, summed as bigint: each restock is small, but many of them could
+// carry on_hand past the column's range, and the overflow would fail the UPDATE with a 500.
+export async function restockWithinLimit(
+  db: Queryable,
+  productId: number,
+  quantity: number,
+): Promise<'restocked' | 'over limit' | 'not found'> {
   const { rowCount } = await db.query(
     `UPDATE inventory SET on_hand = on_hand + $2, available = available + $2, version = version + 1
-      WHERE product_id = $1`,
-    [productId, quantity],
+      WHERE product_id = $1 AND on_hand::bigint + $2 <= $3`,
+    [productId, quantity, MAX_UNITS_PER_PRODUCT],
   )
-  return rowCount === 1
+  if (rowCount === 1) return 'restocked'
+  const { rowCount: exists } = await db.query('SELECT 1 FROM inventory WHERE product_id = $1', [productId])
+  return exists === 1 ? 'over limit' : 'not found'
 }

@@ -67,7 +67,7 @@ export default fp(
       // If Redis is away the effect still stands: the lock frees itself after LOCK_TTL_MS, and a retry
       // then finds the Postgres copy.
       await locks
-        .finish(keyed, token, endingOf(reply.statusCode, payload))
+        .finish(keyed, token, endingOf(reply.statusCode, reply.errorCode, payload))
         .catch((err: Error) => request.log.warn({ err }, 'could not record the idempotent response in Redis'))
     })
   },
@@ -76,16 +76,17 @@ export default fp(
 
 /**
  * What a keyed request's answer means for its key. A 5xx may come after the effect committed (the
- * answer to COMMIT was lost), so the outcome is unknown and the next attempt asks Postgres. A 429 comes
- * before any effect, every one of them: the rate limits run before the purchase path; the per-user limit
- * refuses in the gate before a token exists, inside the Postgres path's transaction (which then rolls
- * back), or, in a batch, for a buyer whose order the committed transaction did not write (had its COMMIT
- * answer been lost, every buyer of the batch would hear 503). So after a 429 the key is freed and a retry
- * runs. Anything else is the answer, replayed for 24 hours (a body that is not a string cannot be
- * stored: its key is freed too).
+ * answer to COMMIT was lost), so the outcome is unknown and the next attempt asks Postgres. A 429 and a
+ * 409 PER_USER_LIMIT come before any effect, every one of them: the rate limits run before the purchase
+ * path; the per-user limit refuses in the gate before a token exists, inside the Postgres path's
+ * transaction (which then rolls back), or, in a batch, for a buyer whose order the committed transaction
+ * did not write (had its COMMIT answer been lost, every buyer of the batch would hear 503). So after
+ * either the key is freed and a retry runs (the per-user limit clears when a reservation expires, or when
+ * an in-flight unit of a lost batch is given back). Anything else is the answer, replayed for 24 hours (a
+ * body that is not a string cannot be stored: its key is freed too).
  */
-function endingOf(status: number, payload: unknown): KeyEnding {
+function endingOf(status: number, errorCode: string | undefined, payload: unknown): KeyEnding {
   if (status >= 500) return 'unknown'
-  if (status === 429 || typeof payload !== 'string') return 'free'
+  if (status === 429 || errorCode === 'PER_USER_LIMIT' || typeof payload !== 'string') return 'free'
   return { status, json: payload }
 }

@@ -24,7 +24,7 @@ import {
 //   `Idempotent-Replayed: true`; the same key while the first request still runs answers 409; the
 //   same key on a different request (method, path or body) answers 422;
 // - requests that fail validation never get here (validation runs before preHandlers) and are not
-//   stored; nor are 429 answers (nothing was done: a retry runs) and 5xx answers, which may come after
+//   stored; nor are 429 and 409 PER_USER_LIMIT answers (nothing was done: a retry runs) and 5xx answers, which may come after
 //   the effect committed (the answer to COMMIT was lost): the key then says "outcome unknown", and the
 //   next attempt asks Postgres before it runs.
 // Two stores, two jobs. Redis is the fast path: one script before the request (take the key, or

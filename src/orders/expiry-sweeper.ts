@@ -17,7 +17,7 @@ export async function sweepExpiredReservations(
 ): Promise<number> {
   const release = await withTransaction(primary, async (tx) => {
     const orders = await expireDueOrders(tx, batchSize)
-    return releaseOrdersStock(tx, orders, hooks)
+    return releaseOrdersStock(tx, orders, 'expired', hooks)
   })
   const expired = release.orders.length
   if (expired > 0) await hooks.afterCommit?.(release)

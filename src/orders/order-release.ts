@@ -8,9 +8,17 @@ import {
 } from '../stock/stock.repository.js'
 import type { Order } from './orders.repository.js'
 
+/**
+ * Why orders give their stock back. Units of a sale order that expired count toward the buyer's
+ * per-user limit no more; units of one the buyer cancelled still do (docs/security.md: a buyer could
+ * otherwise hold a unit for ever by cancelling and buying again just before each expiry).
+ */
+export type ReleaseReason = 'cancelled' | 'expired'
+
 /** Orders whose stock one transaction released, and the version each sale's stock row reached in it. */
 export interface Release {
   orders: Order[]
+  reason: ReleaseReason
   /** flash_sale_stock.version after this release, by sale id (the gate's outbox records it). */
   saleVersions: ReadonlyMap<number, number>
 }
@@ -22,7 +30,7 @@ export interface Release {
  * it committed (units the Redis gate admitted go back to the gate).
  */
 export interface ReleaseHooks {
-  beforeStock?(tx: PoolClient, orders: Order[]): Promise<void>
+  beforeStock?(tx: PoolClient, orders: Order[], reason: ReleaseReason): Promise<void>
   afterStock?(tx: PoolClient, release: Release): Promise<void>
   afterCommit?(release: Release): Promise<void>
 }
@@ -55,15 +63,16 @@ export function stockOf(order: Order): { stock: StockTable; lines: StockLine[] }
 export async function releaseOrdersStock(
   tx: PoolClient,
   orders: Order[],
+  reason: ReleaseReason,
   hooks: ReleaseHooks,
 ): Promise<Release> {
-  await hooks.beforeStock?.(tx, orders)
+  await hooks.beforeStock?.(tx, orders, reason)
   const saleVersions = new Map<number, number>()
   for (const { stock, lines } of sumPerStockRow(orders.map(stockOf))) {
     const versions = await releaseReserved(tx, stock, lines)
     if (stock === SALE_STOCK) for (const [saleId, version] of versions) saleVersions.set(saleId, version)
   }
-  const release = { orders, saleVersions }
+  const release = { orders, reason, saleVersions }
   await hooks.afterStock?.(tx, release)
   return release
 }

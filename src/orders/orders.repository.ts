@@ -201,6 +201,8 @@ export interface PendingGateRelease {
   saleId: number
   userId: string
   units: number
+  /** Units the buyer's per-user count gets back: all of them for an expired order, none for a cancelled one. */
+  allowanceUnits: number
   version: number
 }
 
@@ -236,9 +238,10 @@ export async function findPendingGateReleases(
     sale_id: number
     user_id: string
     units: number
+    cancelled: boolean
     gate_release_version: number
   }>(
-    `SELECT o.id, o.sale_id, o.user_id, o.gate_release_version,
+    `SELECT o.id, o.sale_id, o.user_id, o.gate_release_version, o.status = 'cancelled' AS cancelled,
             (SELECT sum(i.quantity)::int FROM order_items i WHERE i.order_id = o.id) AS units
        FROM orders o
       WHERE o.gate_release_version IS NOT NULL AND o.updated_at < now() - make_interval(secs => $1::float8 / 1000)
@@ -251,6 +254,7 @@ export async function findPendingGateReleases(
     saleId: row.sale_id,
     userId: row.user_id,
     units: row.units,
+    allowanceUnits: row.cancelled ? 0 : row.units,
     version: row.gate_release_version,
   }))
 }

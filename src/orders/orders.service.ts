@@ -118,7 +118,10 @@ export function createOrders(deps: OrdersDeps) {
     return paid
   }
 
-  /** Cancels a reserved order and gives its stock back, exactly once; cancelling twice is a no-op. */
+  /**
+   * Cancels a reserved order and gives its stock back, exactly once; cancelling twice is a no-op. The
+   * units of a sale order stay counted toward the buyer's per-user limit (ReleaseReason).
+   */
   async function cancel(caller: Caller, orderId: string): Promise<Order> {
     const { cancelled, release } = await withTransaction(db.primary, async (tx) => {
       const order = await orderVisibleTo(tx, caller, orderId)
@@ -127,7 +130,7 @@ export function createOrders(deps: OrdersDeps) {
         if (current.status === 'cancelled') return { cancelled: current, release: null }
         throw new OrderNotCancellableError(current.status)
       }
-      const release = await releaseOrdersStock(tx, [order], deps.releaseHooks)
+      const release = await releaseOrdersStock(tx, [order], 'cancelled', deps.releaseHooks)
       return { cancelled: (await findOrder(tx, order.id))!, release }
     })
     if (release) {

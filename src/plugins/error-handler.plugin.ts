@@ -1,4 +1,5 @@
-import type { FastifyError } from 'fastify'
+import type { Socket } from 'node:net'
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { isDependencyUnavailable } from '../dependency-errors.js'
 import { AppError, IdempotentReplayError, DependencyUnavailableError } from '../errors.js'
@@ -58,4 +59,48 @@ function clientErrorCode(error: FastifyError): string {
   if (error.statusCode === 413) return 'BODY_TOO_LARGE'
   if (error.statusCode === 415) return 'UNSUPPORTED_MEDIA_TYPE'
   return 'BAD_REQUEST'
+}
+
+/**
+ * Node refuses some requests before Fastify sees them (a header block over Node's limit, bytes that are
+ * not HTTP, a client too slow to send its headers) and Fastify answers them on the bare socket, in a
+ * shape of its own. This writes the API's `{ code, message }` instead. Passed to Fastify as
+ * `clientErrorHandler` (src/app.ts); nginx refuses oversized headers first, so a client behind it rarely
+ * meets these.
+ */
+export function answerClientError(error: Error & { code?: string }, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  const [status, reason, code, message] =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'Request Header Fields Too Large', 'HEADERS_TOO_LARGE', 'the request headers are too large']
+      : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'Request Timeout', 'REQUEST_TIMEOUT', 'the request took too long to arrive']
+        : [400, 'Bad Request', 'BAD_REQUEST', 'the request could not be read']
+  const body = JSON.stringify({ code, message })
+  if (socket.writable)
+    socket.write(
+      `HTTP/1.1 ${status} ${reason}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+        `Content-Type: application/json; charset=utf-8\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
+    )
+  socket.destroy(error)
+}
+
+/**
+ * Errors Fastify meets before routing (a URL whose percent-encoding is broken, `/%zz`) skip the error
+ * handler and get Fastify's own shape, which also echoes the URL. Passed to Fastify as `frameworkErrors`.
+ */
+export function answerFrameworkError(
+  error: FastifyError,
+  _request: FastifyRequest,
+  reply: FastifyReply,
+): void {
+  const badUrl = error.code === 'FST_ERR_BAD_URL'
+  reply.errorCode = badUrl ? 'BAD_REQUEST' : 'INTERNAL'
+  void reply
+    .status(badUrl ? 400 : 500)
+    .send(
+      badUrl
+        ? { code: 'BAD_REQUEST', message: 'the URL is not valid (broken percent-encoding)' }
+        : { code: 'INTERNAL', message: 'Internal server error' },
+    )
 }

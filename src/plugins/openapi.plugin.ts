@@ -19,7 +19,17 @@ export default fp(
         },
       },
     })
-    await app.register(swaggerUi, { routePrefix: '/docs' })
+    await app.register(swaggerUi, {
+      routePrefix: '/docs',
+      uiHooks: {
+        // The UI's /docs/static/index.html redirects to its own URL with the query string kept, so any
+        // query made a Location header as long as the URL (and a redirect loop): nginx could not pass an
+        // answer that large on, and answered 503. The page takes no query; its Location is fixed.
+        onRequest: async (request, reply) => {
+          if (request.routeOptions.url === '/docs/static/index.html') return reply.redirect('/docs/')
+        },
+      },
+    })
   },
   { name: 'openapi' },
 )

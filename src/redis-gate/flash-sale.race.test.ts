@@ -112,7 +112,7 @@ describe('flash sale on the redis-gate strategy', () => {
 
       const answers = await Promise.all(Array.from({ length: 50 }, () => purchase(app, buyer!, saleId)))
 
-      expect(statuses(answers)).toEqual({ '201': 2, '429 PER_USER_LIMIT': 48 })
+      expect(statuses(answers)).toEqual({ '201': 2, '409 PER_USER_LIMIT': 48 })
       const { rows } = await app.db.primary.query<{ units: number }>(
         'SELECT units FROM sale_user_units WHERE sale_id = $1 AND user_id = $2',
         [saleId, buyer!.id],

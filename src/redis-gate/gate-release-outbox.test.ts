@@ -55,7 +55,7 @@ describe('gate releases through the outbox', () => {
     const hooks = releaseHooksOf(app)
     return withTransaction(app.db.primary, async (tx) => {
       expect(await markCancelledIfReserved(tx, order.id)).toBe(true)
-      return releaseOrdersStock(tx, [(await findOrder(tx, order.id))!], {
+      return releaseOrdersStock(tx, [(await findOrder(tx, order.id))!], 'cancelled', {
         beforeStock: hooks.beforeStock,
         afterStock: hooks.afterStock,
       })
@@ -108,8 +108,10 @@ describe('gate releases through the outbox', () => {
 
     expect(await pendingMark(order.id)).toBeNull()
     expect(await auditOf(app, admin, saleId)).toMatchObject({ available: 5, gate: 5, drift: 0 })
-    // The buyer's per-user units came back once too: with a limit of 1 they can buy again.
-    expect((await purchase(app, buyer, saleId)).statusCode).toBe(201)
+    // A cancelled order's units keep counting toward the buyer's per-user limit (1 here), in the gate too.
+    const again = await purchase(app, buyer, saleId)
+    expect(again.statusCode).toBe(409)
+    expect(again.json()).toMatchObject({ code: 'PER_USER_LIMIT' })
   })
 
   it('when a release is applied twice at once, then the gate gets its units back once', async () => {

@@ -28,6 +28,7 @@ export function gateReleasesOf(release: Release): PendingGateRelease[] {
             saleId: order.saleId,
             userId: order.userId,
             units: unitsOf(order),
+            allowanceUnits: release.reason === 'expired' ? unitsOf(order) : 0,
             version: release.saleVersions.get(order.saleId)!,
           },
         ],

@@ -50,6 +50,7 @@ declare module 'ioredis' {
       quantity: number,
       orderId: string,
       version: number,
+      allowanceUnits: number,
     ): Result<number, Context>
     gateBuild(
       gate: string,
@@ -165,6 +166,7 @@ export function createStockGate(redis: Redis, options: { tokenTtlMs: number }) {
         release.units,
         release.orderId,
         release.version,
+        release.allowanceUnits,
       )
       return RELEASE_OUTCOMES[code as keyof typeof RELEASE_OUTCOMES]
     },

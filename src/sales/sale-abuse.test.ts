@@ -1,5 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { waitFor } from '../../scripts/stack/process.js'
+import { sweepExpiredReservations } from '../orders/expiry-sweeper.js'
 import {
   auditOf,
   buildTestApp,
@@ -7,11 +9,75 @@ import {
   newCustomer,
   newRegisteredCustomer,
   newSale,
+  releaseHooksOf,
   type TestUser,
 } from '../../test/support/app.js'
 import { openStream } from '../../test/support/streams.js'
 
 // What a flash sale does against throwaway accounts and against clients that hoard connections.
+
+// A buyer who cancels and buys again just before each expiry would hold a unit for ever: the unit is
+// back on offer only for the instant between the two requests, which the buyer alone chooses. So a
+// cancelled order's units keep counting toward the per-user limit; only an expiry gives them back.
+describe.each(['redis-gate', 'atomic'])('cancel and buy again (%s)', (strategy) => {
+  let app: FastifyInstance
+  let admin: TestUser
+
+  beforeAll(async () => {
+    app = await buildTestApp({ STOCK_STRATEGY: strategy })
+    admin = await newAdmin(app)
+  })
+  afterAll(async () => {
+    await app.close()
+  })
+
+  const purchase = (saleId: number, user: TestUser) =>
+    app.inject({
+      method: 'POST',
+      url: `/api/sales/${saleId}/purchase`,
+      headers: { ...user.headers, 'idempotency-key': `key-${Math.random()}` },
+      payload: { quantity: 1 },
+    })
+  const cancel = (orderId: string, user: TestUser) =>
+    app.inject({ method: 'POST', url: `/api/orders/${orderId}/cancel`, headers: user.headers })
+
+  it('when a buyer cancels a sale order and buys again at once, then the unit is back on offer for others but the buyer hears 409 PER_USER_LIMIT', async () => {
+    const saleId = await newSale(app, admin, { units: 1, perUserLimit: 1 })
+    const [hoarder, other] = [await newCustomer(app), await newCustomer(app)]
+    const first = await purchase(saleId, hoarder)
+    expect(first.statusCode, first.body).toBe(201)
+
+    expect((await cancel(first.json<{ id: string }>().id, hoarder)).statusCode).toBe(200)
+    const again = await purchase(saleId, hoarder)
+
+    expect(again.statusCode, again.body).toBe(409)
+    expect(again.json()).toMatchObject({ code: 'PER_USER_LIMIT' })
+    expect(again.headers['retry-after']).toBeUndefined()
+    expect((await purchase(saleId, other)).statusCode).toBe(201)
+    expect(await auditOf(app, admin, saleId)).toMatchObject({ reserved: 1, violations: [] })
+  })
+
+  it('when a reservation expires instead, then its units count no more and the buyer may buy again', async () => {
+    const saleId = await newSale(app, admin, { units: 1, perUserLimit: 1 })
+    const buyer = await newCustomer(app)
+    const first = await purchase(saleId, buyer)
+    expect(first.statusCode, first.body).toBe(201)
+    const orderId = first.json<{ id: string }>().id
+    await app.db.primary.query(`UPDATE orders SET expires_at = now() - interval '1 second' WHERE id = $1`, [
+      orderId,
+    ])
+
+    // The test stack's jobs process sweeps too: whichever of them expires the order, its units come back.
+    await sweepExpiredReservations(app.db.primary, app.metrics, releaseHooksOf(app))
+    let again = await purchase(saleId, buyer)
+    await waitFor('the expired order to give its units back', async () => {
+      if (again.statusCode === 201) return true
+      again = await purchase(saleId, buyer)
+      return again.statusCode === 201
+    })
+    expect(again.statusCode, again.body).toBe(201)
+  })
+})
 
 describe.each(['redis-gate', 'atomic'])('a registered-only sale (%s)', (strategy) => {
   let app: FastifyInstance

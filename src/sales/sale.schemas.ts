@@ -114,7 +114,11 @@ export const holdingsSchema = {
         additionalProperties: false,
         properties: {
           saleId: { type: 'integer' },
-          units: { type: 'integer', description: 'units this customer holds: reserved or paid' },
+          units: {
+            type: 'integer',
+            description:
+              'units counting toward the per-user limit: reserved, paid, or cancelled (an expired reservation counts no more)',
+          },
         },
       },
     },

@@ -109,7 +109,8 @@ const saleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: SaleRoutesOptions 
       onRequest: app.authenticate,
       schema: {
         tags: ['sales'],
-        summary: 'Units the caller holds (reserved or paid) in each of the given sales',
+        summary:
+          'Units that count toward the caller’s per-user limit (reserved, paid or cancelled) in each of the given sales',
         security: [{ bearer: [] }],
         querystring: saleIdsQuery,
         response: { 200: holdingsSchema, 400: errorSchema },
@@ -162,6 +163,8 @@ const saleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: SaleRoutesOptions 
       schema: {
         tags: ['sales'],
         summary: 'Buy during a flash sale',
+        description:
+          '409 PER_USER_LIMIT: the buyer holds as many units as one customer may (reserved, paid, or cancelled); waiting does not help, so it is not a 429. 429 RATE_LIMITED: too many attempts; retry after Retry-After.',
         security: [{ bearer: [] }],
         params: saleIdParams,
         headers: idempotencyKeyHeader,
