@@ -125,7 +125,7 @@ export async function pgbenchYardsticks(
     )
     const room = Math.max(1, rows[0]!.max - rows[0]!.used - 10)
     const clientCounts = [...new Set(options.clients.map((c) => Math.max(1, Math.min(c, room))))]
-    await admin.query(`DROP DATABASE IF EXISTS ${DATABASE}`)
+    await dropDatabase(admin, DATABASE)
     await admin.query(`CREATE DATABASE ${DATABASE}`)
     const fixture = await prepareDatabase(url.toString())
     const variables = Object.entries(fixture).flatMap(([name, value]) => ['-D', `${name}=${value}`])
@@ -171,8 +171,28 @@ export async function pgbenchYardsticks(
     }
   } finally {
     rmSync(dir, { recursive: true, force: true })
-    await admin.query(`DROP DATABASE IF EXISTS ${DATABASE} WITH (FORCE)`).catch(() => undefined)
+    await dropDatabase(admin, DATABASE).catch((error: Error) =>
+      log(`could not drop ${DATABASE}: ${error.message}`),
+    )
     await admin.end()
+  }
+}
+
+/**
+ * Drops a database this role made. Not WITH (FORCE): that refuses to end an autovacuum worker, which a
+ * role that is not a superuser may not signal, and autovacuum visits a database that has just taken many
+ * writes. A plain DROP asks autovacuum to leave and waits for it; while one of our own sessions is still
+ * closing ("being accessed by other users") it is tried again, up to 10 s.
+ */
+export async function dropDatabase(client: pg.Client, name: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(name)}`)
+      return
+    } catch (error) {
+      if (attempt >= 10 || (error as { code?: string }).code !== '55006') throw error
+      await new Promise((resolve) => setTimeout(resolve, 1000))
+    }
   }
 }
 

@@ -4,7 +4,7 @@ import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { PGBENCH_SCRIPTS, pgbenchYardsticks } from '../loadtest/pgbench.js'
+import { dropDatabase, PGBENCH_SCRIPTS, pgbenchYardsticks } from '../loadtest/pgbench.js'
 import { ensureNginx, nginxLimitsFromEnv, stopNginx, type NginxSetup } from '../scripts/stack/nginx.js'
 import { buildTestApp, newCustomer } from './support/app.js'
 import { freePort } from './support/ports.js'
@@ -125,7 +125,7 @@ describe("pgbench's purchase scripts on the app's schema", () => {
   beforeAll(async () => {
     admin = new pg.Client({ connectionString: stack.databaseUrl })
     await admin.connect()
-    await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`)
+    await dropDatabase(admin, database)
     await admin.query(`CREATE DATABASE ${database}`)
     const url = new URL(stack.databaseUrl)
     url.pathname = `/${database}`
@@ -157,7 +157,7 @@ describe("pgbench's purchase scripts on the app's schema", () => {
   })
   afterAll(async () => {
     await db?.end()
-    await admin?.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`)
+    if (admin) await dropDatabase(admin, database)
     await admin?.end()
   })
 
