@@ -272,8 +272,16 @@ try {
             connections,
             duration: seconds,
           })
-          // The heaviest statements of the last measured stampede.
-          if (measured) statements.push({ strategy, statements: await heaviestStatements(ctx.target.db) })
+          // The heaviest statements of the last measured stampede: each run replaces the one before.
+          if (measured) {
+            const heaviest = { strategy, statements: await heaviestStatements(ctx.target.db) }
+            statements.splice(
+              0,
+              statements.length,
+              ...statements.filter((s) => s.strategy !== strategy),
+              heaviest,
+            )
+          }
           return run
         },
         duration,
