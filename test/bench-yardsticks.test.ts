@@ -1,13 +1,10 @@
 import type { FastifyInstance } from 'fastify'
-import { mkdtempSync, rmSync } from 'node:fs'
-import os from 'node:os'
-import path from 'node:path'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { dropDatabase, PGBENCH_SCRIPTS, pgbenchYardsticks } from '../loadtest/pgbench.js'
-import { ensureNginx, nginxLimitsFromEnv, stopNginx, type NginxSetup } from '../scripts/stack/nginx.js'
+import { nginxLimitsFromEnv } from '../scripts/stack/nginx.js'
 import { buildTestApp, newCustomer } from './support/app.js'
-import { freePort } from './support/ports.js'
+import { startOwnNginx } from './support/own-nginx.js'
 import { testStack } from './support/stack-env.js'
 
 // The benchmark's yardsticks are measurements too, and a wrong yardstick makes every ratio wrong: the
@@ -54,26 +51,11 @@ describe('the POST ceiling (POST /api/ceiling)', () => {
 describe.runIf(stack.options !== undefined && stack.workers.length > 0)(
   "the POST ceiling's nginx location (an nginx of its own with the default limits)",
   () => {
-    let setup: NginxSetup
-    let dir: string
-    let url: string
+    let nginx: Awaited<ReturnType<typeof startOwnNginx>>
     beforeAll(async () => {
-      dir = mkdtempSync(path.join(os.tmpdir(), 'stampede-ceiling-'))
-      setup = {
-        stackDir: dir,
-        port: await freePort(),
-        adminPort: await freePort(),
-        upstreams: stack.workers.map((worker) => new URL(worker).host),
-        jobsMetrics: '127.0.0.1:9',
-        limits: nginxLimitsFromEnv({}),
-      }
-      await ensureNginx(setup, () => {})
-      url = `http://127.0.0.1:${setup.port}`
+      nginx = await startOwnNginx(stack.workers.map((worker) => new URL(worker).host))
     })
-    afterAll(async () => {
-      if (setup) await stopNginx(setup, () => {})
-      rmSync(dir, { recursive: true, force: true })
-    })
+    afterAll(() => nginx?.stop())
 
     it('when ceiling and purchase requests alternate past the burst, then they share one limit_req budget', async () => {
       const { buyBurst, buyRate } = nginxLimitsFromEnv({})
@@ -84,7 +66,7 @@ describe.runIf(stack.options !== undefined && stack.workers.length > 0)(
         const kind = i % 2 === 0 ? 'ceiling' : 'purchase'
         const target = kind === 'ceiling' ? '/api/ceiling' : '/api/sales/1/purchase'
         // No token: the worker refuses with 401, but only what nginx let through reaches it.
-        const answer = await fetch(`${url}${target}`, {
+        const answer = await fetch(`${nginx.url}${target}`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
           body: '{"quantity":1}',

@@ -1,14 +1,13 @@
 import { createSigner } from 'fast-jwt'
 import type { FastifyInstance } from 'fastify'
-import { mkdtempSync, rmSync, statSync } from 'node:fs'
+import { statSync } from 'node:fs'
 import { connect } from 'node:net'
-import os from 'node:os'
-import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ensureNginx, nginxLimitsFromEnv, stopNginx, type NginxSetup } from '../scripts/stack/nginx.js'
+import { nginxLimitsFromEnv, type NginxSetup } from '../scripts/stack/nginx.js'
 import { jwtSecretFile } from '../scripts/stack/secrets.js'
 import { TEST_JWT_SECRET } from '../src/config.js'
 import { buildTestApp, fillCart, newAdmin, newCustomer, newProduct, newSale } from './support/app.js'
+import { startOwnNginx } from './support/own-nginx.js'
 import { freePort } from './support/ports.js'
 import { testStack } from './support/stack-env.js'
 import { openStream } from './support/streams.js'
@@ -270,29 +269,18 @@ describe.runIf(hasNginx)('nginx in front of the test stack', () => {
 describe.runIf(hasNginx && local)(
   "nginx's default limits per client address (local stack only: an nginx of its own)",
   () => {
-    let setup: NginxSetup
-    let dir: string
+    let nginx: Awaited<ReturnType<typeof startOwnNginx>>
     let url: string
     let app: FastifyInstance
 
     beforeAll(async () => {
-      dir = mkdtempSync(path.join(os.tmpdir(), 'stampede-nginx-limits-'))
-      setup = {
-        stackDir: dir,
-        port: await freePort(),
-        adminPort: await freePort(),
-        upstreams: stack.workers.map((worker) => new URL(worker).host),
-        jobsMetrics: '127.0.0.1:9',
-        limits: nginxLimitsFromEnv({}),
-      }
-      await ensureNginx(setup, () => {})
-      url = `http://127.0.0.1:${setup.port}`
+      nginx = await startOwnNginx(stack.workers.map((worker) => new URL(worker).host))
+      url = nginx.url
       app = await buildTestApp()
     })
     afterAll(async () => {
       await app?.close()
-      if (setup) await stopNginx(setup, () => {})
-      rmSync(dir, { recursive: true, force: true })
+      await nginx?.stop()
     })
 
     it('when one address asks for accounts in a burst, then past NGINX_SIGNUP_BURST they are 429 JSON with Retry-After', async () => {
@@ -331,26 +319,15 @@ describe.runIf(hasNginx && local)(
 describe.runIf(hasNginx && local)(
   'nginx with no worker to answer (local stack only: an nginx of its own)',
   () => {
+    let nginx: Awaited<ReturnType<typeof startOwnNginx>>
     let setup: NginxSetup
-    let dir: string
 
     beforeAll(async () => {
-      dir = mkdtempSync(path.join(os.tmpdir(), 'stampede-nginx-down-'))
-      setup = {
-        stackDir: dir,
-        port: await freePort(),
-        adminPort: await freePort(),
-        // A port nobody listens on: every upstream connection is refused.
-        upstreams: [`127.0.0.1:${await freePort()}`],
-        jobsMetrics: `127.0.0.1:${await freePort()}`,
-        limits: nginxLimitsFromEnv({}),
-      }
-      await ensureNginx(setup, () => {})
+      // A port nobody listens on: every upstream connection is refused.
+      nginx = await startOwnNginx([`127.0.0.1:${await freePort()}`], `127.0.0.1:${await freePort()}`)
+      setup = nginx.setup
     })
-    afterAll(async () => {
-      if (setup) await stopNginx(setup, () => {})
-      rmSync(dir, { recursive: true, force: true })
-    })
+    afterAll(() => nginx?.stop())
 
     it('when the workers cannot be reached, then both servers answer 503 SERVICE_UNAVAILABLE JSON with Retry-After', async () => {
       for (const [server, port, path] of [
