@@ -15,6 +15,10 @@ export default fp(
     const redis = createRedis(opts.config)
     timeCommands(redis, app.metrics.redisCommandSeconds)
     redis.on('error', (err) => app.log.warn({ err }, 'Redis connection error'))
+    // A lost connection and the one that replaces it are rare and worth a line each: after a failover
+    // they say when this worker moved, and to which server.
+    redis.on('reconnecting', (inMs: number) => app.log.warn({ inMs }, 'Redis connection lost; reconnecting'))
+    redis.on('ready', () => app.log.info({ server: redis.stream?.remoteAddress }, 'Redis connection ready'))
     if (!(await connectWithin(redis, 2000))) app.log.warn('Redis did not answer at start-up; still trying')
     app.decorate('redis', redis)
     app.addHook('onClose', async () => {

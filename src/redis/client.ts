@@ -58,7 +58,37 @@ export function createRedis(config: Config): Redis {
     enableAutoPipelining: true,
   })
   serverRunIdOf(redis)
+  connectAgainAfterUnaskedEnd(redis)
   return redis
+}
+
+/**
+ * Starts a client again when it ended without being asked to (by disconnect() or quit()).
+ * ioredis ends a client for good when its connection attempt is cancelled midway: with Sentinel, the
+ * failover detector of the connection that died (it listens for +switch-master) cancels the attempt
+ * that is already under way to replace it, which then fails with "Connection is closed." and the client
+ * never tries again. The HA profile's redis-primary-kill case found it: the sentinels announced the
+ * new primary 3 s after the kill, while the workers were asking them where it was, and one worker in
+ * three stayed without Redis, answering 503, until it was restarted.
+ */
+function connectAgainAfterUnaskedEnd(redis: Redis): void {
+  let asked = false
+  const disconnect = redis.disconnect.bind(redis)
+  redis.disconnect = (reconnect = false) => {
+    if (!reconnect) asked = true
+    disconnect(reconnect)
+  }
+  const quit = redis.quit.bind(redis)
+  redis.quit = ((...args: Parameters<typeof quit>) => {
+    asked = true
+    return quit(...args)
+  }) as typeof redis.quit
+  redis.on('end', () => {
+    if (asked) return
+    setTimeout(() => {
+      if (!asked && redis.status === 'end') redis.connect().catch(() => undefined)
+    }, 100).unref()
+  })
 }
 
 /** The run id of the Redis server a client is connected to, as this process knows it. */
@@ -150,6 +180,7 @@ export function duplicateForSubscribing(redis: Redis): Redis {
   })
   // The app's own connection already logs Redis errors; without a listener ioredis prints each one.
   subscriber.on('error', () => undefined)
+  connectAgainAfterUnaskedEnd(subscriber)
   return subscriber
 }
 

@@ -170,6 +170,35 @@ describe('Redis through Sentinel', () => {
     }
   })
 
+  it('when a connection attempt is cancelled while it asks the sentinel (what the failover detector of a dead connection does when +switch-master arrives), then the client connects again instead of ending', async () => {
+    const config = loadConfig({
+      ...process.env,
+      REDIS_URL: `redis://:${PASSWORD}@127.0.0.1:1`,
+      REDIS_SENTINELS: `127.0.0.1:${ports.sentinel}`,
+      REDIS_SENTINEL_NAME: MASTER_NAME,
+    })
+    const client = createRedis(config)
+    client.on('error', () => undefined)
+    clients.push(client)
+    const ended = new Promise((resolve) => client.once('end', resolve))
+    void client.connect().catch(() => undefined)
+    // The attempt is under way (the sentinel is being asked); cancel it as FailoverDetector does.
+    ;(client as unknown as { connector: { disconnect(): void } }).connector.disconnect()
+    await ended
+    await eventually(
+      'the client to connect again',
+      async () => (client.status === 'ready' ? true : null),
+      10_000,
+    )
+    expect(await client.ping()).toBe('PONG')
+    // A client closed on purpose stays closed.
+    const closed = new Promise((resolve) => client.once('end', resolve))
+    client.disconnect()
+    await closed
+    await sleep(300)
+    expect(client.status).toBe('end')
+  })
+
   it('when the primary is killed, then the client reaches the promoted replica under its run id, and the next purchase rebuilds the gate from Postgres with drift 0', async () => {
     const web = app!
     const oldRunId = await runIdOf(direct(ports.primary))
