@@ -99,6 +99,41 @@ describe('order batcher', () => {
     expect(rows[0]!.n).toBe(40)
   })
 
+  it('when the first lookup of a sale fails (a Postgres blip), then that batch hears 503 and the next buyer of the sale gets its order: the worker keeps no failure', async () => {
+    const saleId = await newSale(app, admin, { units: 10 })
+    const [first, second] = await createLoadTestUsers(app.db.primary, app.config, 2)
+    const gate = createStockGate(app.redis, { tokenTtlMs: 30_000 })
+    // The primary as the batcher sees it: its first query (the sale's lookup) fails, as in a blip.
+    let blips = 1
+    const primary = new Proxy(app.db.primary, {
+      get(pool, property, receiver) {
+        if (property === 'query' && blips > 0) {
+          blips--
+          return () => Promise.reject(new Error('connection terminated unexpectedly'))
+        }
+        const value: unknown = Reflect.get(pool, property, receiver)
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(pool) : value
+      },
+    })
+    const batcher = createOrderBatcher({
+      db: { ...app.db, primary },
+      gate,
+      metrics: app.metrics,
+      log: { warn: () => {} },
+      reservationTtlSeconds: 600,
+      maxBatch: 128,
+      maxWaitMs: 1,
+      maxConcurrent: 1,
+    })
+
+    const [during] = await admitAndSubmit(gate, batcher, saleId, [first!.id])
+    const [after] = await admitAndSubmit(gate, batcher, saleId, [second!.id])
+
+    expect((during as PromiseRejectedResult).reason).toMatchObject({ statusCode: 503 })
+    expect(after!.status).toBe('fulfilled')
+    expect(await auditOf(app, admin, saleId)).toMatchObject({ available: 9, gate: 9, inFlight: 0, drift: 0 })
+  })
+
   /** Three buyers of a 10-unit sale in one batch whose COMMIT loses its answer; tokens live 1 s. */
   async function batchWithLostCommit(outcome: LostCommit) {
     const saleId = await newSale(app, admin, { units: 10 })

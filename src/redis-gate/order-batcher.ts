@@ -75,7 +75,9 @@ export function createOrderBatcher(options: BatcherOptions) {
   let timer: NodeJS.Timeout | null = null
   const idleWaiters: (() => void)[] = []
   // A sale's price, product and limit never change once it is created: read each once per worker.
-  const sales = new Map<number, Promise<Sale | undefined>>()
+  // Concurrency: only a sale that was found is kept. A lookup that failed (a Postgres blip) or found
+  // nothing is asked again by the next batch; kept, it would fail that sale on this worker until restart.
+  const sales = new Map<number, Sale>()
 
   function submit(purchase: AdmittedPurchase): Promise<Order> {
     return new Promise<Order>((resolve, reject) => {
@@ -109,9 +111,11 @@ export function createOrderBatcher(options: BatcherOptions) {
   }
 
   async function saleOf(saleId: number): Promise<Sale> {
-    if (!sales.has(saleId)) sales.set(saleId, findSale(db.primary, saleId))
-    const sale = await sales.get(saleId)!
+    const known = sales.get(saleId)
+    if (known) return known
+    const sale = await findSale(db.primary, saleId)
     if (!sale) throw new Error(`sale ${saleId} vanished from Postgres`)
+    sales.set(saleId, sale)
     return sale
   }
 
