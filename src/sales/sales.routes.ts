@@ -4,7 +4,7 @@ import type { FastifyReply } from 'fastify'
 import { NotFoundError, TooManyStreamsError } from '../errors.js'
 import { orderSchema } from '../orders/order.schemas.js'
 import { errorSchema, idempotencyKeyHeader } from '../schemas.js'
-import type { Purchases } from './purchase.service.js'
+import type { Purchases } from '../purchase/purchase.js'
 import type { SaleEligibility } from './sale-eligibility.js'
 import {
   holdingsSchema,

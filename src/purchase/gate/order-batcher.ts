@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { PoolClient } from 'pg'
-import type { Db } from '../db/pool.js'
-import { PG, pgErrorCode, withTransaction } from '../db/transaction.js'
+import type { Db } from '../../db/pool.js'
+import { PG, pgErrorCode, withTransaction } from '../../db/transaction.js'
 import {
   type AppError,
   CommitOutcomeUnknownError,
@@ -9,13 +9,13 @@ import {
   PerUserLimitError,
   SaleUnavailableError,
   UnauthorizedError,
-} from '../errors.js'
-import { forgetResponses, saveResponses, type IdempotentRequest } from '../idempotency/idempotency.js'
-import { scopeId } from '../idempotency/idempotency.repository.js'
-import type { Metrics } from '../metrics.js'
-import { insertSaleOrders, orderNumberOf, type Order } from '../orders/orders.repository.js'
-import { addUserUnitsWithinLimit, findSale, type Sale } from '../sales/sales.repository.js'
-import { reserveReturningVersion, SALE_STOCK } from '../stock/stock.repository.js'
+} from '../../errors.js'
+import { forgetResponses, saveResponses, type IdempotentRequest } from '../../idempotency/idempotency.js'
+import { scopeId } from '../../idempotency/idempotency.repository.js'
+import type { Metrics } from '../../metrics.js'
+import { insertSaleOrders, orderNumberOf, type Order } from '../../orders/orders.repository.js'
+import { addUserUnitsWithinLimit, findSale, type Sale } from '../../sales/sales.repository.js'
+import { reserveReturningVersion, SALE_STOCK } from '../../stock/stock.repository.js'
 import type { StockGate } from './stock-gate.js'
 
 /** The gate admitted a batch Postgres has not the units for: the gate's count is wrong, not the buyers. */

@@ -1,12 +1,12 @@
-import type { Config } from '../config.js'
-import type { Db } from '../db/pool.js'
-import { NotFoundError, PerUserLimitError, SaleNotActiveError, SoldOutError } from '../errors.js'
-import { saveResponse } from '../idempotency/idempotency.js'
-import { insertReservedOrder } from '../orders/orders.repository.js'
-import { SALE_STOCK, type RowStrategy } from '../stock/stock.repository.js'
-import type { PurchasePath } from './purchase-path.js'
-import { saleStatus } from './sale-status.js'
-import { addUserUnitsWithinLimit, findSale } from './sales.repository.js'
+import type { Config } from '../../config.js'
+import type { Db } from '../../db/pool.js'
+import { NotFoundError, PerUserLimitError, SaleNotActiveError, SoldOutError } from '../../errors.js'
+import { saveResponse } from '../../idempotency/idempotency.js'
+import { insertReservedOrder } from '../../orders/orders.repository.js'
+import { SALE_STOCK, type RowStrategy } from '../../stock/stock.repository.js'
+import type { PurchasePath } from '../purchase-path.js'
+import { saleStatus } from '../../sales/sale-status.js'
+import { addUserUnitsWithinLimit, findSale } from '../../sales/sales.repository.js'
 
 /**
  * A flash-sale purchase decided in Postgres alone, in one transaction: raise the buyer's per-user
