@@ -1,6 +1,6 @@
 import type { Db } from '../../db/pool.js'
 import type { Metrics } from '../../metrics.js'
-import { findPendingGateReleases, findWrittenTokens } from '../../orders/orders.repository.js'
+import { findPendingGateReleases, findWrittenTokens } from './gate-outbox.repository.js'
 import { findSale, listSalesToReconcile } from '../../sales/sales.repository.js'
 import { rebuildGateFromPostgres } from './gate-rebuild.js'
 import { applyGateReleases } from './release-to-gate.js'

@@ -6,7 +6,7 @@ import {
   clearGateReleasesPending,
   markGateReleasesPending,
   type PendingGateRelease,
-} from '../../orders/orders.repository.js'
+} from './gate-outbox.repository.js'
 import type { StockGate } from './stock-gate.js'
 
 // Releases to the gate go through an outbox. The release's transaction marks each order the gate
