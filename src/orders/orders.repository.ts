@@ -142,17 +142,18 @@ export interface SaleTerms {
   unitPriceCents: number
 }
 
-/** A sale order as the redis-gate batch writes it: its id and times are decided before the write. */
+/** A sale order as a purchase writes it: its id and times are decided before the write. */
 export interface NewSaleOrder {
   id: string
   userId: string
   quantity: number
   expiresAt: string
   createdAt: string
-  reservationToken: string
+  /** The gate's token on the gate path; null on the Postgres path. */
+  reservationToken: string | null
 }
 
-/** One statement for a whole batch of sale orders and their items, at the sale's (server) price. */
+/** One statement for a sale's orders (one, or a whole batch) and their items, at the sale's (server) price. */
 export async function insertSaleOrders(
   tx: Queryable,
   sale: SaleTerms,
