@@ -47,9 +47,9 @@ describe('order batcher', () => {
   })
 
   /** A long wait and a large batch: every buyer submitted at once lands in one transaction. */
-  const newBatcher = (gate: StockGate) =>
+  const newBatcher = (gate: StockGate, db = app.db) =>
     createOrderBatcher({
-      db: app.db,
+      db,
       gate,
       metrics: app.metrics,
       log: { warn: () => {} },
@@ -115,16 +115,7 @@ describe('order batcher', () => {
         return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(pool) : value
       },
     })
-    const batcher = createOrderBatcher({
-      db: { ...app.db, primary },
-      gate,
-      metrics: app.metrics,
-      log: { warn: () => {} },
-      reservationTtlSeconds: 600,
-      maxBatch: 128,
-      maxWaitMs: 1,
-      maxConcurrent: 1,
-    })
+    const batcher = newBatcher(gate, { ...app.db, primary })
 
     const [during] = await admitAndSubmit(gate, batcher, saleId, [first!.id])
     const [after] = await admitAndSubmit(gate, batcher, saleId, [second!.id])
