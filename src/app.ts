@@ -23,13 +23,13 @@ import redis from './plugins/redis.plugin.js'
 import validation from './plugins/validation.plugin.js'
 import { createRateLimiter } from './rate-limit/rate-limiter.js'
 import { duplicateForSubscribing } from './redis/client.js'
-import { createGatePurchasePath } from './redis-gate/gate-purchase-path.js'
-import { createStockGate } from './redis-gate/stock-gate.js'
+import { createGatePurchasePath } from './purchase/gate/gate-purchase-path.js'
+import { createStockGate } from './purchase/gate/stock-gate.js'
 import { orderReleaseHooks } from './release-hooks.js'
-import { createPostgresPurchasePath } from './sales/postgres-purchase-path.js'
-import { createPurchases } from './sales/purchase.service.js'
-import type { PurchasePath } from './sales/purchase-path.js'
-import { createSaleEligibility } from './sales/sale-eligibility.js'
+import { createPostgresPurchasePath } from './purchase/postgres/postgres-purchase-path.js'
+import { createPurchases } from './purchase/purchase.js'
+import purchaseRoutes from './purchase/purchase.routes.js'
+import type { PurchasePath } from './purchase/purchase-path.js'
 import { createSaleEvents, numbersOf } from './sales/sale-events.js'
 import saleAdminRoutes from './sales/sales.admin.routes.js'
 import saleRoutes from './sales/sales.routes.js'
@@ -127,6 +127,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   })
   const purchases = createPurchases({
     path,
+    sales,
     config,
     rateLimiter: createRateLimiter(app.redis),
     metrics: app.metrics,
@@ -160,12 +161,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(productAdminRoutes, { catalog })
   await app.register(cartRoutes, { cart })
   await app.register(orderRoutes, { orders })
-  await app.register(saleRoutes, {
-    sales,
-    purchases,
-    events,
-    eligibility: createSaleEligibility({ sales }),
-  })
+  await app.register(saleRoutes, { sales, events })
+  await app.register(purchaseRoutes, { purchases })
   await app.register(saleAdminRoutes, { sales })
 
   return app

@@ -1,7 +1,7 @@
 import type pg from 'pg'
 import { unitsOf, type ReleaseHooks } from './orders/order-release.js'
-import { markPendingGateReleases, releaseToGate } from './redis-gate/release-to-gate.js'
-import type { StockGate } from './redis-gate/stock-gate.js'
+import { markPendingGateReleases, releaseToGate } from './purchase/gate/release-to-gate.js'
+import type { StockGate } from './purchase/gate/stock-gate.js'
 import { releaseUserUnits } from './sales/sales.repository.js'
 
 /**
@@ -10,7 +10,7 @@ import { releaseUserUnits } from './sales/sales.repository.js'
  * give their units back to the buyer's per-user count (cancelled ones do not: ReleaseReason) and the
  * gate's releases are marked pending (the outbox); after it committed, units the gate admitted go back
  * to the gate and the marks are cleared.
- * orders/ knows neither sales/ nor redis-gate/; this is where they meet.
+ * orders/ knows neither sales/ nor purchase/gate/; this is where they meet.
  */
 export function orderReleaseHooks(deps: {
   primary: pg.Pool

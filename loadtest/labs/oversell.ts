@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
-import { PG, pgErrorCode, withTransaction } from '../../src/db/transaction.js'
+import { PG, pgErrorCode, withTransaction, withTransactionEndingIn } from '../../src/db/transaction.js'
 import { SoldOutError } from '../../src/errors.js'
 import { rowStrategy, SALE_STOCK } from '../../src/stock/stock.repository.js'
 import type { Lab, LabContext } from './lab.js'
@@ -117,8 +117,11 @@ export const oversell: Lab = {
         hooks: { onConflict: () => undefined, onSettled: () => undefined },
       })
       const bought = await crowd(() =>
-        atomic.reserveLast(pool, SALE_STOCK, () =>
-          Promise.resolve({ lines: [{ id: saleId, quantity: 1 }], result: null }),
+        atomic.run(SALE_STOCK, () =>
+          withTransactionEndingIn(pool, async (tx) => ({
+            last: await atomic.reserveLast(tx, SALE_STOCK, [{ id: saleId, quantity: 1 }]),
+            result: null,
+          })),
         ),
       )
       const sold = bought.filter((o) => o.status === 'fulfilled').length

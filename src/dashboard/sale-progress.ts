@@ -1,5 +1,4 @@
 import type { Queryable } from '../db/transaction.js'
-import type { StockGate } from '../redis-gate/stock-gate.js'
 import { numbersOf } from '../sales/sale-events.js'
 import { saleStatus } from '../sales/sale-status.js'
 import { listRecentlyStartedSales } from '../sales/sales.repository.js'
@@ -12,7 +11,8 @@ import type { DashboardSale } from './dashboard-feed.js'
  */
 export async function readSaleProgress(
   primary: Queryable,
-  gate: StockGate | null,
+  /** The gate's count under redis-gate (src/purchase/gate/stock-gate.ts), null under the others. */
+  gate: { available(saleId: number): Promise<number | null> } | null,
   limit: number,
 ): Promise<DashboardSale[]> {
   const sales = await listRecentlyStartedSales(primary, limit)

@@ -17,16 +17,16 @@ export function withTransaction<T>(pool: pg.Pool, work: (tx: pg.PoolClient) => P
  * Like withTransaction, but `work` hands back its transaction's last statement instead of running it,
  * and that statement goes to Postgres together with COMMIT, in one round trip: whatever it locks is
  * held only while the server runs it and commits, never while this process is busy elsewhere.
- * `last` is plain SQL without parameters (several statements in one round trip are only possible in
+ * `last` null sends COMMIT alone. `last` is plain SQL without parameters (several statements in one round trip are only possible in
  * Postgres' simple protocol, which has none): callers write only checked integers into it.
  */
 export function withTransactionEndingIn<T>(
   pool: pg.Pool,
-  work: (tx: pg.PoolClient) => Promise<{ last: string; result: T }>,
+  work: (tx: pg.PoolClient) => Promise<{ last: string | null; result: T }>,
 ): Promise<T> {
   return runTransaction(pool, async (tx) => {
     const { last, result } = await work(tx)
-    return { end: `${last}; COMMIT`, result }
+    return { end: last === null ? 'COMMIT' : `${last}; COMMIT`, result }
   })
 }
 

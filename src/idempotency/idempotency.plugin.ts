@@ -8,20 +8,26 @@ import {
   type KeyEnding,
 } from './idempotency.js'
 
-export interface IdempotencyOptions {
+/** A request's Idempotency-Key, for a use case that takes it as one of its own steps. */
+export interface RequestKey {
   /**
-   * An answer known before any work (a sale this worker knows is sold out), or null. A keyed request
-   * then costs one Redis round trip that records the answer under the key (or replays or refuses, as
-   * the key's semantics say); an unkeyed one costs none. A key whose earlier attempt ended in a 5xx is
-   * checked in Postgres first: an order that committed is replayed, never hidden behind this answer.
+   * Takes the key; when `known` has an answer (a sale this worker knows is sold out), records that one
+   * under the key instead, in one Redis round trip, or replays or refuses as the key's semantics say,
+   * and throws it (none without a key). A key whose earlier attempt ended in a 5xx is checked in
+   * Postgres first: an order that committed is replayed, never hidden behind the known answer.
+   * Returns a stored answer to replay, or null to go on.
    */
-  earlyAnswer?(request: FastifyRequest): AppError | null
+  take(known?: () => AppError | null): Promise<{ status: number; body: unknown } | null>
+  /** The key once taken; null without one. */
+  readonly taken: IdempotentRequest | null
 }
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** A preHandler for POSTs that honour an Idempotency-Key header (runs after authentication). */
-    idempotent(options?: IdempotencyOptions): preHandlerAsyncHookHandler
+    idempotent(): preHandlerAsyncHookHandler
+    /** The request's key, for a use case that takes it itself (the flash-sale purchase). */
+    idempotencyKeyOf(request: FastifyRequest): RequestKey
   }
   interface FastifyRequest {
     /** The request's key, for the use case to save its response with the effect; null without a key. */
@@ -30,10 +36,12 @@ declare module 'fastify' {
   }
 }
 
-const replay = (reply: FastifyReply, stored: { status: number; body: unknown }) =>
+/** Sends a stored answer again, marked as a replay. */
+export const replay = (reply: FastifyReply, stored: { status: number; body: unknown }) =>
   reply.header('idempotent-replayed', 'true').status(stored.status).send(stored.body)
 
 // The HTTP face of src/idempotency/idempotency.ts: reads the header, takes the key before the handler
+// (or when a use case asks, as the purchase does after its eligibility check)
 // and records the answer after it. Use cases only see `request.idempotency`.
 export default fp(
   async (app) => {
@@ -41,20 +49,31 @@ export default fp(
     app.decorateRequest('idempotency', null)
     app.decorateRequest('idempotencyToken', null)
 
-    app.decorate('idempotent', (options: IdempotencyOptions = {}) => {
-      return async function idempotent(request: FastifyRequest, reply: FastifyReply) {
+    app.decorate('idempotencyKeyOf', (request: FastifyRequest): RequestKey => ({
+      async take(known = () => null) {
         const keyed = idempotentRequest(request.user.sub, request.headers['idempotency-key'], request)
-        const early = options.earlyAnswer?.(request) ?? null
+        const early = known()
         if (early) {
           const stored = keyed && (await locks.answerKnown(keyed, early))
-          if (stored) return replay(reply, stored)
+          if (stored) return stored
           throw early
         }
-        if (!keyed) return
+        if (!keyed) return null
         const verdict = await locks.take(keyed)
-        if (!verdict.run) return replay(reply, verdict)
+        if (!verdict.run) return verdict
         request.idempotency = keyed
         request.idempotencyToken = verdict.token
+        return null
+      },
+      get taken() {
+        return request.idempotency
+      },
+    }))
+
+    app.decorate('idempotent', () => {
+      return async function idempotent(request: FastifyRequest, reply: FastifyReply) {
+        const stored = await app.idempotencyKeyOf(request).take()
+        if (stored) return replay(reply, stored)
       }
     })
 

@@ -15,9 +15,9 @@ import {
   type TestUser,
 } from '../../test/support/app.js'
 import { loseNextCommit } from '../../test/support/lost-commit.js'
-import { createGatePurchasePath } from '../redis-gate/gate-purchase-path.js'
-import { createStockGate } from '../redis-gate/stock-gate.js'
-import { createPostgresPurchasePath } from '../sales/postgres-purchase-path.js'
+import { createGatePurchasePath } from '../purchase/gate/gate-purchase-path.js'
+import { createStockGate } from '../purchase/gate/stock-gate.js'
+import { createPostgresPurchasePath } from '../purchase/postgres/postgres-purchase-path.js'
 import { retryPolicyOf } from '../stock/stock-retry.js'
 import { rowStrategy } from '../stock/stock.repository.js'
 import { idempotentRequest } from './idempotency.js'

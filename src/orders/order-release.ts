@@ -26,7 +26,7 @@ export interface Release {
 /**
  * What releasing orders means beyond their stock rows, for the modules that own the rest: inside the
  * release's transaction, before the stock rows (a sale order's per-user units, in src/sales/) and after
- * them (the gate's outbox mark, which needs the sale row's new version, in src/redis-gate/); and after
+ * them (the gate's outbox mark, which needs the sale row's new version, in src/purchase/gate/); and after
  * it committed (units the Redis gate admitted go back to the gate).
  */
 export interface ReleaseHooks {

@@ -142,17 +142,18 @@ export interface SaleTerms {
   unitPriceCents: number
 }
 
-/** A sale order as the redis-gate batch writes it: its id and times are decided before the write. */
+/** A sale order as a purchase writes it: its id and times are decided before the write. */
 export interface NewSaleOrder {
   id: string
   userId: string
   quantity: number
   expiresAt: string
   createdAt: string
-  reservationToken: string
+  /** The gate's token on the gate path; null on the Postgres path. */
+  reservationToken: string | null
 }
 
-/** One statement for a whole batch of sale orders and their items, at the sale's (server) price. */
+/** One statement for a sale's orders (one, or a whole batch) and their items, at the sale's (server) price. */
 export async function insertSaleOrders(
   tx: Queryable,
   sale: SaleTerms,
@@ -180,83 +181,6 @@ export async function insertSaleOrders(
       orders.map((o) => o.reservationToken),
     ],
   )
-}
-
-/** Which of these reservation tokens became an order. */
-export async function findWrittenTokens(db: Queryable, tokens: string[]): Promise<Set<string>> {
-  const { rows } = await db.query<{ reservation_token: string }>(
-    'SELECT reservation_token FROM orders WHERE reservation_token = ANY($1::text[])',
-    [tokens],
-  )
-  return new Set(rows.map((row) => row.reservation_token))
-}
-
-/**
- * A released order's units that the Redis gate has still to get back: the outbox row of a gate release
- * (orders.gate_release_version, migration 005). `version` is the flash_sale_stock version the release
- * produced.
- */
-export interface PendingGateRelease {
-  orderId: string
-  saleId: number
-  userId: string
-  units: number
-  /** Units the buyer's per-user count gets back: all of them for an expired order, none for a cancelled one. */
-  allowanceUnits: number
-  version: number
-}
-
-/** Marks released orders whose units the gate has still to get back, in the release's transaction. */
-export async function markGateReleasesPending(tx: Queryable, releases: PendingGateRelease[]): Promise<void> {
-  if (releases.length === 0) return
-  await tx.query(
-    `UPDATE orders o SET gate_release_version = p.version
-       FROM unnest($1::uuid[], $2::bigint[]) AS p (id, version)
-      WHERE o.id = p.id`,
-    [releases.map((r) => r.orderId), releases.map((r) => r.version)],
-  )
-}
-
-/** The gate has these orders' units back: their release is done. */
-export async function clearGateReleasesPending(db: Queryable, orderIds: string[]): Promise<void> {
-  if (orderIds.length === 0) return
-  await db.query(
-    `UPDATE orders SET gate_release_version = NULL
-      WHERE id = ANY($1::uuid[]) AND gate_release_version IS NOT NULL`,
-    [orderIds],
-  )
-}
-
-/** Gate releases still pending `olderThanMs` after their release committed, oldest first. */
-export async function findPendingGateReleases(
-  db: Queryable,
-  olderThanMs: number,
-  limit: number,
-): Promise<PendingGateRelease[]> {
-  const { rows } = await db.query<{
-    id: string
-    sale_id: number
-    user_id: string
-    units: number
-    cancelled: boolean
-    gate_release_version: number
-  }>(
-    `SELECT o.id, o.sale_id, o.user_id, o.gate_release_version, o.status = 'cancelled' AS cancelled,
-            (SELECT sum(i.quantity)::int FROM order_items i WHERE i.order_id = o.id) AS units
-       FROM orders o
-      WHERE o.gate_release_version IS NOT NULL AND o.updated_at < now() - make_interval(secs => $1::float8 / 1000)
-      ORDER BY o.updated_at
-      LIMIT $2`,
-    [olderThanMs, limit],
-  )
-  return rows.map((row) => ({
-    orderId: row.id,
-    saleId: row.sale_id,
-    userId: row.user_id,
-    units: row.units,
-    allowanceUnits: row.cancelled ? 0 : row.units,
-    version: row.gate_release_version,
-  }))
 }
 
 // Concurrency: every status change is a conditional UPDATE `WHERE status = 'reserved'`. Payment,

@@ -1,7 +1,7 @@
 import type { PoolClient } from 'pg'
 import { emptyCart, lockCartForCheckout } from '../cart/cart.repository.js'
 import type { Config } from '../config.js'
-import { withTransaction } from '../db/transaction.js'
+import { withTransaction, withTransactionEndingIn } from '../db/transaction.js'
 import {
   type AppError,
   CartEmptyError,
@@ -67,31 +67,31 @@ export function createOrders(deps: OrdersDeps) {
    * it committed, since the order and its saved answer commit together.
    */
   async function checkout(userId: string, idempotency: IdempotentRequest | null): Promise<Order> {
-    const order = await rows.reserveLast(db.primary, PRODUCT_STOCK, async (tx) => {
-      const lines = await lockCartForCheckout(tx, userId)
-      if (lines.length === 0) throw new CartEmptyError()
-      // A cart may hold more than one order can total (100 units of a $1M product): refuse it
-      // before taking stock, rather than let the INSERT overflow the column into a 500.
-      const total = lines.reduce((sum, line) => sum + line.lineTotalCents, 0)
-      if (total > MAX_ORDER_TOTAL_CENTS) throw new OrderTooLargeError(MAX_ORDER_TOTAL_CENTS)
-      const created = await insertReservedOrder(tx, {
-        userId,
-        saleId: null,
-        ttlSeconds: config.RESERVATION_TTL_SECONDS,
-        reservationToken: null,
-        items: lines.map((line) => ({
-          productId: line.productId,
-          quantity: line.quantity,
-          unitPriceCents: line.unitPriceCents,
-        })),
-      })
-      await emptyCart(tx, userId)
-      if (idempotency) await saveResponse(tx, idempotency, 201, created)
-      return {
-        lines: lines.map((line) => ({ id: line.productId, quantity: line.quantity })),
-        result: created,
-      }
-    })
+    const order = await rows.run(PRODUCT_STOCK, () =>
+      withTransactionEndingIn(db.primary, async (tx) => {
+        const lines = await lockCartForCheckout(tx, userId)
+        if (lines.length === 0) throw new CartEmptyError()
+        // A cart may hold more than one order can total (100 units of a $1M product): refuse it
+        // before taking stock, rather than let the INSERT overflow the column into a 500.
+        const total = lines.reduce((sum, line) => sum + line.lineTotalCents, 0)
+        if (total > MAX_ORDER_TOTAL_CENTS) throw new OrderTooLargeError(MAX_ORDER_TOTAL_CENTS)
+        const created = await insertReservedOrder(tx, {
+          userId,
+          saleId: null,
+          ttlSeconds: config.RESERVATION_TTL_SECONDS,
+          reservationToken: null,
+          items: lines.map((line) => ({
+            productId: line.productId,
+            quantity: line.quantity,
+            unitPriceCents: line.unitPriceCents,
+          })),
+        })
+        await emptyCart(tx, userId)
+        if (idempotency) await saveResponse(tx, idempotency, 201, created)
+        const stock = lines.map((line) => ({ id: line.productId, quantity: line.quantity }))
+        return { last: await rows.reserveLast(tx, PRODUCT_STOCK, stock), result: created }
+      }),
+    )
     metrics.ordersTotal.inc({ status: 'reserved' })
     return order
   }

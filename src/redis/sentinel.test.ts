@@ -12,7 +12,7 @@ import { purchase } from '../../test/support/purchase.js'
 import { createLoadTestUsers } from '../auth/load-test-users.js'
 import { loadConfig } from '../config.js'
 import { isDependencyUnavailable } from '../dependency-errors.js'
-import { createStockGate } from '../redis-gate/stock-gate.js'
+import { createStockGate } from '../purchase/gate/stock-gate.js'
 import { createRedis, runIdIn, serverRunIdOf } from './client.js'
 
 // A Redis primary, one replica and one Sentinel of this test's own (the stack's Redis stays as it is),

@@ -2,18 +2,8 @@ import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-js
 import type { ServerResponse } from 'node:http'
 import type { FastifyReply } from 'fastify'
 import { NotFoundError, TooManyStreamsError } from '../errors.js'
-import { orderSchema } from '../orders/order.schemas.js'
-import { errorSchema, idempotencyKeyHeader } from '../schemas.js'
-import type { Purchases } from './purchase.service.js'
-import type { SaleEligibility } from './sale-eligibility.js'
-import {
-  holdingsSchema,
-  purchaseBody,
-  saleIdParams,
-  saleIdsOf,
-  saleIdsQuery,
-  saleSchema,
-} from './sale.schemas.js'
+import { errorSchema } from '../schemas.js'
+import { holdingsSchema, saleIdParams, saleIdsOf, saleIdsQuery, saleSchema } from './sale.schemas.js'
 import { numbersOf, type SaleEvents, type SaleNumbers } from './sale-events.js'
 import type { SaleView, Sales } from './sales.service.js'
 
@@ -21,13 +11,11 @@ const HEARTBEAT_MS = 15_000
 
 interface SaleRoutesOptions {
   sales: Sales
-  purchases: Purchases
   events: SaleEvents
-  eligibility: SaleEligibility
 }
 
 const saleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: SaleRoutesOptions }> = async (app, opts) => {
-  const { sales, purchases, events, eligibility } = opts
+  const { sales, events } = opts
   const streams = new Set<ServerResponse>()
   // Open event streams would keep a stopping worker alive forever: end them when it starts to close.
   app.addHook('preClose', async () => {
@@ -147,49 +135,6 @@ const saleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: SaleRoutesOptions 
       streams.delete(stream)
     })
   }
-
-  app.post(
-    '/api/sales/:id/purchase',
-    {
-      onRequest: app.authenticate,
-      preHandler: [
-        async (request) => eligibility.assertMayBuy(request.user, request.params.id),
-        // Most of a stampede arrives after the last unit: a worker that knows the sale is sold out
-        // answers at once, in one Redis round trip for a keyed request (none without a key).
-        app.idempotent({
-          earlyAnswer: (request) => purchases.answerFromMemory((request.params as { id: number }).id),
-        }),
-      ],
-      schema: {
-        tags: ['sales'],
-        summary: 'Buy during a flash sale',
-        description:
-          '409 PER_USER_LIMIT: the buyer holds as many units as one customer may (reserved, paid, or cancelled); waiting does not help, so it is not a 429. 429 RATE_LIMITED: too many attempts; retry after Retry-After.',
-        security: [{ bearer: [] }],
-        params: saleIdParams,
-        headers: idempotencyKeyHeader,
-        body: purchaseBody,
-        response: {
-          201: orderSchema,
-          403: errorSchema,
-          404: errorSchema,
-          409: errorSchema,
-          422: errorSchema,
-          429: errorSchema,
-          503: errorSchema,
-        },
-      },
-    },
-    async (request, reply) =>
-      reply.status(201).send(
-        await purchases.purchase({
-          userId: request.user.sub,
-          saleId: request.params.id,
-          quantity: request.body.quantity,
-          idempotency: request.idempotency,
-        }),
-      ),
-  )
 }
 
 export default saleRoutes

@@ -4,7 +4,7 @@ import type { Db } from '../db/pool.js'
 import { withTransaction } from '../db/transaction.js'
 import { InvalidSaleWindowError, NotFoundError, OutOfStockError } from '../errors.js'
 import { allotFromInventory } from '../stock/stock.repository.js'
-import type { PurchasePath } from './purchase-path.js'
+import type { StockStrategyName } from '../config.js'
 import { saleStatus, type SaleStatus } from './sale-status.js'
 import {
   auditSale,
@@ -86,7 +86,19 @@ export const SALE_AVAILABLE_CACHE: CachePolicy = { l1TtlMs: 250, l2: false, nega
 /** The most sales the public list shows (live, then upcoming, then just ended). */
 export const SALE_LIST_SIZE = 200
 
-export function createSales(deps: { db: Db; path: PurchasePath; cache: TwoLevelCache }) {
+/**
+ * What a sale asks of the purchase path that src/app.ts chose (src/purchase/purchase-path.ts extends
+ * it): its count, its in-flight units, and the word that a sale was created. Declared here so that
+ * sales/ needs nothing of purchase/, which sits above it.
+ */
+export interface SaleStock {
+  readonly strategy: StockStrategyName
+  available(saleId: number): Promise<number | null>
+  inFlight(saleId: number): Promise<number | null>
+  saleCreated(saleId: number): Promise<void>
+}
+
+export function createSales(deps: { db: Db; path: SaleStock; cache: TwoLevelCache }) {
   const { db, path } = deps
   const facts = deps.cache.family<SaleFacts>('sale', SALE_CACHE)
   const availableUnits = deps.cache.family<number>('sale-available', SALE_AVAILABLE_CACHE)

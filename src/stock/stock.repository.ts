@@ -1,13 +1,6 @@
-import type pg from 'pg'
-import type { StockStrategyName } from '../config.js'
 import type { PoolClient } from 'pg'
-import {
-  PG,
-  pgErrorCode,
-  withTransaction,
-  withTransactionEndingIn,
-  type Queryable,
-} from '../db/transaction.js'
+import type { StockStrategyName } from '../config.js'
+import { PG, pgErrorCode, type Queryable } from '../db/transaction.js'
 import { OutOfStockError, SoldOutError, StockConflictError, type AppError } from '../errors.js'
 import { retryStockConflicts, type RetryHooks, type RetryPolicy } from './stock-retry.js'
 
@@ -47,12 +40,11 @@ export interface StockLine {
 /** The strategies that decide in Postgres alone: every one but redis-gate. */
 export type RowStrategyName = Exclude<StockStrategyName, 'redis-gate'>
 
-/** What a purchase or checkout does besides the stock, and the stock it then reserves. */
-export type WorkBeforeStock<T> = (tx: PoolClient) => Promise<{ lines: StockLine[]; result: T }>
-
 /**
- * A row strategy runs a whole purchase transaction: first `work` (the per-user count, the order, the
- * idempotency record), then the reservation of the lines it returns, then COMMIT.
+ * A row strategy is one step of a purchase or checkout transaction that its caller owns: the caller
+ * runs its other writes (the per-user count, the order, the idempotency record), then calls
+ * `reserveLast` for the stock lines and sends what it returns together with COMMIT
+ * (withTransactionEndingIn); `run` wraps that whole transaction.
  * Concurrency: the reservation locks the stock rows until COMMIT, and a flash sale's row is the
  * hottest row there is, so it runs last: every statement run while the row is held adds its time to
  * the wait of every other buyer of that row. Where it can (atomic, pessimistic), the reservation's
@@ -61,7 +53,17 @@ export type WorkBeforeStock<T> = (tx: PoolClient) => Promise<{ lines: StockLine[
  */
 export interface RowStrategy {
   name: RowStrategyName
-  reserveLast<T>(pool: pg.Pool, stock: StockTable, work: WorkBeforeStock<T>): Promise<T>
+  /**
+   * Reserves the lines as the transaction's last step. Returns the statement to send together with
+   * COMMIT, or null when the reservation ran already (optimistic).
+   */
+  reserveLast(tx: PoolClient, stock: StockTable, lines: StockLine[]): Promise<string | null>
+  /**
+   * Runs the caller's whole transaction: again after a backoff when it lost a race that rolled it
+   * back (pessimistic's lock timeout), and with the row CHECK's refusal at COMMIT (atomic) thrown as
+   * the shortage it means.
+   */
+  run<T>(stock: StockTable, transaction: () => Promise<T>): Promise<T>
 }
 
 export interface RowStrategyOptions {
@@ -97,11 +99,11 @@ function decrementsOf(stock: StockTable, lines: StockLine[]): string {
  * The row's `available >= 0` CHECK refused the decrement: the shortage of the row it names
  * ("Failing row contains (<key>, ..."). Any other error stays what it is.
  */
-function asShortage(err: unknown, stock: StockTable, lines: StockLine[]): unknown {
+function asShortage(err: unknown, stock: StockTable): unknown {
   const constraint = (err as { constraint?: string }).constraint
   if (pgErrorCode(err) !== PG.checkViolation || constraint !== `${stock.table}_available_check`) return err
-  const key = Number(/\((\d+),/.exec((err as { detail?: string }).detail ?? '')?.[1] ?? lines[0]!.id)
-  return stock.shortage(key)
+  const key = /\((\d+),/.exec((err as { detail?: string }).detail ?? '')?.[1]
+  return key === undefined ? err : stock.shortage(Number(key))
 }
 
 // Concurrency: atomic. The decrement and COMMIT are one round trip, and the row's CHECK
@@ -110,16 +112,11 @@ function asShortage(err: unknown, stock: StockTable, lines: StockLine[]): unknow
 function atomic(): RowStrategy {
   return {
     name: 'atomic',
-    async reserveLast(pool, stock, work) {
-      let lines: StockLine[] = []
-      return withTransactionEndingIn(pool, async (tx) => {
-        const done = await work(tx)
-        lines = done.lines
-        return { last: decrementsOf(stock, lines), result: done.result }
-      }).catch((err: unknown) => {
-        throw asShortage(err, stock, lines)
-      })
-    },
+    reserveLast: async (_tx, stock, lines) => decrementsOf(stock, lines),
+    run: (stock, transaction) =>
+      transaction().catch((err: unknown) => {
+        throw asShortage(err, stock)
+      }),
   }
 }
 
@@ -152,17 +149,11 @@ function pessimistic(options: RowStrategyOptions): RowStrategy {
   }
   return {
     name: 'pessimistic',
-    reserveLast: (pool, stock, work) =>
-      retryStockConflicts(
-        options.retry,
-        () =>
-          withTransactionEndingIn(pool, async (tx) => {
-            const { lines, result } = await work(tx)
-            await lockAndCheck(tx, stock, lines)
-            return { last: decrementsOf(stock, lines), result }
-          }),
-        options.hooks,
-      ),
+    async reserveLast(tx, stock, lines) {
+      await lockAndCheck(tx, stock, lines)
+      return decrementsOf(stock, lines)
+    },
+    run: (_stock, transaction) => retryStockConflicts(options.retry, transaction, options.hooks),
   }
 }
 
@@ -188,14 +179,13 @@ function optimistic(options: RowStrategyOptions): RowStrategy {
   }
   return {
     name: 'optimistic',
-    reserveLast: (pool, stock, work) =>
-      withTransaction(pool, async (tx) => {
-        const { lines, result } = await work(tx)
-        for (const line of inKeyOrder(lines)) {
-          await retryStockConflicts(options.retry, () => reserveLine(tx, stock, line), options.hooks)
-        }
-        return result
-      }),
+    async reserveLast(tx, stock, lines) {
+      for (const line of inKeyOrder(lines)) {
+        await retryStockConflicts(options.retry, () => reserveLine(tx, stock, line), options.hooks)
+      }
+      return null
+    },
+    run: (_stock, transaction) => transaction(),
   }
 }
 

@@ -4,7 +4,7 @@ import { buildApp } from '../../src/app.js'
 import { insertUserIfEmailFree } from '../../src/auth/users.repository.js'
 import { loadConfig, type Config } from '../../src/config.js'
 import type { ReleaseHooks } from '../../src/orders/order-release.js'
-import { createStockGate } from '../../src/redis-gate/stock-gate.js'
+import { createStockGate } from '../../src/purchase/gate/stock-gate.js'
 import { orderReleaseHooks } from '../../src/release-hooks.js'
 import type { SaleAuditReport } from '../../src/sales/sales.service.js'
 

@@ -4,8 +4,9 @@ import { describe, expect, it } from 'vitest'
 import { REPO_ROOT } from '../../scripts/stack/paths.js'
 
 // The module map of docs/architecture.md, enforced: folders under src/ import each other in one
-// direction only, SQL lives in the repository that owns its table, and domain code never imports a
-// Fastify plugin. Reads the source as text; needs no server.
+// direction only, SQL lives in the repository that owns its table, domain code never imports a
+// Fastify plugin, and the purchase wing (src/purchase/) sits on top: only the composition roots import
+// it, and inside it the arrows go downward. Reads the source as text; needs no server.
 
 const SRC = path.join(REPO_ROOT, 'src')
 
@@ -17,8 +18,20 @@ function sourceFiles(dir = SRC): string[] {
   })
 }
 
-/** A file's module: its folder under src/, or the file itself for the composition files at the root. */
-const moduleOf = (file: string) => path.relative(SRC, file).split(path.sep)[0]!
+/**
+ * A file's module: its folder under src/, or the file itself for the composition files at the root.
+ * The purchase wing counts as three: purchase/ (the use case, its seam and the shared writer) and its
+ * two paths, purchase/postgres and purchase/gate, so an arrow between them is an arrow between modules.
+ */
+function moduleOf(file: string): string {
+  const parts = path.relative(SRC, file).split(path.sep)
+  if (parts[0] === 'purchase' && parts.length > 2) return `purchase/${parts[1]}`
+  return parts[0]!
+}
+
+/** The composition roots: the files at the root of src/ (app.ts, jobs.ts, server.ts, release-hooks.ts). */
+const isCompositionRoot = (file: string) => path.dirname(file) === SRC
+const inWing = (module: string) => module === 'purchase' || module.startsWith('purchase/')
 
 function importsOf(file: string): string[] {
   const text = readFileSync(file, 'utf8')
@@ -84,6 +97,37 @@ describe('module boundaries', () => {
       (file) => !mayImportPlugins(file) && importsOf(file).some((target) => target.endsWith('.plugin.ts')),
     )
     expect(offenders.map((file) => path.relative(REPO_ROOT, file))).toEqual([])
+  })
+
+  it('when a file outside the purchase wing imports from it, it is a composition root (app.ts, jobs.ts, ...)', () => {
+    const offenders = files.filter(
+      (file) =>
+        !inWing(moduleOf(file)) &&
+        !isCompositionRoot(file) &&
+        importsOf(file).some((target) => inWing(moduleOf(target))),
+    )
+    expect(offenders.map((file) => path.relative(REPO_ROOT, file))).toEqual([])
+  })
+
+  it('when the purchase wing imports, it imports downward: the use case knows only the seam, and the two paths know neither each other nor the use case', () => {
+    const arrows = files.flatMap((file) =>
+      importsOf(file).map((target) => ({ from: moduleOf(file), file, to: moduleOf(target), target })),
+    )
+    const offenders = arrows.filter(
+      ({ from, to, target }) =>
+        // The Postgres path and the gate path do not import each other.
+        (from === 'purchase/postgres' && to === 'purchase/gate') ||
+        (from === 'purchase/gate' && to === 'purchase/postgres') ||
+        // The use case and its seam pick no path: src/app.ts does, once.
+        (from === 'purchase' && to !== 'purchase' && inWing(to)) ||
+        // A path uses the seam and the shared writer of sale orders, never the use case or its route.
+        (from.startsWith('purchase/') && /purchase(\.routes)?\.ts$/.test(path.basename(target))),
+    )
+    expect(
+      offenders.map(
+        ({ file, target }) => `${path.relative(REPO_ROOT, file)} -> ${path.relative(REPO_ROOT, target)}`,
+      ),
+    ).toEqual([])
   })
 
   it('when the cycle finder meets a cycle, it names it (the check above can fail)', () => {

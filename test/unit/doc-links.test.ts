@@ -5,14 +5,18 @@ import { REPO_ROOT } from '../../scripts/stack/paths.js'
 
 // Every relative link of README.md and docs/**/*.md points at something that exists: a file, a line
 // of a source file (#L<n>, the way the teaching docs cite code), or a heading of another doc. A line
-// anchor cannot say whether it still points at the right line, but it fails here once the file is
-// shorter than the line it names. Reads the files as text; needs no server.
+// link names the symbol it means in its title, `[x.ts](../src/x.ts#L40 "commitBatch")`, and the
+// symbol must stand at that line or within a few lines of it: a line number that code moved away from
+// fails here. And every `// Concurrency:` comment of src/ has its row in docs/concurrency.md. Reads the
+// files as text; needs no server.
 
 export interface DocLink {
   /** The Markdown file, relative to the repository. */
   doc: string
   line: number
   target: string
+  /** The link's title (`[x](target "title")`): for a line link, the symbol it points at. */
+  title?: string
 }
 
 /** The Markdown files to check: README.md and everything under docs/. */
@@ -49,10 +53,9 @@ function proseLines(markdown: string): string[] {
  */
 export function relativeLinks(doc: string, markdown: string): DocLink[] {
   return proseLines(markdown).flatMap((text, index) =>
-    [...text.replace(/`[^`]*`/g, '').matchAll(/!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)/g)]
-      .map((match) => match[1]!)
-      .filter((target) => !/^(https?:|mailto:)/i.test(target) && !target.startsWith('#'))
-      .map((target) => ({ doc, line: index + 1, target })),
+    [...text.replace(/`[^`]*`/g, '').matchAll(/!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+"([^"]*)")?\s*\)/g)]
+      .filter(([, target]) => !/^(https?:|mailto:)/i.test(target!) && !target!.startsWith('#'))
+      .map(([, target, title]) => ({ doc, line: index + 1, target: target!, ...(title ? { title } : {}) })),
   )
 }
 
@@ -80,7 +83,28 @@ export function headingAnchors(markdown: string): Set<string> {
   return anchors
 }
 
-const lineCount = (file: string) => readFileSync(file, 'utf8').replace(/\n$/, '').split('\n').length
+const linesOf = (file: string) => readFileSync(file, 'utf8').replace(/\n$/, '').split('\n')
+const lineCount = (file: string) => linesOf(file).length
+
+/** How far from the linked line (or range) the titled symbol may stand. */
+export const SYMBOL_SLACK = 3
+
+/**
+ * What is wrong with a line link's title, or null when it holds: the link names a symbol, and the
+ * symbol appears at the linked line or range, give or take SYMBOL_SLACK lines.
+ */
+export function symbolProblem(
+  lines: string[],
+  from: number,
+  to: number,
+  title: string | undefined,
+): string | null {
+  if (!title) return 'a line link without the symbol in its title'
+  const near = lines.slice(Math.max(0, from - 1 - SYMBOL_SLACK), to + SYMBOL_SLACK)
+  return near.some((line) => line.includes(title))
+    ? null
+    : `"${title}" is not at line ${from === to ? from : `${from}-${to}`} (±${SYMBOL_SLACK})`
+}
 
 /** What is wrong with one link, or null when it holds. */
 function problemOf(link: DocLink): string | null {
@@ -91,9 +115,11 @@ function problemOf(link: DocLink): string | null {
   const lines = /^L(\d+)(?:-L(\d+))?$/.exec(anchor)
   if (lines) {
     if (statSync(file).isDirectory()) return 'a line anchor on a folder'
+    const from = Number(lines[1])
     const wanted = Number(lines[2] ?? lines[1])
     const has = lineCount(file)
-    return has >= wanted ? null : `line ${wanted} asked for, the file has ${has}`
+    if (has < wanted) return `line ${wanted} asked for, the file has ${has}`
+    return symbolProblem(linesOf(file), from, wanted, link.title)
   }
   if (!file.endsWith('.md')) return `anchor #${anchor} in a file that is not Markdown (use #L<line>)`
   return headingAnchors(readFileSync(file, 'utf8')).has(anchor) ? null : `no heading #${anchor}`
@@ -119,7 +145,7 @@ describe('documentation links', () => {
     ].join('\n')
     expect(relativeLinks('docs/x.md', markdown)).toEqual([
       { doc: 'docs/x.md', line: 1, target: 'a.md' },
-      { doc: 'docs/x.md', line: 5, target: '../img.svg' },
+      { doc: 'docs/x.md', line: 5, target: '../img.svg', title: 'title' },
       { doc: 'docs/x.md', line: 5, target: '../src/app.ts#L3' },
     ])
   })
@@ -145,11 +171,43 @@ describe('documentation links', () => {
     expect(problems(links.filter((link) => problemOf(link) === 'no such file'))).toEqual([])
   })
 
-  it('when a link points at a line of a source file (#L<n>), then the file has at least n lines', () => {
+  it('when a title names a symbol, then the check finds it near the line and fails when it moved (the check can fail)', () => {
+    const lines = ['a', 'b', 'function commitBatch() {', 'c', 'd', 'e', 'f', 'g', 'h']
+    expect(symbolProblem(lines, 3, 3, 'commitBatch')).toBeNull()
+    expect(symbolProblem(lines, 6, 6, 'commitBatch')).toBeNull()
+    expect(symbolProblem(lines, 9, 9, 'commitBatch')).toMatch(/not at line 9/)
+    expect(symbolProblem(lines, 3, 3, undefined)).toMatch(/without the symbol/)
+    expect(relativeLinks('docs/x.md', '[y](../src/y.ts#L3 "commitBatch")')).toEqual([
+      { doc: 'docs/x.md', line: 1, target: '../src/y.ts#L3', title: 'commitBatch' },
+    ])
+  })
+
+  it('when a link points at a line of a source file (#L<n>), then the file has at least n lines and the titled symbol stands there', () => {
     expect(problems(links.filter((link) => /#L\d+(-L\d+)?$/.test(link.target)))).toEqual([])
   })
 
   it('when a link points at a heading of another doc, then that heading exists', () => {
     expect(problems(links.filter((link) => /#(?!L\d)/.test(link.target)))).toEqual([])
+  })
+})
+
+describe('docs/concurrency.md', () => {
+  const SRC = path.join(REPO_ROOT, 'src')
+  const sourceFiles = (dir: string): string[] =>
+    readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+      const full = path.join(dir, entry.name)
+      if (entry.isDirectory()) return sourceFiles(full)
+      return /\.(ts|lua)$/.test(entry.name) && !entry.name.includes('.test.') ? [full] : []
+    })
+  const page = readFileSync(path.join(REPO_ROOT, 'docs/concurrency.md'), 'utf8')
+
+  it('when a source file has n `Concurrency:` comments, then the page has at least n rows for that file', () => {
+    const missing = sourceFiles(SRC).flatMap((file) => {
+      const relative = path.relative(REPO_ROOT, file)
+      const comments = readFileSync(file, 'utf8').match(/(\/\/|--) Concurrency:/g)?.length ?? 0
+      const rows = page.split('\n').filter((line) => line.startsWith(`| \`${relative}\``)).length
+      return rows < comments ? [`${relative}: ${comments} comments, ${rows} rows`] : []
+    })
+    expect(missing).toEqual([])
   })
 })

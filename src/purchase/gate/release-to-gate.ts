@@ -1,12 +1,12 @@
 import type pg from 'pg'
 import type { PoolClient } from 'pg'
-import type { Queryable } from '../db/transaction.js'
-import { unitsOf, type Release } from '../orders/order-release.js'
+import type { Queryable } from '../../db/transaction.js'
+import { unitsOf, type Release } from '../../orders/order-release.js'
 import {
   clearGateReleasesPending,
   markGateReleasesPending,
   type PendingGateRelease,
-} from '../orders/orders.repository.js'
+} from './gate-outbox.repository.js'
 import type { StockGate } from './stock-gate.js'
 
 // Releases to the gate go through an outbox. The release's transaction marks each order the gate

@@ -8,11 +8,11 @@ import {
   newSale,
   releaseHooksOf,
   type TestUser,
-} from '../../test/support/app.js'
-import { purchase } from '../../test/support/purchase.js'
-import { waitFor } from '../../scripts/stack/process.js'
-import { createLoadTestUsers, type LoadTestUser } from '../auth/load-test-users.js'
-import { STOCK_STRATEGIES } from '../config.js'
+} from '../../../test/support/app.js'
+import { purchase } from '../../../test/support/purchase.js'
+import { waitFor } from '../../../scripts/stack/process.js'
+import { createLoadTestUsers, type LoadTestUser } from '../../auth/load-test-users.js'
+import { STOCK_STRATEGIES } from '../../config.js'
 import { createStockGate } from './stock-gate.js'
 
 /**
@@ -215,7 +215,7 @@ describe('flash sale on the redis-gate strategy', () => {
       expect(await auditOf(app, admin, saleId)).toMatchObject({ gate: 2, available: 2, drift: 0 })
 
       await new Promise((resolve) => setTimeout(resolve, 1100))
-      const { sweepExpiredReservations } = await import('../orders/expiry-sweeper.js')
+      const { sweepExpiredReservations } = await import('../../orders/expiry-sweeper.js')
       await sweepExpiredReservations(app.db.primary, app.metrics, releaseHooksOf(app))
       await sweepExpiredReservations(app.db.primary, app.metrics, releaseHooksOf(app))
       expect(expiring.id).toBeDefined()

@@ -1,6 +1,6 @@
 import type pg from 'pg'
-import { withTransaction } from '../db/transaction.js'
-import { lockSaleForGate } from '../sales/sales.repository.js'
+import { withTransaction } from '../../db/transaction.js'
+import { lockSaleForGate } from '../../sales/sales.repository.js'
 import type { GateBuild, StockGate } from './stock-gate.js'
 
 /**

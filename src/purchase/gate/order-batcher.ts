@@ -1,21 +1,21 @@
 import { randomUUID } from 'node:crypto'
-import type { PoolClient } from 'pg'
-import type { Db } from '../db/pool.js'
-import { PG, pgErrorCode, withTransaction } from '../db/transaction.js'
+import type { Db } from '../../db/pool.js'
+import { PG, pgErrorCode, withTransaction } from '../../db/transaction.js'
 import {
   type AppError,
   CommitOutcomeUnknownError,
   IdempotentReplayError,
-  PerUserLimitError,
   SaleUnavailableError,
   UnauthorizedError,
-} from '../errors.js'
-import { forgetResponses, saveResponses, type IdempotentRequest } from '../idempotency/idempotency.js'
-import { scopeId } from '../idempotency/idempotency.repository.js'
-import type { Metrics } from '../metrics.js'
-import { insertSaleOrders, orderNumberOf, type Order } from '../orders/orders.repository.js'
-import { addUserUnitsWithinLimit, findSale, type Sale } from '../sales/sales.repository.js'
-import { reserveReturningVersion, SALE_STOCK } from '../stock/stock.repository.js'
+} from '../../errors.js'
+import type { IdempotentRequest } from '../../idempotency/idempotency.js'
+import { scopeId } from '../../idempotency/idempotency.repository.js'
+import type { Metrics } from '../../metrics.js'
+import type { Order } from '../../orders/orders.repository.js'
+import { findSale, type Sale } from '../../sales/sales.repository.js'
+import { reserveReturningVersion, SALE_STOCK } from '../../stock/stock.repository.js'
+import { groupBy, writeSaleOrders, type SaleBuyer } from '../sale-orders.js'
+import { createBatchQueue } from './batch-queue.js'
 import type { StockGate } from './stock-gate.js'
 
 /** The gate admitted a batch Postgres has not the units for: the gate's count is wrong, not the buyers. */
@@ -38,8 +38,7 @@ export interface AdmittedPurchase {
   idempotency: IdempotentRequest | null
 }
 
-interface Pending extends AdmittedPurchase {
-  orderId: string
+interface Pending extends AdmittedPurchase, SaleBuyer {
   resolve(order: Order): void
   reject(err: Error): void
 }
@@ -62,56 +61,46 @@ export interface BatcherOptions {
 }
 
 /**
- * Write batching for the gate path. Admitted buyers queue here; one transaction writes a whole batch
- * and each buyer is answered when its batch commits. While batches are being written the next ones
- * fill up, so the batch size follows the load: 1 when idle (after maxWaitMs), up to maxBatch in a
- * stampede. A buyer whose own row breaks the batch (a deleted account, bad data) is isolated by
- * splitting: the others still commit, and only that buyer is refused.
+ * Write batching for the gate path: admitted buyers wait in a batch queue (./batch-queue.ts), and one
+ * transaction writes a whole sale's batch; each buyer is answered when its batch commits. A buyer whose
+ * own row breaks the batch (a deleted account, bad data) is isolated by splitting: the others still
+ * commit, and only that buyer is refused.
  */
 export function createOrderBatcher(options: BatcherOptions) {
   const { db, gate, metrics } = options
-  const queue: Pending[] = []
-  let writing = 0
-  let timer: NodeJS.Timeout | null = null
-  const idleWaiters: (() => void)[] = []
+  // Concurrency: up to maxConcurrent batch transactions per worker overlap. They serialise only on
+  // the sale row's UPDATE, which each takes last, just before COMMIT, so the row is locked briefly.
+  const queue = createBatchQueue<Pending>({
+    write: async (batch) => {
+      for (const [saleId, items] of groupBy(batch, (p) => p.saleId)) await writeSaleBatch(saleId, items)
+    },
+    maxBatch: options.maxBatch,
+    maxWaitMs: options.maxWaitMs,
+    maxConcurrent: options.maxConcurrent,
+  })
   // A sale's price, product and limit never change once it is created: read each once per worker.
-  const sales = new Map<number, Promise<Sale | undefined>>()
+  // Concurrency: only a sale that was found is kept. A lookup that failed (a Postgres blip) or found
+  // nothing is asked again by the next batch; kept, it would fail that sale on this worker until restart.
+  const sales = new Map<number, Sale>()
 
   function submit(purchase: AdmittedPurchase): Promise<Order> {
     return new Promise<Order>((resolve, reject) => {
-      queue.push({ ...purchase, orderId: randomUUID(), resolve, reject })
-      // A full batch goes at once; a lone buyer waits maxWaitMs for company. While every writer is busy
-      // the queue just grows, and the next writer to finish takes it.
-      if (writing >= options.maxConcurrent) return
-      if (queue.length >= options.maxBatch) startWriters()
-      else timer ??= setTimeout(startWriters, options.maxWaitMs)
+      queue.push({
+        ...purchase,
+        orderId: randomUUID(),
+        reservationToken: purchase.token,
+        resolve,
+        reject,
+      })
     })
   }
 
-  // Concurrency: up to maxConcurrent batch transactions per worker overlap. They serialise only on
-  // the sale row's UPDATE, which each takes last, just before COMMIT, so the row is locked briefly.
-  function startWriters(): void {
-    if (timer) clearTimeout(timer)
-    timer = null
-    while (queue.length > 0 && writing < options.maxConcurrent) {
-      const batch = queue.splice(0, options.maxBatch)
-      writing++
-      void writeBatch(batch).finally(() => {
-        writing--
-        if (queue.length > 0) startWriters()
-        else if (writing === 0) idleWaiters.splice(0).forEach((wake) => wake())
-      })
-    }
-  }
-
-  async function writeBatch(batch: Pending[]): Promise<void> {
-    for (const [saleId, items] of groupBy(batch, (p) => p.saleId)) await writeSaleBatch(saleId, items)
-  }
-
   async function saleOf(saleId: number): Promise<Sale> {
-    if (!sales.has(saleId)) sales.set(saleId, findSale(db.primary, saleId))
-    const sale = await sales.get(saleId)!
+    const known = sales.get(saleId)
+    if (known) return known
+    const sale = await findSale(db.primary, saleId)
     if (!sale) throw new Error(`sale ${saleId} vanished from Postgres`)
+    sales.set(saleId, sale)
     return sale
   }
 
@@ -187,24 +176,17 @@ export function createOrderBatcher(options: BatcherOptions) {
    * their items, and last the sale row's UPDATE for the batch's sum.
    */
   async function commitBatch(sale: Sale, items: Pending[]): Promise<Map<Pending, Answer>> {
-    const orders = new Map(items.map((p) => [p, orderFor(p, sale, options.reservationTtlSeconds)]))
-    const answers = new Map<Pending, Answer>()
+    let answers = new Map<Pending, Answer>()
     const { firsts, repeats } = splitRepeatedKeys(items)
     const version = await withTransaction(db.primary, async (tx) => {
-      answers.clear()
-      const live = await settleReplaysAndOverLimit(tx, sale, firsts, orders, answers)
+      answers = await writeSaleOrders(tx, sale, firsts, options.reservationTtlSeconds)
+      const live = firsts.filter((p) => 'order' in answers.get(p)!)
       if (live.length === 0) return null
-      await insertSaleOrders(
-        tx,
-        { saleId: sale.id, productId: sale.productId, unitPriceCents: sale.priceCents },
-        live.map((p) => ({ ...orders.get(p)!, quantity: p.quantity, reservationToken: p.token })),
-      )
       const units = live.reduce((sum, p) => sum + p.quantity, 0)
       // Concurrency: one conditional UPDATE for the whole batch. Postgres stays the authority: if the
       // gate ever admitted more than Postgres has, the UPDATE matches nothing and the batch fails.
       const version = await reserveReturningVersion(tx, SALE_STOCK, sale.id, units)
       if (version === null) throw new GateAheadOfPostgresError(sale.id, units)
-      for (const p of live) answers.set(p, { order: orders.get(p)! })
       return version
     })
     for (const [p, first] of repeats) {
@@ -229,32 +211,10 @@ export function createOrderBatcher(options: BatcherOptions) {
   return {
     submit,
     /** Writes what is queued and waits for it; for a stopping worker. */
-    async flush(): Promise<void> {
-      if (queue.length === 0 && writing === 0) return
-      const idle = new Promise<void>((resolve) => idleWaiters.push(resolve))
-      startWriters()
-      await idle
-    },
+    flush: () => queue.flush(),
     get queued() {
-      return queue.length
+      return queue.queued
     },
-  }
-}
-
-function orderFor(p: Pending, sale: Sale, ttlSeconds: number): Order {
-  const now = Date.now()
-  return {
-    id: p.orderId,
-    number: orderNumberOf(p.orderId),
-    userId: p.userId,
-    saleId: sale.id,
-    status: 'reserved',
-    totalCents: p.quantity * sale.priceCents,
-    expiresAt: new Date(now + ttlSeconds * 1000).toISOString(),
-    createdAt: new Date(now).toISOString(),
-    paidAt: null,
-    reservationToken: p.token,
-    items: [{ productId: sale.productId, quantity: p.quantity, unitPriceCents: sale.priceCents }],
   }
 }
 
@@ -286,53 +246,6 @@ function splitRepeatedKeys(items: Pending[]): { firsts: Pending[]; repeats: Map<
     }
   }
   return { firsts, repeats }
-}
-
-/**
- * Settles the buyers that must not get a new order: a key Postgres already answered (replayed), and
- * users the database's per-user limit refuses. Returns the rest. Their idempotency records are saved
- * here, in the batch's transaction, so order and record commit together.
- */
-async function settleReplaysAndOverLimit(
-  tx: PoolClient,
-  sale: Sale,
-  items: Pending[],
-  orders: Map<Pending, Order>,
-  answers: Map<Pending, Answer>,
-): Promise<Pending[]> {
-  const keyed = items.filter((p) => p.idempotency)
-  const replays = await saveResponses(
-    tx,
-    keyed.map((p) => ({ request: p.idempotency!, status: 201, body: orders.get(p)! })),
-  )
-  for (const p of keyed) {
-    const replay = replays.get(p.idempotency!)
-    if (replay) answers.set(p, { error: replay })
-  }
-  const candidates = items.filter((p) => !answers.has(p))
-  // Concurrency: per-user units are raised in user-id order, so two overlapping batches that share
-  // users lock those rows in the same order and cannot deadlock.
-  const perUser = [...groupBy(candidates, (p) => p.userId)]
-    .map(([userId, own]) => ({ userId, quantity: own.reduce((sum, p) => sum + p.quantity, 0) }))
-    .sort((a, b) => (a.userId < b.userId ? -1 : 1))
-  const within = await addUserUnitsWithinLimit(tx, sale.id, sale.perUserLimit, perUser)
-  const overLimit = candidates.filter((p) => !within.has(p.userId))
-  for (const p of overLimit) answers.set(p, { error: new PerUserLimitError() })
-  await forgetResponses(
-    tx,
-    overLimit.filter((p) => p.idempotency).map((p) => p.idempotency!),
-  )
-  return candidates.filter((p) => within.has(p.userId))
-}
-
-function groupBy<T, K>(values: T[], keyOf: (value: T) => K): Map<K, T[]> {
-  const groups = new Map<K, T[]>()
-  for (const value of values) {
-    const group = groups.get(keyOf(value))
-    if (group) group.push(value)
-    else groups.set(keyOf(value), [value])
-  }
-  return groups
 }
 
 export type OrderBatcher = ReturnType<typeof createOrderBatcher>

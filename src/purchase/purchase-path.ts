@@ -2,6 +2,7 @@ import type { StockStrategyName } from '../config.js'
 import type { AppError } from '../errors.js'
 import type { IdempotentRequest } from '../idempotency/idempotency.js'
 import type { Order } from '../orders/orders.repository.js'
+import type { SaleStock } from '../sales/sales.service.js'
 
 /** One buyer's flash-sale purchase, after authentication and rate limits. */
 export interface Purchase {
@@ -16,11 +17,11 @@ export interface Purchase {
  * one picked by src/app.ts from STOCK_STRATEGY:
  * - the Postgres path (src/sales/postgres-purchase-path.ts): one transaction per purchase, reserving
  *   the sale's row with a row strategy (optimistic, pessimistic or atomic);
- * - the gate path (src/redis-gate/): a Lua gate in Redis admits or refuses each buyer, and admitted
+ * - the gate path (src/purchase/gate/): a Lua gate in Redis admits or refuses each buyer, and admitted
  *   buyers' orders are written to Postgres in batches.
  * Nothing outside src/app.ts asks which one runs.
  */
-export interface PurchasePath {
+export interface PurchasePath extends SaleStock {
   /** Which stock strategy decides: metrics and the audit name it. */
   readonly strategy: StockStrategyName
   /** Reserves the units and returns the reserved order; throws the named error that says why not. */

@@ -7,11 +7,11 @@ import {
   newSale,
   releaseHooksOf,
   type TestUser,
-} from '../../test/support/app.js'
-import { createLoadTestUsers, type LoadTestUser } from '../auth/load-test-users.js'
-import { withTransaction } from '../db/transaction.js'
-import { releaseOrdersStock } from '../orders/order-release.js'
-import { findOrder, markCancelledIfReserved, type Order } from '../orders/orders.repository.js'
+} from '../../../test/support/app.js'
+import { createLoadTestUsers, type LoadTestUser } from '../../auth/load-test-users.js'
+import { withTransaction } from '../../db/transaction.js'
+import { releaseOrdersStock } from '../../orders/order-release.js'
+import { findOrder, markCancelledIfReserved, type Order } from '../../orders/orders.repository.js'
 import { rebuildGateFromPostgres } from './gate-rebuild.js'
 import { createReconciler } from './reconciler.js'
 import { gateReleasesOf } from './release-to-gate.js'

@@ -1,14 +1,14 @@
-import type { Config } from '../config.js'
-import type { Db } from '../db/pool.js'
+import type { Config } from '../../config.js'
+import type { Db } from '../../db/pool.js'
 import {
   NotFoundError,
   PerUserLimitError,
   SaleNotActiveError,
   SaleUnavailableError,
   SoldOutError,
-} from '../errors.js'
-import type { Metrics } from '../metrics.js'
-import type { PurchasePath } from '../sales/purchase-path.js'
+} from '../../errors.js'
+import type { Metrics } from '../../metrics.js'
+import type { PurchasePath } from '../purchase-path.js'
 import { rebuildGateFromPostgres } from './gate-rebuild.js'
 import { createOrderBatcher } from './order-batcher.js'
 import { createSoldOutMemo } from './sold-out-memo.js'

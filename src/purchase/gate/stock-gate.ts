@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import type { Redis, Result } from 'ioredis'
-import { serverRunIdOf } from '../redis/client.js'
-import type { PendingGateRelease } from '../orders/orders.repository.js'
-import { defineScripts } from '../redis/scripts.js'
+import { serverRunIdOf } from '../../redis/client.js'
+import type { PendingGateRelease } from './gate-outbox.repository.js'
+import { defineScripts } from '../../redis/scripts.js'
 
 // Redis key layout of the flash-sale gate. The `{<id>}` hash tag keeps one sale's keys in one slot,
 // so the scripts stay valid on a Redis Cluster.

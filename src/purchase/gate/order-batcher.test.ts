@@ -3,11 +3,11 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { auditOf, buildTestApp, newAdmin, newSale, type TestUser } from '../../test/support/app.js'
-import { loseNextCommit, type LostCommit } from '../../test/support/lost-commit.js'
-import { purchase } from '../../test/support/purchase.js'
-import { waitFor } from '../../scripts/stack/process.js'
-import { createLoadTestUsers } from '../auth/load-test-users.js'
+import { auditOf, buildTestApp, newAdmin, newSale, type TestUser } from '../../../test/support/app.js'
+import { loseNextCommit, type LostCommit } from '../../../test/support/lost-commit.js'
+import { purchase } from '../../../test/support/purchase.js'
+import { waitFor } from '../../../scripts/stack/process.js'
+import { createLoadTestUsers } from '../../auth/load-test-users.js'
 import { createOrderBatcher, type OrderBatcher } from './order-batcher.js'
 import { createReconciler } from './reconciler.js'
 import { createStockGate, type StockGate } from './stock-gate.js'
@@ -47,9 +47,9 @@ describe('order batcher', () => {
   })
 
   /** A long wait and a large batch: every buyer submitted at once lands in one transaction. */
-  const newBatcher = (gate: StockGate) =>
+  const newBatcher = (gate: StockGate, db = app.db) =>
     createOrderBatcher({
-      db: app.db,
+      db,
       gate,
       metrics: app.metrics,
       log: { warn: () => {} },
@@ -97,6 +97,32 @@ describe('order batcher', () => {
       [saleId],
     )
     expect(rows[0]!.n).toBe(40)
+  })
+
+  it('when the first lookup of a sale fails (a Postgres blip), then that batch hears 503 and the next buyer of the sale gets its order: the worker keeps no failure', async () => {
+    const saleId = await newSale(app, admin, { units: 10 })
+    const [first, second] = await createLoadTestUsers(app.db.primary, app.config, 2)
+    const gate = createStockGate(app.redis, { tokenTtlMs: 30_000 })
+    // The primary as the batcher sees it: its first query (the sale's lookup) fails, as in a blip.
+    let blips = 1
+    const primary = new Proxy(app.db.primary, {
+      get(pool, property, receiver) {
+        if (property === 'query' && blips > 0) {
+          blips--
+          return () => Promise.reject(new Error('connection terminated unexpectedly'))
+        }
+        const value: unknown = Reflect.get(pool, property, receiver)
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(pool) : value
+      },
+    })
+    const batcher = newBatcher(gate, { ...app.db, primary })
+
+    const [during] = await admitAndSubmit(gate, batcher, saleId, [first!.id])
+    const [after] = await admitAndSubmit(gate, batcher, saleId, [second!.id])
+
+    expect((during as PromiseRejectedResult).reason).toMatchObject({ statusCode: 503 })
+    expect(after!.status).toBe('fulfilled')
+    expect(await auditOf(app, admin, saleId)).toMatchObject({ available: 9, gate: 9, inFlight: 0, drift: 0 })
   })
 
   /** Three buyers of a 10-unit sale in one batch whose COMMIT loses its answer; tokens live 1 s. */
