@@ -18,8 +18,11 @@ describe('expiry sweeper', () => {
   let admin: TestUser
 
   beforeAll(async () => {
-    // Two app instances stand for two jobs processes sweeping the same database.
-    apps = await Promise.all([0, 1].map(() => buildTestApp({ RESERVATION_TTL_SECONDS: '1' })))
+    // Two app instances stand for two jobs processes sweeping the same database. Reservations live long
+    // enough that none lapses while a test still makes its orders (on a loaded machine twenty checkouts
+    // can take longer than a short TTL, and the test stack's own jobs process would sweep the first
+    // ones early); a test ends them itself with expireNow.
+    apps = await Promise.all([0, 1].map(() => buildTestApp({ RESERVATION_TTL_SECONDS: '300' })))
     admin = await newAdmin(apps[0]!)
   })
   afterAll(async () => {
@@ -38,12 +41,20 @@ describe('expiry sweeper', () => {
     return orders
   }
 
+  /** Moves the orders' deadlines into the past, as if their reservation time had run out. */
+  async function expireNow(orders: { id: string }[]) {
+    await apps[0]!.db.primary.query(
+      `UPDATE orders SET expires_at = now() - interval '1 second' WHERE id = ANY($1::uuid[])`,
+      [orders.map((o) => o.id)],
+    )
+  }
+
   it('when two sweepers run at once, every expired reservation is released exactly once', async () => {
     const productId = await newProduct(apps[0]!, admin, { stock: 40 })
     const orders = await reservedOrders(productId, 20)
     expect(await stockOf(apps[0]!, productId)).toEqual({ onHand: 40, available: 0, reserved: 40, sold: 0 })
 
-    await sleep(1100)
+    await expireNow(orders)
     // Small batches make the two sweepers interleave over many transactions.
     const sweep = (app: FastifyInstance) =>
       sweepExpiredReservations(app.db.primary, app.metrics, releaseHooksOf(app), 3)
@@ -66,7 +77,7 @@ describe('expiry sweeper', () => {
   it('when an order expired, then paying it answers 409 ORDER_EXPIRED, before and after the sweep', async () => {
     const productId = await newProduct(apps[0]!, admin, { stock: 2 })
     const [order] = await reservedOrders(productId, 1)
-    await sleep(1100)
+    await expireNow([order!])
     const pay = () =>
       apps[1]!.inject({ method: 'POST', url: `/api/orders/${order!.id}/pay`, headers: order!.buyer.headers })
 
