@@ -13,7 +13,8 @@ import {
 import { forgetResponses, saveResponses, type IdempotentRequest } from '../idempotency/idempotency.js'
 import { scopeId } from '../idempotency/idempotency.repository.js'
 import type { Metrics } from '../metrics.js'
-import { insertSaleOrders, orderNumberOf, type Order } from '../orders/orders.repository.js'
+import { newReservedOrder, type Order } from '../orders/order.js'
+import { insertSaleOrders } from '../orders/orders.repository.js'
 import { addUserUnitsWithinLimit, findSale, type Sale } from '../sales/sales.repository.js'
 import { reserveReturningVersion, SALE_STOCK } from '../stock/stock.repository.js'
 import type { StockGate } from './stock-gate.js'
@@ -243,19 +244,14 @@ export function createOrderBatcher(options: BatcherOptions) {
 
 function orderFor(p: Pending, sale: Sale, ttlSeconds: number): Order {
   const now = Date.now()
-  return {
+  return newReservedOrder({
     id: p.orderId,
-    number: orderNumberOf(p.orderId),
     userId: p.userId,
     saleId: sale.id,
-    status: 'reserved',
-    totalCents: p.quantity * sale.priceCents,
     expiresAt: new Date(now + ttlSeconds * 1000).toISOString(),
     createdAt: new Date(now).toISOString(),
-    paidAt: null,
-    reservationToken: p.token,
     items: [{ productId: sale.productId, quantity: p.quantity, unitPriceCents: sale.priceCents }],
-  }
+  })
 }
 
 /** What a buyer whose own row broke the batch is told. */

@@ -1,7 +1,7 @@
 import type { StockStrategyName } from '../config.js'
 import type { AppError } from '../errors.js'
 import type { IdempotentRequest } from '../idempotency/idempotency.js'
-import type { Order } from '../orders/orders.repository.js'
+import type { Order } from '../orders/order.js'
 
 /** One buyer's flash-sale purchase, after authentication and rate limits. */
 export interface Purchase {

@@ -1,7 +1,7 @@
 import type { Config } from '../config.js'
 import type { AppError } from '../errors.js'
 import type { Metrics } from '../metrics.js'
-import type { Order } from '../orders/orders.repository.js'
+import type { Order } from '../orders/order.js'
 import type { RateLimiter } from '../rate-limit/rate-limiter.js'
 import type { Purchase, PurchasePath } from './purchase-path.js'
 
