@@ -15,7 +15,8 @@ import { scopeId } from '../idempotency/idempotency.repository.js'
 import type { Metrics } from '../metrics.js'
 import { newReservedOrder, type Order } from '../orders/order.js'
 import { insertSaleOrders } from '../orders/orders.repository.js'
-import { addUserUnitsWithinLimit, findSale, type Sale } from '../sales/sales.repository.js'
+import type { StoredSale } from '../sales/sale.js'
+import { addUserUnitsWithinLimit, findSale } from '../sales/sales.repository.js'
 import { reserveReturningVersion, SALE_STOCK } from '../stock/stock.repository.js'
 import type { StockGate } from './stock-gate.js'
 
@@ -76,7 +77,7 @@ export function createOrderBatcher(options: BatcherOptions) {
   let timer: NodeJS.Timeout | null = null
   const idleWaiters: (() => void)[] = []
   // A sale's price, product and limit never change once it is created: read each once per worker.
-  const sales = new Map<number, Promise<Sale | undefined>>()
+  const sales = new Map<number, Promise<StoredSale | undefined>>()
 
   function submit(purchase: AdmittedPurchase): Promise<Order> {
     return new Promise<Order>((resolve, reject) => {
@@ -109,7 +110,7 @@ export function createOrderBatcher(options: BatcherOptions) {
     for (const [saleId, items] of groupBy(batch, (p) => p.saleId)) await writeSaleBatch(saleId, items)
   }
 
-  async function saleOf(saleId: number): Promise<Sale> {
+  async function saleOf(saleId: number): Promise<StoredSale> {
     if (!sales.has(saleId)) sales.set(saleId, findSale(db.primary, saleId))
     const sale = await sales.get(saleId)!
     if (!sale) throw new Error(`sale ${saleId} vanished from Postgres`)
@@ -165,7 +166,7 @@ export function createOrderBatcher(options: BatcherOptions) {
    * (Postgres away, a timeout, a lost COMMIT answer) would break every half too: they fail that part of
    * the batch at once, and a half that committed before keeps its answers.
    */
-  async function commitIsolatingBadRows(sale: Sale, items: Pending[]): Promise<Map<Pending, Answer>> {
+  async function commitIsolatingBadRows(sale: StoredSale, items: Pending[]): Promise<Map<Pending, Answer>> {
     try {
       return await commitBatch(sale, items)
     } catch (err) {
@@ -187,7 +188,7 @@ export function createOrderBatcher(options: BatcherOptions) {
    * One transaction: idempotency records, per-user units, one multi-row INSERT of the orders and
    * their items, and last the sale row's UPDATE for the batch's sum.
    */
-  async function commitBatch(sale: Sale, items: Pending[]): Promise<Map<Pending, Answer>> {
+  async function commitBatch(sale: StoredSale, items: Pending[]): Promise<Map<Pending, Answer>> {
     const orders = new Map(items.map((p) => [p, orderFor(p, sale, options.reservationTtlSeconds)]))
     const answers = new Map<Pending, Answer>()
     const { firsts, repeats } = splitRepeatedKeys(items)
@@ -242,7 +243,7 @@ export function createOrderBatcher(options: BatcherOptions) {
   }
 }
 
-function orderFor(p: Pending, sale: Sale, ttlSeconds: number): Order {
+function orderFor(p: Pending, sale: StoredSale, ttlSeconds: number): Order {
   const now = Date.now()
   return newReservedOrder({
     id: p.orderId,
@@ -291,7 +292,7 @@ function splitRepeatedKeys(items: Pending[]): { firsts: Pending[]; repeats: Map<
  */
 async function settleReplaysAndOverLimit(
   tx: PoolClient,
-  sale: Sale,
+  sale: StoredSale,
   items: Pending[],
   orders: Map<Pending, Order>,
   answers: Map<Pending, Answer>,

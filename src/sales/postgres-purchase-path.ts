@@ -5,7 +5,7 @@ import { saveResponse } from '../idempotency/idempotency.js'
 import { insertReservedOrder } from '../orders/orders.repository.js'
 import { SALE_STOCK, type RowStrategy } from '../stock/stock.repository.js'
 import type { PurchasePath } from './purchase-path.js'
-import { saleStatus } from './sale-status.js'
+import { saleStatus } from './sale.js'
 import { addUserUnitsWithinLimit, findSale } from './sales.repository.js'
 
 /**

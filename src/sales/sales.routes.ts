@@ -15,7 +15,8 @@ import {
   saleSchema,
 } from './sale.schemas.js'
 import { numbersOf, type SaleEvents, type SaleNumbers } from './sale-events.js'
-import type { SaleView, Sales } from './sales.service.js'
+import type { Sale } from './sale.js'
+import type { Sales } from './sales.service.js'
 
 const HEARTBEAT_MS = 15_000
 
@@ -128,7 +129,7 @@ const saleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: SaleRoutesOptions 
     if (streams.size >= app.config.SSE_MAX_STREAMS_PER_WORKER) throw new TooManyStreamsError()
   }
 
-  function streamSales(reply: FastifyReply, shown: SaleView[]) {
+  function streamSales(reply: FastifyReply, shown: Sale[]) {
     const stream = reply.raw
     reply.hijack()
     stream.writeHead(200, {
