@@ -19,6 +19,7 @@ import type { StoredSale } from '../sales/sale.js'
 import { addUserUnitsWithinLimit, findSale } from '../sales/sales.repository.js'
 import { reserveReturningVersion, SALE_STOCK } from '../stock/stock.repository.js'
 import type { StockGate } from './stock-gate.js'
+import type { Log } from '../log.js'
 
 /** The gate admitted a batch Postgres has not the units for: the gate's count is wrong, not the buyers. */
 class GateAheadOfPostgresError extends Error {
@@ -60,7 +61,7 @@ export interface BatcherOptions {
   maxWaitMs: number
   /** How many batch transactions one worker runs at once. */
   maxConcurrent: number
-  log: { warn(obj: object, msg: string): void }
+  log: Pick<Log, 'warn'>
 }
 
 /**
