@@ -149,6 +149,29 @@ describe('documentation links', () => {
     expect(problems(links.filter((link) => /#L\d+(-L\d+)?$/.test(link.target)))).toEqual([])
   })
 
+  it('when a link to a line names a symbol in its title, then the symbol is on that line (or the two after it)', () => {
+    const markdown = (file: string) => readFileSync(path.join(REPO_ROOT, file), 'utf8')
+    const titled = markdownFiles().flatMap((file) => {
+      const doc = path.relative(REPO_ROOT, file)
+      return proseLines(markdown(doc)).flatMap((text, index) =>
+        [...text.replace(/`[^`]*`/g, '').matchAll(/\]\(\s*([^)\s#]+)#L(\d+)\s+"([^"]+)"\s*\)/g)].map((m) => ({
+          where: `${doc}:${index + 1}`,
+          file: path.resolve(REPO_ROOT, path.dirname(doc), m[1]!),
+          line: Number(m[2]),
+          symbol: m[3]!,
+        })),
+      )
+    })
+    expect(titled.length).toBeGreaterThan(0)
+    const misplaced = titled.filter(({ file, line, symbol }) => {
+      const lines = existsSync(file) ? readFileSync(file, 'utf8').split('\n') : []
+      return !lines
+        .slice(line - 1, line + 2)
+        .some((text) => new RegExp(`\\b${symbol.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\b`).test(text))
+    })
+    expect(misplaced.map(({ where, symbol }) => `${where} ${symbol}`)).toEqual([])
+  })
+
   it('when a link points at a heading of another doc, then that heading exists', () => {
     expect(problems(links.filter((link) => /#(?!L\d)/.test(link.target)))).toEqual([])
   })
