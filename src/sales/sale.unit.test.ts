@@ -28,7 +28,7 @@ describe('saleStatus', () => {
 
 describe('saleFactsOf', () => {
   it('when a stored sale becomes facts, then its stock numbers stay behind and its window is ISO text', () => {
-    const facts = saleFactsOf({
+    const terms = {
       id: 1,
       productId: 2,
       productName: 'Kettle',
@@ -38,23 +38,11 @@ describe('saleFactsOf', () => {
       unitsTotal: 10,
       perUserLimit: 1,
       registeredOnly: false,
-      startsAt: new Date('2026-01-01T10:00:00Z'),
-      endsAt: new Date('2026-01-01T11:00:00Z'),
-      available: 4,
-      reserved: 3,
-      sold: 3,
-      version: 6,
-    })
-    expect(facts).toEqual({
-      id: 1,
-      productId: 2,
-      productName: 'Kettle',
-      productImageUrl: null,
-      regularPriceCents: 900,
-      priceCents: 500,
-      unitsTotal: 10,
-      perUserLimit: 1,
-      registeredOnly: false,
+    }
+    const stock = { available: 4, reserved: 3, sold: 3, version: 6 }
+    const window = { startsAt: new Date('2026-01-01T10:00:00Z'), endsAt: new Date('2026-01-01T11:00:00Z') }
+    expect(saleFactsOf({ ...terms, ...window, ...stock })).toEqual({
+      ...terms,
       startsAt: '2026-01-01T10:00:00.000Z',
       endsAt: '2026-01-01T11:00:00.000Z',
     })
