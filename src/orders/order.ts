@@ -4,35 +4,24 @@ import {
   OrderNotCancellableError,
   OrderNotPayableError,
 } from '../errors.js'
+import type { FromSchema } from 'json-schema-to-ts'
 import type { orderSchema } from './order.schemas.js'
 
 // One order, one place: its shape, the one way a new one is made, the one mapping from its row, and
 // the transitions it may make. Every writer (checkout, the Postgres purchase path, the gate's order
 // batcher) and every reader goes through here.
 
-/** reserved -> paid | cancelled | expired; the union comes from the API's schema, so it is written once. */
-export type OrderStatus = (typeof orderSchema)['properties']['status']['enum'][number]
+/**
+ * An order as its owner sees it: the type of the API's answer, derived from its schema. Every field is
+ * always there; the schema's `required` leaves some out, as the published OpenAPI document always has.
+ */
+export type Order = Required<FromSchema<typeof orderSchema>>
 
-export interface OrderItem {
-  productId: number
-  quantity: number
-  unitPriceCents: number
-}
+/** reserved -> paid | cancelled | expired: the schema's enum. */
+export type OrderStatus = Order['status']
 
-/** An order as its owner sees it: what the API answers (orderSchema). */
-export interface Order {
-  id: string
-  /** What a shopper reads and quotes: the first 8 characters of the id, upper case (`1A2B3C4D`). */
-  number: string
-  userId: string
-  saleId: number | null
-  status: OrderStatus
-  totalCents: number
-  expiresAt: string
-  createdAt: string
-  paidAt: string | null
-  items: OrderItem[]
-}
+/** One product line of an order, at the server's price. */
+export type OrderItem = Order['items'][number]
 
 /**
  * An order as its row holds it: with the Redis gate's reservation token, set when the gate admitted it
@@ -43,18 +32,14 @@ export interface StoredOrder extends Order {
   reservationToken: string | null
 }
 
-/** The order's row as `SELECT_ORDER` (orders.repository.ts) reads it, items as a JSON array. */
-export interface OrderRow {
-  id: string
-  user_id: string
-  sale_id: number | null
-  status: OrderStatus
-  total_cents: number
-  expires_at: Date
-  created_at: Date
-  paid_at: Date | null
-  reservation_token: string | null
-  items: { product_id: number; quantity: number; unit_price_cents: number }[]
+/**
+ * An order as `SELECT_ORDER` (orders.repository.ts) reads it, its columns already named as here: the
+ * stored order before its times become the API's ISO text and its number is derived.
+ */
+export type OrderRow = Omit<StoredOrder, 'number' | 'expiresAt' | 'createdAt' | 'paidAt'> & {
+  expiresAt: Date
+  createdAt: Date
+  paidAt: Date | null
 }
 
 /** The order number shown to shoppers; the id stays the key (8 hex digits may repeat across orders). */
@@ -93,23 +78,13 @@ export function newReservedOrder(order: {
   }
 }
 
-/** The one mapping from an order's row. */
+/** The one mapping from an order's row: the times as ISO text, the number from the id. */
 export const orderFromRow = (row: OrderRow): StoredOrder => ({
-  id: row.id,
+  ...row,
   number: orderNumberOf(row.id),
-  userId: row.user_id,
-  saleId: row.sale_id,
-  status: row.status,
-  totalCents: row.total_cents,
-  expiresAt: row.expires_at.toISOString(),
-  createdAt: row.created_at.toISOString(),
-  paidAt: row.paid_at?.toISOString() ?? null,
-  reservationToken: row.reservation_token,
-  items: row.items.map((item) => ({
-    productId: item.product_id,
-    quantity: item.quantity,
-    unitPriceCents: item.unit_price_cents,
-  })),
+  expiresAt: row.expiresAt.toISOString(),
+  createdAt: row.createdAt.toISOString(),
+  paidAt: row.paidAt?.toISOString() ?? null,
 })
 
 /** The order without what only the server needs: what an answer (and its saved replay) holds. */

@@ -69,15 +69,15 @@ describe('order', () => {
   it('when an order is read from its row, then the reservation token stays on the server side', () => {
     const stored = orderFromRow({
       id: reserved.id,
-      user_id: 'u',
-      sale_id: 7,
+      userId: 'u',
+      saleId: 7,
       status: 'reserved',
-      total_cents: 800,
-      expires_at: new Date(reserved.expiresAt),
-      created_at: new Date(reserved.createdAt),
-      paid_at: null,
-      reservation_token: 'token',
-      items: [{ product_id: 2, quantity: 3, unit_price_cents: 100 }],
+      totalCents: 800,
+      expiresAt: new Date(reserved.expiresAt),
+      createdAt: new Date(reserved.createdAt),
+      paidAt: null,
+      reservationToken: 'token',
+      items: [{ productId: 2, quantity: 3, unitPriceCents: 100 }],
     })
     expect(stored.reservationToken).toBe('token')
     expect(publicOrder(stored)).toEqual({

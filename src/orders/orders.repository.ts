@@ -9,11 +9,14 @@ import {
   type StoredOrder,
 } from './order.js'
 
-// One query per order read: the items come along as a JSON array.
+// One query per order read: the items come along as a JSON array. The columns are named as OrderRow
+// (order.ts) names them: the mapping from snake_case is here, once.
 const SELECT_ORDER = `
-  SELECT o.id, o.user_id, o.sale_id, o.status, o.total_cents, o.expires_at, o.created_at, o.paid_at, o.reservation_token,
-         COALESCE((SELECT json_agg(json_build_object('product_id', i.product_id, 'quantity', i.quantity,
-                                                     'unit_price_cents', i.unit_price_cents)
+  SELECT o.id, o.user_id AS "userId", o.sale_id AS "saleId", o.status, o.total_cents AS "totalCents",
+         o.expires_at AS "expiresAt", o.created_at AS "createdAt", o.paid_at AS "paidAt",
+         o.reservation_token AS "reservationToken",
+         COALESCE((SELECT json_agg(json_build_object('productId', i.product_id, 'quantity', i.quantity,
+                                                     'unitPriceCents', i.unit_price_cents)
                                    ORDER BY i.product_id)
                      FROM order_items i WHERE i.order_id = o.id), '[]') AS items
     FROM orders o`
