@@ -96,8 +96,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   // Use cases are plain factories; routes get them as options and stay one line per handler.
   const catalog = createCatalog({ db: app.db, cache: app.cache })
   const cart = createCart({ db: app.db })
-  // The one place that decides how flash-sale stock is decided (src/purchase-wiring.ts), and the gate
-  // that exists under every strategy.
+  // How stock is decided is chosen once, in src/purchase-wiring.ts, which the jobs process shares.
   const { rows, path, releaseHooks } = createPurchaseWiring({
     config,
     db: app.db,
