@@ -1,6 +1,7 @@
 import { createSigner } from 'fast-jwt'
 import { jwtSecretOf } from '../src/config.js'
-import type { SaleAuditReport, SaleView } from '../src/sales/sales.service.js'
+import type { Sale } from '../src/sales/sale.js'
+import type { SaleAuditReport } from '../src/sales/sales.service.js'
 import type { LoadTarget } from './target.js'
 
 // The admin side of a load run, through nginx's loopback admin server like an operator: a product to sell,
@@ -8,7 +9,8 @@ import type { LoadTarget } from './target.js'
 // for the seeded admin, so a run never depends on the admin's password.
 
 // The API's own shapes: a load run reads exactly what the app answers.
-export type { SaleAuditReport as SaleAudit, SaleView } from '../src/sales/sales.service.js'
+export type { Sale } from '../src/sales/sale.js'
+export type { SaleAuditReport as SaleAudit } from '../src/sales/sales.service.js'
 
 /** The product load runs sell, created once: the demo catalogue's stock is left to the storefront. */
 export const LOAD_TEST_SKU = 'loadtest-flash-unit'
@@ -100,10 +102,10 @@ export class AdminApi {
     openSeconds: number
     /** The caller restocked the product for this sale already (several sales at once). */
     restocked?: boolean
-  }): Promise<SaleView> {
+  }): Promise<Sale> {
     if (!input.restocked) await this.restock(input.productId, input.units)
     const now = Date.now()
-    return this.request<SaleView>('POST', '/api/admin/sales', {
+    return this.request<Sale>('POST', '/api/admin/sales', {
       productId: input.productId,
       priceCents: input.priceCents,
       units: input.units,

@@ -21,21 +21,15 @@ import openapi from './plugins/openapi.plugin.js'
 import postgres from './plugins/postgres.plugin.js'
 import redis from './plugins/redis.plugin.js'
 import validation from './plugins/validation.plugin.js'
+import { createPurchaseWiring } from './purchase-wiring.js'
 import { createRateLimiter } from './rate-limit/rate-limiter.js'
 import { duplicateForSubscribing } from './redis/client.js'
-import { createGatePurchasePath } from './purchase/gate/gate-purchase-path.js'
-import { createStockGate } from './purchase/gate/stock-gate.js'
-import { orderReleaseHooks } from './release-hooks.js'
-import { createPostgresPurchasePath } from './purchase/postgres/postgres-purchase-path.js'
 import { createPurchases } from './purchase/purchase.js'
 import purchaseRoutes from './purchase/purchase.routes.js'
-import type { PurchasePath } from './purchase/purchase-path.js'
 import { createSaleEvents, numbersOf } from './sales/sale-events.js'
 import saleAdminRoutes from './sales/sales.admin.routes.js'
 import saleRoutes from './sales/sales.routes.js'
 import { createSales } from './sales/sales.service.js'
-import { rowStrategy } from './stock/stock.repository.js'
-import { countedIn, retryPolicyOf } from './stock/stock-retry.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -102,21 +96,14 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   // Use cases are plain factories; routes get them as options and stay one line per handler.
   const catalog = createCatalog({ db: app.db, cache: app.cache })
   const cart = createCart({ db: app.db })
-  // Cart checkouts always reserve with a row strategy: under redis-gate (which only sells flash sales)
-  // that is the atomic one, a single conditional UPDATE per row.
-  const rowStrategyName = config.STOCK_STRATEGY === 'redis-gate' ? 'atomic' : config.STOCK_STRATEGY
-  const rows = rowStrategy(rowStrategyName, {
-    lockTimeoutMs: config.STOCK_LOCK_TIMEOUT_MS,
-    retry: retryPolicyOf(config),
-    hooks: countedIn(app.metrics, rowStrategyName),
+  // How stock is decided is chosen once, in src/purchase-wiring.ts, which the jobs process shares.
+  const { rows, path, releaseHooks } = createPurchaseWiring({
+    config,
+    db: app.db,
+    redis: app.redis,
+    metrics: app.metrics,
+    log: app.log,
   })
-  // The gate exists under every strategy: orders it admitted earlier release their units to it.
-  const gate = createStockGate(app.redis, { tokenTtlMs: config.GATE_TOKEN_TTL_MS })
-  // The one place that decides how flash-sale stock is decided (src/sales/purchase-path.ts).
-  const path: PurchasePath =
-    config.STOCK_STRATEGY === 'redis-gate'
-      ? createGatePurchasePath({ db: app.db, gate, config, metrics: app.metrics, log: app.log })
-      : createPostgresPurchasePath({ db: app.db, rows, config })
   const sales = createSales({ db: app.db, path, cache: app.cache })
   const events = createSaleEvents({
     publisher: app.redis,
@@ -142,12 +129,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       failureRate: config.PAYMENT_FAILURE_RATE,
     }),
     metrics: app.metrics,
-    releaseHooks: orderReleaseHooks({
-      primary: app.db.primary,
-      gate,
-      log: app.log,
-      saleChanged: events.changed,
-    }),
+    releaseHooks: releaseHooks(events.changed),
   })
   // A stopping worker writes the orders it has admitted before its pools close.
   app.addHook('preClose', async () => {

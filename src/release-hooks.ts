@@ -3,6 +3,7 @@ import { unitsOf, type ReleaseHooks } from './orders/order-release.js'
 import { markPendingGateReleases, releaseToGate } from './purchase/gate/release-to-gate.js'
 import type { StockGate } from './purchase/gate/stock-gate.js'
 import { releaseUserUnits } from './sales/sales.repository.js'
+import type { Log } from './log.js'
 
 /**
  * What releasing cancelled or expired orders does beyond their stock rows, wired once for the API
@@ -15,7 +16,7 @@ import { releaseUserUnits } from './sales/sales.repository.js'
 export function orderReleaseHooks(deps: {
   primary: pg.Pool
   gate: StockGate
-  log: { warn(obj: object, msg: string): void }
+  log: Pick<Log, 'warn'>
   saleChanged?: (saleId: number) => void
 }): ReleaseHooks {
   return {

@@ -5,7 +5,7 @@ import { Redis } from 'ioredis'
 import { createLoadTestUsers } from '../../src/auth/load-test-users.js'
 import { REPO_ROOT } from '../../scripts/stack/paths.js'
 import { stackUp, stackUrls } from '../../scripts/stack/stack.js'
-import { AdminApi, type SaleView } from '../admin.js'
+import { AdminApi, type Sale } from '../admin.js'
 import { createBuyers } from '../buyers.js'
 import { runLoad, sampleEvery, type LoadRequest } from '../load.js'
 import { scrape, sumOf, type Sample } from '../prometheus.js'
@@ -179,7 +179,7 @@ async function openShop(target: LoadTarget, admin: AdminApi, options: SoakOption
   // Enough for every checkout of the soak: 70 % of a fast machine's maximum, a ninth of it checkouts.
   await admin.restock(cartProduct, 1_000_000)
   const users = await createLoadTestUsers(target.db, target.config, 5000)
-  const sales: SaleView[] = []
+  const sales: Sale[] = []
   const unitsPerSale = 20_000
   const buyers = createBuyers(users, { replayShare: 0.05, greedyShare: 0.02, units: unitsPerSale, limit: 2 })
   const checkoutOrders = new Set<string>()

@@ -12,7 +12,7 @@ import {
   type StackOptions,
 } from '../../scripts/stack/stack.js'
 import { httpStatus, waitFor } from '../../scripts/stack/process.js'
-import { AdminApi, type SaleView } from '../admin.js'
+import { AdminApi, type Sale } from '../admin.js'
 import { createBuyers, type Buyers, type FailedKey } from '../buyers.js'
 import { runLoad, type LoadRequest, type LoadStats } from '../load.js'
 import { scrape, sumOf } from '../prometheus.js'
@@ -75,7 +75,7 @@ export interface CaseContext {
   admin: AdminApi
   load: CaseLoad
   /** The case's sale (none for the hot-key case). */
-  sale: SaleView | null
+  sale: Sale | null
   /** The product the hot-key case reads. */
   productId: number
   log(message: string): void

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createLoadTestUsers, type LoadTestUser } from '../../src/auth/load-test-users.js'
-import type { SaleView } from '../admin.js'
+import type { Sale } from '../admin.js'
 import type { CaseContext } from './campaign.js'
 
 // The replica-outage case's witness: a few buyers who read back at once what they just did (an order,
@@ -22,7 +22,7 @@ export interface ProbeResult {
  * write they read the cart back, at once, through nginx. Both reads must see the write (read-your-writes
  * on the primary), whatever the replica is doing.
  */
-export async function startProber(ctx: Pick<CaseContext, 'target' | 'productId'>, sale: SaleView) {
+export async function startProber(ctx: Pick<CaseContext, 'target' | 'productId'>, sale: Sale) {
   const users = await createLoadTestUsers(ctx.target.db, ctx.target.config, 40)
   const result: ProbeResult = { orderReads: 0, orderMisses: 0, cartReads: 0, cartMisses: 0, unexpected: {} }
   const url = ctx.target.nginxUrl

@@ -1,5 +1,5 @@
 import { createLoadTestUsers, type LoadTestUser } from '../../src/auth/load-test-users.js'
-import type { AdminApi, SaleView } from '../admin.js'
+import type { AdminApi, Sale } from '../admin.js'
 import { createBuyers, type BuyerOptions, type Buyers } from '../buyers.js'
 import { runLoad, sampleEvery, type LoadOptions, type LoadStats } from '../load.js'
 import { metricsDelta, scrape, type MetricsDelta } from '../prometheus.js'
@@ -41,7 +41,7 @@ export function watchSale(target: LoadTarget, saleId: number, since: () => numbe
       signal: AbortSignal.timeout(1000),
     })
     if (!response.ok) return undefined
-    remaining = ((await response.json()) as SaleView).remaining
+    remaining = ((await response.json()) as Sale).remaining
     return remaining
   })
   return {
@@ -51,7 +51,7 @@ export function watchSale(target: LoadTarget, saleId: number, since: () => numbe
   }
 }
 
-export function saleOutcome(sale: SaleView, buyers: Buyers, strategy: string, taken: number): SaleOutcome {
+export function saleOutcome(sale: Sale, buyers: Buyers, strategy: string, taken: number): SaleOutcome {
   const { tally } = buyers
   return {
     saleId: sale.id,
@@ -79,7 +79,7 @@ export async function finishRun(
   ctx: ScenarioContext,
   run: Omit<ScenarioRun, 'verification' | 'strategy' | 'sale' | 'contention'> & {
     evidence: RunEvidence
-    sale?: { view: SaleView; buyers: Buyers }
+    sale?: { view: Sale; buyers: Buyers }
     contention?: { rows: number; buyers: Buyers }
   },
 ): Promise<ScenarioRun> {
@@ -137,7 +137,7 @@ export async function openSale(
   ctx: ScenarioContext,
   params: { units: number; users: number; limit: number; duration: number },
   behaviour: Pick<BuyerOptions, 'replayShare' | 'greedyShare'>,
-): Promise<{ sale: SaleView; users: LoadTestUser[]; buyers: Buyers }> {
+): Promise<{ sale: Sale; users: LoadTestUser[]; buyers: Buyers }> {
   const { target, admin } = ctx
   const productId = await admin.loadTestProduct(target.db)
   const sale = await admin.createSale({
@@ -161,7 +161,7 @@ export async function runSaleScenario(
   ctx: ScenarioContext,
   scenario: string,
   params: object,
-  opened: { sale: SaleView; users: LoadTestUser[]; buyers: Buyers },
+  opened: { sale: Sale; users: LoadTestUser[]; buyers: Buyers },
   load: Omit<LoadOptions, 'title' | 'url' | 'onStart' | 'progressNote'>,
 ): Promise<ScenarioRun> {
   const { sale, users, buyers } = opened

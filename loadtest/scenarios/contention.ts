@@ -1,5 +1,5 @@
 import { createLoadTestUsers } from '../../src/auth/load-test-users.js'
-import type { SaleView } from '../admin.js'
+import type { Sale } from '../admin.js'
 import { createBuyers } from '../buyers.js'
 import { runLoad } from '../load.js'
 import type { ScenarioRun } from '../scenario.js'
@@ -33,7 +33,7 @@ export async function contention(ctx: ScenarioContext, params: ContentionParams)
   const { target, admin } = ctx
   const unitsPerRow = Math.ceil(params.units / params.rows)
   const productId = await admin.loadTestProduct(target.db)
-  const sales: SaleView[] = []
+  const sales: Sale[] = []
   const openSeconds = Math.max(600, params.duration + 60)
   for (let i = 0; i < params.rows; i += 20) {
     const batch = Math.min(20, params.rows - i)

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Redis } from 'ioredis'
 import { INVALIDATION_CHANNEL } from '../cache/two-level-cache.js'
+import type { Log } from '../log.js'
 
 // A user's row changed (logout, new password, new role): every worker must forget what it remembers of
 // the user (src/auth/known-users.ts). The announcement travels on the cache's invalidation channel,
@@ -19,7 +20,7 @@ export function createUserChanges(deps: {
   forget: (userId: string) => void
   /** Called after every (re)connect of the subscriber. */
   forgetAll: () => void
-  log: { warn(obj: object, msg: string): void }
+  log: Pick<Log, 'warn'>
 }) {
   const { publisher, subscriber } = deps
   subscriber.on('message', (channel: string, ref: string) => {

@@ -4,6 +4,7 @@ import type { Redis, Result } from 'ioredis'
 import { LRUCache } from 'lru-cache'
 import type { Metrics } from '../metrics.js'
 import { defineScripts } from '../redis/scripts.js'
+import type { Log } from '../log.js'
 
 // A read-through cache in two levels: L1 in this worker's memory (an LRU with a short TTL), L2 in
 // Redis (shared by every worker, longer TTL), then the loader (the database). See docs/caching.md.
@@ -73,12 +74,6 @@ export interface TwoLevelCache {
   /** Subscribes to invalidations; waits at most a moment, so a worker starts even with Redis down. */
   start(): Promise<void>
   close(): void
-}
-
-interface Log {
-  warn(obj: object, msg: string): void
-  info(obj: object, msg: string): void
-  error(obj: object, msg: string): void
 }
 
 export interface TwoLevelCacheOptions {

@@ -1,6 +1,6 @@
 import type { Queryable } from '../db/transaction.js'
 import { numbersOf } from '../sales/sale-events.js'
-import { saleStatus } from '../sales/sale-status.js'
+import { saleStatus } from '../sales/sale.js'
 import { listRecentlyStartedSales } from '../sales/sales.repository.js'
 import type { DashboardSale } from './dashboard-feed.js'
 

@@ -3,6 +3,7 @@ import type { Config } from '../config.js'
 import { isDependencyUnavailable } from '../dependency-errors.js'
 import type { Metrics } from '../metrics.js'
 import { createReplicaLagMonitor, type ReplicaLagMonitor } from './replica-lag.js'
+import type { Log } from '../log.js'
 
 // All database access goes through these pools. `primary` is the authority for stock and orders, and
 // serves every read a user must see right after their own write (cart, orders: read-your-writes).
@@ -61,11 +62,6 @@ function countQueries(client: pg.PoolClient, onQuery: () => void) {
 /** The cheapest question a server can answer: readiness probes ask it. */
 export async function ping(pool: pg.Pool): Promise<void> {
   await pool.query('SELECT 1')
-}
-
-interface Log {
-  warn(obj: object, msg: string): void
-  info(obj: object, msg: string): void
 }
 
 /**

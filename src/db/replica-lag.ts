@@ -1,5 +1,6 @@
 import type pg from 'pg'
 import type { Gauge } from 'prom-client'
+import type { Log } from '../log.js'
 
 // The read/write split, made lag-aware. Catalog reads call `readPool()`: the replica while it answers
 // and replays within REPLICA_MAX_LAG_MS of the primary, the primary otherwise. Nothing that decides
@@ -40,11 +41,6 @@ export interface ReplicaLagMonitor {
   /** Measures once, then every `intervalMs` until `stop()`. */
   start(): Promise<void>
   stop(): void
-}
-
-interface Log {
-  warn(obj: object, msg: string): void
-  info(obj: object, msg: string): void
 }
 
 export interface ReplicaLagOptions {

@@ -6,7 +6,7 @@ import {
   type StockLine,
   type StockTable,
 } from '../stock/stock.repository.js'
-import type { Order } from './orders.repository.js'
+import type { Order, StoredOrder } from './order.js'
 
 /**
  * Why orders give their stock back. Units of a sale order that expired count toward the buyer's
@@ -17,7 +17,8 @@ export type ReleaseReason = 'cancelled' | 'expired'
 
 /** Orders whose stock one transaction released, and the version each sale's stock row reached in it. */
 export interface Release {
-  orders: Order[]
+  /** As their rows hold them: a hook may need the gate's reservation token. */
+  orders: StoredOrder[]
   reason: ReleaseReason
   /** flash_sale_stock.version after this release, by sale id (the gate's outbox records it). */
   saleVersions: ReadonlyMap<number, number>
@@ -30,7 +31,7 @@ export interface Release {
  * it committed (units the Redis gate admitted go back to the gate).
  */
 export interface ReleaseHooks {
-  beforeStock?(tx: PoolClient, orders: Order[], reason: ReleaseReason): Promise<void>
+  beforeStock?(tx: PoolClient, orders: StoredOrder[], reason: ReleaseReason): Promise<void>
   afterStock?(tx: PoolClient, release: Release): Promise<void>
   afterCommit?(release: Release): Promise<void>
 }
@@ -62,7 +63,7 @@ export function stockOf(order: Order): { stock: StockTable; lines: StockLine[] }
  */
 export async function releaseOrdersStock(
   tx: PoolClient,
-  orders: Order[],
+  orders: StoredOrder[],
   reason: ReleaseReason,
   hooks: ReleaseHooks,
 ): Promise<Release> {

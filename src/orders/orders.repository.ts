@@ -1,83 +1,37 @@
 import type { Queryable } from '../db/transaction.js'
+import {
+  newReservedOrder,
+  orderFromRow,
+  orderTotalCents,
+  type Order,
+  type OrderItem,
+  type OrderRow,
+  type StoredOrder,
+} from './order.js'
 
-export type OrderStatus = 'reserved' | 'paid' | 'cancelled' | 'expired'
-
-export interface OrderItem {
-  productId: number
-  quantity: number
-  unitPriceCents: number
-}
-
-export interface Order {
-  id: string
-  /** What a shopper reads and quotes: the first 8 characters of the id, upper case (`1A2B3C4D`). */
-  number: string
-  userId: string
-  saleId: number | null
-  status: OrderStatus
-  totalCents: number
-  expiresAt: string
-  createdAt: string
-  paidAt: string | null
-  /** Set when the Redis gate admitted the order (redis-gate): its units came out of the gate. */
-  reservationToken: string | null
-  items: OrderItem[]
-}
-
-interface OrderRow {
-  id: string
-  user_id: string
-  sale_id: number | null
-  status: OrderStatus
-  total_cents: number
-  expires_at: Date
-  created_at: Date
-  paid_at: Date | null
-  reservation_token: string | null
-  items: { product_id: number; quantity: number; unit_price_cents: number }[]
-}
-
-/** The order number shown to shoppers; the id stays the key (8 hex digits may repeat across orders). */
-export const orderNumberOf = (id: string): string => id.slice(0, 8).toUpperCase()
-
-const toOrder = (row: OrderRow): Order => ({
-  id: row.id,
-  number: orderNumberOf(row.id),
-  userId: row.user_id,
-  saleId: row.sale_id,
-  status: row.status,
-  totalCents: row.total_cents,
-  expiresAt: row.expires_at.toISOString(),
-  createdAt: row.created_at.toISOString(),
-  paidAt: row.paid_at?.toISOString() ?? null,
-  reservationToken: row.reservation_token,
-  items: row.items.map((item) => ({
-    productId: item.product_id,
-    quantity: item.quantity,
-    unitPriceCents: item.unit_price_cents,
-  })),
-})
-
-// One query per order read: the items come along as a JSON array.
+// One query per order read: the items come along as a JSON array. The columns are named as OrderRow
+// (order.ts) names them: the mapping from snake_case is here, once.
 const SELECT_ORDER = `
-  SELECT o.id, o.user_id, o.sale_id, o.status, o.total_cents, o.expires_at, o.created_at, o.paid_at, o.reservation_token,
-         COALESCE((SELECT json_agg(json_build_object('product_id', i.product_id, 'quantity', i.quantity,
-                                                     'unit_price_cents', i.unit_price_cents)
+  SELECT o.id, o.user_id AS "userId", o.sale_id AS "saleId", o.status, o.total_cents AS "totalCents",
+         o.expires_at AS "expiresAt", o.created_at AS "createdAt", o.paid_at AS "paidAt",
+         o.reservation_token AS "reservationToken",
+         COALESCE((SELECT json_agg(json_build_object('productId', i.product_id, 'quantity', i.quantity,
+                                                     'unitPriceCents', i.unit_price_cents)
                                    ORDER BY i.product_id)
                      FROM order_items i WHERE i.order_id = o.id), '[]') AS items
     FROM orders o`
 
-export async function findOrder(db: Queryable, orderId: string): Promise<Order | undefined> {
+export async function findOrder(db: Queryable, orderId: string): Promise<StoredOrder | undefined> {
   const { rows } = await db.query<OrderRow>(`${SELECT_ORDER} WHERE o.id = $1`, [orderId])
-  return rows[0] && toOrder(rows[0])
+  return rows[0] && orderFromRow(rows[0])
 }
 
-export async function listOrdersOfUser(db: Queryable, userId: string, limit: number): Promise<Order[]> {
+export async function listOrdersOfUser(db: Queryable, userId: string, limit: number): Promise<StoredOrder[]> {
   const { rows } = await db.query<OrderRow>(
     `${SELECT_ORDER} WHERE o.user_id = $1 ORDER BY o.created_at DESC, o.id LIMIT $2`,
     [userId, limit],
   )
-  return rows.map(toOrder)
+  return rows.map(orderFromRow)
 }
 
 export interface NewOrder {
@@ -88,16 +42,12 @@ export interface NewOrder {
   items: OrderItem[]
 }
 
-/** The largest total an order may have: orders.total_cents is an int4. */
-export const MAX_ORDER_TOTAL_CENTS = 2_147_483_647
-
 /**
  * Inserts a reserved order and its items in one statement; the total is computed from the given
  * (server) prices. One round trip: inside a purchase transaction every statement is time a connection
  * is held.
  */
 export async function insertReservedOrder(tx: Queryable, order: NewOrder): Promise<Order> {
-  const total = order.items.reduce((sum, item) => sum + item.quantity * item.unitPriceCents, 0)
   const { rows } = await tx.query<{ id: string; expires_at: Date; created_at: Date }>(
     `WITH o AS (
        INSERT INTO orders (user_id, sale_id, status, total_cents, expires_at, reservation_token)
@@ -111,7 +61,7 @@ export async function insertReservedOrder(tx: Queryable, order: NewOrder): Promi
     [
       order.userId,
       order.saleId,
-      total,
+      orderTotalCents(order.items),
       order.ttlSeconds,
       order.reservationToken,
       order.items.map((i) => i.productId),
@@ -120,19 +70,14 @@ export async function insertReservedOrder(tx: Queryable, order: NewOrder): Promi
     ],
   )
   const row = rows[0]!
-  return {
+  return newReservedOrder({
     id: row.id,
-    number: orderNumberOf(row.id),
     userId: order.userId,
     saleId: order.saleId,
-    status: 'reserved',
-    totalCents: total,
     expiresAt: row.expires_at.toISOString(),
     createdAt: row.created_at.toISOString(),
-    paidAt: null,
-    reservationToken: order.reservationToken,
-    items: [...order.items].sort((a, b) => a.productId - b.productId),
-  }
+    items: order.items,
+  })
 }
 
 /** The fixed facts of a flash sale that its orders copy: product and price. */
@@ -183,7 +128,8 @@ export async function insertSaleOrders(
   )
 }
 
-// Concurrency: every status change is a conditional UPDATE `WHERE status = 'reserved'`. Payment,
+// Concurrency: every status change is a conditional UPDATE `WHERE status = 'reserved'`, the rule of
+// canTransition (order.ts) held in the database, where concurrent callers meet. Payment,
 // cancellation and the expiry sweeper may all race for the same order; exactly one of them matches
 // the row, and only that one moves the stock. Reading the status first and writing it later would
 // let two of them both win and release (or sell) the same units twice.
@@ -213,7 +159,7 @@ export async function markCancelledIfReserved(tx: Queryable, orderId: string): P
  * Concurrency: SKIP LOCKED lets two sweepers run at once, each taking different orders, instead of
  * queueing behind each other (or both releasing the same order: the status guard prevents that).
  */
-export async function expireDueOrders(tx: Queryable, limit: number): Promise<Order[]> {
+export async function expireDueOrders(tx: Queryable, limit: number): Promise<StoredOrder[]> {
   const { rows } = await tx.query<{ id: string }>(
     `UPDATE orders SET status = 'expired', updated_at = now()
       WHERE id IN (SELECT id FROM orders WHERE status = 'reserved' AND expires_at <= now()
@@ -226,5 +172,5 @@ export async function expireDueOrders(tx: Queryable, limit: number): Promise<Ord
   const expired = await tx.query<OrderRow>(`${SELECT_ORDER} WHERE o.id = ANY($1::uuid[])`, [
     rows.map((r) => r.id),
   ])
-  return expired.rows.map(toOrder)
+  return expired.rows.map(orderFromRow)
 }

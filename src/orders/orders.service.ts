@@ -2,28 +2,26 @@ import type { PoolClient } from 'pg'
 import { emptyCart, lockCartForCheckout } from '../cart/cart.repository.js'
 import type { Config } from '../config.js'
 import { withTransaction, withTransactionEndingIn } from '../db/transaction.js'
-import {
-  type AppError,
-  CartEmptyError,
-  NotFoundError,
-  OrderExpiredError,
-  OrderTooLargeError,
-  OrderNotCancellableError,
-  OrderNotPayableError,
-  PaymentDeclinedError,
-} from '../errors.js'
+import { CartEmptyError, NotFoundError, OrderTooLargeError, PaymentDeclinedError } from '../errors.js'
 import type { Db } from '../db/pool.js'
 import { saveResponse, type IdempotentRequest } from '../idempotency/idempotency.js'
 import type { Metrics } from '../metrics.js'
 import { PRODUCT_STOCK, sellReserved, type RowStrategy } from '../stock/stock.repository.js'
 import {
+  canPay,
+  MAX_ORDER_TOTAL_CENTS,
+  publicOrder,
+  whyNotCancellable,
+  whyNotPayable,
+  type Order,
+  type StoredOrder,
+} from './order.js'
+import {
   findOrder,
   insertReservedOrder,
   listOrdersOfUser,
-  MAX_ORDER_TOTAL_CENTS,
   markCancelledIfReserved,
   markPaidIfStillReserved,
-  type Order,
 } from './orders.repository.js'
 import { releaseOrdersStock, stockOf, type ReleaseHooks } from './order-release.js'
 import type { PaymentProvider } from './payment-provider.js'
@@ -52,7 +50,7 @@ export function createOrders(deps: OrdersDeps) {
     tx: PoolClient | Db['primary'],
     caller: Caller,
     orderId: string,
-  ): Promise<Order> {
+  ): Promise<StoredOrder> {
     const order = await findOrder(tx, orderId)
     if (!order || (order.userId !== caller.userId && !caller.isAdmin))
       throw new NotFoundError(`order ${orderId}`)
@@ -103,14 +101,14 @@ export function createOrders(deps: OrdersDeps) {
    */
   async function pay(caller: Caller, orderId: string, idempotency: IdempotentRequest | null): Promise<Order> {
     const order = await orderVisibleTo(db.primary, caller, orderId)
-    if (order.status !== 'reserved' || Date.parse(order.expiresAt) <= Date.now()) throw whyNotPayable(order)
+    if (!canPay(order)) throw whyNotPayable(order)
     if (!(await payments.charge(order.id, order.totalCents))) throw new PaymentDeclinedError()
     const paid = await withTransaction(db.primary, async (tx) => {
       if (!(await markPaidIfStillReserved(tx, order.id)))
         throw whyNotPayable((await findOrder(tx, order.id))!)
       const { stock, lines } = stockOf(order)
       await sellReserved(tx, stock, lines)
-      const result = (await findOrder(tx, order.id))!
+      const result = publicOrder((await findOrder(tx, order.id))!)
       if (idempotency) await saveResponse(tx, idempotency, 200, result)
       return result
     })
@@ -127,11 +125,12 @@ export function createOrders(deps: OrdersDeps) {
       const order = await orderVisibleTo(tx, caller, orderId)
       if (!(await markCancelledIfReserved(tx, order.id))) {
         const current = (await findOrder(tx, order.id))!
-        if (current.status === 'cancelled') return { cancelled: current, release: null }
-        throw new OrderNotCancellableError(current.status)
+        const refusal = whyNotCancellable(current)
+        if (refusal) throw refusal
+        return { cancelled: publicOrder(current), release: null }
       }
       const release = await releaseOrdersStock(tx, [order], 'cancelled', deps.releaseHooks)
-      return { cancelled: (await findOrder(tx, order.id))!, release }
+      return { cancelled: publicOrder((await findOrder(tx, order.id))!), release }
     })
     if (release) {
       await deps.releaseHooks.afterCommit?.(release)
@@ -145,16 +144,11 @@ export function createOrders(deps: OrdersDeps) {
     pay,
     cancel,
     // A user's own orders come from the primary: right after checkout they must see the new order.
-    get: (caller: Caller, orderId: string) => orderVisibleTo(db.primary, caller, orderId),
-    list: (caller: Caller, limit: number) => listOrdersOfUser(db.primary, caller.userId, limit),
+    get: async (caller: Caller, orderId: string): Promise<Order> =>
+      publicOrder(await orderVisibleTo(db.primary, caller, orderId)),
+    list: async (caller: Caller, limit: number): Promise<Order[]> =>
+      (await listOrdersOfUser(db.primary, caller.userId, limit)).map(publicOrder),
   }
-}
-
-/** A reserved order that cannot be paid has run out of time (the sweeper may not have seen it yet). */
-function whyNotPayable(order: Order): AppError {
-  return order.status === 'reserved' || order.status === 'expired'
-    ? new OrderExpiredError()
-    : new OrderNotPayableError(order.status)
 }
 
 export type Orders = ReturnType<typeof createOrders>

@@ -1,7 +1,7 @@
 import type { StockStrategyName } from '../config.js'
 import type { AppError } from '../errors.js'
 import type { IdempotentRequest } from '../idempotency/idempotency.js'
-import type { Order } from '../orders/orders.repository.js'
+import type { Order } from '../orders/order.js'
 import type { SaleStock } from '../sales/sales.service.js'
 
 /** One buyer's flash-sale purchase, after authentication and rate limits. */
@@ -15,7 +15,7 @@ export interface Purchase {
 /**
  * The seam between "a buyer wants units of a sale" and how stock is decided. Two implementations,
  * one picked by src/app.ts from STOCK_STRATEGY:
- * - the Postgres path (src/sales/postgres-purchase-path.ts): one transaction per purchase, reserving
+ * - the Postgres path (src/purchase/postgres/postgres-purchase-path.ts): one transaction per purchase, reserving
  *   the sale's row with a row strategy (optimistic, pessimistic or atomic);
  * - the gate path (src/purchase/gate/): a Lua gate in Redis admits or refuses each buyer, and admitted
  *   buyers' orders are written to Postgres in batches.

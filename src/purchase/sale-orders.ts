@@ -1,8 +1,10 @@
 import type { PoolClient } from 'pg'
 import { PerUserLimitError, type AppError } from '../errors.js'
 import { forgetResponses, saveResponses, type IdempotentRequest } from '../idempotency/idempotency.js'
-import { insertSaleOrders, orderNumberOf, type Order } from '../orders/orders.repository.js'
-import { addUserUnitsWithinLimit, type Sale } from '../sales/sales.repository.js'
+import { newReservedOrder, type Order } from '../orders/order.js'
+import { insertSaleOrders } from '../orders/orders.repository.js'
+import type { StoredSale } from '../sales/sale.js'
+import { addUserUnitsWithinLimit } from '../sales/sales.repository.js'
 
 /** A buyer whose order a purchase writes: one on the Postgres path, a batch's worth on the gate path. */
 export interface SaleBuyer {
@@ -28,7 +30,7 @@ export type SaleOrderAnswer = { order: Order } | { error: AppError }
  */
 export async function writeSaleOrders<B extends SaleBuyer>(
   tx: PoolClient,
-  sale: Sale,
+  sale: StoredSale,
   buyers: B[],
   ttlSeconds: number,
 ): Promise<Map<B, SaleOrderAnswer>> {
@@ -69,21 +71,16 @@ export async function writeSaleOrders<B extends SaleBuyer>(
   return answers
 }
 
-function orderFor(b: SaleBuyer, sale: Sale, ttlSeconds: number): Order {
+function orderFor(b: SaleBuyer, sale: StoredSale, ttlSeconds: number): Order {
   const now = Date.now()
-  return {
+  return newReservedOrder({
     id: b.orderId,
-    number: orderNumberOf(b.orderId),
     userId: b.userId,
     saleId: sale.id,
-    status: 'reserved',
-    totalCents: b.quantity * sale.priceCents,
     expiresAt: new Date(now + ttlSeconds * 1000).toISOString(),
     createdAt: new Date(now).toISOString(),
-    paidAt: null,
-    reservationToken: b.reservationToken,
     items: [{ productId: sale.productId, quantity: b.quantity, unitPriceCents: sale.priceCents }],
-  }
+  })
 }
 
 export function groupBy<T, K>(values: T[], keyOf: (value: T) => K): Map<K, T[]> {

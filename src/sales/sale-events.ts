@@ -1,20 +1,16 @@
 import type { Redis } from 'ioredis'
+import type { Sale, SaleStatus } from './sale.js'
 
 export interface SaleNumbers {
   saleId: number
   remaining: number
   /** Units buyers hold: reserved or paid. */
   taken: number
-  status: string
+  status: SaleStatus
 }
 
 /** What the live feed says about a sale, from the sale as a page shows it. */
-export const numbersOf = (sale: {
-  id: number
-  unitsTotal: number
-  remaining: number
-  status: string
-}): SaleNumbers => ({
+export const numbersOf = (sale: Pick<Sale, 'id' | 'unitsTotal' | 'remaining' | 'status'>): SaleNumbers => ({
   saleId: sale.id,
   remaining: sale.remaining,
   taken: sale.unitsTotal - sale.remaining,

@@ -1,72 +1,18 @@
 import type { Queryable } from '../db/transaction.js'
+import type { StoredSale } from './sale.js'
 
-export interface Sale {
-  id: number
-  productId: number
-  productName: string
-  productImageUrl: string | null
-  /** The product's own price, beside which the sale price is shown. */
-  regularPriceCents: number
-  priceCents: number
-  unitsTotal: number
-  /** Postgres' count: the authority, but read from the replica it may lag (the API's `remaining` reads the purchase path). */
-  available: number
-  reserved: number
-  sold: number
-  perUserLimit: number
-  /** Guest accounts may not buy. */
-  registeredOnly: boolean
-  startsAt: Date
-  endsAt: Date
-  version: number
-}
-
-interface SaleRow {
-  id: number
-  product_id: number
-  product_name: string
-  product_image_url: string | null
-  regular_price_cents: number
-  price_cents: number
-  units_total: number
-  available: number
-  reserved: number
-  sold: number
-  per_user_limit: number
-  registered_only: boolean
-  starts_at: Date
-  ends_at: Date
-  version: number
-}
-
-const toSale = (row: SaleRow): Sale => ({
-  id: row.id,
-  productId: row.product_id,
-  productName: row.product_name,
-  productImageUrl: row.product_image_url,
-  regularPriceCents: row.regular_price_cents,
-  priceCents: row.price_cents,
-  unitsTotal: row.units_total,
-  available: row.available,
-  reserved: row.reserved,
-  sold: row.sold,
-  perUserLimit: row.per_user_limit,
-  registeredOnly: row.registered_only,
-  startsAt: row.starts_at,
-  endsAt: row.ends_at,
-  version: row.version,
-})
-
-// A sale's terms (flash_sales, written once) with its stock (flash_sale_stock, the row that changes).
+// A sale's terms (flash_sales, written once) with its stock (flash_sale_stock, the row that changes),
+// its columns named as StoredSale (sale.ts) names them: the mapping from snake_case is here, once.
 const SELECT_SALE = `
-  SELECT s.id, s.product_id, p.name AS product_name, p.image_url AS product_image_url,
-         p.price_cents AS regular_price_cents, s.price_cents, s.units_total, st.available, st.reserved,
-         st.sold, s.per_user_limit, s.registered_only, s.starts_at, s.ends_at, st.version
+  SELECT s.id, s.product_id AS "productId", p.name AS "productName", p.image_url AS "productImageUrl",
+         p.price_cents AS "regularPriceCents", s.price_cents AS "priceCents", s.units_total AS "unitsTotal",
+         st.available, st.reserved, st.sold, s.per_user_limit AS "perUserLimit",
+         s.registered_only AS "registeredOnly", s.starts_at AS "startsAt", s.ends_at AS "endsAt", st.version
     FROM flash_sales s JOIN flash_sale_stock st ON st.sale_id = s.id JOIN products p ON p.id = s.product_id`
 
-export async function findSale(db: Queryable, saleId: number): Promise<Sale | undefined> {
-  const { rows } = await db.query<SaleRow>(`${SELECT_SALE} WHERE s.id = $1`, [saleId])
-  return rows[0] && toSale(rows[0])
+export async function findSale(db: Queryable, saleId: number): Promise<StoredSale | undefined> {
+  const { rows } = await db.query<StoredSale>(`${SELECT_SALE} WHERE s.id = $1`, [saleId])
+  return rows[0]
 }
 
 /**
@@ -74,8 +20,8 @@ export async function findSale(db: Queryable, saleId: number): Promise<Sale | un
  * open first), then upcoming ones (starting soonest first), then those that ended in the last hour
  * (latest first). Display only on the replica: `available` orders the running ones and may lag.
  */
-export async function listCurrentSales(db: Queryable, limit: number): Promise<Sale[]> {
-  const { rows } = await db.query<SaleRow>(
+export async function listCurrentSales(db: Queryable, limit: number): Promise<StoredSale[]> {
+  const { rows } = await db.query<StoredSale>(
     `${SELECT_SALE} WHERE s.ends_at > now() - interval '1 hour'
       ORDER BY s.ends_at <= now(), s.starts_at > now(), st.available = 0,
                CASE WHEN s.ends_at <= now() THEN now() - s.ends_at
@@ -85,7 +31,7 @@ export async function listCurrentSales(db: Queryable, limit: number): Promise<Sa
       LIMIT $1`,
     [limit],
   )
-  return rows.map(toSale)
+  return rows
 }
 
 /**
@@ -93,8 +39,8 @@ export async function listCurrentSales(db: Queryable, limit: number): Promise<Sa
  * stays on top, where the shop's list would move it below every sale with units left), then the upcoming
  * ones, soonest first; sales that ended over an hour ago are left out.
  */
-export async function listRecentlyStartedSales(db: Queryable, limit: number): Promise<Sale[]> {
-  const { rows } = await db.query<SaleRow>(
+export async function listRecentlyStartedSales(db: Queryable, limit: number): Promise<StoredSale[]> {
+  const { rows } = await db.query<StoredSale>(
     `${SELECT_SALE} WHERE s.ends_at > now() - interval '1 hour'
       ORDER BY s.starts_at > now(),
                CASE WHEN s.starts_at > now() THEN s.starts_at - now() ELSE now() - s.starts_at END,
@@ -102,7 +48,7 @@ export async function listRecentlyStartedSales(db: Queryable, limit: number): Pr
       LIMIT $1`,
     [limit],
   )
-  return rows.map(toSale)
+  return rows
 }
 
 /**
@@ -168,15 +114,15 @@ export async function insertSale(tx: Queryable, sale: NewSale): Promise<number> 
 export async function lockSaleForGate(
   tx: Queryable,
   saleId: number,
-): Promise<{ sale: Sale; usersHolding: { userId: string; units: number }[] } | undefined> {
-  const { rows } = await tx.query<SaleRow>(`${SELECT_SALE} WHERE s.id = $1 FOR UPDATE OF st`, [saleId])
+): Promise<{ sale: StoredSale; usersHolding: { userId: string; units: number }[] } | undefined> {
+  const { rows } = await tx.query<StoredSale>(`${SELECT_SALE} WHERE s.id = $1 FOR UPDATE OF st`, [saleId])
   if (!rows[0]) return undefined
   const holders = await tx.query<{ user_id: string; units: number }>(
     'SELECT user_id, units FROM sale_user_units WHERE sale_id = $1 AND units > 0',
     [saleId],
   )
   return {
-    sale: toSale(rows[0]),
+    sale: rows[0],
     usersHolding: holders.rows.map((row) => ({ userId: row.user_id, units: row.units })),
   }
 }

@@ -1,11 +1,12 @@
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts'
-import type { ServerResponse } from 'node:http'
-import type { FastifyReply } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import { NotFoundError, TooManyStreamsError } from '../errors.js'
+import { createEventStreams } from '../http/sse.js'
 import { errorSchema } from '../schemas.js'
 import { holdingsSchema, saleIdParams, saleIdsOf, saleIdsQuery, saleSchema } from './sale.schemas.js'
 import { numbersOf, type SaleEvents, type SaleNumbers } from './sale-events.js'
-import type { SaleView, Sales } from './sales.service.js'
+import type { Sale } from './sale.js'
+import type { Sales } from './sales.service.js'
 
 const HEARTBEAT_MS = 15_000
 
@@ -16,11 +17,13 @@ interface SaleRoutesOptions {
 
 const saleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: SaleRoutesOptions }> = async (app, opts) => {
   const { sales, events } = opts
-  const streams = new Set<ServerResponse>()
-  // Open event streams would keep a stopping worker alive forever: end them when it starts to close.
-  app.addHook('preClose', async () => {
-    for (const stream of streams) stream.end()
+  // A stream of several sales counts once against the cap.
+  const streams = createEventStreams({
+    maxStreams: app.config.SSE_MAX_STREAMS_PER_WORKER,
+    heartbeatMs: HEARTBEAT_MS,
   })
+  // Open event streams would keep a stopping worker alive forever: end them when it starts to close.
+  app.addHook('preClose', async () => streams.closeAll())
 
   app.get(
     '/api/sales',
@@ -58,7 +61,7 @@ const saleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: SaleRoutesOptions 
     },
     async (request, reply) => {
       assertRoomForStream()
-      streamSales(reply, [await sales.getSale(request.params.id)])
+      streamSales(request, reply, [await sales.getSale(request.params.id)])
     },
   )
 
@@ -86,7 +89,7 @@ const saleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: SaleRoutesOptions 
       )
       const known = found.filter((sale) => sale !== undefined)
       if (known.length === 0) throw new NotFoundError('sales')
-      streamSales(reply, known)
+      streamSales(request, reply, known)
     },
   )
 
@@ -109,31 +112,17 @@ const saleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: SaleRoutesOptions 
     }),
   )
 
-  // Each stream holds a socket and a listener for as long as the client likes: past the cap a worker
-  // refuses new ones rather than slow down every other request it serves. A stream of several sales
-  // counts once.
   function assertRoomForStream() {
-    if (streams.size >= app.config.SSE_MAX_STREAMS_PER_WORKER) throw new TooManyStreamsError()
+    if (streams.full) throw new TooManyStreamsError()
   }
 
-  function streamSales(reply: FastifyReply, shown: SaleView[]) {
-    const stream = reply.raw
+  function streamSales(request: FastifyRequest, reply: FastifyReply, shown: Sale[]) {
     reply.hijack()
-    stream.writeHead(200, {
-      'content-type': 'text/event-stream',
-      'cache-control': 'no-cache',
-      'x-accel-buffering': 'no',
-    })
-    const send = (numbers: SaleNumbers) => stream.write(`event: sale\ndata: ${JSON.stringify(numbers)}\n\n`)
+    const unlisten: (() => void)[] = []
+    const stream = streams.open(request.raw, reply.raw, () => unlisten.forEach((stop) => stop()))
+    const send = (numbers: SaleNumbers) => stream.send('sale', JSON.stringify(numbers))
     for (const sale of shown) send(numbersOf(sale))
-    const unlisten = shown.map((sale) => events.listen(sale.id, send))
-    const heartbeat = setInterval(() => stream.write(': heartbeat\n\n'), HEARTBEAT_MS)
-    streams.add(stream)
-    stream.on('close', () => {
-      for (const stop of unlisten) stop()
-      clearInterval(heartbeat)
-      streams.delete(stream)
-    })
+    unlisten.push(...shown.map((sale) => events.listen(sale.id, send)))
   }
 }
 

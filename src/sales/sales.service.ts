@@ -5,7 +5,7 @@ import { withTransaction } from '../db/transaction.js'
 import { InvalidSaleWindowError, NotFoundError, OutOfStockError } from '../errors.js'
 import { allotFromInventory } from '../stock/stock.repository.js'
 import type { StockStrategyName } from '../config.js'
-import { saleStatus, type SaleStatus } from './sale-status.js'
+import { saleFactsOf, saleStatus, type Sale, type SaleFacts } from './sale.js'
 import {
   auditSale,
   findSale,
@@ -13,29 +13,7 @@ import {
   listCurrentSales,
   listUnitsHeldBy,
   type NewSale,
-  type Sale,
 } from './sales.repository.js'
-
-export interface SaleView {
-  id: number
-  productId: number
-  productName: string
-  /** The product's picture and price as of when the sale's facts were cached (display only). */
-  productImageUrl?: string | null
-  regularPriceCents?: number
-  priceCents: number
-  unitsTotal: number
-  perUserLimit: number
-  registeredOnly: boolean
-  startsAt: string
-  endsAt: string
-  status: SaleStatus
-  /**
-   * Units still on offer (`available` in the code; the API calls it what a shopper reads): the gate's
-   * count under redis-gate, otherwise Postgres' available.
-   */
-  remaining: number
-}
 
 export interface SaleAuditReport {
   saleId: number
@@ -56,23 +34,6 @@ export interface SaleAuditReport {
   oversold: boolean
   violations: string[]
 }
-
-/** What never changes once a sale exists (there is no sale update), cached like a product. */
-type SaleFacts = Omit<SaleView, 'status' | 'remaining'>
-
-const toFacts = (sale: Sale): SaleFacts => ({
-  id: sale.id,
-  productId: sale.productId,
-  productName: sale.productName,
-  productImageUrl: sale.productImageUrl,
-  regularPriceCents: sale.regularPriceCents,
-  priceCents: sale.priceCents,
-  unitsTotal: sale.unitsTotal,
-  perUserLimit: sale.perUserLimit,
-  registeredOnly: sale.registeredOnly,
-  startsAt: sale.startsAt.toISOString(),
-  endsAt: sale.endsAt.toISOString(),
-})
 
 export const SALE_CACHE: CachePolicy = {
   l1TtlMs: 5000,
@@ -109,13 +70,12 @@ export function createSales(deps: { db: Db; path: SaleStock; cache: TwoLevelCach
     return (await path.available(saleId)) ?? (await findSale(db.primary, saleId))?.available
   }
 
-  async function view(sale: SaleFacts, fresh = false): Promise<SaleView> {
+  async function view(sale: SaleFacts, fresh = false): Promise<Sale> {
     const available =
       (fresh
         ? await currentAvailable(sale.id)
         : await availableUnits.get(sale.id, () => currentAvailable(sale.id))) ?? 0
-    const window = { startsAt: new Date(sale.startsAt), endsAt: new Date(sale.endsAt) }
-    return { ...sale, status: saleStatus(window, available), remaining: available }
+    return { ...sale, status: saleStatus(sale, available), remaining: available }
   }
 
   // The sale's fixed facts may come from the cache or the replica; its remaining units never do.
@@ -124,14 +84,14 @@ export function createSales(deps: { db: Db; path: SaleStock; cache: TwoLevelCach
       const found = recentlyWritten
         ? await findSale(db.primary, saleId)
         : await db.read((pool) => findSale(pool, saleId))
-      return found && toFacts(found)
+      return found && saleFactsOf(found)
     })
     if (!sale) throw new NotFoundError(`sale ${saleId}`)
     return sale
   }
 
   return {
-    async createSale(input: NewSale): Promise<SaleView> {
+    async createSale(input: NewSale): Promise<Sale> {
       if (input.endsAt <= input.startsAt || input.endsAt.getTime() <= Date.now())
         throw new InvalidSaleWindowError()
       const saleId = await withTransaction(db.primary, async (tx) => {
@@ -142,14 +102,14 @@ export function createSales(deps: { db: Db; path: SaleStock; cache: TwoLevelCach
       })
       await path.saleCreated(saleId)
       await facts.invalidate(saleId)
-      return view(toFacts((await findSale(db.primary, saleId))!))
+      return view(saleFactsOf((await findSale(db.primary, saleId))!))
     },
 
     /**
      * A sale as a page shows it. `fresh` skips the 250 ms memory of the remaining count: the live
      * numbers feed uses it, since its last update after a sell-out must say 0.
      */
-    async getSale(saleId: number, options: { fresh?: boolean } = {}): Promise<SaleView> {
+    async getSale(saleId: number, options: { fresh?: boolean } = {}): Promise<Sale> {
       return view(await factsOf(saleId), options.fresh)
     },
 
@@ -158,9 +118,9 @@ export function createSales(deps: { db: Db; path: SaleStock; cache: TwoLevelCach
       return (await factsOf(saleId)).registeredOnly
     },
 
-    async listSales(): Promise<SaleView[]> {
+    async listSales(): Promise<Sale[]> {
       const sales = await db.read((pool) => listCurrentSales(pool, SALE_LIST_SIZE))
-      return Promise.all(sales.map((sale) => view(toFacts(sale))))
+      return Promise.all(sales.map((sale) => view(saleFactsOf(sale))))
     },
 
     /**

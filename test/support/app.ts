@@ -4,8 +4,7 @@ import { buildApp } from '../../src/app.js'
 import { insertUserIfEmailFree } from '../../src/auth/users.repository.js'
 import { loadConfig, type Config } from '../../src/config.js'
 import type { ReleaseHooks } from '../../src/orders/order-release.js'
-import { createStockGate } from '../../src/purchase/gate/stock-gate.js'
-import { orderReleaseHooks } from '../../src/release-hooks.js'
+import { createGateWiring } from '../../src/purchase-wiring.js'
 import type { SaleAuditReport } from '../../src/sales/sales.service.js'
 
 /**
@@ -169,9 +168,10 @@ export async function auditOf(
 
 /** The release hooks the jobs process uses, for tests that run the expiry sweeper themselves. */
 export function releaseHooksOf(app: FastifyInstance): ReleaseHooks {
-  return orderReleaseHooks({
+  return createGateWiring({
+    config: app.config,
     primary: app.db.primary,
-    gate: createStockGate(app.redis, { tokenTtlMs: app.config.GATE_TOKEN_TTL_MS }),
+    redis: app.redis,
     log: app.log,
-  })
+  }).releaseHooks()
 }

@@ -72,6 +72,12 @@ const mayHoldSql = (file: string) => file.endsWith('.repository.ts') || moduleOf
 const mayImportPlugins = (file: string) =>
   /\.(plugin|routes)\.ts$/.test(file) || ['app.ts', 'server.ts'].includes(path.basename(file))
 
+/** The files of `files` whose text matches `pattern`, relative to the repository. */
+const filesMatching = (files: string[], pattern: RegExp) =>
+  files
+    .filter((file) => pattern.test(readFileSync(file, 'utf8')))
+    .map((file) => path.relative(REPO_ROOT, file))
+
 describe('module boundaries', () => {
   const files = sourceFiles()
 
@@ -126,6 +132,67 @@ describe('module boundaries', () => {
     expect(
       offenders.map(
         ({ file, target }) => `${path.relative(REPO_ROOT, file)} -> ${path.relative(REPO_ROOT, target)}`,
+      ),
+    ).toEqual([])
+  })
+
+  it('when code declares an order, a sale or a sale status, it is the one model (orders/order.ts, sales/sale.ts)', () => {
+    expect(filesMatching(files, /^(export\s+)?(interface\s+Order\b|type\s+Order\s*=)/m)).toEqual([
+      'src/orders/order.ts',
+    ])
+    expect(
+      filesMatching(
+        files,
+        /^(export\s+)?(interface\s+(Sale|SaleView|SaleRow)\b|type\s+(Sale|SaleView|SaleRow)\s*=)/m,
+      ),
+    ).toEqual(['src/sales/sale.ts'])
+    // The status unions are written once, in the schemas' enums: a union of their words elsewhere repeats them.
+    // (A narrower union, like SaleNotActiveError's 'upcoming' | 'ended', is another type.)
+    expect(filesMatching(files, /'active'\s*\|(?!\|)|(?<!\|)\|\s*'active'/)).toEqual([])
+    expect(filesMatching(files, /'paid'\s*\|(?!\|)|(?<!\|)\|\s*'paid'/)).toEqual([])
+  })
+
+  it('when an order is made or read from its row, it is through the model (newReservedOrder, orderFromRow)', () => {
+    // An order literal names its status and its paidAt together; only the model writes one.
+    expect(filesMatching(files, /status: 'reserved',[\s\S]{0,200}paidAt: null/)).toEqual([
+      'src/orders/order.ts',
+    ])
+  })
+
+  it('when a module takes a logger, it takes Log (src/log.ts), not a logger type of its own', () => {
+    expect(
+      filesMatching(
+        files,
+        /\{\s*warn\(obj|^(export\s+)?(interface\s+\w*Log(ger)?\b|type\s+\w*Log(ger)?\s*=)/m,
+      ),
+    ).toEqual(['src/log.ts'])
+  })
+
+  it('when a response becomes an event stream, it is through src/http/sse.ts', () => {
+    expect(filesMatching(files, /text\/event-stream/)).toEqual(['src/http/sse.ts'])
+  })
+
+  it('when the jobs process is built, it is in one function (buildJobs) and its entry holds no wiring', () => {
+    const entry = readFileSync(path.join(SRC, 'jobs.ts'), 'utf8')
+    expect(
+      importsOf(path.join(SRC, 'jobs.ts'))
+        .map((file) => path.relative(SRC, file))
+        .sort(),
+    ).toEqual(['config.ts', 'jobs-app.ts'])
+    expect(entry).not.toMatch(/^(const|let) (?!jobs\b|stopping\b)/m)
+    // The gate is created in one place for the API and the jobs process alike.
+    expect(filesMatching(files, /(?<!function )createStockGate\(/)).toEqual(['src/purchase-wiring.ts'])
+  })
+
+  it('when a rule above matches nothing it should, it says so (its pattern can fail)', () => {
+    const scratch = path.join(SRC, 'orders', 'order.ts')
+    expect(filesMatching([scratch], /^(export\s+)?(interface\s+Order\b|type\s+Order\s*=)/m)).toEqual([
+      'src/orders/order.ts',
+    ])
+    expect(
+      filesMatching(
+        [path.join(SRC, 'sales', 'sale.ts')],
+        /^(export\s+)?(interface\s+Order\b|type\s+Order\s*=)/m,
       ),
     ).toEqual([])
   })

@@ -13,6 +13,7 @@ import { rebuildGateFromPostgres } from './gate-rebuild.js'
 import { createOrderBatcher } from './order-batcher.js'
 import { createSoldOutMemo } from './sold-out-memo.js'
 import type { StockGate } from './stock-gate.js'
+import type { Log } from '../../log.js'
 
 /** How long a worker answers SOLD_OUT from memory after the gate said so. */
 const SOLD_OUT_MEMO_MS = 250
@@ -29,7 +30,7 @@ export function createGatePurchasePath(deps: {
   gate: StockGate
   config: Config
   metrics: Metrics
-  log: { warn(obj: object, msg: string): void }
+  log: Pick<Log, 'warn'>
 }): PurchasePath {
   const { db, gate, config } = deps
   const soldOut = createSoldOutMemo(SOLD_OUT_MEMO_MS)

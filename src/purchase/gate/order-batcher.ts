@@ -11,12 +11,14 @@ import {
 import type { IdempotentRequest } from '../../idempotency/idempotency.js'
 import { scopeId } from '../../idempotency/idempotency.repository.js'
 import type { Metrics } from '../../metrics.js'
-import type { Order } from '../../orders/orders.repository.js'
-import { findSale, type Sale } from '../../sales/sales.repository.js'
+import type { Order } from '../../orders/order.js'
+import type { StoredSale } from '../../sales/sale.js'
+import { findSale } from '../../sales/sales.repository.js'
 import { reserveReturningVersion, SALE_STOCK } from '../../stock/stock.repository.js'
 import { groupBy, writeSaleOrders, type SaleBuyer } from '../sale-orders.js'
 import { createBatchQueue } from './batch-queue.js'
 import type { StockGate } from './stock-gate.js'
+import type { Log } from '../../log.js'
 
 /** The gate admitted a batch Postgres has not the units for: the gate's count is wrong, not the buyers. */
 class GateAheadOfPostgresError extends Error {
@@ -57,7 +59,7 @@ export interface BatcherOptions {
   maxWaitMs: number
   /** How many batch transactions one worker runs at once. */
   maxConcurrent: number
-  log: { warn(obj: object, msg: string): void }
+  log: Pick<Log, 'warn'>
 }
 
 /**
@@ -81,7 +83,7 @@ export function createOrderBatcher(options: BatcherOptions) {
   // A sale's price, product and limit never change once it is created: read each once per worker.
   // Concurrency: only a sale that was found is kept. A lookup that failed (a Postgres blip) or found
   // nothing is asked again by the next batch; kept, it would fail that sale on this worker until restart.
-  const sales = new Map<number, Sale>()
+  const sales = new Map<number, StoredSale>()
 
   function submit(purchase: AdmittedPurchase): Promise<Order> {
     return new Promise<Order>((resolve, reject) => {
@@ -95,7 +97,7 @@ export function createOrderBatcher(options: BatcherOptions) {
     })
   }
 
-  async function saleOf(saleId: number): Promise<Sale> {
+  async function saleOf(saleId: number): Promise<StoredSale> {
     const known = sales.get(saleId)
     if (known) return known
     const sale = await findSale(db.primary, saleId)
@@ -153,7 +155,7 @@ export function createOrderBatcher(options: BatcherOptions) {
    * (Postgres away, a timeout, a lost COMMIT answer) would break every half too: they fail that part of
    * the batch at once, and a half that committed before keeps its answers.
    */
-  async function commitIsolatingBadRows(sale: Sale, items: Pending[]): Promise<Map<Pending, Answer>> {
+  async function commitIsolatingBadRows(sale: StoredSale, items: Pending[]): Promise<Map<Pending, Answer>> {
     try {
       return await commitBatch(sale, items)
     } catch (err) {
@@ -175,7 +177,7 @@ export function createOrderBatcher(options: BatcherOptions) {
    * One transaction: idempotency records, per-user units, one multi-row INSERT of the orders and
    * their items, and last the sale row's UPDATE for the batch's sum.
    */
-  async function commitBatch(sale: Sale, items: Pending[]): Promise<Map<Pending, Answer>> {
+  async function commitBatch(sale: StoredSale, items: Pending[]): Promise<Map<Pending, Answer>> {
     let answers = new Map<Pending, Answer>()
     const { firsts, repeats } = splitRepeatedKeys(items)
     const version = await withTransaction(db.primary, async (tx) => {

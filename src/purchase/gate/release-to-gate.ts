@@ -8,6 +8,7 @@ import {
   type PendingGateRelease,
 } from './gate-outbox.repository.js'
 import type { StockGate } from './stock-gate.js'
+import type { Log } from '../../log.js'
 
 // Releases to the gate go through an outbox. The release's transaction marks each order the gate
 // admitted with the stock version its release produced (orders.gate_release_version); after COMMIT
@@ -77,7 +78,7 @@ export async function applyGateReleases(
 export function releaseToGate(deps: {
   primary: pg.Pool
   gate: StockGate
-  log: { warn(obj: object, msg: string): void }
+  log: Pick<Log, 'warn'>
   saleChanged?: (saleId: number) => void
 }) {
   return async (release: Release): Promise<void> => {
