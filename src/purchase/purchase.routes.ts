@@ -44,20 +44,22 @@ type PurchaseRequest = FastifyRequest<
 
 /** The flash-sale purchase: one endpoint, one line into the use case (./purchase.ts). */
 export default async function purchaseRoutes(app: FastifyInstance, opts: { purchases: Purchases }) {
-  const { purchases } = opts
-
   // Authentication runs in onRequest, before the body is parsed; everything else is the use case's.
-  app.post('/api/sales/:id/purchase', { onRequest: app.authenticate, schema: purchaseSchema }, purchase)
+  app.post(
+    '/api/sales/:id/purchase',
+    { onRequest: app.authenticate, schema: purchaseSchema },
+    (request: PurchaseRequest, reply) => purchase(opts.purchases, request, reply),
+  )
+}
 
-  /** POST /api/sales/:id/purchase: 201 with the reserved order, or the answer the key already holds. */
-  async function purchase(request: PurchaseRequest, reply: FastifyReply) {
-    const answer = await purchases.purchase(
-      request.user,
-      request.params.id,
-      request.body.quantity,
-      app.idempotencyKeyOf(request),
-    )
-    if ('replay' in answer) return replay(reply, answer.replay)
-    return reply.status(201).send(answer.order)
-  }
+/** POST /api/sales/:id/purchase: 201 with the reserved order, or the answer the key already holds. */
+export async function purchase(purchases: Purchases, request: PurchaseRequest, reply: FastifyReply) {
+  const answer = await purchases.purchase(
+    request.user,
+    request.params.id,
+    request.body.quantity,
+    request.server.idempotencyKeyOf(request),
+  )
+  if ('replay' in answer) return replay(reply, answer.replay)
+  return reply.status(201).send(answer.order)
 }
