@@ -94,17 +94,26 @@ export const CASES: FaultCase[] = [
       await faults.waitForRandomMoment(1000, 2000)
       for (let kill = 0; kill < 5; kill++) {
         if (kill > 0) await sleep(2000)
-        await faults.killWorker()
+        // A kill later than this may leave a request that nginx answers 10 s on in the last 2 s of the
+        // run, which must show the cluster recovered. On a machine so busy that replacements come up
+        // slowly the schedule stretches, and the kills that would come too late do not happen.
+        const killed = await faults.killWorker({ notAfterMs: 14_000 })
+        if (killed === null) {
+          faults.note(`kills ${kill + 1} to 5 skipped: the replacement workers came up too slowly`)
+          break
+        }
       }
     },
     check(ctx, seen) {
       const failed = answered(seen, '5') + seen.load.errors
-      const bound = seen.events.length * ctx.load.connections
+      const kills = seen.events.filter((event) => event.what.startsWith('SIGKILL')).length
+      const bound = kills * ctx.load.connections
       return [
+        check('at least two workers were killed', kills >= 2, `${kills} kills`),
         check(
           'failures stay within the requests in flight on the killed workers',
           failed <= bound,
-          `${failed} failed requests for ${seen.events.length} kills (bound: ${bound}, every connection once per kill)`,
+          `${failed} failed requests for ${kills} kills (bound: ${bound}, every connection once per kill)`,
         ),
       ]
     },

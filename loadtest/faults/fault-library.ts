@@ -120,8 +120,10 @@ export function createFaultLibrary(o: FaultLibraryOptions) {
      * SIGKILLs one API worker, chosen by the seeded source among the workers that answer; PM2 starts a
      * new one. It never kills the last worker that answers: it first waits for a replacement to be up,
      * since a cluster with no worker at all fails every request, which is an outage, not a crash.
+     * With `notAfterMs`, a kill that would come later than that into the load (the replacement took
+     * long to come up) does not happen: null.
      */
-    async killWorker(): Promise<number> {
+    async killWorker(options: { notAfterMs?: number } = {}): Promise<number | null> {
       const urls = stackUrls(o.options).workers
       const live = async () => {
         const statuses = await Promise.all(urls.map((url) => httpStatus(`${url}/health/live`, 500)))
@@ -134,6 +136,7 @@ export function createFaultLibrary(o: FaultLibraryOptions) {
         await sleep(50)
         up = await live()
       }
+      if (options.notAfterMs !== undefined && o.elapsedMs() > options.notAfterMs) return null
       const instance = up[Math.floor(o.random() * up.length)]!
       const victim = (await o.handles.appProcesses()).find(
         (p) => p.name === 'api' && p.instance === instance && p.pid > 0,
