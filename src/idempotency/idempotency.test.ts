@@ -225,6 +225,41 @@ describe('Idempotency-Key', () => {
     expect(await stockOf(app, productId)).toMatchObject({ available: 9, reserved: 1 })
   })
 
+  it('when Redis forgot a finished checkout and the cart is empty now, then the retry replays 201 and the same order, not CART_EMPTY', async () => {
+    const customer = await newCustomer(app)
+    const productId = await newProduct(app, admin, { stock: 10 })
+    await fillCart(app, customer, [{ productId, quantity: 1 }])
+    const key = randomUUID()
+    const first = await checkout(app, customer, key)
+    expect(first.statusCode).toBe(201)
+    await app.redis.del(`idem:{${customer.id}}:${key}`)
+
+    const retry = await checkout(app, customer, key)
+
+    expect(retry.statusCode).toBe(201)
+    expect(retry.headers['idempotent-replayed']).toBe('true')
+    expect(retry.json<OrderBody>().id).toBe(first.json<OrderBody>().id)
+    expect(await ordersOf(app, customer)).toBe(1)
+  })
+
+  it('when Redis forgot a finished payment, then the retry replays 200 and the paid order, not ORDER_NOT_PAYABLE', async () => {
+    const customer = await newCustomer(app)
+    const productId = await newProduct(app, admin, { stock: 10 })
+    await fillCart(app, customer, [{ productId, quantity: 1 }])
+    const order = (await checkout(app, customer, randomUUID())).json<OrderBody>()
+    const key = randomUUID()
+    const first = await pay(app, customer, order.id, key)
+    expect(first.statusCode).toBe(200)
+    await app.redis.del(`idem:{${customer.id}}:${key}`)
+
+    const retry = await pay(app, customer, order.id, key)
+
+    expect(retry.statusCode).toBe(200)
+    expect(retry.headers['idempotent-replayed']).toBe('true')
+    expect(retry.json()).toEqual(first.json())
+    expect(await stockOf(app, productId)).toMatchObject({ available: 9, reserved: 0, sold: 1 })
+  })
+
   it('when the key is longer than 255 characters or not visible ASCII, then it is 400 and nothing runs', async () => {
     const customer = await newCustomer(app)
     const productId = await newProduct(app, admin, { stock: 10 })

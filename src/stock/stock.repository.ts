@@ -35,6 +35,11 @@ export interface StockLine {
   /** The stock row's key: a product id in `inventory`, a sale id in `flash_sale_stock`. */
   id: number
   quantity: number
+  /**
+   * The row's version as the transaction already read it (the sale purchase's statement returns it):
+   * the optimistic strategy's first UPDATE guards on it instead of reading the row again.
+   */
+  seenVersion?: number
 }
 
 /** The strategies that decide in Postgres alone: every one but redis-gate. */
@@ -126,16 +131,20 @@ function atomic(): RowStrategy {
 // earlier in the transaction (an order, a per-user count) takes on the same sale row, and two such
 // transactions would deadlock. lock_timeout bounds the wait; a timeout aborts the transaction, so the
 // whole transaction is retried after a backoff.
+// The lock is taken late, right before the decrement that goes with COMMIT: one round trip holds it.
+// lock_timeout is set in the same statement: the sub-select runs in the scan, before the row lock is
+// waited for.
 function pessimistic(options: RowStrategyOptions): RowStrategy {
   const lockAndCheck = async (tx: PoolClient, stock: StockTable, lines: StockLine[]) => {
     const ordered = inKeyOrder(lines)
-    await tx.query(`SELECT set_config('lock_timeout', $1, true)`, [`${options.lockTimeoutMs}ms`])
     const rows = await tx
-      .query<{ key: number; available: number }>(
-        `SELECT ${stock.key} AS key, available FROM ${stock.table}
-          WHERE ${stock.key} = ANY($1::bigint[]) ORDER BY ${stock.key} FOR NO KEY UPDATE`,
-        [ordered.map((line) => line.id)],
-      )
+      .query<{ key: number; available: number }>({
+        name: `pessimistic-lock-${stock.table}`,
+        text: `SELECT ${stock.key} AS key, available FROM ${stock.table}
+                WHERE ${stock.key} = ANY($1::bigint[]) AND (SELECT set_config('lock_timeout', $2, true)) IS NOT NULL
+                ORDER BY ${stock.key} FOR NO KEY UPDATE`,
+        values: [ordered.map((line) => line.id), `${options.lockTimeoutMs}ms`],
+      })
       .then(
         (result) => result.rows,
         (err: unknown) => {
@@ -161,27 +170,42 @@ function pessimistic(options: RowStrategyOptions): RowStrategy {
 // since: `version = $3` is the guard. Without it two buyers both read available = 1 and both succeed.
 // A lost race costs a re-read and a new UPDATE inside the same transaction, after a short backoff:
 // the UPDATE that matched no row holds no lock, and what the transaction did before it stays done.
+// A line whose version the transaction read already (seenVersion) goes straight to the UPDATE.
 function optimistic(options: RowStrategyOptions): RowStrategy {
-  const reserveLine = async (tx: PoolClient, stock: StockTable, line: StockLine) => {
-    const { rows } = await tx.query<{ available: number; version: number }>(
-      `SELECT available, version FROM ${stock.table} WHERE ${stock.key} = $1`,
-      [line.id],
-    )
+  const versionOf = async (tx: PoolClient, stock: StockTable, line: StockLine) => {
+    const { rows } = await tx.query<{ available: number; version: number }>({
+      name: `optimistic-read-${stock.table}`,
+      text: `SELECT available, version FROM ${stock.table} WHERE ${stock.key} = $1`,
+      values: [line.id],
+    })
     const row = rows[0]
     if (!row || row.available < line.quantity) throw stock.shortage(line.id)
-    const { rowCount } = await tx.query(
-      `UPDATE ${stock.table}
-          SET available = available - $2, reserved = reserved + $2, version = version + 1
-        WHERE ${stock.key} = $1 AND version = $3 AND available >= $2`,
-      [line.id, line.quantity, row.version],
-    )
+    return row.version
+  }
+  const reserveLine = async (tx: PoolClient, stock: StockTable, line: StockLine, version: number) => {
+    const { rowCount } = await tx.query({
+      name: `optimistic-update-${stock.table}`,
+      text: `UPDATE ${stock.table}
+                SET available = available - $2, reserved = reserved + $2, version = version + 1
+              WHERE ${stock.key} = $1 AND version = $3 AND available >= $2`,
+      values: [line.id, line.quantity, version],
+    })
     if (rowCount === 0) throw new StockConflictError(line.id)
   }
   return {
     name: 'optimistic',
     async reserveLast(tx, stock, lines) {
       for (const line of inKeyOrder(lines)) {
-        await retryStockConflicts(options.retry, () => reserveLine(tx, stock, line), options.hooks)
+        let seen = line.seenVersion
+        await retryStockConflicts(
+          options.retry,
+          async () => {
+            const version = seen ?? (await versionOf(tx, stock, line))
+            seen = undefined
+            await reserveLine(tx, stock, line, version)
+          },
+          options.hooks,
+        )
       }
       return null
     },
