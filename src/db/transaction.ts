@@ -31,6 +31,31 @@ export function withTransactionEndingIn<T>(
 }
 
 /**
+ * Runs one statement in autocommit on a client of its own: the statement is its whole transaction, so
+ * its answer is its COMMIT's. Like runTransaction, a statement refused with an ERROR committed nothing,
+ * and any other failure once it was sent (the connection broke while it ran) is
+ * CommitOutcomeUnknownError: it may have committed.
+ */
+export async function inAutocommit<T>(pool: pg.Pool, statement: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect()
+  let lost: Error | undefined
+  const onLost = (err: Error) => {
+    lost ??= err
+  }
+  client.on('error', onLost)
+  try {
+    return await statement(client)
+  } catch (err) {
+    if (isDefiniteRollback(err)) throw err
+    lost ??= err as Error
+    throw new CommitOutcomeUnknownError(err as Error)
+  } finally {
+    client.removeListener('error', onLost)
+    client.release(lost)
+  }
+}
+
+/**
  * Runs `work` in a transaction that is always rolled back: a probe that may wait for other
  * transactions' locks but changes nothing.
  */
@@ -88,6 +113,23 @@ function isDefiniteRollback(err: unknown): boolean {
   return err instanceof pg.DatabaseError && err.severity === 'ERROR'
 }
 
+/**
+ * An SQL expression that aborts the statement it is evaluated in, saying `why`: Postgres has no RAISE
+ * outside PL/pgSQL, so a failing cast stands in. It casts a sub-select, so the planner cannot fold it
+ * into an error before the statement runs; put it in the CASE branch that must not happen.
+ */
+export const abortStatement = (why: string) => `(SELECT '${ABORT_MARK} ${why}')::int`
+
+/** Whether `err` is abortStatement's, for a `why` that starts with `whyPrefix`; returns the rest of `why`. */
+export function statementAbortOf(err: unknown, whyPrefix: string): string | null {
+  if (pgErrorCode(err) !== PG.invalidTextRepresentation) return null
+  const message = String((err as { message?: unknown }).message)
+  const at = message.indexOf(`${ABORT_MARK} ${whyPrefix}`)
+  return at < 0 ? null : message.slice(at + ABORT_MARK.length + whyPrefix.length + 1).replace(/"$/, '').trim()
+}
+
+const ABORT_MARK = 'stampede abort:'
+
 /** Postgres error codes we react to by name rather than by number. */
 export const PG = {
   uniqueViolation: '23505',
@@ -96,6 +138,7 @@ export const PG = {
   lockNotAvailable: '55P03',
   deadlockDetected: '40P01',
   serializationFailure: '40001',
+  invalidTextRepresentation: '22P02',
 } as const
 
 export function pgErrorCode(err: unknown): string | undefined {

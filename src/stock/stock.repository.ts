@@ -1,6 +1,6 @@
 import type { PoolClient } from 'pg'
 import type { StockStrategyName } from '../config.js'
-import { PG, pgErrorCode, type Queryable } from '../db/transaction.js'
+import { abortStatement, PG, pgErrorCode, statementAbortOf, type Queryable } from '../db/transaction.js'
 import { OutOfStockError, SoldOutError, StockConflictError, type AppError } from '../errors.js'
 import { retryStockConflicts, type RetryHooks, type RetryPolicy } from './stock-retry.js'
 
@@ -92,12 +92,16 @@ export const inKeyOrder = (lines: StockLine[]) => [...lines].sort((a, b) => a.id
 function decrementsOf(stock: StockTable, lines: StockLine[]): string {
   return inKeyOrder(lines)
     .map(({ id, quantity }) => {
-      if (!Number.isSafeInteger(id) || !Number.isSafeInteger(quantity) || quantity < 1)
-        throw new Error(`not a stock line: ${id} x ${quantity}`)
+      checkedLine(id, quantity)
       return `UPDATE ${stock.table} SET available = available - ${quantity}, reserved = reserved + ${quantity},
           version = version + 1 WHERE ${stock.key} = ${id}`
     })
     .join(';\n')
+}
+
+function checkedLine(id: number, quantity: number): void {
+  if (!Number.isSafeInteger(id) || !Number.isSafeInteger(quantity) || quantity < 1)
+    throw new Error(`not a stock line: ${id} x ${quantity}`)
 }
 
 /**
@@ -168,11 +172,13 @@ function pessimistic(options: RowStrategyOptions): RowStrategy {
 
 // Concurrency: optimistic lock. Read the row's version, then write only if nobody changed the row
 // since: `version = $3` is the guard. Without it two buyers both read available = 1 and both succeed.
-// A lost race costs a re-read and a new UPDATE inside the same transaction, after a short backoff:
-// the UPDATE that matched no row holds no lock, and what the transaction did before it stays done.
-// A line whose version the transaction read already (seenVersion) goes straight to the UPDATE.
+// Where the transaction has read the versions already (seenVersion: the sale purchase's statement), the
+// guarded UPDATEs go with COMMIT in one round trip, and a guard that matches no row aborts the
+// transaction (abortStatement): the whole transaction runs again after a short backoff, on a fresh
+// snapshot. Otherwise (a cart's products) a lost race costs a re-read and a new UPDATE inside the same
+// transaction: the UPDATE that matched no row holds no lock, and what the transaction did stays done.
 function optimistic(options: RowStrategyOptions): RowStrategy {
-  const versionOf = async (tx: PoolClient, stock: StockTable, line: StockLine) => {
+  const reserveLine = async (tx: PoolClient, stock: StockTable, line: StockLine) => {
     const { rows } = await tx.query<{ available: number; version: number }>({
       name: `optimistic-read-${stock.table}`,
       text: `SELECT available, version FROM ${stock.table} WHERE ${stock.key} = $1`,
@@ -180,37 +186,54 @@ function optimistic(options: RowStrategyOptions): RowStrategy {
     })
     const row = rows[0]
     if (!row || row.available < line.quantity) throw stock.shortage(line.id)
-    return row.version
-  }
-  const reserveLine = async (tx: PoolClient, stock: StockTable, line: StockLine, version: number) => {
     const { rowCount } = await tx.query({
       name: `optimistic-update-${stock.table}`,
       text: `UPDATE ${stock.table}
                 SET available = available - $2, reserved = reserved + $2, version = version + 1
               WHERE ${stock.key} = $1 AND version = $3 AND available >= $2`,
-      values: [line.id, line.quantity, version],
+      values: [line.id, line.quantity, row.version],
     })
     if (rowCount === 0) throw new StockConflictError(line.id)
   }
   return {
     name: 'optimistic',
     async reserveLast(tx, stock, lines) {
+      if (lines.every((line) => line.seenVersion !== undefined)) return guardedDecrementsOf(stock, lines)
       for (const line of inKeyOrder(lines)) {
-        let seen = line.seenVersion
-        await retryStockConflicts(
-          options.retry,
-          async () => {
-            const version = seen ?? (await versionOf(tx, stock, line))
-            seen = undefined
-            await reserveLine(tx, stock, line, version)
-          },
-          options.hooks,
-        )
+        await retryStockConflicts(options.retry, () => reserveLine(tx, stock, line), options.hooks)
       }
       return null
     },
-    run: (_stock, transaction) => transaction(),
+    // Only the guard's abort retries the whole transaction; a conflict left after the in-transaction
+    // retries (a cart's lines) is the answer.
+    run: (_stock, transaction) =>
+      retryStockConflicts(options.retry, transaction, options.hooks, isGuardAbort).catch((err: unknown) => {
+        const id = statementAbortOf(err, STOCK_CONFLICT)
+        throw id === null ? err : new StockConflictError(Number(id))
+      }),
   }
+}
+
+const STOCK_CONFLICT = 'stock conflict on'
+const isGuardAbort = (err: unknown) => statementAbortOf(err, STOCK_CONFLICT) !== null
+
+/**
+ * The optimistic reservation as plain SQL for withTransactionEndingIn: per line, in key order, the
+ * version-guarded UPDATE, and an abort when it matched no row (its version moved, or its units went),
+ * so COMMIT then commits nothing. Numbers written in, checked to be integers, like decrementsOf.
+ */
+function guardedDecrementsOf(stock: StockTable, lines: StockLine[]): string {
+  return inKeyOrder(lines)
+    .map(({ id, quantity, seenVersion }) => {
+      checkedLine(id, quantity)
+      if (!Number.isSafeInteger(seenVersion)) throw new Error(`not a version: ${seenVersion}`)
+      return `WITH taken AS (
+          UPDATE ${stock.table} SET available = available - ${quantity}, reserved = reserved + ${quantity},
+                 version = version + 1
+           WHERE ${stock.key} = ${id} AND version = ${seenVersion} AND available >= ${quantity} RETURNING 1)
+        SELECT CASE WHEN EXISTS (SELECT 1 FROM taken) THEN 1 ELSE ${abortStatement(`${STOCK_CONFLICT} ${id}`)} END`
+    })
+    .join(';\n')
 }
 
 export function rowStrategy(name: RowStrategyName, options: RowStrategyOptions): RowStrategy {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Config } from '../../config.js'
 import type { Db } from '../../db/pool.js'
-import { withTransactionEndingIn } from '../../db/transaction.js'
+import { inAutocommit, statementAbortOf, withTransactionEndingIn } from '../../db/transaction.js'
 import {
   NotFoundError,
   PerUserLimitError,
@@ -16,7 +16,6 @@ import { SALE_STOCK, type RowStrategy } from '../../stock/stock.repository.js'
 import type { Purchase, PurchasePath } from '../purchase-path.js'
 import { createSoldOutMemo } from '../sold-out-memo.js'
 import {
-  isAbort,
   KEY_ANSWERED_MEANWHILE,
   purchaseSaleOrder,
   type SalePurchase,
@@ -62,7 +61,10 @@ export function createPostgresPurchasePath(deps: { db: Db; rows: RowStrategy; co
 
   /** The atomic strategy: the whole purchase in one prepared statement, no transaction around it. */
   const inOneStatement = async (purchase: SalePurchase, original: Purchase) =>
-    orderOrThrow(await rows.run(SALE_STOCK, () => purchaseSaleOrder(db.primary, purchase, true)), original)
+    orderOrThrow(
+      await rows.run(SALE_STOCK, () => inAutocommit(db.primary, (client) => purchaseSaleOrder(client, purchase, true))),
+      original,
+    )
 
   /** Pessimistic and optimistic: the same statement without the stock, then the strategy's reservation. */
   const inTransaction = (purchase: SalePurchase, original: Purchase) =>
@@ -81,7 +83,7 @@ export function createPostgresPurchasePath(deps: { db: Db; rows: RowStrategy; co
     } catch (err) {
       // Another request saved an answer under this key after the statement's snapshot: the statement
       // aborted and nothing was written; run again, it sees that answer and replays it.
-      if (!isAbort(err, KEY_ANSWERED_MEANWHILE)) throw err
+      if (statementAbortOf(err, KEY_ANSWERED_MEANWHILE) === null) throw err
       return (await attempt(purchase, original)).order
     }
   }

@@ -1,4 +1,4 @@
-import type { Queryable } from '../../db/transaction.js'
+import { abortStatement, type Queryable } from '../../db/transaction.js'
 import type { Order } from '../../orders/order.js'
 import type { StoredResponse } from '../../idempotency/idempotency.repository.js'
 
@@ -20,20 +20,6 @@ export type SalePurchaseOutcome =
   | { outcome: 'created'; order: Order; available: number; version: number }
   | { outcome: 'replay'; saved: StoredResponse }
   | { outcome: 'no_sale' | 'upcoming' | 'ended' | 'sold_out' | 'per_user_limit' }
-
-/**
- * Marks a statement aborted on purpose by a failing cast: Postgres has no RAISE outside PL/pgSQL. The
- * cast reads a sub-select, so the planner cannot fold it into an error before the statement runs.
- */
-export const ABORT_MARK = 'stampede abort:'
-const abort = (why: string) => `(SELECT '${ABORT_MARK} ${why}')::int`
-
-/** Whether `err` is the abort above for `why`. */
-export const isAbort = (err: unknown, why: string): boolean =>
-  typeof err === 'object' &&
-  err !== null &&
-  (err as { code?: string }).code === '22P02' &&
-  String((err as { message?: string }).message).includes(`${ABORT_MARK} ${why}`)
 
 /** The key was answered by another request after this statement's snapshot: run the statement again. */
 export const KEY_ANSWERED_MEANWHILE = 'key answered meanwhile'
@@ -110,7 +96,7 @@ SELECT CASE
          WHEN NOT EXISTS (SELECT 1 FROM open) THEN 'sold_out'
          WHEN NOT EXISTS (SELECT 1 FROM body) THEN 'per_user_limit'
          WHEN $8::text IS NOT NULL AND NOT EXISTS (SELECT 1 FROM answer)
-           THEN ${abort(KEY_ANSWERED_MEANWHILE)}::text
+           THEN ${abortStatement(KEY_ANSWERED_MEANWHILE)}::text
          ELSE 'created'
        END AS outcome,
        (SELECT answer FROM body) AS "order",
@@ -121,8 +107,11 @@ SELECT CASE
        (SELECT response_body FROM saved) AS saved_body`
 }
 
+/** The name the whole purchase (withStock) is prepared under: its answer is its COMMIT's. */
+export const WHOLE_PURCHASE_STATEMENT = 'sale-purchase-with-stock'
+
 const STATEMENTS = {
-  withStock: { name: 'sale-purchase-with-stock', text: salePurchaseSql(true) },
+  withStock: { name: WHOLE_PURCHASE_STATEMENT, text: salePurchaseSql(true) },
   orderOnly: { name: 'sale-purchase-order-only', text: salePurchaseSql(false) },
 }
 
