@@ -36,22 +36,20 @@ export function withTransactionEndingIn<T>(
  * and any other failure once it was sent (the connection broke while it ran) is
  * CommitOutcomeUnknownError: it may have committed.
  */
-export async function inAutocommit<T>(pool: pg.Pool, statement: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect()
-  let lost: Error | undefined
-  const onLost = (err: Error) => {
-    lost ??= err
-  }
-  client.on('error', onLost)
+export async function inAutocommit<T>(
+  pool: pg.Pool,
+  statement: (client: pg.PoolClient) => Promise<T>,
+): Promise<T> {
+  const { client, release } = await connectWatched(pool)
+  let broken: Error | undefined
   try {
     return await statement(client)
   } catch (err) {
     if (isDefiniteRollback(err)) throw err
-    lost ??= err as Error
-    throw new CommitOutcomeUnknownError(err as Error)
+    broken = err as Error
+    throw new CommitOutcomeUnknownError(broken)
   } finally {
-    client.removeListener('error', onLost)
-    client.release(lost)
+    release(broken)
   }
 }
 
@@ -67,21 +65,15 @@ async function runTransaction<T>(
   pool: pg.Pool,
   work: (tx: pg.PoolClient) => Promise<{ end: string; result: T }>,
 ): Promise<T> {
-  const client = await pool.connect()
-  // pg reports a broken connection as an 'error' event on the client, even in the middle of a query,
-  // and a pool listens only while the client is idle: unheard, the event would kill the process.
-  let lost: Error | undefined
-  const onLost = (err: Error) => {
-    lost ??= err
-  }
-  client.on('error', onLost)
+  const { client, lost, release } = await connectWatched(pool)
   let broken: Error | undefined
   let committing = false
   try {
     await client.query('BEGIN')
     const { end, result } = await work(client)
     // A connection that broke before COMMIT took its transaction with it: certainly rolled back.
-    if (lost) throw lost
+    const gone = lost()
+    if (gone) throw gone
     committing = end !== 'ROLLBACK'
     await client.query(end)
     return result
@@ -94,8 +86,30 @@ async function runTransaction<T>(
     if (committing && !isDefiniteRollback(err)) throw new CommitOutcomeUnknownError(err as Error)
     throw err
   } finally {
-    client.removeListener('error', onLost)
-    client.release(lost ?? broken)
+    release(broken)
+  }
+}
+
+/**
+ * A pooled client whose broken connection is heard: pg reports it as an 'error' event on the client,
+ * even in the middle of a query, and a pool listens only while the client is idle: unheard, the event
+ * would kill the process. `release` gives the client back, destroyed if its connection broke or the
+ * caller says it is `broken` (in an unknown state).
+ */
+async function connectWatched(pool: pg.Pool) {
+  const client = await pool.connect()
+  let lost: Error | undefined
+  const onLost = (err: Error) => {
+    lost ??= err
+  }
+  client.on('error', onLost)
+  return {
+    client,
+    lost: () => lost,
+    release(broken: Error | undefined) {
+      client.removeListener('error', onLost)
+      client.release(lost ?? broken)
+    },
   }
 }
 
@@ -125,7 +139,12 @@ export function statementAbortOf(err: unknown, whyPrefix: string): string | null
   if (pgErrorCode(err) !== PG.invalidTextRepresentation) return null
   const message = String((err as { message?: unknown }).message)
   const at = message.indexOf(`${ABORT_MARK} ${whyPrefix}`)
-  return at < 0 ? null : message.slice(at + ABORT_MARK.length + whyPrefix.length + 1).replace(/"$/, '').trim()
+  return at < 0
+    ? null
+    : message
+        .slice(at + ABORT_MARK.length + whyPrefix.length + 1)
+        .replace(/"$/, '')
+        .trim()
 }
 
 const ABORT_MARK = 'stampede abort:'

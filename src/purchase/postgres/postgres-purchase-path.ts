@@ -35,12 +35,19 @@ const SOLD_OUT_MEMO_MS = 250
  * CommitOutcomeUnknownError (503): the order and its saved answer committed together or not at all, so a
  * retry with the same key gets the order if it exists and runs afresh if not.
  */
-export function createPostgresPurchasePath(deps: { db: Db; rows: RowStrategy; config: Config }): PurchasePath {
+export function createPostgresPurchasePath(deps: {
+  db: Db
+  rows: RowStrategy
+  config: Config
+}): PurchasePath {
   const { db, rows, config } = deps
   const soldOut = createSoldOutMemo(SOLD_OUT_MEMO_MS)
 
   /** The statement's refusals and replays as the errors they answer with; a created order as itself. */
-  function orderOrThrow(outcome: SalePurchaseOutcome, purchase: Purchase): Extract<SalePurchaseOutcome, { outcome: 'created' }> {
+  function orderOrThrow(
+    outcome: SalePurchaseOutcome,
+    purchase: Purchase,
+  ): Extract<SalePurchaseOutcome, { outcome: 'created' }> {
     const { saleId, idempotency } = purchase
     switch (outcome.outcome) {
       case 'created':
@@ -62,7 +69,9 @@ export function createPostgresPurchasePath(deps: { db: Db; rows: RowStrategy; co
   /** The atomic strategy: the whole purchase in one prepared statement, no transaction around it. */
   const inOneStatement = async (purchase: SalePurchase, original: Purchase) =>
     orderOrThrow(
-      await rows.run(SALE_STOCK, () => inAutocommit(db.primary, (client) => purchaseSaleOrder(client, purchase, true))),
+      await rows.run(SALE_STOCK, () =>
+        inAutocommit(db.primary, (client) => purchaseSaleOrder(client, purchase, true)),
+      ),
       original,
     )
 

@@ -156,7 +156,12 @@ export async function purchaseSaleOrder(
   const row = rows[0]!
   switch (row.outcome) {
     case 'created':
-      return { outcome: 'created', order: row.order!, available: row.available!, version: Number(row.version) }
+      return {
+        outcome: 'created',
+        order: row.order!,
+        available: row.available!,
+        version: Number(row.version),
+      }
     case 'replay':
       return {
         outcome: 'replay',
