@@ -122,9 +122,11 @@ export function createPostgresPurchasePath(deps: {
         key: idempotency,
       }
       // The statement reads the key's saved answer before any refusal of its own (and of the row
-      // strategy's after it): a key that has an answer replays it, whatever the stock.
+      // strategy's after it): a key that has an answer replays it, whatever the stock. Only a buyer of
+      // one unit who heard SOLD_OUT knows none is left: one who asked for 2 of the last 1 must not
+      // close the sale for the others.
       return decide(statement, purchase).catch((err: unknown) => {
-        if (err instanceof SoldOutError) soldOut.remember(saleId)
+        if (err instanceof SoldOutError && quantity === 1) soldOut.remember(saleId)
         throw err
       })
     },
