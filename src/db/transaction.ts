@@ -31,6 +31,29 @@ export function withTransactionEndingIn<T>(
 }
 
 /**
+ * Runs one statement in autocommit on a client of its own: the statement is its whole transaction, so
+ * its answer is its COMMIT's. Like runTransaction, a statement refused with an ERROR committed nothing,
+ * and any other failure once it was sent (the connection broke while it ran) is
+ * CommitOutcomeUnknownError: it may have committed.
+ */
+export async function inAutocommit<T>(
+  pool: pg.Pool,
+  statement: (client: pg.PoolClient) => Promise<T>,
+): Promise<T> {
+  const { client, release } = await connectWatched(pool)
+  let broken: Error | undefined
+  try {
+    return await statement(client)
+  } catch (err) {
+    if (isDefiniteRollback(err)) throw err
+    broken = err as Error
+    throw new CommitOutcomeUnknownError(broken)
+  } finally {
+    release(broken)
+  }
+}
+
+/**
  * Runs `work` in a transaction that is always rolled back: a probe that may wait for other
  * transactions' locks but changes nothing.
  */
@@ -42,21 +65,15 @@ async function runTransaction<T>(
   pool: pg.Pool,
   work: (tx: pg.PoolClient) => Promise<{ end: string; result: T }>,
 ): Promise<T> {
-  const client = await pool.connect()
-  // pg reports a broken connection as an 'error' event on the client, even in the middle of a query,
-  // and a pool listens only while the client is idle: unheard, the event would kill the process.
-  let lost: Error | undefined
-  const onLost = (err: Error) => {
-    lost ??= err
-  }
-  client.on('error', onLost)
+  const { client, lost, release } = await connectWatched(pool)
   let broken: Error | undefined
   let committing = false
   try {
     await client.query('BEGIN')
     const { end, result } = await work(client)
     // A connection that broke before COMMIT took its transaction with it: certainly rolled back.
-    if (lost) throw lost
+    const gone = lost()
+    if (gone) throw gone
     committing = end !== 'ROLLBACK'
     await client.query(end)
     return result
@@ -69,8 +86,30 @@ async function runTransaction<T>(
     if (committing && !isDefiniteRollback(err)) throw new CommitOutcomeUnknownError(err as Error)
     throw err
   } finally {
-    client.removeListener('error', onLost)
-    client.release(lost ?? broken)
+    release(broken)
+  }
+}
+
+/**
+ * A pooled client whose broken connection is heard: pg reports it as an 'error' event on the client,
+ * even in the middle of a query, and a pool listens only while the client is idle: unheard, the event
+ * would kill the process. `release` gives the client back, destroyed if its connection broke or the
+ * caller says it is `broken` (in an unknown state).
+ */
+async function connectWatched(pool: pg.Pool) {
+  const client = await pool.connect()
+  let lost: Error | undefined
+  const onLost = (err: Error) => {
+    lost ??= err
+  }
+  client.on('error', onLost)
+  return {
+    client,
+    lost: () => lost,
+    release(broken: Error | undefined) {
+      client.removeListener('error', onLost)
+      client.release(lost ?? broken)
+    },
   }
 }
 
@@ -88,6 +127,28 @@ function isDefiniteRollback(err: unknown): boolean {
   return err instanceof pg.DatabaseError && err.severity === 'ERROR'
 }
 
+/**
+ * An SQL expression that aborts the statement it is evaluated in, saying `why`: Postgres has no RAISE
+ * outside PL/pgSQL, so a failing cast stands in. It casts a sub-select, so the planner cannot fold it
+ * into an error before the statement runs; put it in the CASE branch that must not happen.
+ */
+export const abortStatement = (why: string) => `(SELECT '${ABORT_MARK} ${why}')::int`
+
+/** Whether `err` is abortStatement's, for a `why` that starts with `whyPrefix`; returns the rest of `why`. */
+export function statementAbortOf(err: unknown, whyPrefix: string): string | null {
+  if (pgErrorCode(err) !== PG.invalidTextRepresentation) return null
+  const message = String((err as { message?: unknown }).message)
+  const at = message.indexOf(`${ABORT_MARK} ${whyPrefix}`)
+  return at < 0
+    ? null
+    : message
+        .slice(at + ABORT_MARK.length + whyPrefix.length + 1)
+        .replace(/"$/, '')
+        .trim()
+}
+
+const ABORT_MARK = 'stampede abort:'
+
 /** Postgres error codes we react to by name rather than by number. */
 export const PG = {
   uniqueViolation: '23505',
@@ -96,6 +157,7 @@ export const PG = {
   lockNotAvailable: '55P03',
   deadlockDetected: '40P01',
   serializationFailure: '40001',
+  invalidTextRepresentation: '22P02',
 } as const
 
 export function pgErrorCode(err: unknown): string | undefined {

@@ -117,6 +117,22 @@ export async function findResponseAfterWriters(
   return row ? { requestHash: row.request_hash, status: row.response_status, body: row.response_body } : null
 }
 
+/**
+ * The live saved response of one key, read without waiting for anyone: for a request that is about
+ * to be refused and holds the key in Redis (so no other request with this key is running), whose
+ * earlier attempt may have committed an answer that Redis has since forgotten.
+ */
+export async function findSavedResponse(db: Queryable, scope: KeyScope): Promise<StoredResponse | null> {
+  const { rows } = await db.query<{ request_hash: string; response_status: number; response_body: unknown }>({
+    name: 'idempotency-saved-response',
+    text: `SELECT request_hash, response_status, response_body FROM idempotency_keys
+            WHERE user_id = $1 AND key = $2 AND expires_at > now() AND response_status IS NOT NULL`,
+    values: [scope.userId, scope.key],
+  })
+  const row = rows[0]
+  return row ? { requestHash: row.request_hash, status: row.response_status, body: row.response_body } : null
+}
+
 export async function deleteExpiredKeys(db: Queryable, limit: number): Promise<number> {
   const { rowCount } = await db.query(
     `DELETE FROM idempotency_keys WHERE ctid IN

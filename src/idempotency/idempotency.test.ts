@@ -55,6 +55,16 @@ describe('Idempotency-Key', () => {
     return response.json<OrderBody>()
   }
 
+  /** The customer's checkout of one unit of a fresh product, with a new key, answered 201. */
+  async function keyedCheckoutOf(customer: TestUser) {
+    const productId = await newProduct(app, admin, { stock: 10 })
+    await fillCart(app, customer, [{ productId, quantity: 1 }])
+    const key = randomUUID()
+    const first = await checkout(app, customer, key)
+    expect(first.statusCode).toBe(201)
+    return { productId, key, first }
+  }
+
   it('when a checkout is retried with the same key, then the same 201 order is replayed and only one order exists', async () => {
     const customer = await newCustomer(app)
     const productId = await newProduct(app, admin, { stock: 10 })
@@ -185,11 +195,7 @@ describe('Idempotency-Key', () => {
 
   it('when a key is older than 24 hours, then it is forgotten and the same key runs anew', async () => {
     const customer = await newCustomer(app)
-    const productId = await newProduct(app, admin, { stock: 10 })
-    await fillCart(app, customer, [{ productId, quantity: 1 }])
-    const key = randomUUID()
-    const first = await checkout(app, customer, key)
-    expect(first.statusCode).toBe(201)
+    const { productId, key, first } = await keyedCheckoutOf(customer)
     // 24 hours pass: the Postgres record expires and so does the Redis copy.
     await app.db.primary.query(
       `UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE user_id = $1 AND key = $2`,
@@ -206,23 +212,41 @@ describe('Idempotency-Key', () => {
     expect(await ordersOf(app, customer)).toBe(2)
   })
 
-  it('when Redis forgot a finished checkout, then Postgres still replays it and no second order exists', async () => {
+  it.each([
+    ['filled again', true],
+    ['empty now (not CART_EMPTY)', false],
+  ])(
+    'when Redis forgot a finished checkout and the cart is %s, then Postgres replays the same 201 order and no second order exists',
+    async (_, refill) => {
+      const customer = await newCustomer(app)
+      const { productId, key, first } = await keyedCheckoutOf(customer)
+      await app.redis.del(`idem:{${customer.id}}:${key}`)
+      if (refill) await fillCart(app, customer, [{ productId, quantity: 1 }])
+
+      const retry = await checkout(app, customer, key)
+
+      expect(retry.statusCode).toBe(201)
+      expect(retry.headers['idempotent-replayed']).toBe('true')
+      expect(retry.json<OrderBody>().id).toBe(first.json<OrderBody>().id)
+      expect(await ordersOf(app, customer)).toBe(1)
+      expect(await stockOf(app, productId)).toMatchObject({ available: 9, reserved: 1 })
+    },
+  )
+
+  it('when Redis forgot a finished payment, then the retry replays 200 and the paid order, not ORDER_NOT_PAYABLE', async () => {
     const customer = await newCustomer(app)
-    const productId = await newProduct(app, admin, { stock: 10 })
-    await fillCart(app, customer, [{ productId, quantity: 1 }])
+    const order = await reservedOrderOf(customer)
     const key = randomUUID()
-    const first = await checkout(app, customer, key)
-    expect(first.statusCode).toBe(201)
+    const first = await pay(app, customer, order.id, key)
+    expect(first.statusCode).toBe(200)
     await app.redis.del(`idem:{${customer.id}}:${key}`)
-    await fillCart(app, customer, [{ productId, quantity: 1 }])
 
-    const retry = await checkout(app, customer, key)
+    const retry = await pay(app, customer, order.id, key)
 
-    expect(retry.statusCode).toBe(201)
+    expect(retry.statusCode).toBe(200)
     expect(retry.headers['idempotent-replayed']).toBe('true')
-    expect(retry.json<OrderBody>().id).toBe(first.json<OrderBody>().id)
-    expect(await ordersOf(app, customer)).toBe(1)
-    expect(await stockOf(app, productId)).toMatchObject({ available: 9, reserved: 1 })
+    expect(retry.json()).toEqual(first.json())
+    expect(retry.json<OrderBody>().status).toBe('paid')
   })
 
   it('when the key is longer than 255 characters or not visible ASCII, then it is 400 and nothing runs', async () => {

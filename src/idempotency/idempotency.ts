@@ -14,6 +14,7 @@ import { defineScripts } from '../redis/scripts.js'
 import {
   deleteResponses,
   findResponseAfterWriters,
+  findSavedResponse,
   insertResponsesIfAbsent,
   scopeId,
   type StoredResponse,
@@ -110,6 +111,22 @@ export async function saveResponses(
     if (found) conflicts.set(request, replayOrReuseError(request, found))
   }
   return conflicts
+}
+
+/**
+ * The error to answer a refusal with (sold out, per-user limit, an empty cart, an order not payable):
+ * the key's saved answer when Postgres has one, else the refusal itself. Redis may have forgotten a key
+ * whose request succeeded (evicted, failed over), and the retry then runs as new; before it is refused,
+ * Postgres' copy is asked, so the retry replays the original answer (201 and the same order) instead.
+ * Only refusals pay this lookup, and only keyed ones: one statement, no transaction.
+ */
+export async function savedAnswerOr(
+  db: Queryable,
+  request: IdempotentRequest | null,
+  refusal: AppError,
+): Promise<AppError> {
+  const saved = request && (await findSavedResponse(db, request))
+  return saved ? replayOrReuseError(request, saved) : refusal
 }
 
 /** Drops saved responses again, inside the same transaction: their request ended without an effect. */

@@ -14,10 +14,11 @@ import {
   newSale,
   type TestUser,
 } from '../../test/support/app.js'
-import { loseNextCommit } from '../../test/support/lost-commit.js'
+import { isCommit, loseNextCommit } from '../../test/support/lost-commit.js'
 import { createGatePurchasePath } from '../purchase/gate/gate-purchase-path.js'
 import { createStockGate } from '../purchase/gate/stock-gate.js'
 import { createPostgresPurchasePath } from '../purchase/postgres/postgres-purchase-path.js'
+import { WHOLE_PURCHASE_STATEMENT } from '../purchase/postgres/sale-purchase.repository.js'
 import { retryPolicyOf } from '../stock/stock-retry.js'
 import { rowStrategy } from '../stock/stock.repository.js'
 import { idempotentRequest } from './idempotency.js'
@@ -229,7 +230,13 @@ describe('Idempotency-Key after a lost COMMIT answer', () => {
         const saleId = await newSale(app, admin, { units: 1 })
         const buyer = await newCustomer(app)
         const key = randomUUID()
-        const { cut } = loseNextCommit(app.db.primary, observer, 'committed')
+        // The atomic purchase is one statement in autocommit: its answer is the one lost.
+        const { cut } = loseNextCommit(
+          app.db.primary,
+          observer,
+          'committed',
+          (query) => isCommit(query) || (query as { name?: string }).name === WHOLE_PURCHASE_STATEMENT,
+        )
         const first = await purchase(app, buyer, saleId, key)
         await cut
         expectOutcomeUnknown(first)
@@ -251,14 +258,16 @@ describe('Idempotency-Key after a lost COMMIT answer', () => {
       const clients: pg.PoolClient[] = []
       const remember = (client: pg.PoolClient) => clients.push(client)
       app.db.primary.on('acquire', remember)
-      // Another session holds the sale's stock row: the purchase's `UPDATE ...; COMMIT` waits for it.
+      // Another session holds the sale's stock row: the purchase's one statement waits for it at its
+      // last step, the stock UPDATE, with the order and the answer already written (not committed).
       const holder = await observer.connect()
       let retry: Promise<LightMyRequestResponse>
       try {
         await holder.query('BEGIN')
         await holder.query('SELECT 1 FROM flash_sale_stock WHERE sale_id = $1 FOR UPDATE', [saleId])
         const firstAnswer = purchase(app, buyer, saleId, key)
-        const pid = await waitingBackend(`%sale_id = ${saleId}; COMMIT`)
+        // (pg_stat_activity keeps the first 1 kB of a query: the statement's start.)
+        const pid = await waitingBackend('%WITH sale AS (%')
         // The connection breaks on the client's side; the server, blocked on the lock, does not notice.
         const client = clients.find((c) => (c as unknown as { processID: number }).processID === pid)!
         ;(client as unknown as { connection: { stream: Socket } }).connection.stream.destroy()

@@ -4,7 +4,7 @@ import type { Config } from '../config.js'
 import { withTransaction, withTransactionEndingIn } from '../db/transaction.js'
 import { CartEmptyError, NotFoundError, OrderTooLargeError, PaymentDeclinedError } from '../errors.js'
 import type { Db } from '../db/pool.js'
-import { saveResponse, type IdempotentRequest } from '../idempotency/idempotency.js'
+import { saveResponse, savedAnswerOr, type IdempotentRequest } from '../idempotency/idempotency.js'
 import type { Metrics } from '../metrics.js'
 import { PRODUCT_STOCK, sellReserved, type RowStrategy } from '../stock/stock.repository.js'
 import {
@@ -68,7 +68,9 @@ export function createOrders(deps: OrdersDeps) {
     const order = await rows.run(PRODUCT_STOCK, () =>
       withTransactionEndingIn(db.primary, async (tx) => {
         const lines = await lockCartForCheckout(tx, userId)
-        if (lines.length === 0) throw new CartEmptyError()
+        // A keyed retry whose Redis record was lost finds the cart its first attempt emptied: the
+        // saved answer (the order) replays instead of CART_EMPTY.
+        if (lines.length === 0) throw await savedAnswerOr(tx, idempotency, new CartEmptyError())
         // A cart may hold more than one order can total (100 units of a $1M product): refuse it
         // before taking stock, rather than let the INSERT overflow the column into a 500.
         const total = lines.reduce((sum, line) => sum + line.lineTotalCents, 0)
@@ -101,11 +103,13 @@ export function createOrders(deps: OrdersDeps) {
    */
   async function pay(caller: Caller, orderId: string, idempotency: IdempotentRequest | null): Promise<Order> {
     const order = await orderVisibleTo(db.primary, caller, orderId)
-    if (!canPay(order)) throw whyNotPayable(order)
+    // A keyed retry of a payment that succeeded (its Redis record lost) finds the order paid: the saved
+    // answer replays instead of ORDER_NOT_PAYABLE.
+    if (!canPay(order)) throw await savedAnswerOr(db.primary, idempotency, whyNotPayable(order))
     if (!(await payments.charge(order.id, order.totalCents))) throw new PaymentDeclinedError()
     const paid = await withTransaction(db.primary, async (tx) => {
       if (!(await markPaidIfStillReserved(tx, order.id)))
-        throw whyNotPayable((await findOrder(tx, order.id))!)
+        throw await savedAnswerOr(tx, idempotency, whyNotPayable((await findOrder(tx, order.id))!))
       const { stock, lines } = stockOf(order)
       await sellReserved(tx, stock, lines)
       const result = publicOrder((await findOrder(tx, order.id))!)

@@ -6,14 +6,14 @@ import { insertSaleOrders } from '../orders/orders.repository.js'
 import type { StoredSale } from '../sales/sale.js'
 import { addUserUnitsWithinLimit } from '../sales/sales.repository.js'
 
-/** A buyer whose order a purchase writes: one on the Postgres path, a batch's worth on the gate path. */
+/** A buyer whose order a batch writes. */
 export interface SaleBuyer {
   /** Decided before the write, so the saved idempotent answer can carry the order. */
   orderId: string
   userId: string
   quantity: number
   idempotency: IdempotentRequest | null
-  /** The gate's token on the gate path; null on the Postgres path. */
+  /** The gate's reservation token of the admitted buyer. */
   reservationToken: string | null
 }
 
@@ -21,12 +21,13 @@ export interface SaleBuyer {
 export type SaleOrderAnswer = { order: Order } | { error: AppError }
 
 /**
- * The one writer of sale orders, inside the caller's transaction (both paths call it, then reserve the
- * stock last): saves the keyed buyers' answers, raises the per-user units within the sale's limit,
- * and inserts every order that passed, in one statement. A key Postgres had answered already is
- * replayed, a buyer over the limit refused and its saved answer dropped again; the caller decides
- * what a refusal does to its transaction (the Postgres path throws it, a batch answers that buyer).
- * Three Postgres round trips (two without a keyed buyer), whatever the number of buyers.
+ * The writer of a batch's sale orders, inside the caller's transaction (the gate path calls it, then
+ * reserves the stock last; the Postgres path writes its one buyer with the same rules in one statement,
+ * postgres/sale-purchase.repository.ts): saves the keyed buyers' answers, raises the per-user units
+ * within the sale's limit, and inserts every order that passed, in one statement. A key Postgres had
+ * answered already is replayed, a buyer over the limit refused and its saved answer dropped again;
+ * the batch answers that buyer. Three Postgres round trips (two without a keyed buyer), whatever the
+ * number of buyers.
  */
 export async function writeSaleOrders<B extends SaleBuyer>(
   tx: PoolClient,

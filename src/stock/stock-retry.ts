@@ -31,9 +31,9 @@ export function countedIn(metrics: Metrics, strategy: string): RetryHooks {
 }
 
 /**
- * Runs `attempt` until it does not throw StockConflictError, at most `maxAttempts` times. Between
- * tries it sleeps a random time in [0, min(cap, base * 2^n)] ("full jitter"): losers spread out
- * instead of colliding again in lockstep, and the cap keeps a loser from sleeping past the sell-out.
+ * Runs `attempt` until it does not throw a conflict (StockConflictError unless `isConflict` says
+ * otherwise), at most `maxAttempts` times. Between tries it sleeps a random time in
+ * [0, min(cap, base * 2^n)] ("full jitter"): losers spread out instead of colliding again in lockstep, and the cap keeps a loser from sleeping past the sell-out.
  * Every attempt re-reads the stock, so a loser either wins later or sees the stock gone (409
  * OUT_OF_STOCK); only a spent budget while stock remains surfaces the conflict itself.
  */
@@ -41,6 +41,7 @@ export async function retryStockConflicts<T>(
   policy: RetryPolicy,
   attempt: () => Promise<T>,
   hooks: RetryHooks,
+  isConflict: (err: unknown) => boolean = (err) => err instanceof StockConflictError,
 ): Promise<T> {
   let retries = 0
   try {
@@ -48,7 +49,7 @@ export async function retryStockConflicts<T>(
       try {
         return await attempt()
       } catch (err) {
-        if (!(err instanceof StockConflictError) || retries + 1 >= policy.maxAttempts) throw err
+        if (!isConflict(err) || retries + 1 >= policy.maxAttempts) throw err
         hooks.onConflict()
         await sleep(Math.random() * Math.min(policy.capMs, policy.baseMs * 2 ** retries))
         retries++

@@ -1,6 +1,6 @@
 import type { PoolClient } from 'pg'
 import type { StockStrategyName } from '../config.js'
-import { PG, pgErrorCode, type Queryable } from '../db/transaction.js'
+import { abortStatement, PG, pgErrorCode, statementAbortOf, type Queryable } from '../db/transaction.js'
 import { OutOfStockError, SoldOutError, StockConflictError, type AppError } from '../errors.js'
 import { retryStockConflicts, type RetryHooks, type RetryPolicy } from './stock-retry.js'
 
@@ -35,6 +35,11 @@ export interface StockLine {
   /** The stock row's key: a product id in `inventory`, a sale id in `flash_sale_stock`. */
   id: number
   quantity: number
+  /**
+   * The row's version as the transaction already read it (the sale purchase's statement returns it):
+   * the optimistic strategy's first UPDATE guards on it instead of reading the row again.
+   */
+  seenVersion?: number
 }
 
 /** The strategies that decide in Postgres alone: every one but redis-gate. */
@@ -87,12 +92,16 @@ export const inKeyOrder = (lines: StockLine[]) => [...lines].sort((a, b) => a.id
 function decrementsOf(stock: StockTable, lines: StockLine[]): string {
   return inKeyOrder(lines)
     .map(({ id, quantity }) => {
-      if (!Number.isSafeInteger(id) || !Number.isSafeInteger(quantity) || quantity < 1)
-        throw new Error(`not a stock line: ${id} x ${quantity}`)
+      checkedLine(id, quantity)
       return `UPDATE ${stock.table} SET available = available - ${quantity}, reserved = reserved + ${quantity},
           version = version + 1 WHERE ${stock.key} = ${id}`
     })
     .join(';\n')
+}
+
+function checkedLine(id: number, quantity: number): void {
+  if (!Number.isSafeInteger(id) || !Number.isSafeInteger(quantity) || quantity < 1)
+    throw new Error(`not a stock line: ${id} x ${quantity}`)
 }
 
 /**
@@ -126,16 +135,20 @@ function atomic(): RowStrategy {
 // earlier in the transaction (an order, a per-user count) takes on the same sale row, and two such
 // transactions would deadlock. lock_timeout bounds the wait; a timeout aborts the transaction, so the
 // whole transaction is retried after a backoff.
+// The lock is taken late, right before the decrement that goes with COMMIT: one round trip holds it.
+// lock_timeout is set in the same statement: the sub-select runs in the scan, before the row lock is
+// waited for.
 function pessimistic(options: RowStrategyOptions): RowStrategy {
   const lockAndCheck = async (tx: PoolClient, stock: StockTable, lines: StockLine[]) => {
     const ordered = inKeyOrder(lines)
-    await tx.query(`SELECT set_config('lock_timeout', $1, true)`, [`${options.lockTimeoutMs}ms`])
     const rows = await tx
-      .query<{ key: number; available: number }>(
-        `SELECT ${stock.key} AS key, available FROM ${stock.table}
-          WHERE ${stock.key} = ANY($1::bigint[]) ORDER BY ${stock.key} FOR NO KEY UPDATE`,
-        [ordered.map((line) => line.id)],
-      )
+      .query<{ key: number; available: number }>({
+        name: `pessimistic-lock-${stock.table}`,
+        text: `SELECT ${stock.key} AS key, available FROM ${stock.table}
+                WHERE ${stock.key} = ANY($1::bigint[]) AND (SELECT set_config('lock_timeout', $2, true)) IS NOT NULL
+                ORDER BY ${stock.key} FOR NO KEY UPDATE`,
+        values: [ordered.map((line) => line.id), `${options.lockTimeoutMs}ms`],
+      })
       .then(
         (result) => result.rows,
         (err: unknown) => {
@@ -159,34 +172,68 @@ function pessimistic(options: RowStrategyOptions): RowStrategy {
 
 // Concurrency: optimistic lock. Read the row's version, then write only if nobody changed the row
 // since: `version = $3` is the guard. Without it two buyers both read available = 1 and both succeed.
-// A lost race costs a re-read and a new UPDATE inside the same transaction, after a short backoff:
-// the UPDATE that matched no row holds no lock, and what the transaction did before it stays done.
+// Where the transaction has read the versions already (seenVersion: the sale purchase's statement), the
+// guarded UPDATEs go with COMMIT in one round trip, and a guard that matches no row aborts the
+// transaction (abortStatement): the whole transaction runs again after a short backoff, on a fresh
+// snapshot. Otherwise (a cart's products) a lost race costs a re-read and a new UPDATE inside the same
+// transaction: the UPDATE that matched no row holds no lock, and what the transaction did stays done.
 function optimistic(options: RowStrategyOptions): RowStrategy {
   const reserveLine = async (tx: PoolClient, stock: StockTable, line: StockLine) => {
-    const { rows } = await tx.query<{ available: number; version: number }>(
-      `SELECT available, version FROM ${stock.table} WHERE ${stock.key} = $1`,
-      [line.id],
-    )
+    const { rows } = await tx.query<{ available: number; version: number }>({
+      name: `optimistic-read-${stock.table}`,
+      text: `SELECT available, version FROM ${stock.table} WHERE ${stock.key} = $1`,
+      values: [line.id],
+    })
     const row = rows[0]
     if (!row || row.available < line.quantity) throw stock.shortage(line.id)
-    const { rowCount } = await tx.query(
-      `UPDATE ${stock.table}
-          SET available = available - $2, reserved = reserved + $2, version = version + 1
-        WHERE ${stock.key} = $1 AND version = $3 AND available >= $2`,
-      [line.id, line.quantity, row.version],
-    )
+    const { rowCount } = await tx.query({
+      name: `optimistic-update-${stock.table}`,
+      text: `UPDATE ${stock.table}
+                SET available = available - $2, reserved = reserved + $2, version = version + 1
+              WHERE ${stock.key} = $1 AND version = $3 AND available >= $2`,
+      values: [line.id, line.quantity, row.version],
+    })
     if (rowCount === 0) throw new StockConflictError(line.id)
   }
   return {
     name: 'optimistic',
     async reserveLast(tx, stock, lines) {
+      if (lines.every((line) => line.seenVersion !== undefined)) return guardedDecrementsOf(stock, lines)
       for (const line of inKeyOrder(lines)) {
         await retryStockConflicts(options.retry, () => reserveLine(tx, stock, line), options.hooks)
       }
       return null
     },
-    run: (_stock, transaction) => transaction(),
+    // Only the guard's abort retries the whole transaction; a conflict left after the in-transaction
+    // retries (a cart's lines) is the answer.
+    run: (_stock, transaction) =>
+      retryStockConflicts(options.retry, transaction, options.hooks, isGuardAbort).catch((err: unknown) => {
+        const id = statementAbortOf(err, STOCK_CONFLICT)
+        throw id === null ? err : new StockConflictError(Number(id))
+      }),
   }
+}
+
+const STOCK_CONFLICT = 'stock conflict on'
+const isGuardAbort = (err: unknown) => statementAbortOf(err, STOCK_CONFLICT) !== null
+
+/**
+ * The optimistic reservation as plain SQL for withTransactionEndingIn: per line, in key order, the
+ * version-guarded UPDATE, and an abort when it matched no row (its version moved, or its units went),
+ * so COMMIT then commits nothing. Numbers written in, checked to be integers, like decrementsOf.
+ */
+function guardedDecrementsOf(stock: StockTable, lines: StockLine[]): string {
+  return inKeyOrder(lines)
+    .map(({ id, quantity, seenVersion }) => {
+      checkedLine(id, quantity)
+      if (!Number.isSafeInteger(seenVersion)) throw new Error(`not a version: ${seenVersion}`)
+      return `WITH taken AS (
+          UPDATE ${stock.table} SET available = available - ${quantity}, reserved = reserved + ${quantity},
+                 version = version + 1
+           WHERE ${stock.key} = ${id} AND version = ${seenVersion} AND available >= ${quantity} RETURNING 1)
+        SELECT CASE WHEN EXISTS (SELECT 1 FROM taken) THEN 1 ELSE ${abortStatement(`${STOCK_CONFLICT} ${id}`)} END`
+    })
+    .join(';\n')
 }
 
 export function rowStrategy(name: RowStrategyName, options: RowStrategyOptions): RowStrategy {

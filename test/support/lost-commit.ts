@@ -24,6 +24,8 @@ export function loseNextCommit(
   pool: pg.Pool,
   observer: pg.Pool,
   outcome: LostCommit,
+  /** Which query commits: COMMIT by default; a statement run in autocommit is its own COMMIT. */
+  commits: (query: unknown) => boolean = isCommit,
 ): { cut: Promise<void> } {
   let armed = true
   let done!: () => void
@@ -32,7 +34,7 @@ export function loseNextCommit(
   const onAcquire = (client: pg.PoolClient) => {
     const original = client.query.bind(client) as Query
     client.query = ((...args: unknown[]) => {
-      if (!armed || !isCommit(args[0])) return original(...args)
+      if (!armed || !commits(args[0])) return original(...args)
       armed = false
       pool.removeListener('acquire', onAcquire)
       const internals = client as unknown as { connection: { stream: Socket }; processID: number }
@@ -55,7 +57,7 @@ export function loseNextCommit(
   return { cut }
 }
 
-const isCommit = (text: unknown) => typeof text === 'string' && /\bCOMMIT$/.test(text.trim())
+export const isCommit = (text: unknown) => typeof text === 'string' && /\bCOMMIT$/.test(text.trim())
 
 /** Waits until the backend `pid` has finished its transaction (its COMMIT ran). */
 async function untilIdle(observer: pg.Pool, pid: number): Promise<void> {

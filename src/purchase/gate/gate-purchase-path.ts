@@ -11,7 +11,7 @@ import type { Metrics } from '../../metrics.js'
 import type { PurchasePath } from '../purchase-path.js'
 import { rebuildGateFromPostgres } from './gate-rebuild.js'
 import { createOrderBatcher } from './order-batcher.js'
-import { createSoldOutMemo } from './sold-out-memo.js'
+import { createSoldOutMemo } from '../sold-out-memo.js'
 import type { StockGate } from './stock-gate.js'
 import type { Log } from '../../log.js'
 
