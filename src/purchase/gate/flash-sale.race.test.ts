@@ -279,6 +279,43 @@ describe('flash sale on the redis-gate strategy', () => {
     expect(replayed.headers['idempotent-replayed']).toBe('true')
     expect(await saleOrders(apps[0]!, saleId)).toBe(1)
   })
+
+  /** Deletes a key's Redis record, as an eviction or a Redis that came back empty would. */
+  async function forgetKeyInRedis(app: FastifyInstance, saleId: number, userId: string, key: string) {
+    await app.redis.del(`sale:{${saleId}}:idem:${userId}:${key}`, `idem:{${userId}}:${key}`)
+  }
+
+  it('when Redis forgot a keyed purchase and the buyer is at the per-user limit, then the retry replays the order from Postgres, not PER_USER_LIMIT', async () => {
+    const saleId = await newSale(apps[0]!, admin, { units: 5, perUserLimit: 1 })
+    const [buyer] = await createLoadTestUsers(apps[0]!.db.primary, apps[0]!.config, 1)
+    const first = await purchase(apps[0]!, buyer!, saleId, 'forgotten-1')
+    expect(first.statusCode).toBe(201)
+    await forgetKeyInRedis(apps[0]!, saleId, buyer!.id, 'forgotten-1')
+
+    const retry = await purchase(apps[1]!, buyer!, saleId, 'forgotten-1')
+
+    expect(retry.statusCode).toBe(201)
+    expect(retry.headers['idempotent-replayed']).toBe('true')
+    expect(retry.json()).toMatchObject({ id: first.json<{ id: string }>().id })
+    expect(await saleOrders(apps[0]!, saleId)).toBe(1)
+  })
+
+  it('when Redis forgot a keyed purchase and the sale sold out since, then the retry replays the order from Postgres, not SOLD_OUT, even on a worker that knows the sale is sold out', async () => {
+    const saleId = await newSale(apps[0]!, admin, { units: 1, perUserLimit: 2 })
+    const [buyer, loser] = await createLoadTestUsers(apps[0]!.db.primary, apps[0]!.config, 2)
+    const first = await purchase(apps[0]!, buyer!, saleId, 'forgotten-2')
+    expect(first.statusCode).toBe(201)
+    // The gate says SOLD_OUT to someone else: this worker now answers unkeyed buyers from memory.
+    expect((await purchase(apps[0]!, loser!, saleId)).json()).toMatchObject({ code: 'SOLD_OUT' })
+    await forgetKeyInRedis(apps[0]!, saleId, buyer!.id, 'forgotten-2')
+
+    const retry = await purchase(apps[0]!, buyer!, saleId, 'forgotten-2')
+
+    expect(retry.statusCode).toBe(201)
+    expect(retry.headers['idempotent-replayed']).toBe('true')
+    expect(retry.json()).toMatchObject({ id: first.json<{ id: string }>().id })
+    expect(await saleOrders(apps[0]!, saleId)).toBe(1)
+  })
 })
 
 describe.each(STOCK_STRATEGIES.filter((s) => s !== 'redis-gate'))(

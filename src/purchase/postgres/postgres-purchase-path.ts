@@ -6,7 +6,7 @@ import { NotFoundError, SaleNotActiveError, SoldOutError } from '../../errors.js
 import { saleStatus } from '../../sales/sale.js'
 import { findSale } from '../../sales/sales.repository.js'
 import { SALE_STOCK, type RowStrategy } from '../../stock/stock.repository.js'
-import type { PurchasePath } from '../purchase-path.js'
+import { takeKeyThenCountLimits, type PurchasePath } from '../purchase-path.js'
 import { writeSaleOrders } from '../sale-orders.js'
 
 /**
@@ -27,6 +27,7 @@ export function createPostgresPurchasePath(deps: {
 
   return {
     strategy: rows.name,
+    admit: takeKeyThenCountLimits,
 
     purchase: ({ userId, saleId, quantity, idempotency }) =>
       rows.run(SALE_STOCK, () =>
