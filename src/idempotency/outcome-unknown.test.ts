@@ -6,6 +6,7 @@ import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   auditOf,
+  settledAuditOf,
   buildTestApp,
   fillCart,
   newAdmin,
@@ -207,7 +208,7 @@ describe('Idempotency-Key after a lost COMMIT answer', () => {
       const replayed = answers.find((a) => a.status === 'rejected') as PromiseRejectedResult
       expect(created.value.id).toBe(orders[0])
       expect(replayed.reason).toMatchObject({ storedStatus: 201, storedBody: { id: orders[0] } })
-      expect(await auditOf(worker, admin, saleId)).toMatchObject({
+      expect(await settledAuditOf(worker, admin, saleId)).toMatchObject({
         available: 4,
         gate: 4,
         inFlight: 0,

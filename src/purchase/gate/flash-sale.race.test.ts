@@ -3,6 +3,7 @@ import { setImmediate } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   auditOf,
+  settledAuditOf,
   buildTestApp,
   newAdmin,
   newSale,
@@ -85,7 +86,7 @@ describe('flash sale on the redis-gate strategy', () => {
     const histogram = statuses(answers)
     expect(histogram).toEqual({ '201': 100, '409 SOLD_OUT': 900 })
     expect(await saleOrders(apps[0]!, saleId)).toBe(100)
-    const audit = await auditOf(apps[0]!, admin, saleId)
+    const audit = await settledAuditOf(apps[0]!, admin, saleId)
     expect(audit).toMatchObject({
       initial: 100,
       available: 0,
@@ -137,6 +138,37 @@ describe('flash sale on the redis-gate strategy', () => {
     expect(answers.filter((a) => a.statusCode >= 500)).toEqual([])
   })
 
+  it("when more admitted buyers wait in a worker's batch queue than ORDER_QUEUE_MAX, then the next purchase there hears 503 with Retry-After at once and takes no unit", async () => {
+    // One worker whose batches wait 400 ms for company: admitted buyers pile up in its queue.
+    const app = await buildTestApp({
+      STOCK_STRATEGY: 'redis-gate',
+      ORDER_QUEUE_MAX: '2',
+      ORDER_BATCH_WAIT_MS: '400',
+    })
+    try {
+      const saleId = await newSale(app, admin, { units: 10 })
+      const buyers = await createLoadTestUsers(app.db.primary, app.config, 3)
+      const gate = createStockGate(app.redis, { tokenTtlMs: 30_000 })
+      const queued = buyers.slice(0, 2).map((buyer) => purchase(app, buyer, saleId))
+      await waitFor('two buyers queued', async () => (await gate.unitsInFlight(saleId)) === 2, 2000)
+
+      const refused = await purchase(app, buyers[2]!, saleId)
+
+      expect(refused.statusCode).toBe(503)
+      expect(refused.headers['retry-after']).toBeDefined()
+      expect(await gate.unitsInFlight(saleId)).toBe(2)
+      expect((await Promise.all(queued)).map((r) => r.statusCode)).toEqual([201, 201])
+      expect(await settledAuditOf(app, admin, saleId)).toMatchObject({
+        available: 8,
+        gate: 8,
+        inFlight: 0,
+        drift: 0,
+      })
+    } finally {
+      await app.close()
+    }
+  })
+
   it('when a worker dies after the gate admitted a buyer and before its batch, the units come back exactly once', async () => {
     const app = apps[0]!
     const saleId = await newSale(app, admin, { units: 5 })
@@ -176,7 +208,7 @@ describe('flash sale on the redis-gate strategy', () => {
     const won = answers.filter((a) => a.statusCode === 201).length
     expect(won).toBeLessThanOrEqual(60)
     expect(await saleOrders(apps[0]!, saleId)).toBe(won)
-    const audit = await auditOf(apps[0]!, admin, saleId)
+    const audit = await settledAuditOf(apps[0]!, admin, saleId)
     expect(audit.oversold).toBe(false)
     expect(audit.reserved).toBe(won)
     expect(audit.gate).toBe(audit.available)
@@ -192,7 +224,7 @@ describe('flash sale on the redis-gate strategy', () => {
     const rest = await Promise.all(buyers.slice(100).map((b, i) => purchase(apps[i % 3]!, b, saleId)))
 
     expect(statuses([...(await first), ...rest])).toEqual({ '201': 30, '409 SOLD_OUT': 170 })
-    expect(await auditOf(apps[0]!, admin, saleId)).toMatchObject({ available: 0, gate: 0, drift: 0 })
+    expect(await settledAuditOf(apps[0]!, admin, saleId)).toMatchObject({ available: 0, gate: 0, drift: 0 })
   })
 
   it('when a gate-admitted order is cancelled or expires, its units return to the gate exactly once', async () => {
@@ -212,7 +244,7 @@ describe('flash sale on the redis-gate strategy', () => {
         })
       expect((await cancel()).statusCode).toBe(200)
       expect((await cancel()).statusCode).toBe(200)
-      expect(await auditOf(app, admin, saleId)).toMatchObject({ gate: 2, available: 2, drift: 0 })
+      expect(await settledAuditOf(app, admin, saleId)).toMatchObject({ gate: 2, available: 2, drift: 0 })
 
       await new Promise((resolve) => setTimeout(resolve, 1100))
       const { sweepExpiredReservations } = await import('../../orders/expiry-sweeper.js')
@@ -226,7 +258,7 @@ describe('flash sale on the redis-gate strategy', () => {
         async () => (await auditOf(app, admin, saleId)).reserved === 0,
         10_000,
       )
-      expect(await auditOf(app, admin, saleId)).toMatchObject({
+      expect(await settledAuditOf(app, admin, saleId)).toMatchObject({
         gate: 3,
         available: 3,
         reserved: 0,

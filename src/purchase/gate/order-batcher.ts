@@ -149,16 +149,21 @@ export function createOrderBatcher(options: BatcherOptions) {
       const answer = answers.get(p)!
       return !('order' in answer) && !answer.tokenStays
     })
-    await Promise.all(refused.map((p) => gate.releaseToken(saleId, p.token).catch(() => false)))
     const written = items.flatMap((p) => {
       const answer = answers.get(p)!
       return 'order' in answer ? [{ token: p.token, version: answer.version }] : []
     })
     const keyed = items.filter((p) => p.idempotency).map((p) => keyAnswer(p, answers.get(p)!))
-    if (written.length === 0 && keyed.length === 0) return
-    await gate
-      .confirm(saleId, written, keyed)
-      .catch((err: Error) => options.log.warn({ err, saleId }, 'gate confirm failed; the reconciler will'))
+    await Promise.all([
+      ...refused.map((p) => gate.releaseToken(saleId, p.token).catch(() => false)),
+      written.length > 0 || keyed.length > 0
+        ? gate
+            .confirm(saleId, written, keyed)
+            .catch((err: Error) =>
+              options.log.warn({ err, saleId }, 'gate confirm failed; the reconciler will'),
+            )
+        : null,
+    ])
   }
 
   /** The answers of a (part of a) batch that failed as a whole: no buyer of it gets 201. */
