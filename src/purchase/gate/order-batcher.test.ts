@@ -34,6 +34,17 @@ async function admitAndSubmit(gate: StockGate, batcher: OrderBatcher, saleId: nu
   return answers
 }
 
+/** A 10-unit sale with 3 orders written, their tokens confirmed and the gate agreeing with Postgres. */
+const THREE_OF_TEN_SETTLED = {
+  available: 7,
+  reserved: 3,
+  ordersReserved: 3,
+  gate: 7,
+  inFlight: 0,
+  drift: 0,
+  violations: [],
+}
+
 // The batcher against real Postgres and Redis: the gate admits, the batcher writes.
 describe('order batcher', () => {
   let app: FastifyInstance
@@ -129,15 +140,7 @@ describe('order batcher', () => {
     expect(answers.flat().every((a) => a.status === 'fulfilled')).toBe(true)
     expect((await batches(app, 'committed')) - committedBefore).toBe(1)
     for (const saleId of saleIds) {
-      expect(await auditOf(app, admin, saleId)).toMatchObject({
-        available: 7,
-        reserved: 3,
-        ordersReserved: 3,
-        gate: 7,
-        inFlight: 0,
-        drift: 0,
-        violations: [],
-      })
+      expect(await auditOf(app, admin, saleId)).toMatchObject(THREE_OF_TEN_SETTLED)
     }
   })
 
@@ -220,15 +223,7 @@ describe('order batcher', () => {
     const result = await reconcile()
 
     expect(result.released).toBe(0)
-    expect(await auditOf(app, admin, saleId)).toMatchObject({
-      available: 7,
-      reserved: 3,
-      ordersReserved: 3,
-      gate: 7,
-      inFlight: 0,
-      drift: 0,
-      violations: [],
-    })
+    expect(await auditOf(app, admin, saleId)).toMatchObject(THREE_OF_TEN_SETTLED)
   })
 
   it('when a batch COMMIT was cut before Postgres got it, then its buyers hear 503, the tokens stay in flight, and the reconciler gives each unit back once: drift is 0', async () => {
