@@ -103,6 +103,10 @@ const schema = z.object({
   ORDER_BATCH_MAX: positiveInt.default(128),
   ORDER_BATCH_WAIT_MS: z.coerce.number().int().min(0).default(2),
   ORDER_BATCH_CONCURRENCY: positiveInt.default(3),
+  // Backpressure on the gate path: past this many admitted buyers waiting in one worker's batch queue,
+  // a new purchase on that worker answers 503 with Retry-After before the gate script runs, so no unit
+  // is taken for a buyer whose order cannot be written soon (about 10 batches of ORDER_BATCH_MAX).
+  ORDER_QUEUE_MAX: positiveInt.default(1280),
   // How long an admitted reservation may stay unconfirmed before the reconciler returns its units.
   GATE_TOKEN_TTL_MS: positiveInt.default(30_000),
   RECONCILE_INTERVAL_MS: positiveInt.default(1000),

@@ -10,7 +10,9 @@ export type Queryable = pg.Pool | pg.PoolClient
  * broke while COMMIT was on its way, so nobody can say whether the transaction committed.
  */
 export function withTransaction<T>(pool: pg.Pool, work: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
-  return runTransaction(pool, async (tx) => ({ end: 'COMMIT', result: await work(tx) }))
+  return runTransaction(pool, async (tx) => ({ end: 'COMMIT', result: await work(tx) })).then(
+    (ended) => ended.result,
+  )
 }
 
 /**
@@ -24,10 +26,21 @@ export function withTransactionEndingIn<T>(
   pool: pg.Pool,
   work: (tx: pg.PoolClient) => Promise<{ last: string | null; result: T }>,
 ): Promise<T> {
+  return withTransactionEndingInReturning(pool, work).then((ended) => ended.result)
+}
+
+/**
+ * withTransactionEndingIn that also hands back the rows `last` returned (its statements' RETURNING,
+ * one list for all of them), read from the answer of that same round trip.
+ */
+export function withTransactionEndingInReturning<T, R = Record<string, unknown>>(
+  pool: pg.Pool,
+  work: (tx: pg.PoolClient) => Promise<{ last: string | null; result: T }>,
+): Promise<{ result: T; rows: R[] }> {
   return runTransaction(pool, async (tx) => {
     const { last, result } = await work(tx)
     return { end: last === null ? 'COMMIT' : `${last}; COMMIT`, result }
-  })
+  }).then(({ result, rows }) => ({ result, rows: rows as R[] }))
 }
 
 /**
@@ -58,13 +71,16 @@ export async function inAutocommit<T>(
  * transactions' locks but changes nothing.
  */
 export function withRollback<T>(pool: pg.Pool, work: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
-  return runTransaction(pool, async (tx) => ({ end: 'ROLLBACK', result: await work(tx) }))
+  return runTransaction(pool, async (tx) => ({ end: 'ROLLBACK', result: await work(tx) })).then(
+    (ended) => ended.result,
+  )
 }
 
+/** Runs the transaction; returns `work`'s result and the rows its ending statements returned. */
 async function runTransaction<T>(
   pool: pg.Pool,
   work: (tx: pg.PoolClient) => Promise<{ end: string; result: T }>,
-): Promise<T> {
+): Promise<{ result: T; rows: unknown[] }> {
   const { client, lost, release } = await connectWatched(pool)
   let broken: Error | undefined
   let committing = false
@@ -75,8 +91,9 @@ async function runTransaction<T>(
     const gone = lost()
     if (gone) throw gone
     committing = end !== 'ROLLBACK'
-    await client.query(end)
-    return result
+    // Several statements in one simple query answer with one result each.
+    const ended = (await client.query(end)) as pg.QueryResult | pg.QueryResult[]
+    return { result, rows: [ended].flat().flatMap((r) => r.rows as unknown[]) }
   } catch (err) {
     // A client whose ROLLBACK fails is in an unknown state: destroy it instead of pooling it again.
     // (After a failed COMMIT there is no transaction left, which Postgres only warns about.)

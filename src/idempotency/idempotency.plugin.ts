@@ -20,6 +20,8 @@ export interface RequestKey {
   take(known?: () => AppError | null): Promise<{ status: number; body: unknown } | null>
   /** The key once taken; null without one. */
   readonly taken: IdempotentRequest | null
+  /** The key as sent, not taken (400 if malformed; null without one), for a use case that keeps it itself. */
+  parsed(): IdempotentRequest | null
 }
 
 declare module 'fastify' {
@@ -68,6 +70,7 @@ export default fp(
       get taken() {
         return request.idempotency
       },
+      parsed: () => idempotentRequest(request.user.sub, request.headers['idempotency-key'], request),
     }))
 
     app.decorate('idempotent', () => {

@@ -44,16 +44,18 @@ export async function insertResponsesIfAbsent(
     records.map((r) => JSON.stringify(r.body)),
   ]
   const insert = () =>
-    tx.query<{ user_id: string; key: string }>(
-      `INSERT INTO idempotency_keys
+    tx.query<{ user_id: string; key: string }>({
+      // A prepared statement (named): every keyed purchase runs it.
+      name: 'insert-responses-if-absent',
+      text: `INSERT INTO idempotency_keys
          (user_id, key, request_method, request_path, request_hash, response_status, response_body)
        SELECT u, k, m, p, h, s, b::jsonb
          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[])
            AS r (u, k, m, p, h, s, b)
        ON CONFLICT (user_id, key) DO NOTHING
        RETURNING user_id, key`,
-      params,
-    )
+      values: params,
+    })
   let { rows: inserted } = await insert()
   if (inserted.length < records.length) {
     // Keys older than 24 hours are forgotten: drop them and try those records once more.

@@ -44,17 +44,17 @@ export interface IdempotentRequest {
 }
 
 /** How long the in-flight lock lives if its request dies without finishing. */
-const LOCK_TTL_MS = 30_000
+export const LOCK_TTL_MS = 30_000
 /**
  * How long a key whose request answered 5xx sends its retries to Postgres first: longer than any client
  * retry loop. A retry after that runs as new, and only Postgres' ON CONFLICT stands between it and a
  * second effect (on the gate path, only if the gate admits it).
  */
-const UNKNOWN_TTL_MS = 10 * 60_000
+export const UNKNOWN_TTL_MS = 10 * 60_000
 /** How often one request checks Postgres for a key whose unknown state keeps changing under it. */
 const VERIFY_ROUNDS = 3
 /** How long a finished answer is replayed. */
-const KEEP_MS = 24 * 3600 * 1000
+export const KEEP_MS = 24 * 3600 * 1000
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/
 
 /** Reads the key of a request (400 if malformed); null when it has none. */
@@ -153,6 +153,29 @@ export type KeyVerdict = { run: true; token: string } | { run: false; status: nu
 /** How the request that held a key ended: its answer, an unknown outcome (a 5xx), or free the key (a 429). */
 export type KeyEnding = { status: number; json: string } | 'unknown' | 'free'
 
+/** A key's finished state in Redis (`json` is the serialised body); `token` is its owner's. */
+export const finishedState = (request: IdempotentRequest, token: string, status: number, json: string) =>
+  `{"h":${JSON.stringify(request.requestHash)},"t":"${token}","s":${status},"b":${json}}`
+
+/** A key's outcome-unknown state in Redis: the next attempt asks Postgres first. */
+export const unknownState = (request: IdempotentRequest, token: string) =>
+  JSON.stringify({ h: request.requestHash, t: token, u: 1 })
+
+/** Postgres' saved answer for the key, after any transaction still writing it has ended. */
+export async function savedAnswer(
+  primary: pg.Pool,
+  request: IdempotentRequest,
+): Promise<{ status: number; body: unknown } | null> {
+  const saved = await withRollback(primary, (tx) => findResponseAfterWriters(tx, request)).catch(
+    (err: Error) => {
+      throw new IdempotencyOutcomeUnknownError(err)
+    },
+  )
+  if (!saved) return null
+  if (saved.requestHash !== request.requestHash) throw new IdempotencyKeyReusedError()
+  return { status: saved.status, body: saved.body }
+}
+
 /**
  * The Redis half: an in-flight lock per key, then the finished answer under the same key; after a 5xx,
  * an "outcome unknown" state that sends the next attempt to the Postgres half (`primary`) first.
@@ -163,20 +186,6 @@ export function createIdempotencyLocks(redis: Redis, primary: pg.Pool) {
     idempotencyFinish: { file: 'idempotency-finish.lua', keys: 1 },
   })
   const redisKey = (request: IdempotentRequest) => `idem:{${request.userId}}:${request.key}`
-  const finishedState = (request: IdempotentRequest, token: string, status: number, json: string) =>
-    `{"h":${JSON.stringify(request.requestHash)},"t":"${token}","s":${status},"b":${json}}`
-
-  /** Postgres' saved answer for the key, after any transaction still writing it has ended. */
-  async function savedAnswer(request: IdempotentRequest): Promise<{ status: number; body: unknown } | null> {
-    const saved = await withRollback(primary, (tx) => findResponseAfterWriters(tx, request)).catch(
-      (err: Error) => {
-        throw new IdempotencyOutcomeUnknownError(err)
-      },
-    )
-    if (!saved) return null
-    if (saved.requestHash !== request.requestHash) throw new IdempotencyKeyReusedError()
-    return { status: saved.status, body: saved.body }
-  }
 
   /**
    * Stores `value` under the key if it is free; otherwise returns the stored answer to give, or throws
@@ -208,7 +217,7 @@ export function createIdempotencyLocks(redis: Redis, primary: pg.Pool) {
         const state = JSON.parse(stored!) as { s: number; b: unknown }
         return { status: state.s, body: state.b }
       }
-      const saved = await savedAnswer(request)
+      const saved = await savedAnswer(primary, request)
       if (saved) {
         // Stored back only over the state just checked; if this fails, the next retry asks Postgres again.
         const finished = finishedState(request, '', saved.status, JSON.stringify(saved.body))
@@ -251,7 +260,7 @@ export function createIdempotencyLocks(redis: Redis, primary: pg.Pool) {
         ending === 'free'
           ? ['', 0]
           : ending === 'unknown'
-            ? [JSON.stringify({ h: request.requestHash, t: token, u: 1 }), UNKNOWN_TTL_MS]
+            ? [unknownState(request, token), UNKNOWN_TTL_MS]
             : [finishedState(request, token, ending.status, ending.json), KEEP_MS]
       await redis.idempotencyFinish(redisKey(request), token, state, keepMs)
     },

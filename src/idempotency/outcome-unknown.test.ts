@@ -6,6 +6,7 @@ import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   auditOf,
+  settledAuditOf,
   buildTestApp,
   fillCart,
   newAdmin,
@@ -16,7 +17,7 @@ import {
 } from '../../test/support/app.js'
 import { isCommit, loseNextCommit } from '../../test/support/lost-commit.js'
 import { createGatePurchasePath } from '../purchase/gate/gate-purchase-path.js'
-import { createStockGate } from '../purchase/gate/stock-gate.js'
+import { createStockGate, type StockGate } from '../purchase/gate/stock-gate.js'
 import { createPostgresPurchasePath } from '../purchase/postgres/postgres-purchase-path.js'
 import { WHOLE_PURCHASE_STATEMENT } from '../purchase/postgres/sale-purchase.repository.js'
 import { retryPolicyOf } from '../stock/stock-retry.js'
@@ -58,6 +59,13 @@ function expectReplayOf(response: LightMyRequestResponse, orderId: string) {
 // A keyed request whose first answer was 503 because the answer to its COMMIT was lost: the retry with
 // the same key must get the order if it committed, and run afresh if it did not. The lost answers are
 // made with test/support/lost-commit.ts (a real COMMIT on a real connection, cut at a chosen moment).
+/** A gate reservation token for one unit, as gate-purchase.lua hands it to an admitted buyer. */
+async function admittedToken(gate: StockGate, saleId: number, userId: string): Promise<string> {
+  const admission = await gate.admit(saleId, userId, 1)
+  if (admission.outcome !== 'admitted') throw new Error(`not admitted: ${admission.outcome}`)
+  return admission.token
+}
+
 describe('Idempotency-Key after a lost COMMIT answer', () => {
   let observer: pg.Pool
 
@@ -189,10 +197,11 @@ describe('Idempotency-Key after a lost COMMIT answer', () => {
         body: { quantity: 1 },
       })
 
-      const answers = await Promise.allSettled([
-        path.purchase({ userId: buyer.id, saleId, quantity: 1, idempotency }),
-        path.purchase({ userId: buyer.id, saleId, quantity: 1, idempotency }),
-      ])
+      // Both admitted by the gate without their key (as if Redis had forgotten it between them).
+      const tokens = await Promise.all([1, 2].map(() => admittedToken(gate, saleId, buyer.id)))
+      const answers = await Promise.allSettled(
+        tokens.map((token) => path.purchase({ userId: buyer.id, saleId, quantity: 1, idempotency, token })),
+      )
 
       const orders = await ordersOf(worker, buyer)
       expect(orders).toHaveLength(1)
@@ -200,7 +209,7 @@ describe('Idempotency-Key after a lost COMMIT answer', () => {
       const replayed = answers.find((a) => a.status === 'rejected') as PromiseRejectedResult
       expect(created.value.id).toBe(orders[0])
       expect(replayed.reason).toMatchObject({ storedStatus: 201, storedBody: { id: orders[0] } })
-      expect(await auditOf(worker, admin, saleId)).toMatchObject({
+      expect(await settledAuditOf(worker, admin, saleId)).toMatchObject({
         available: 4,
         gate: 4,
         inFlight: 0,

@@ -104,8 +104,10 @@ export async function insertSaleOrders(
   sale: SaleTerms,
   orders: NewSaleOrder[],
 ): Promise<void> {
-  await tx.query(
-    `WITH o AS (
+  // A prepared statement (named): every purchase runs it.
+  await tx.query({
+    name: 'insert-sale-orders',
+    text: `WITH o AS (
        INSERT INTO orders (id, user_id, sale_id, status, total_cents, expires_at, created_at, updated_at, reservation_token)
        SELECT id, u, $1, 'reserved', q * $3, e, c, c, t
          FROM unnest($4::uuid[], $5::uuid[], $6::int[], $7::timestamptz[], $8::timestamptz[], $9::text[])
@@ -114,7 +116,7 @@ export async function insertSaleOrders(
      )
      INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents)
      SELECT x.id, $2, x.q, $3 FROM unnest($4::uuid[], $6::int[]) AS x (id, q)`,
-    [
+    values: [
       sale.saleId,
       sale.productId,
       sale.unitPriceCents,
@@ -125,7 +127,7 @@ export async function insertSaleOrders(
       orders.map((o) => o.createdAt),
       orders.map((o) => o.reservationToken),
     ],
-  )
+  })
 }
 
 // Concurrency: every status change is a conditional UPDATE `WHERE status = 'reserved'`, the rule of

@@ -4,27 +4,80 @@ import type { IdempotentRequest } from '../idempotency/idempotency.js'
 import type { Order } from '../orders/order.js'
 import type { SaleStock } from '../sales/sales.service.js'
 
-/** One buyer's flash-sale purchase, after authentication and rate limits. */
+/** An answer stored under an Idempotency-Key, sent again as it was. */
+export interface StoredAnswer {
+  status: number
+  body: unknown
+}
+
+/**
+ * The request's Idempotency-Key as the purchase sees it; the idempotency plugin hands it in
+ * (`app.idempotencyKeyOf(request)`) and, for a key taken with `take`, records the answer under it when
+ * the response is sent.
+ */
+export interface PurchaseKey {
+  /**
+   * Takes the key before any work; when `known` has an answer, records that one under the key instead
+   * (and throws it). Returns a stored answer to replay, or null to go on.
+   */
+  take(known?: () => AppError | null): Promise<StoredAnswer | null>
+  /** The key once taken, so the order's transaction saves its answer too; null without a key. */
+  readonly taken: IdempotentRequest | null
+  /**
+   * The key as the request sent it, not taken (400 if malformed; null without one): for a path that
+   * takes it in its own step (the gate's script) and records the answer itself.
+   */
+  parsed(): IdempotentRequest | null
+}
+
+/** The rate limits a purchase counts against, per fixed window shared by every worker. */
+export interface PurchaseLimits {
+  windowMs: number
+  perUserPerWindow: number
+  perSalePerWindow: number
+  /** Counts the purchase in the shared counters (src/rate-limit/): 429 past a limit. */
+  check(): Promise<void>
+}
+
+/** What a buyer asks for, with the key and the limits a path decides with. */
+export interface PurchaseRequest {
+  userId: string
+  saleId: number
+  quantity: number
+  key: PurchaseKey
+  limits: PurchaseLimits
+}
+
+/** One buyer's flash-sale purchase, let through by the key and the limits, ready to be written. */
 export interface Purchase {
   userId: string
   saleId: number
   quantity: number
+  /** The key the order's transaction saves its answer under; null without one. */
   idempotency: IdempotentRequest | null
+  /** The gate's reservation token on the gate path; none on the Postgres path. */
+  token?: string
 }
 
 /**
  * The seam between "a buyer wants units of a sale" and how stock is decided. Two implementations,
- * one picked by src/app.ts from STOCK_STRATEGY:
- * - the Postgres path (src/purchase/postgres/postgres-purchase-path.ts): one transaction per purchase, reserving
- *   the sale's row with a row strategy (optimistic, pessimistic or atomic);
- * - the gate path (src/purchase/gate/): a Lua gate in Redis admits or refuses each buyer, and admitted
- *   buyers' orders are written to Postgres in batches.
- * Nothing outside src/app.ts asks which one runs.
+ * one picked by src/purchase-wiring.ts from STOCK_STRATEGY:
+ * - the Postgres path (src/purchase/postgres/postgres-purchase-path.ts): the key taken, then the rate
+ *   limits counted, in two Redis round trips; then one transaction per purchase, reserving the sale's
+ *   row with a row strategy (optimistic, pessimistic or atomic);
+ * - the gate path (src/purchase/gate/): one Lua script in Redis decides the key, the limits and the
+ *   stock; admitted buyers' orders are written to Postgres in batches.
+ * Nothing outside the wiring asks which one runs.
  */
 export interface PurchasePath extends SaleStock {
   /** Which stock strategy decides: metrics and the audit name it. */
   readonly strategy: StockStrategyName
-  /** Reserves the units and returns the reserved order; throws the named error that says why not. */
+  /**
+   * Takes the key and counts the limits (the gate also decides the stock and reserves the units);
+   * returns the purchase to write, or the answer the key already holds; throws the named refusal.
+   */
+  admit(request: PurchaseRequest): Promise<Purchase | { replay: StoredAnswer }>
+  /** Writes the admitted purchase (the Postgres path reserves the units here) and returns the order. */
   purchase(purchase: Purchase): Promise<Order>
   /** Units on offer as this path counts them right now (the gate, or Postgres' row); null when unknown. */
   available(saleId: number): Promise<number | null>
@@ -36,4 +89,18 @@ export interface PurchasePath extends SaleStock {
   saleCreated(saleId: number): Promise<void>
   /** Writes what this worker has accepted; a stopping worker calls it before its pools close. */
   flush(): Promise<void>
+}
+
+/**
+ * The Postgres path's admission, today's separate steps: the key taken through the idempotency plugin
+ * (one Redis round trip), then the rate limits (one more).
+ */
+export async function takeKeyThenCountLimits(
+  request: PurchaseRequest,
+): Promise<Purchase | { replay: StoredAnswer }> {
+  const stored = await request.key.take()
+  if (stored) return { replay: stored }
+  await request.limits.check()
+  const { userId, saleId, quantity } = request
+  return { userId, saleId, quantity, idempotency: request.key.taken }
 }

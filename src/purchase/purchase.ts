@@ -1,32 +1,11 @@
 import type { TokenClaims } from '../auth/token-claims.js'
 import type { Config } from '../config.js'
 import { RegisteredOnlyError, type AppError } from '../errors.js'
-import type { IdempotentRequest } from '../idempotency/idempotency.js'
 import type { Metrics } from '../metrics.js'
 import type { Order } from '../orders/order.js'
 import type { RateLimiter } from '../rate-limit/rate-limiter.js'
 import type { Sales } from '../sales/sales.service.js'
-import type { PurchasePath } from './purchase-path.js'
-
-/** An answer stored under an Idempotency-Key, sent again as it was. */
-export interface StoredAnswer {
-  status: number
-  body: unknown
-}
-
-/**
- * The request's Idempotency-Key as the purchase sees it; the idempotency plugin hands it in
- * (`app.idempotencyKeyOf(request)`) and records the answer under it when the response is sent.
- */
-export interface PurchaseKey {
-  /**
-   * Takes the key before any work; when `known` has an answer, records that one under the key instead
-   * (and throws it). Returns a stored answer to replay, or null to go on.
-   */
-  take(known: () => AppError | null): Promise<StoredAnswer | null>
-  /** The key once taken, so the order's transaction saves its answer too; null without a key. */
-  readonly taken: IdempotentRequest | null
-}
+import type { PurchaseKey, PurchaseLimits, PurchasePath, StoredAnswer } from './purchase-path.js'
 
 /** A purchase's answer: the reserved order, or the answer the key already holds. */
 export type PurchaseAnswer = { order: Order } | { replay: StoredAnswer }
@@ -54,6 +33,18 @@ export function createPurchases(deps: {
     return known
   }
 
+  /** The rate limits of this buyer in this sale. */
+  const limitsOf = (userId: string, saleId: number): PurchaseLimits => ({
+    windowMs: rateLimiter.windowMs,
+    perUserPerWindow: config.RATE_LIMIT_USER_PER_SECOND,
+    perSalePerWindow: config.RATE_LIMIT_SALE_PER_SECOND,
+    check: () =>
+      rateLimiter.check([
+        { scope: `user:${userId}`, perWindow: config.RATE_LIMIT_USER_PER_SECOND },
+        { scope: `sale:${saleId}`, perWindow: config.RATE_LIMIT_SALE_PER_SECOND },
+      ]),
+  })
+
   async function purchase(
     buyer: TokenClaims,
     saleId: number,
@@ -64,20 +55,27 @@ export function createPurchases(deps: {
     // A registered buyer costs nothing here; a guest, a lookup of the sale's cached facts.
     if (buyer.guest && (await sales.isRegisteredOnly(saleId))) throw new RegisteredOnlyError(saleId)
 
-    // 2. Idempotency: most of a stampede arrives after the last unit, and a worker that knows the sale
-    // is sold out answers at once (one Redis round trip for a keyed request, none without). Otherwise
-    // the key is taken, or the answer it already holds is replayed.
-    const stored = await key.take(() => answerFromMemory(saleId))
-    if (stored) return { replay: stored }
+    // 2. Known answers: most of a stampede arrives after the last unit, and a worker that knows the
+    // sale is sold out answers a buyer without a key at once, asking nobody. A keyed buyer goes on: its
+    // key may hold an order Redis forgot, which only the next steps find.
+    const known = key.parsed() ? null : answerFromMemory(saleId)
+    if (known) throw known
 
     try {
-      // 3. Rate limits, shared by every worker.
-      await rateLimiter.check([
-        { scope: `user:${buyer.sub}`, perWindow: config.RATE_LIMIT_USER_PER_SECOND },
-        { scope: `sale:${saleId}`, perWindow: config.RATE_LIMIT_SALE_PER_SECOND },
-      ])
-      // 4. Decide and write: the path reserves the units and writes the order with its saved answer.
-      const order = await path.purchase({ userId: buyer.sub, saleId, quantity, idempotency: key.taken })
+      // 3. Idempotency and rate limits: the key is taken (or its answer replayed), and the purchase
+      // counted against the per-user and per-sale limits. The gate path does both, and decides the
+      // stock, in one Redis script; the Postgres path takes the key, then counts the limits.
+      const admitted = await path.admit({
+        userId: buyer.sub,
+        saleId,
+        quantity,
+        key,
+        limits: limitsOf(buyer.sub, saleId),
+      })
+      if ('replay' in admitted) return admitted
+      // 4. Decide and write: the path writes the order with its saved answer (the Postgres path reserves
+      // the units in that transaction; the gate path's batch commits the units the gate reserved).
+      const order = await path.purchase(admitted)
       // 5. Answer.
       deps.saleChanged(saleId)
       metrics.purchases.inc({ outcome: 'reserved' })

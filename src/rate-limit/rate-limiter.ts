@@ -21,6 +21,8 @@ export interface Limit {
 export function createRateLimiter(redis: Redis, windowMs = 1000) {
   defineScripts(redis, import.meta.url, { fixedWindow: { file: 'fixed-window.lua' } })
   return {
+    /** The length of one fixed window (ms). */
+    windowMs,
     /** Counts one request against every limit; throws RateLimitedError (429, Retry-After) past any. */
     async check(limits: Limit[]): Promise<void> {
       const now = Date.now()

@@ -111,7 +111,7 @@ export function runIdIn(info: string): string | null {
  * every connection's 'ready', forgotten on every 'close'.
  * Concurrency: the id is forgotten the moment a connection closes and learnt again from the new
  * connection's own answer, so no command sent on a new connection carries the old server's id. The
- * gate compares it with the id it was built under (gate-admit.lua): a Redis restarted from its AOF may
+ * gate compares it with the id it was built under (gate-purchase.lua): a Redis restarted from its AOF may
  * have lost its last writes, and its gates, which still bear the old id, are rebuilt from Postgres
  * before they admit anyone. A Sentinel failover is the same case: the old primary's connection closes
  * (it died, or Sentinel made it drop its clients, or the failover detector dropped it), ioredis asks the

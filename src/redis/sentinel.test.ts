@@ -6,7 +6,7 @@ import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { auditOf, buildTestApp, newAdmin, newSale, type TestUser } from '../../test/support/app.js'
+import { buildTestApp, newAdmin, newSale, settledAuditOf, type TestUser } from '../../test/support/app.js'
 import { freePort } from '../../test/support/ports.js'
 import { purchase } from '../../test/support/purchase.js'
 import { createLoadTestUsers } from '../auth/load-test-users.js'
@@ -231,7 +231,7 @@ describe('Redis through Sentinel', () => {
     expect(await promoted.info('replication')).toContain('role:master')
     // Rebuilt from Postgres under the new server's run id, not trusted as replicated.
     expect(await promoted.hget(gateKey, 'run_id')).toBe(replicaRunId)
-    expect(await auditOf(web, admin, saleId)).toMatchObject({
+    expect(await settledAuditOf(web, admin, saleId)).toMatchObject({
       available: 3,
       gate: 3,
       drift: 0,

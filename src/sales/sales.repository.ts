@@ -11,7 +11,11 @@ const SELECT_SALE = `
     FROM flash_sales s JOIN flash_sale_stock st ON st.sale_id = s.id JOIN products p ON p.id = s.product_id`
 
 export async function findSale(db: Queryable, saleId: number): Promise<StoredSale | undefined> {
-  const { rows } = await db.query<StoredSale>(`${SELECT_SALE} WHERE s.id = $1`, [saleId])
+  const { rows } = await db.query<StoredSale>({
+    name: 'find-sale',
+    text: `${SELECT_SALE} WHERE s.id = $1`,
+    values: [saleId],
+  })
   return rows[0]
 }
 
@@ -139,14 +143,16 @@ export async function addUserUnitsWithinLimit(
   limit: number,
   units: { userId: string; quantity: number }[],
 ): Promise<Set<string>> {
-  const { rows } = await tx.query<{ user_id: string }>(
-    `INSERT INTO sale_user_units (sale_id, user_id, units)
+  // A prepared statement (named): every purchase runs it.
+  const { rows } = await tx.query<{ user_id: string }>({
+    name: 'add-user-units-within-limit',
+    text: `INSERT INTO sale_user_units (sale_id, user_id, units)
      SELECT $1, u, q FROM unnest($2::uuid[], $3::int[]) AS t (u, q) WHERE q <= $4 ORDER BY u
      ON CONFLICT (sale_id, user_id) DO UPDATE SET units = sale_user_units.units + excluded.units
        WHERE sale_user_units.units + excluded.units <= $4
      RETURNING user_id`,
-    [saleId, units.map((u) => u.userId), units.map((u) => u.quantity), limit],
-  )
+    values: [saleId, units.map((u) => u.userId), units.map((u) => u.quantity), limit],
+  })
   return new Set(rows.map((row) => row.user_id))
 }
 

@@ -89,12 +89,12 @@ export const inKeyOrder = (lines: StockLine[]) => [...lines].sort((a, b) => a.id
  * commits nothing. Postgres' constraint is the guard, inside the one round trip. Every line names a
  * row the transaction has read (the sale, the cart's products), and stock rows are never deleted.
  */
-function decrementsOf(stock: StockTable, lines: StockLine[]): string {
+function decrementsOf(stock: StockTable, lines: StockLine[], returning = ''): string {
   return inKeyOrder(lines)
     .map(({ id, quantity }) => {
       checkedLine(id, quantity)
       return `UPDATE ${stock.table} SET available = available - ${quantity}, reserved = reserved + ${quantity},
-          version = version + 1 WHERE ${stock.key} = ${id}`
+          version = version + 1 WHERE ${stock.key} = ${id}${returning}`
     })
     .join(';\n')
 }
@@ -108,7 +108,7 @@ function checkedLine(id: number, quantity: number): void {
  * The row's `available >= 0` CHECK refused the decrement: the shortage of the row it names
  * ("Failing row contains (<key>, ..."). Any other error stays what it is.
  */
-function asShortage(err: unknown, stock: StockTable): unknown {
+export function asShortage(err: unknown, stock: StockTable): unknown {
   const constraint = (err as { constraint?: string }).constraint
   if (pgErrorCode(err) !== PG.checkViolation || constraint !== `${stock.table}_available_check`) return err
   const key = /\((\d+),/.exec((err as { detail?: string }).detail ?? '')?.[1]
@@ -248,22 +248,13 @@ export function rowStrategy(name: RowStrategyName, options: RowStrategyOptions):
 }
 
 /**
- * Reserves `quantity` units of one row in one conditional UPDATE and returns the row's new version, or
- * null when it does not have that many. The redis-gate batch takes its whole sum this way.
+ * The redis-gate batch's reservation, one UPDATE per sale in key order as plain SQL for
+ * withTransactionEndingInReturning, each returning its row's key (`id`) and new version: the gate
+ * needs the version to confirm the batch's tokens (gate-confirm.lua). The CHECK (available >= 0) is
+ * the guard, as for the atomic strategy; `asShortage` names the row it refused.
  */
-export async function reserveReturningVersion(
-  tx: Queryable,
-  stock: StockTable,
-  id: number,
-  quantity: number,
-): Promise<number | null> {
-  const { rows } = await tx.query<{ version: number }>(
-    `UPDATE ${stock.table}
-        SET available = available - $2, reserved = reserved + $2, version = version + 1
-      WHERE ${stock.key} = $1 AND available >= $2 RETURNING version`,
-    [id, quantity],
-  )
-  return rows[0]?.version ?? null
+export function decrementsReturningVersion(stock: StockTable, lines: StockLine[]): string {
+  return decrementsOf(stock, lines, ` RETURNING ${stock.key} AS id, version`)
 }
 
 /**

@@ -166,6 +166,24 @@ export async function auditOf(
   return response.json<SaleAuditReport>()
 }
 
+/**
+ * The audit once nothing is in flight in the sale's gate (or after 2 s, as it then stands). The gate
+ * path answers its buyers at COMMIT and confirms their tokens in Redis right after: an audit taken the
+ * moment the answers arrive may still count them in flight.
+ */
+export async function settledAuditOf(
+  app: FastifyInstance,
+  admin: TestUser,
+  saleId: number,
+): Promise<SaleAuditReport> {
+  const deadline = Date.now() + 2000
+  for (;;) {
+    const audit = await auditOf(app, admin, saleId)
+    if (!audit.inFlight || Date.now() > deadline) return audit
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
 /** The release hooks the jobs process uses, for tests that run the expiry sweeper themselves. */
 export function releaseHooksOf(app: FastifyInstance): ReleaseHooks {
   return createGateWiring({

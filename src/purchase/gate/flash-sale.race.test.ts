@@ -3,6 +3,7 @@ import { setImmediate } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   auditOf,
+  settledAuditOf,
   buildTestApp,
   newAdmin,
   newSale,
@@ -50,6 +51,8 @@ async function batchTransactions(apps: FastifyInstance[]): Promise<number> {
   return total
 }
 
+type Answer = Awaited<ReturnType<typeof purchase>>
+
 async function saleOrders(app: FastifyInstance, saleId: number): Promise<number> {
   const { rows } = await app.db.primary.query<{ n: number }>(
     'SELECT count(*)::int AS n FROM orders WHERE sale_id = $1',
@@ -85,7 +88,7 @@ describe('flash sale on the redis-gate strategy', () => {
     const histogram = statuses(answers)
     expect(histogram).toEqual({ '201': 100, '409 SOLD_OUT': 900 })
     expect(await saleOrders(apps[0]!, saleId)).toBe(100)
-    const audit = await auditOf(apps[0]!, admin, saleId)
+    const audit = await settledAuditOf(apps[0]!, admin, saleId)
     expect(audit).toMatchObject({
       initial: 100,
       available: 0,
@@ -137,6 +140,37 @@ describe('flash sale on the redis-gate strategy', () => {
     expect(answers.filter((a) => a.statusCode >= 500)).toEqual([])
   })
 
+  it("when more admitted buyers wait in a worker's batch queue than ORDER_QUEUE_MAX, then the next purchase there hears 503 with Retry-After at once and takes no unit", async () => {
+    // One worker whose batches wait 400 ms for company: admitted buyers pile up in its queue.
+    const app = await buildTestApp({
+      STOCK_STRATEGY: 'redis-gate',
+      ORDER_QUEUE_MAX: '2',
+      ORDER_BATCH_WAIT_MS: '400',
+    })
+    try {
+      const saleId = await newSale(app, admin, { units: 10 })
+      const buyers = await createLoadTestUsers(app.db.primary, app.config, 3)
+      const gate = createStockGate(app.redis, { tokenTtlMs: 30_000 })
+      const queued = buyers.slice(0, 2).map((buyer) => purchase(app, buyer, saleId))
+      await waitFor('two buyers queued', async () => (await gate.unitsInFlight(saleId)) === 2, 2000)
+
+      const refused = await purchase(app, buyers[2]!, saleId)
+
+      expect(refused.statusCode).toBe(503)
+      expect(refused.headers['retry-after']).toBeDefined()
+      expect(await gate.unitsInFlight(saleId)).toBe(2)
+      expect((await Promise.all(queued)).map((r) => r.statusCode)).toEqual([201, 201])
+      expect(await settledAuditOf(app, admin, saleId)).toMatchObject({
+        available: 8,
+        gate: 8,
+        inFlight: 0,
+        drift: 0,
+      })
+    } finally {
+      await app.close()
+    }
+  })
+
   it('when a worker dies after the gate admitted a buyer and before its batch, the units come back exactly once', async () => {
     const app = apps[0]!
     const saleId = await newSale(app, admin, { units: 5 })
@@ -176,7 +210,7 @@ describe('flash sale on the redis-gate strategy', () => {
     const won = answers.filter((a) => a.statusCode === 201).length
     expect(won).toBeLessThanOrEqual(60)
     expect(await saleOrders(apps[0]!, saleId)).toBe(won)
-    const audit = await auditOf(apps[0]!, admin, saleId)
+    const audit = await settledAuditOf(apps[0]!, admin, saleId)
     expect(audit.oversold).toBe(false)
     expect(audit.reserved).toBe(won)
     expect(audit.gate).toBe(audit.available)
@@ -192,7 +226,7 @@ describe('flash sale on the redis-gate strategy', () => {
     const rest = await Promise.all(buyers.slice(100).map((b, i) => purchase(apps[i % 3]!, b, saleId)))
 
     expect(statuses([...(await first), ...rest])).toEqual({ '201': 30, '409 SOLD_OUT': 170 })
-    expect(await auditOf(apps[0]!, admin, saleId)).toMatchObject({ available: 0, gate: 0, drift: 0 })
+    expect(await settledAuditOf(apps[0]!, admin, saleId)).toMatchObject({ available: 0, gate: 0, drift: 0 })
   })
 
   it('when a gate-admitted order is cancelled or expires, its units return to the gate exactly once', async () => {
@@ -212,7 +246,7 @@ describe('flash sale on the redis-gate strategy', () => {
         })
       expect((await cancel()).statusCode).toBe(200)
       expect((await cancel()).statusCode).toBe(200)
-      expect(await auditOf(app, admin, saleId)).toMatchObject({ gate: 2, available: 2, drift: 0 })
+      expect(await settledAuditOf(app, admin, saleId)).toMatchObject({ gate: 2, available: 2, drift: 0 })
 
       await new Promise((resolve) => setTimeout(resolve, 1100))
       const { sweepExpiredReservations } = await import('../../orders/expiry-sweeper.js')
@@ -226,7 +260,7 @@ describe('flash sale on the redis-gate strategy', () => {
         async () => (await auditOf(app, admin, saleId)).reserved === 0,
         10_000,
       )
-      expect(await auditOf(app, admin, saleId)).toMatchObject({
+      expect(await settledAuditOf(app, admin, saleId)).toMatchObject({
         gate: 3,
         available: 3,
         reserved: 0,
@@ -278,6 +312,45 @@ describe('flash sale on the redis-gate strategy', () => {
     expect(replayed.statusCode).toBe(409)
     expect(replayed.headers['idempotent-replayed']).toBe('true')
     expect(await saleOrders(apps[0]!, saleId)).toBe(1)
+  })
+
+  /** The retry replays the first answer's order (marked as a replay), and the sale has that one order. */
+  async function expectReplayOf(first: Answer, retry: Answer, saleId: number) {
+    expect(retry.statusCode).toBe(201)
+    expect(retry.headers['idempotent-replayed']).toBe('true')
+    expect(retry.json()).toMatchObject({ id: first.json<{ id: string }>().id })
+    expect(await saleOrders(apps[0]!, saleId)).toBe(1)
+  }
+
+  /** Deletes a key's Redis record, as an eviction or a Redis that came back empty would. */
+  async function forgetKeyInRedis(app: FastifyInstance, saleId: number, userId: string, key: string) {
+    await app.redis.del(`sale:{${saleId}}:idem:${userId}:${key}`, `idem:{${userId}}:${key}`)
+  }
+
+  it('when Redis forgot a keyed purchase and the buyer is at the per-user limit, then the retry replays the order from Postgres, not PER_USER_LIMIT', async () => {
+    const saleId = await newSale(apps[0]!, admin, { units: 5, perUserLimit: 1 })
+    const [buyer] = await createLoadTestUsers(apps[0]!.db.primary, apps[0]!.config, 1)
+    const first = await purchase(apps[0]!, buyer!, saleId, 'forgotten-1')
+    expect(first.statusCode).toBe(201)
+    await forgetKeyInRedis(apps[0]!, saleId, buyer!.id, 'forgotten-1')
+
+    const retry = await purchase(apps[1]!, buyer!, saleId, 'forgotten-1')
+
+    await expectReplayOf(first, retry, saleId)
+  })
+
+  it('when Redis forgot a keyed purchase and the sale sold out since, then the retry replays the order from Postgres, not SOLD_OUT, even on a worker that knows the sale is sold out', async () => {
+    const saleId = await newSale(apps[0]!, admin, { units: 1, perUserLimit: 2 })
+    const [buyer, loser] = await createLoadTestUsers(apps[0]!.db.primary, apps[0]!.config, 2)
+    const first = await purchase(apps[0]!, buyer!, saleId, 'forgotten-2')
+    expect(first.statusCode).toBe(201)
+    // The gate says SOLD_OUT to someone else: this worker now answers unkeyed buyers from memory.
+    expect((await purchase(apps[0]!, loser!, saleId)).json()).toMatchObject({ code: 'SOLD_OUT' })
+    await forgetKeyInRedis(apps[0]!, saleId, buyer!.id, 'forgotten-2')
+
+    const retry = await purchase(apps[0]!, buyer!, saleId, 'forgotten-2')
+
+    await expectReplayOf(first, retry, saleId)
   })
 })
 

@@ -1,29 +1,43 @@
 import type { Config } from '../../config.js'
 import type { Db } from '../../db/pool.js'
 import {
+  type AppError,
+  IdempotencyKeyInUseError,
+  IdempotencyKeyReusedError,
   NotFoundError,
   PerUserLimitError,
+  RateLimitedError,
   SaleNotActiveError,
   SaleUnavailableError,
   SoldOutError,
 } from '../../errors.js'
+import {
+  finishedState,
+  KEEP_MS,
+  LOCK_TTL_MS,
+  savedAnswer,
+  type IdempotentRequest,
+} from '../../idempotency/idempotency.js'
+import type { Log } from '../../log.js'
 import type { Metrics } from '../../metrics.js'
-import type { PurchasePath } from '../purchase-path.js'
+import type { PurchasePath, PurchaseRequest, StoredAnswer } from '../purchase-path.js'
 import { rebuildGateFromPostgres } from './gate-rebuild.js'
 import { createOrderBatcher } from './order-batcher.js'
 import { createSoldOutMemo } from '../sold-out-memo.js'
-import type { StockGate } from './stock-gate.js'
-import type { Log } from '../../log.js'
+import type { Admission, GateRequest, StockGate } from './stock-gate.js'
 
 /** How long a worker answers SOLD_OUT from memory after the gate said so. */
 const SOLD_OUT_MEMO_MS = 250
+/** How often one request checks Postgres for a key whose unknown state keeps changing under it. */
+const VERIFY_ROUNDS = 3
 
 /**
- * The redis-gate strategy. The gate (a Lua script in Redis) answers most buyers on its own (sold out,
- * not open, over the limit); an admitted buyer holds a reservation token until its order is written in
- * a batch, and gets the order when that batch commits. Postgres keeps the last word: the batch's
- * conditional UPDATE. The reconciler (./reconciler.ts, in the jobs process) releases tokens whose
- * worker died and rebuilds a gate Redis lost.
+ * The redis-gate strategy. One Lua script in Redis (gate-purchase.lua) decides a purchase: its
+ * Idempotency-Key, its rate limits, the sale window, the per-user limit and the stock, and answers most
+ * buyers on its own (sold out, not open, over a limit, a replay); an admitted buyer holds a reservation
+ * token until its order is written in a batch, and gets the order when that batch commits. Postgres
+ * keeps the last word: the batch's UPDATE, guarded by the row's CHECK. The reconciler
+ * (./reconciler.ts, in the jobs process) releases tokens whose worker died and rebuilds a gate Redis lost.
  */
 export function createGatePurchasePath(deps: {
   db: Db
@@ -46,46 +60,127 @@ export function createGatePurchasePath(deps: {
   })
 
   /**
-   * Asks the gate; a gate that is missing or stale is rebuilt from Postgres first, and asked once more.
+   * Asks the gate; a gate that is missing or stale is rebuilt from Postgres first, and asked once more
+   * (without counting the rate limits twice).
    * Concurrency: fail closed. Without a gate fenced to this Redis server nobody is admitted (no gate
    * must never mean unlimited stock, and a stale one may offer units Postgres no longer has). Many
    * workers rebuild at once after a restart; one builds, the others find it current. A gate that is
    * still not there after that (Redis restarted again, Postgres away) answers 503.
    */
-  async function admitFenced(saleId: number, userId: string, quantity: number) {
-    const first = await gate.admit(saleId, userId, quantity)
+  async function decideFenced(request: GateRequest): Promise<Admission> {
+    const first = await gate.decide(request)
     if (first.outcome !== 'gate_missing') return first
-    const rebuilt = await rebuildGateFromPostgres(db.primary, gate, saleId).catch((err: Error) => {
-      deps.log.warn({ err, saleId }, 'could not rebuild the gate; the reconciler will retry')
+    const rebuilt = await rebuildGateFromPostgres(db.primary, gate, request.saleId).catch((err: Error) => {
+      deps.log.warn({ err, saleId: request.saleId }, 'could not rebuild the gate; the reconciler will retry')
       return 'failed' as const
     })
-    if (rebuilt === 'no_sale') throw new NotFoundError(`sale ${saleId}`)
+    if (rebuilt === 'no_sale') throw new NotFoundError(`sale ${request.saleId}`)
     if (rebuilt === 'built' || rebuilt === 'current') {
-      const second = await gate.admit(saleId, userId, quantity)
+      const second = await gate.decide({ ...request, limits: undefined })
       if (second.outcome !== 'gate_missing') return second
     }
     throw new SaleUnavailableError()
   }
 
+  /** The state a final refusal leaves under the key, as the error handler would send it. */
+  const refusalState = (request: IdempotentRequest, error: AppError) =>
+    finishedState(request, '', error.statusCode, JSON.stringify({ code: error.code, message: error.message }))
+
+  /**
+   * Postgres' saved answer for a key Redis does not know (it forgot it, or the attempt ended 5xx),
+   * stored back in Redis; null when Postgres has none. If storing fails, the next attempt asks again.
+   */
+  async function answerFromPostgres(
+    saleId: number,
+    request: IdempotentRequest,
+  ): Promise<StoredAnswer | null> {
+    const saved = await savedAnswer(db.primary, request)
+    if (!saved) return null
+    const state = finishedState(request, '', saved.status, JSON.stringify(saved.body))
+    await gate.recordAnswer(saleId, request, state, KEEP_MS).catch(() => undefined)
+    return saved
+  }
+
   return {
     strategy: 'redis-gate',
 
-    async purchase({ userId, saleId, quantity, idempotency }) {
-      const admission = await admitFenced(saleId, userId, quantity)
-      switch (admission.outcome) {
-        case 'admitted':
-          return batcher.submit({ saleId, userId, quantity, token: admission.token, idempotency })
-        case 'sold_out':
-          if (admission.available === 0) soldOut.remember(saleId)
-          throw new SoldOutError(saleId)
-        case 'not_started':
-          throw new SaleNotActiveError(saleId, 'upcoming')
-        case 'ended':
-          throw new SaleNotActiveError(saleId, 'ended')
-        case 'per_user_limit':
-          throw new PerUserLimitError()
+    async admit({ userId, saleId, quantity, key, limits }: PurchaseRequest) {
+      // Concurrency: backpressure. A worker whose batch queue is full refuses before the script runs,
+      // so no unit is taken for a buyer whose order could not be written soon; without it the queue
+      // (and every waiting buyer's latency, and the tokens held) grows without bound while Postgres lags.
+      if (batcher.queued >= config.ORDER_QUEUE_MAX) throw new SaleUnavailableError()
+      const request = key.parsed()
+      let verified: string | undefined
+      for (let round = 0; round < VERIFY_ROUNDS; round++) {
+        const admission = await decideFenced({
+          saleId,
+          userId,
+          quantity,
+          limits: {
+            windowMs: limits.windowMs,
+            perUser: limits.perUserPerWindow,
+            perSale: limits.perSalePerWindow,
+          },
+          ...(request && {
+            key: {
+              request,
+              lockMs: LOCK_TTL_MS,
+              keepMs: KEEP_MS,
+              verified,
+              refusals: {
+                soldOut: refusalState(request, new SoldOutError(saleId)),
+                notStarted: refusalState(request, new SaleNotActiveError(saleId, 'upcoming')),
+                ended: refusalState(request, new SaleNotActiveError(saleId, 'ended')),
+              },
+            },
+          }),
+        })
+        switch (admission.outcome) {
+          case 'admitted':
+            return { userId, saleId, quantity, idempotency: request, token: admission.token }
+          case 'replay': {
+            const state = JSON.parse(admission.stored) as { s: number; b: unknown }
+            return { replay: { status: state.s, body: state.b } }
+          }
+          case 'verify': {
+            // The key's last attempt answered 5xx: its order may have committed. Postgres decides.
+            const saved = await answerFromPostgres(saleId, request!)
+            if (saved) return { replay: saved }
+            verified = admission.stored
+            continue
+          }
+          case 'busy':
+            throw new IdempotencyKeyInUseError()
+          case 'reused':
+            throw new IdempotencyKeyReusedError()
+          case 'rate_limited':
+            throw new RateLimitedError(admission.retryAfterMs)
+          case 'not_started':
+            throw new SaleNotActiveError(saleId, 'upcoming')
+          case 'ended':
+            throw new SaleNotActiveError(saleId, 'ended')
+          case 'sold_out':
+          case 'per_user_limit': {
+            // Concurrency: a keyed buyer who holds units of this sale while Redis has no record of its
+            // key may be retrying a purchase whose record Redis lost (evicted, flushed, a failover):
+            // Postgres' saved answer is replayed, never the refusal, which would hide the order.
+            if (admission.askPostgres) {
+              const saved = await answerFromPostgres(saleId, request!)
+              if (saved) return { replay: saved }
+            }
+            if (admission.outcome === 'per_user_limit') throw new PerUserLimitError()
+            if (admission.available === 0) soldOut.remember(saleId)
+            throw new SoldOutError(saleId)
+          }
+          case 'gate_missing':
+            throw new SaleUnavailableError()
+        }
       }
+      throw new IdempotencyKeyInUseError()
     },
+
+    purchase: ({ userId, saleId, quantity, idempotency, token }) =>
+      batcher.submit({ saleId, userId, quantity, token: token!, idempotency }),
 
     available: (saleId) => gate.available(saleId),
     inFlight: (saleId) => gate.unitsInFlight(saleId),

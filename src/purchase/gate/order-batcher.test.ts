@@ -18,15 +18,31 @@ async function batches(app: FastifyInstance, outcome: string): Promise<number> {
 }
 const splitBatches = (app: FastifyInstance) => batches(app, 'split')
 
-/** Each buyer is admitted by the gate for one unit and handed to the batcher; every answer, settled. */
-function admitAndSubmit(gate: StockGate, batcher: OrderBatcher, saleId: number, userIds: string[]) {
-  return Promise.allSettled(
+/**
+ * Each buyer is admitted by the gate for one unit and handed to the batcher; every answer, settled, and
+ * the batches' Redis confirms too (they follow the answers).
+ */
+async function admitAndSubmit(gate: StockGate, batcher: OrderBatcher, saleId: number, userIds: string[]) {
+  const answers = await Promise.allSettled(
     userIds.map(async (userId) => {
       const admission = await gate.admit(saleId, userId, 1)
       if (admission.outcome !== 'admitted') throw new Error(`not admitted: ${admission.outcome}`)
       return batcher.submit({ saleId, userId, quantity: 1, token: admission.token, idempotency: null })
     }),
   )
+  await batcher.flush()
+  return answers
+}
+
+/** A 10-unit sale with 3 orders written, their tokens confirmed and the gate agreeing with Postgres. */
+const THREE_OF_TEN_SETTLED = {
+  available: 7,
+  reserved: 3,
+  ordersReserved: 3,
+  gate: 7,
+  inFlight: 0,
+  drift: 0,
+  violations: [],
 }
 
 // The batcher against real Postgres and Redis: the gate admits, the batcher writes.
@@ -97,6 +113,35 @@ describe('order batcher', () => {
       [saleId],
     )
     expect(rows[0]!.n).toBe(40)
+  })
+
+  it('when buyers of three sales land in one batch, then one transaction writes all their orders, each sale row takes its own sum, and each gate has nothing in flight and drift 0', async () => {
+    const saleIds = [
+      await newSale(app, admin, { units: 10 }),
+      await newSale(app, admin, { units: 10 }),
+      await newSale(app, admin, { units: 10 }),
+    ]
+    const buyers = await createLoadTestUsers(app.db.primary, app.config, 9)
+    const gate = createStockGate(app.redis, { tokenTtlMs: 30_000 })
+    const batcher = newBatcher(gate)
+    const committedBefore = await batches(app, 'committed')
+
+    const answers = await Promise.all(
+      saleIds.map((saleId, i) =>
+        admitAndSubmit(
+          gate,
+          batcher,
+          saleId,
+          buyers.slice(i * 3, i * 3 + 3).map((u) => u.id),
+        ),
+      ),
+    )
+
+    expect(answers.flat().every((a) => a.status === 'fulfilled')).toBe(true)
+    expect((await batches(app, 'committed')) - committedBefore).toBe(1)
+    for (const saleId of saleIds) {
+      expect(await auditOf(app, admin, saleId)).toMatchObject(THREE_OF_TEN_SETTLED)
+    }
   })
 
   it('when the first lookup of a sale fails (a Postgres blip), then that batch hears 503 and the next buyer of the sale gets its order: the worker keeps no failure', async () => {
@@ -178,15 +223,7 @@ describe('order batcher', () => {
     const result = await reconcile()
 
     expect(result.released).toBe(0)
-    expect(await auditOf(app, admin, saleId)).toMatchObject({
-      available: 7,
-      reserved: 3,
-      ordersReserved: 3,
-      gate: 7,
-      inFlight: 0,
-      drift: 0,
-      violations: [],
-    })
+    expect(await auditOf(app, admin, saleId)).toMatchObject(THREE_OF_TEN_SETTLED)
   })
 
   it('when a batch COMMIT was cut before Postgres got it, then its buyers hear 503, the tokens stay in flight, and the reconciler gives each unit back once: drift is 0', async () => {

@@ -1,32 +1,41 @@
 import { randomUUID } from 'node:crypto'
 import type { Db } from '../../db/pool.js'
-import { PG, pgErrorCode, withTransaction } from '../../db/transaction.js'
+import { PG, pgErrorCode, withTransactionEndingInReturning } from '../../db/transaction.js'
 import {
   type AppError,
   CommitOutcomeUnknownError,
   IdempotentReplayError,
   SaleUnavailableError,
+  SoldOutError,
   UnauthorizedError,
 } from '../../errors.js'
-import type { IdempotentRequest } from '../../idempotency/idempotency.js'
+import {
+  finishedState,
+  KEEP_MS,
+  UNKNOWN_TTL_MS,
+  unknownState,
+  type IdempotentRequest,
+} from '../../idempotency/idempotency.js'
 import { scopeId } from '../../idempotency/idempotency.repository.js'
 import type { Metrics } from '../../metrics.js'
 import type { Order } from '../../orders/order.js'
 import type { StoredSale } from '../../sales/sale.js'
 import { findSale } from '../../sales/sales.repository.js'
-import { reserveReturningVersion, SALE_STOCK } from '../../stock/stock.repository.js'
+import {
+  asShortage,
+  decrementsReturningVersion,
+  SALE_STOCK,
+  type StockLine,
+} from '../../stock/stock.repository.js'
 import { groupBy, writeSaleOrders, type SaleBuyer } from '../sale-orders.js'
 import { createBatchQueue } from './batch-queue.js'
-import type { StockGate } from './stock-gate.js'
+import type { KeyAnswer, StockGate } from './stock-gate.js'
 import type { Log } from '../../log.js'
 
 /** The gate admitted a batch Postgres has not the units for: the gate's count is wrong, not the buyers. */
 class GateAheadOfPostgresError extends Error {
-  constructor(
-    readonly saleId: number,
-    units: number,
-  ) {
-    super(`sale ${saleId}: Postgres has fewer than the ${units} units the gate admitted`)
+  constructor(readonly saleId: number) {
+    super(`sale ${saleId}: Postgres has fewer units than the gate admitted`)
     this.name = 'GateAheadOfPostgresError'
   }
 }
@@ -45,8 +54,11 @@ interface Pending extends AdmittedPurchase, SaleBuyer {
   reject(err: Error): void
 }
 
-/** A buyer's answer; `tokenStays` when nobody knows whether its order committed. */
-type Answer = { order: Order } | { error: AppError; tokenStays?: true }
+/**
+ * A buyer's answer: its order with the version its batch's UPDATE produced, or the error;
+ * `tokenStays` when nobody knows whether its order committed.
+ */
+type Answer = { order: Order; version: number } | { error: AppError; tokenStays?: true }
 
 export interface BatcherOptions {
   db: Db
@@ -64,18 +76,19 @@ export interface BatcherOptions {
 
 /**
  * Write batching for the gate path: admitted buyers wait in a batch queue (./batch-queue.ts), and one
- * transaction writes a whole sale's batch; each buyer is answered when its batch commits. A buyer whose
- * own row breaks the batch (a deleted account, bad data) is isolated by splitting: the others still
- * commit, and only that buyer is refused.
+ * transaction writes a whole batch, whatever sales its buyers bought from; each buyer is answered as
+ * soon as its batch commits, and one gate-confirm call per sale then drops the batch's tokens and
+ * records the keyed buyers' answers in Redis. A buyer whose own row breaks the batch (a deleted
+ * account, bad data) is isolated by splitting: the others still commit, and only that buyer is refused.
  */
 export function createOrderBatcher(options: BatcherOptions) {
   const { db, gate, metrics } = options
   // Concurrency: up to maxConcurrent batch transactions per worker overlap. They serialise only on
-  // the sale row's UPDATE, which each takes last, just before COMMIT, so the row is locked briefly.
+  // the sale rows' UPDATEs, which go to Postgres with COMMIT in one round trip, so a row is locked only
+  // while the server runs them. Several sales' UPDATEs run in sale-id order (decrementsReturningVersion)
+  // and per-user units in (sale, user) order, so two batches sharing sales cannot deadlock.
   const queue = createBatchQueue<Pending>({
-    write: async (batch) => {
-      for (const [saleId, items] of groupBy(batch, (p) => p.saleId)) await writeSaleBatch(saleId, items)
-    },
+    write: writeBatch,
     maxBatch: options.maxBatch,
     maxWaitMs: options.maxWaitMs,
     maxConcurrent: options.maxConcurrent,
@@ -106,24 +119,51 @@ export function createOrderBatcher(options: BatcherOptions) {
     return sale
   }
 
-  /** Writes one sale's batch, hands every unit that did not become an order back, answers everyone. */
-  async function writeSaleBatch(saleId: number, items: Pending[]): Promise<void> {
-    const answers = await saleOf(saleId).then(
-      (sale) => commitIsolatingBadRows(sale, items),
-      (err: Error) => failed(items, err),
+  /**
+   * Writes one batch, answers every buyer at once, then settles Redis: units that did not become an
+   * order go back to the gate, and per sale one gate-confirm call (all in parallel) drops the written
+   * tokens and records the keyed buyers' answers.
+   * Concurrency: the buyers hear their answer before Redis knows it. If the confirm is lost, nothing is
+   * wrong, only slower: the written tokens stay in flight until the reconciler finds them past their
+   * deadline, sees their orders and drops them (units stay taken); a key keeps its in-flight state until
+   * it lapses (LOCK_TTL_MS: a retry hears 409 busy meanwhile), and then the next attempt finds the order
+   * through Postgres' saved answer (the gate refuses a buyer who holds units: gate-purchase.lua sends a
+   * keyed one to Postgres first) or, if the gate admits it, through the batch's ON CONFLICT replay.
+   */
+  async function writeBatch(items: Pending[]): Promise<void> {
+    const answers = await commitIsolatingBadRows(items)
+    for (const p of items) {
+      const answer = answers.get(p)!
+      if ('order' in answer) p.resolve(answer.order)
+      else p.reject(answer.error)
+    }
+    await Promise.all(
+      [...groupBy(items, (p) => p.saleId)].map(([saleId, own]) => settleSale(saleId, own, answers)),
     )
+  }
+
+  async function settleSale(saleId: number, items: Pending[], answers: Map<Pending, Answer>) {
     // Concurrency: gate-release-token removes the token atomically, so a unit goes back exactly once
     // even if the reconciler looks at the same token meanwhile.
     const refused = items.filter((p) => {
       const answer = answers.get(p)!
       return !('order' in answer) && !answer.tokenStays
     })
-    await Promise.all(refused.map((p) => gate.releaseToken(saleId, p.token).catch(() => false)))
-    for (const p of items) {
+    const written = items.flatMap((p) => {
       const answer = answers.get(p)!
-      if ('order' in answer) p.resolve(answer.order)
-      else p.reject(answer.error)
-    }
+      return 'order' in answer ? [{ token: p.token, version: answer.version }] : []
+    })
+    const keyed = items.filter((p) => p.idempotency).map((p) => keyAnswer(p, answers.get(p)!))
+    await Promise.all([
+      ...refused.map((p) => gate.releaseToken(saleId, p.token).catch(() => false)),
+      written.length > 0 || keyed.length > 0
+        ? gate
+            .confirm(saleId, written, keyed)
+            .catch((err: Error) =>
+              options.log.warn({ err, saleId }, 'gate confirm failed; the reconciler will'),
+            )
+        : null,
+    ])
   }
 
   /** The answers of a (part of a) batch that failed as a whole: no buyer of it gets 201. */
@@ -149,16 +189,25 @@ export function createOrderBatcher(options: BatcherOptions) {
   }
 
   /**
-   * Commits the batch. When a per-row failure (a constraint or a bad value, SQLSTATE classes 22 and
-   * 23) breaks it, the halves are committed separately, down to the buyer who causes it: one bad buyer
-   * costs its batch about 2·log2(size) extra transactions, not everybody's order. Other failures
-   * (Postgres away, a timeout, a lost COMMIT answer) would break every half too: they fail that part of
-   * the batch at once, and a half that committed before keeps its answers.
+   * Commits the batch. A sale row whose CHECK refused the batch's units (the gate was ahead of
+   * Postgres) fails that sale's buyers, and the other sales' buyers are committed again without them.
+   * When a per-row failure (a constraint or a bad value, SQLSTATE classes 22 and 23) breaks it, the
+   * halves are committed separately, down to the buyer who causes it: one bad buyer costs its batch
+   * about 2·log2(size) extra transactions, not everybody's order. Other failures (Postgres away, a
+   * timeout, a lost COMMIT answer) would break every half too: they fail that part of the batch at
+   * once, and a half that committed before keeps its answers.
    */
-  async function commitIsolatingBadRows(sale: StoredSale, items: Pending[]): Promise<Map<Pending, Answer>> {
+  async function commitIsolatingBadRows(items: Pending[]): Promise<Map<Pending, Answer>> {
     try {
-      return await commitBatch(sale, items)
+      return await commitBatch(items)
     } catch (err) {
+      const shortage = asShortage(err, SALE_STOCK)
+      if (shortage instanceof SoldOutError) {
+        const ahead = items.filter((p) => p.saleId === shortage.saleId)
+        const others = items.filter((p) => p.saleId !== shortage.saleId)
+        const failedAhead = failed(ahead, new GateAheadOfPostgresError(shortage.saleId))
+        return new Map([...failedAhead, ...(others.length > 0 ? await commitIsolatingBadRows(others) : [])])
+      }
       const sqlClass = pgErrorCode(err)?.slice(0, 2)
       if (sqlClass !== '22' && sqlClass !== '23') return failed(items, err as Error)
       if (items.length === 1) {
@@ -167,46 +216,53 @@ export function createOrderBatcher(options: BatcherOptions) {
       }
       metrics.orderBatches.inc({ outcome: 'split' })
       const half = Math.ceil(items.length / 2)
-      const first = await commitIsolatingBadRows(sale, items.slice(0, half))
-      const second = await commitIsolatingBadRows(sale, items.slice(half))
+      const first = await commitIsolatingBadRows(items.slice(0, half))
+      const second = await commitIsolatingBadRows(items.slice(half))
       return new Map([...first, ...second])
     }
   }
 
   /**
-   * One transaction: idempotency records, per-user units, one multi-row INSERT of the orders and
-   * their items, and last the sale row's UPDATE for the batch's sum.
+   * One transaction for the whole batch: per sale, in sale-id order, the shared writer's idempotency
+   * records, per-user units and one multi-row INSERT of the orders and their items; last, one UPDATE
+   * per sale for its sum, sent with COMMIT in one round trip, which returns each row's new version.
    */
-  async function commitBatch(sale: StoredSale, items: Pending[]): Promise<Map<Pending, Answer>> {
-    let answers = new Map<Pending, Answer>()
+  async function commitBatch(items: Pending[]): Promise<Map<Pending, Answer>> {
+    const bySale = [...groupBy(items, (p) => p.saleId)].sort(([a], [b]) => a - b)
+    const saleRows = await Promise.all(bySale.map(([saleId]) => saleOf(saleId)))
+    const written = new Map<Pending, { order: Order } | { error: AppError }>()
     const { firsts, repeats } = splitRepeatedKeys(items)
-    const version = await withTransaction(db.primary, async (tx) => {
-      answers = await writeSaleOrders(tx, sale, firsts, options.reservationTtlSeconds)
-      const live = firsts.filter((p) => 'order' in answers.get(p)!)
-      if (live.length === 0) return null
-      const units = live.reduce((sum, p) => sum + p.quantity, 0)
-      // Concurrency: one conditional UPDATE for the whole batch. Postgres stays the authority: if the
-      // gate ever admitted more than Postgres has, the UPDATE matches nothing and the batch fails.
-      const version = await reserveReturningVersion(tx, SALE_STOCK, sale.id, units)
-      if (version === null) throw new GateAheadOfPostgresError(sale.id, units)
-      return version
-    })
+    const { rows } = await withTransactionEndingInReturning<StockLine[], { id: string; version: number }>(
+      db.primary,
+      async (tx) => {
+        const lines: StockLine[] = []
+        for (const [i, [, own]] of bySale.entries()) {
+          const buyers = own.filter((p) => firsts.has(p))
+          const answers = await writeSaleOrders(tx, saleRows[i]!, buyers, options.reservationTtlSeconds)
+          for (const [p, answer] of answers) written.set(p, answer)
+          const units = buyers.reduce((sum, p) => sum + ('order' in answers.get(p)! ? p.quantity : 0), 0)
+          if (units > 0) lines.push({ id: saleRows[i]!.id, quantity: units })
+        }
+        // Concurrency: Postgres stays the authority. The UPDATEs carry no `available >= n` guard: the
+        // row's CHECK (available >= 0) refuses a gate that admitted more than Postgres has, and the
+        // whole transaction with it (commitIsolatingBadRows then fails only that sale).
+        const last = lines.length > 0 ? decrementsReturningVersion(SALE_STOCK, lines) : null
+        return { last, result: lines }
+      },
+    )
+    const versions = new Map(rows.map((row) => [Number(row.id), row.version]))
+    const answers = new Map<Pending, Answer>()
+    for (const [p, answer] of written) {
+      answers.set(p, 'order' in answer ? { order: answer.order, version: versions.get(p.saleId)! } : answer)
+    }
     for (const [p, first] of repeats) {
-      const answer = answers.get(first)!
+      const answer = written.get(first)!
       answers.set(p, {
         error: 'order' in answer ? new IdempotentReplayError(201, answer.order) : answer.error,
       })
     }
     metrics.orderBatches.inc({ outcome: 'committed' })
     metrics.orderBatchSize.observe(items.length)
-    const written = items.filter((p) => 'order' in answers.get(p)!).map((p) => p.token)
-    // The orders stand whatever Redis says now: if the confirm is lost, the reconciler finds their
-    // tokens past the deadline, sees the orders and drops the tokens.
-    if (version !== null && written.length > 0) {
-      await gate
-        .confirm(sale.id, version, written)
-        .catch((err: Error) => options.log.warn({ err }, 'gate confirm failed; the reconciler will'))
-    }
     return answers
   }
 
@@ -235,19 +291,38 @@ function refusalFor(err: unknown): AppError {
  * and ON CONFLICT DO NOTHING skips the second record silently instead of reporting it. So only the first
  * of each key is written; each repeat gets the first's answer (its order as a replay) and its unit back.
  */
-function splitRepeatedKeys(items: Pending[]): { firsts: Pending[]; repeats: Map<Pending, Pending> } {
+function splitRepeatedKeys(items: Pending[]): { firsts: Set<Pending>; repeats: Map<Pending, Pending> } {
   const firstOfKey = new Map<string, Pending>()
-  const firsts: Pending[] = []
+  const firsts = new Set<Pending>()
   const repeats = new Map<Pending, Pending>()
   for (const p of items) {
     const first = p.idempotency && firstOfKey.get(scopeId(p.idempotency))
     if (first) repeats.set(p, first)
     else {
       if (p.idempotency) firstOfKey.set(scopeId(p.idempotency), p)
-      firsts.push(p)
+      firsts.add(p)
     }
   }
   return { firsts, repeats }
+}
+
+/**
+ * What a keyed buyer's key records once its batch is settled: the order, replayed for 24 hours; after
+ * a 5xx an unknown outcome (the next attempt asks Postgres); anything else frees the key, so the next
+ * attempt decides afresh (a PER_USER_LIMIT clears when a unit comes back; a replay comes from Postgres).
+ */
+function keyAnswer(p: Pending, answer: Answer): KeyAnswer {
+  const request = p.idempotency!
+  if ('order' in answer)
+    return {
+      request,
+      token: p.token,
+      state: finishedState(request, p.token, 201, JSON.stringify(answer.order)),
+      keepMs: KEEP_MS,
+    }
+  if (answer.error.statusCode >= 500)
+    return { request, token: p.token, state: unknownState(request, p.token), keepMs: UNKNOWN_TTL_MS }
+  return { request, token: p.token, state: '', keepMs: 0 }
 }
 
 export type OrderBatcher = ReturnType<typeof createOrderBatcher>

@@ -44,7 +44,10 @@ export function createReconciler(deps: { db: Pick<Db, 'primary'>; gate: StockGat
     if (stale.length > 0) {
       const written = await findWrittenTokens(db.primary, stale)
       if (written.size > 0) {
-        await gate.confirm(saleId, 0, [...written])
+        await gate.confirm(
+          saleId,
+          [...written].map((token) => ({ token, version: 0 })),
+        )
         result.dropped = written.size
       }
       for (const token of stale.filter((t) => !written.has(t))) {

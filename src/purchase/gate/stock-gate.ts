@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { Redis, Result } from 'ioredis'
+import type { IdempotentRequest } from '../../idempotency/idempotency.js'
 import { serverRunIdOf } from '../../redis/client.js'
 import type { PendingGateRelease } from './gate-outbox.repository.js'
 import { defineScripts } from '../../redis/scripts.js'
@@ -13,6 +14,13 @@ import { defineScripts } from '../../redis/scripts.js'
 //   sale:{<id>}:tokens    zset   "<userId>:<qty>:<uuid>" -> deadline ms: admitted, not yet an order
 //   sale:{<id>}:released  set    ids of released orders whose units this gate got back, so a release
 //                                applied twice (its process and the reconciler) counts once
+//   sale:{<id>}:idem:<userId>:<key>      string  a purchase's Idempotency-Key state (idempotency.ts'
+//                                                JSON: in flight, finished, outcome unknown)
+//   sale:{<id>}:rl:user:<userId>:<window>  counter  the buyer's purchases in this sale and rate window
+//   sale:{<id>}:rl:sale:<window>           counter  the sale's purchases in this rate window
+// The key and the counters carry the sale's tag so that one script (gate-purchase.lua) decides a whole
+// purchase on one hash slot. So the per-user rate limit counts per user per sale, and a key used on
+// another endpoint is not seen here: Postgres' idempotency_keys record still refuses its reuse (422).
 // A gate whose run_id is not the server's own was built before Redis restarted and may lack the writes
 // the restart lost: it counts as missing until it is rebuilt from Postgres (gate-build.lua), which
 // replaces all four keys at once.
@@ -20,28 +28,22 @@ const keys = (saleId: number) => {
   const tag = `sale:{${saleId}}`
   return { gate: `${tag}:gate`, users: `${tag}:users`, tokens: `${tag}:tokens`, released: `${tag}:released` }
 }
+const keyOf = (saleId: number, request: IdempotentRequest) =>
+  `sale:{${saleId}}:idem:${request.userId}:${request.key}`
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    gateAdmit(
+    gatePurchase(
       gate: string,
       users: string,
       tokens: string,
-      userId: string,
-      quantity: number,
-      nowMs: number,
-      token: string,
-      deadlineMs: number,
-      runId: string,
-    ): Result<[number, number], Context>
+      idempotencyKey: string,
+      userCounter: string,
+      saleCounter: string,
+      ...args: (string | number)[]
+    ): Result<(string | number)[], Context>
     gateReleaseToken(gate: string, users: string, tokens: string, token: string): Result<number, Context>
-    gateConfirm(
-      gate: string,
-      users: string,
-      tokenSet: string,
-      version: number,
-      ...tokens: string[]
-    ): Result<number, Context>
+    gateConfirm(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Result<number, Context>
     gateReleaseOrder(
       gate: string,
       users: string,
@@ -62,12 +64,41 @@ declare module 'ioredis' {
   }
 }
 
+/** A purchase as the gate decides it; `key` and `limits` are left out by callers that have none. */
+export interface GateRequest {
+  saleId: number
+  userId: string
+  quantity: number
+  key?: {
+    request: IdempotentRequest
+    /** How long the in-flight state lives if its worker dies (ms). */
+    lockMs: number
+    /** How long a final refusal is replayed (ms), and the states stored for each. */
+    keepMs: number
+    refusals: { soldOut: string; notStarted: string; ended: string }
+    /** The outcome-unknown state this request checked in Postgres and found no answer for. */
+    verified?: string
+  }
+  limits?: { windowMs: number; perUser: number; perSale: number }
+}
+
+/** What gate-purchase.lua decided (see its header). */
 export type Admission =
   | { outcome: 'admitted'; token: string; available: number }
-  | { outcome: 'sold_out' | 'not_started' | 'ended' | 'per_user_limit'; available: number }
-  | { outcome: 'gate_missing' }
+  | { outcome: 'sold_out' | 'per_user_limit'; available: number; askPostgres: boolean }
+  | { outcome: 'not_started' | 'ended' | 'gate_missing' | 'busy' | 'reused' }
+  | { outcome: 'rate_limited'; retryAfterMs: number }
+  | { outcome: 'replay' | 'verify'; stored: string }
 
-const OUTCOMES = { 0: 'sold_out', [-2]: 'not_started', [-3]: 'ended', [-4]: 'per_user_limit' } as const
+/** An answer to record under a keyed buyer's Idempotency-Key once its batch is settled. */
+export interface KeyAnswer {
+  request: IdempotentRequest
+  /** The buyer's reservation token: the owner of the key's in-flight state. */
+  token: string
+  /** The key's new state, or '' to free it. */
+  state: string
+  keepMs: number
+}
 
 export interface GateState {
   available: number
@@ -100,9 +131,9 @@ export function parseToken(token: string): { userId: string; quantity: number } 
 
 export function createStockGate(redis: Redis, options: { tokenTtlMs: number }) {
   defineScripts(redis, import.meta.url, {
-    gateAdmit: { file: 'gate-admit.lua', keys: 3 },
+    gatePurchase: { file: 'gate-purchase.lua', keys: 6 },
     gateReleaseToken: { file: 'gate-release-token.lua', keys: 3 },
-    gateConfirm: { file: 'gate-confirm.lua', keys: 3 },
+    gateConfirm: { file: 'gate-confirm.lua' },
     gateReleaseOrder: { file: 'gate-release-order.lua', keys: 3 },
     gateBuild: { file: 'gate-build.lua', keys: 4 },
   })
@@ -113,31 +144,71 @@ export function createStockGate(redis: Redis, options: { tokenTtlMs: number }) {
     serverRunId: () => runIds.known(),
 
     /**
-     * Asks the gate for `quantity` units; sold out, closed and over-limit answers never touch Postgres.
+     * Decides a purchase in one script (gate-purchase.lua): its key, its rate limits, the sale window,
+     * the per-user limit and the stock. Sold out, closed and over-limit answers never touch Postgres.
      * `gate_missing` also means stale: built on a Redis server that has restarted since.
      */
-    async admit(saleId: number, userId: string, quantity: number): Promise<Admission> {
+    async decide(request: GateRequest): Promise<Admission> {
+      const { saleId, userId, quantity, key, limits } = request
       const k = keys(saleId)
       const now = Date.now()
       const token = `${userId}:${quantity}:${randomUUID()}`
-      // Concurrency: the admit carries the run id this process learnt on the connection it is sent on,
-      // and the gate admits only under its own (gate-admit.lua): a gate that survived a restart in the
-      // append-only file may believe more units remain than Postgres has, or miss tokens, and is
-      // rebuilt from Postgres first. One more HMGET field and one argument on the hot path.
-      const [code, available] = await redis.gateAdmit(
+      const window = limits ? Math.floor(now / limits.windowMs) : 0
+      const tag = `sale:{${saleId}}`
+      // Concurrency: the script carries the run id this process learnt on the connection it is sent on,
+      // and the gate admits only under its own: a gate that survived a restart in the append-only file
+      // may believe more units remain than Postgres has, or miss tokens, and is rebuilt from Postgres first.
+      const [verdict, value, askPostgres] = await redis.gatePurchase(
         k.gate,
         k.users,
         k.tokens,
+        key ? keyOf(saleId, key.request) : `${tag}:idem:`,
+        `${tag}:rl:user:${userId}:${window}`,
+        `${tag}:rl:sale:${window}`,
         userId,
         quantity,
         now,
         token,
         now + options.tokenTtlMs,
         runIds.now() ?? (await runIds.known()) ?? '',
+        key?.request.requestHash ?? '',
+        key?.lockMs ?? 0,
+        key?.verified ?? '',
+        limits?.windowMs ?? 0,
+        limits?.perUser ?? '',
+        limits?.perSale ?? '',
+        key?.keepMs ?? 0,
+        key?.refusals.soldOut ?? '',
+        key?.refusals.notStarted ?? '',
+        key?.refusals.ended ?? '',
       )
-      if (code === 1) return { outcome: 'admitted', token, available }
-      if (code === -1) return { outcome: 'gate_missing' }
-      return { outcome: OUTCOMES[code as keyof typeof OUTCOMES], available }
+      switch (verdict) {
+        case 'admitted':
+          return { outcome: 'admitted', token, available: Number(value) }
+        case 'sold_out':
+        case 'per_user_limit':
+          return { outcome: verdict, available: Number(value), askPostgres: askPostgres === 1 }
+        case 'rate_limited':
+          return { outcome: 'rate_limited', retryAfterMs: (window + 1) * limits!.windowMs - now }
+        case 'replay':
+        case 'verify':
+          return { outcome: verdict, stored: String(value) }
+        default:
+          return { outcome: verdict as 'not_started' | 'ended' | 'gate_missing' | 'busy' | 'reused' }
+      }
+    },
+
+    /** Asks the gate for `quantity` units, without a key or rate limits (a test's buyer). */
+    admit(saleId: number, userId: string, quantity: number): Promise<Admission> {
+      return this.decide({ saleId, userId, quantity })
+    },
+
+    /**
+     * Stores an answer found in Postgres under a purchase's key (over whatever state it holds): the
+     * answer an order committed with, which Redis had forgotten or did not know.
+     */
+    async recordAnswer(saleId: number, request: IdempotentRequest, state: string, keepMs: number) {
+      await redis.set(keyOf(saleId, request), state, 'PX', keepMs)
     },
 
     /** Releases a token's units to the gate, exactly once (false if it was not in flight any more). */
@@ -146,10 +217,22 @@ export function createStockGate(redis: Redis, options: { tokenTtlMs: number }) {
       return (await redis.gateReleaseToken(k.gate, k.users, k.tokens, token)) === 1
     },
 
-    /** The batch that holds these tokens committed at `version`: they are orders now. */
-    async confirm(saleId: number, version: number, tokens: string[]): Promise<number> {
+    /**
+     * These tokens' batches committed (each at the version its UPDATE produced; 0 re-takes nothing):
+     * they are orders now. Records the keyed buyers' answers in the same call (gate-confirm.lua).
+     */
+    async confirm(saleId: number, written: { token: string; version: number }[], answers: KeyAnswer[] = []) {
       const k = keys(saleId)
-      return redis.gateConfirm(k.gate, k.users, k.tokens, version, ...tokens)
+      return redis.gateConfirm(
+        3 + answers.length,
+        k.gate,
+        k.users,
+        k.tokens,
+        ...answers.map((a) => keyOf(saleId, a.request)),
+        written.length,
+        ...written.flatMap((w) => [w.token, w.version]),
+        ...answers.flatMap((a) => [a.token, a.state, a.keepMs]),
+      )
     },
 
     /**

@@ -13,7 +13,7 @@ import { replayOrReuseError, savedAnswerOr, type IdempotentRequest } from '../..
 import { orderNumberOf, type Order } from '../../orders/order.js'
 import { findSale } from '../../sales/sales.repository.js'
 import { SALE_STOCK, type RowStrategy } from '../../stock/stock.repository.js'
-import type { Purchase, PurchasePath } from '../purchase-path.js'
+import { takeKeyThenCountLimits, type Purchase, type PurchasePath } from '../purchase-path.js'
 import { createSoldOutMemo } from '../sold-out-memo.js'
 import {
   KEY_ANSWERED_MEANWHILE,
@@ -103,6 +103,7 @@ export function createPostgresPurchasePath(deps: {
 
   return {
     strategy: rows.name,
+    admit: takeKeyThenCountLimits,
 
     async purchase(purchase) {
       const { userId, saleId, quantity, idempotency } = purchase
@@ -136,7 +137,7 @@ export function createPostgresPurchasePath(deps: {
     inFlight: async () => null,
     // Not from the memo here: a keyed request must ask Postgres for its saved answer before it hears
     // SOLD_OUT (see purchase above), and knownAnswer runs before the key is even looked at.
-    knownAnswer: () => null,
+    knownAnswer: (saleId) => (soldOut.knows(saleId) ? new SoldOutError(saleId) : null),
     saleCreated: async () => {},
     flush: async () => {},
   }

@@ -1,0 +1,89 @@
+-- gate-purchase: decides a flash-sale purchase in one atomic step, all under the sale's hash tag:
+-- the Idempotency-Key (take it, replay it, or say it is busy, reused or needs Postgres), the rate
+-- limits (per user and per sale, fixed windows), the sale window, the per-user limit and the stock;
+-- an admitted buyer gets the units and a reservation token. Postgres still has the last word: the
+-- token becomes an order only when a batch commits, and gate-confirm.lua then records the answer.
+--
+-- The gate admits only callers that know the same Redis server it was built under (field run_id): a
+-- Redis restarted from its append-only file may have lost its last writes, so its gates, which still
+-- bear the old server's run id, must be rebuilt from Postgres before they admit anyone.
+--
+-- KEYS[1]  sale:{<id>}:gate    hash: available, starts_ms, ends_ms, per_user_limit, fence, run_id
+-- KEYS[2]  sale:{<id>}:users   hash: user id -> units the user holds (reserved + paid)
+-- KEYS[3]  sale:{<id>}:tokens  sorted set: token -> deadline (ms); a token is "<userId>:<qty>:<uuid>"
+-- KEYS[4]  sale:{<id>}:idem:<userId>:<key>  the key's JSON state, as in idempotency-begin.lua:
+--          {"h","t"} in flight (t: the reservation token), {"h","t","s","b"} finished, {"h","t","u":1}
+--          outcome unknown; unused without a key (ARGV[7] = '')
+-- KEYS[5]  sale:{<id>}:rl:user:<userId>:<window>  the buyer's counter in this sale and window
+-- KEYS[6]  sale:{<id>}:rl:sale:<window>            the sale's counter in this window
+-- ARGV[1]  user id
+-- ARGV[2]  quantity
+-- ARGV[3]  now (ms since the epoch, from the app's clock)
+-- ARGV[4]  the reservation token to record
+-- ARGV[5]  the token's deadline (ms): after it, the reconciler may return the units
+-- ARGV[6]  the run id of the Redis server as the caller knows it ('' when it does not know it yet)
+-- ARGV[7]  the request's hash, or '' for a request without an Idempotency-Key
+-- ARGV[8]  how long the in-flight state lives if its worker dies (ms)
+-- ARGV[9]  the outcome-unknown state this request checked in Postgres and found no answer for, or '':
+--          if the key still holds exactly that state, it counts as free
+-- ARGV[10] the rate-limit window (ms); a counter lives for two windows
+-- ARGV[11] the per-user limit per window; ARGV[12] the per-sale limit per window ('' : no limits)
+-- ARGV[13] how long a final refusal is replayed (ms)
+-- ARGV[14] the finished state of a SOLD_OUT answer; ARGV[15] of not started; ARGV[16] of ended
+-- returns  {'admitted', available}
+--          {'sold_out', available, askPostgres} / {'per_user_limit', available, askPostgres}:
+--              askPostgres 1 when the key was missing while the buyer holds units of this sale
+--              (Redis may have forgotten the key of an order): nothing is stored, the caller replays
+--              Postgres' saved answer if there is one; otherwise a SOLD_OUT is stored under the key
+--          {'not_started'} {'ended'}  (stored under the key, like SOLD_OUT: they are final)
+--          {'rate_limited', position of the exceeded limit (1 user, 2 sale)}
+--          {'gate_missing'}  missing or stale: fail closed, rebuild it from Postgres and ask again
+--          {'replay', json} {'verify', json} {'busy'} {'reused'}  as idempotency-begin.lua
+local keyed = ARGV[7] ~= ''
+local fresh = false
+if keyed then
+  local stored = redis.call('GET', KEYS[4])
+  if stored and stored ~= ARGV[9] then
+    local state = cjson.decode(stored)
+    if state.h ~= ARGV[7] then return {'reused'} end
+    if state.s then return {'replay', stored} end
+    if state.u then return {'verify', stored} end
+    return {'busy'}
+  end
+  fresh = not stored
+end
+
+if ARGV[11] ~= '' then
+  for i = 5, 6 do
+    local count = redis.call('INCR', KEYS[i])
+    if count == 1 then redis.call('PEXPIRE', KEYS[i], 2 * tonumber(ARGV[10])) end
+    if count > tonumber(ARGV[i + 6]) then return {'rate_limited', i - 4} end
+  end
+end
+
+local function final(answer, state)
+  if keyed then redis.call('SET', KEYS[4], state, 'PX', ARGV[13]) end
+  return {answer}
+end
+
+local gate = redis.call('HMGET', KEYS[1], 'available', 'starts_ms', 'ends_ms', 'per_user_limit', 'run_id')
+if not gate[1] or gate[5] ~= ARGV[6] then return {'gate_missing'} end
+local available = tonumber(gate[1])
+local now = tonumber(ARGV[3])
+local quantity = tonumber(ARGV[2])
+if now < tonumber(gate[2]) then return final('not_started', ARGV[15]) end
+if now >= tonumber(gate[3]) then return final('ended', ARGV[16]) end
+local held = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+local askPostgres = (keyed and fresh and held > 0) and 1 or 0
+if available < quantity then
+  if askPostgres == 0 and keyed then redis.call('SET', KEYS[4], ARGV[14], 'PX', ARGV[13]) end
+  return {'sold_out', available, askPostgres}
+end
+if held + quantity > tonumber(gate[4]) then return {'per_user_limit', available, askPostgres} end
+redis.call('HINCRBY', KEYS[1], 'available', -quantity)
+redis.call('HINCRBY', KEYS[2], ARGV[1], quantity)
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
+if keyed then
+  redis.call('SET', KEYS[4], cjson.encode({h = ARGV[7], t = ARGV[4]}), 'PX', ARGV[8])
+end
+return {'admitted', available - quantity}
