@@ -1,6 +1,6 @@
 import type { PoolClient } from 'pg'
 import type { StockStrategyName } from '../config.js'
-import { abortStatement, PG, pgErrorCode, statementAbortOf, type Queryable } from '../db/transaction.js'
+import { PG, pgErrorCode, type Queryable } from '../db/transaction.js'
 import { OutOfStockError, SoldOutError, StockConflictError, type AppError } from '../errors.js'
 import { retryStockConflicts, type RetryHooks, type RetryPolicy } from './stock-retry.js'
 
@@ -35,11 +35,6 @@ export interface StockLine {
   /** The stock row's key: a product id in `inventory`, a sale id in `flash_sale_stock`. */
   id: number
   quantity: number
-  /**
-   * The row's version as the transaction already read it (the sale purchase's statement returns it):
-   * the optimistic strategy's first UPDATE guards on it instead of reading the row again.
-   */
-  seenVersion?: number
 }
 
 /** The strategies that decide in Postgres alone: every one but redis-gate. */
@@ -172,11 +167,11 @@ function pessimistic(options: RowStrategyOptions): RowStrategy {
 
 // Concurrency: optimistic lock. Read the row's version, then write only if nobody changed the row
 // since: `version = $3` is the guard. Without it two buyers both read available = 1 and both succeed.
-// Where the transaction has read the versions already (seenVersion: the sale purchase's statement), the
-// guarded UPDATEs go with COMMIT in one round trip, and a guard that matches no row aborts the
-// transaction (abortStatement): the whole transaction runs again after a short backoff, on a fresh
-// snapshot. Otherwise (a cart's products) a lost race costs a re-read and a new UPDATE inside the same
-// transaction: the UPDATE that matched no row holds no lock, and what the transaction did stays done.
+// A lost race costs a re-read and a new UPDATE inside the same transaction, after a short backoff: the
+// UPDATE that matched no row holds no lock, and what the transaction did before it stays done. (Sending
+// the guarded UPDATE with COMMIT and running the whole transaction again on a miss was measured on one
+// hot row: the read and the write lie a round trip apart, nearly every attempt lost, and a flash sale
+// sold at less than half the rate: docs/benchmarks.md.)
 function optimistic(options: RowStrategyOptions): RowStrategy {
   const reserveLine = async (tx: PoolClient, stock: StockTable, line: StockLine) => {
     const { rows } = await tx.query<{ available: number; version: number }>({
@@ -198,42 +193,13 @@ function optimistic(options: RowStrategyOptions): RowStrategy {
   return {
     name: 'optimistic',
     async reserveLast(tx, stock, lines) {
-      if (lines.every((line) => line.seenVersion !== undefined)) return guardedDecrementsOf(stock, lines)
       for (const line of inKeyOrder(lines)) {
         await retryStockConflicts(options.retry, () => reserveLine(tx, stock, line), options.hooks)
       }
       return null
     },
-    // Only the guard's abort retries the whole transaction; a conflict left after the in-transaction
-    // retries (a cart's lines) is the answer.
-    run: (_stock, transaction) =>
-      retryStockConflicts(options.retry, transaction, options.hooks, isGuardAbort).catch((err: unknown) => {
-        const id = statementAbortOf(err, STOCK_CONFLICT)
-        throw id === null ? err : new StockConflictError(Number(id))
-      }),
+    run: (_stock, transaction) => transaction(),
   }
-}
-
-const STOCK_CONFLICT = 'stock conflict on'
-const isGuardAbort = (err: unknown) => statementAbortOf(err, STOCK_CONFLICT) !== null
-
-/**
- * The optimistic reservation as plain SQL for withTransactionEndingIn: per line, in key order, the
- * version-guarded UPDATE, and an abort when it matched no row (its version moved, or its units went),
- * so COMMIT then commits nothing. Numbers written in, checked to be integers, like decrementsOf.
- */
-function guardedDecrementsOf(stock: StockTable, lines: StockLine[]): string {
-  return inKeyOrder(lines)
-    .map(({ id, quantity, seenVersion }) => {
-      checkedLine(id, quantity)
-      if (!Number.isSafeInteger(seenVersion)) throw new Error(`not a version: ${seenVersion}`)
-      return `WITH taken AS (
-          UPDATE ${stock.table} SET available = available - ${quantity}, reserved = reserved + ${quantity},
-                 version = version + 1
-           WHERE ${stock.key} = ${id} AND version = ${seenVersion} AND available >= ${quantity} RETURNING 1)
-        SELECT CASE WHEN EXISTS (SELECT 1 FROM taken) THEN 1 ELSE ${abortStatement(`${STOCK_CONFLICT} ${id}`)} END`
-    })
-    .join(';\n')
 }
 
 export function rowStrategy(name: RowStrategyName, options: RowStrategyOptions): RowStrategy {

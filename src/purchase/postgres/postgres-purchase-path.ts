@@ -80,7 +80,7 @@ export function createPostgresPurchasePath(deps: {
     rows.run(SALE_STOCK, () =>
       withTransactionEndingIn(db.primary, async (tx) => {
         const created = orderOrThrow(await purchaseSaleOrder(tx, purchase, false), original)
-        const line = { id: purchase.saleId, quantity: purchase.quantity, seenVersion: created.version }
+        const line = { id: purchase.saleId, quantity: purchase.quantity }
         return { last: await rows.reserveLast(tx, SALE_STOCK, [line]), result: created }
       }),
     )
