@@ -4,6 +4,7 @@ import {
   type AppError,
   IdempotencyKeyInUseError,
   IdempotencyKeyReusedError,
+  IdempotentReplayError,
   NotFoundError,
   PerUserLimitError,
   RateLimitedError,
@@ -16,6 +17,7 @@ import {
   KEEP_MS,
   LOCK_TTL_MS,
   savedAnswer,
+  savedAnswerOr,
   type IdempotentRequest,
 } from '../../idempotency/idempotency.js'
 import type { Log } from '../../log.js'
@@ -164,13 +166,19 @@ export function createGatePurchasePath(deps: {
             // Concurrency: a keyed buyer who holds units of this sale while Redis has no record of its
             // key may be retrying a purchase whose record Redis lost (evicted, flushed, a failover):
             // Postgres' saved answer is replayed, never the refusal, which would hide the order.
-            if (admission.askPostgres) {
-              const saved = await answerFromPostgres(saleId, request!)
-              if (saved) return { replay: saved }
-            }
-            if (admission.outcome === 'per_user_limit') throw new PerUserLimitError()
-            if (admission.available === 0) soldOut.remember(saleId)
-            throw new SoldOutError(saleId)
+            // A committed order's answer is all this looks for, so one indexed read does (not the wait
+            // for writers a 5xx's unknown outcome needs): in a stampede most refused buyers who already
+            // hold units ask here with a new key, and the wait cost each of them a transaction.
+            const refusal =
+              admission.outcome === 'per_user_limit' ? new PerUserLimitError() : new SoldOutError(saleId)
+            if (admission.outcome === 'sold_out' && admission.available === 0) soldOut.remember(saleId)
+            if (!admission.askPostgres) throw refusal
+            const answer = await savedAnswerOr(db.primary, request, refusal)
+            if (!(answer instanceof IdempotentReplayError)) throw answer
+            const saved = { status: answer.storedStatus, body: answer.storedBody }
+            const state = finishedState(request!, '', saved.status, JSON.stringify(saved.body))
+            await gate.recordAnswer(saleId, request!, state, KEEP_MS).catch(() => undefined)
+            return { replay: saved }
           }
           case 'gate_missing':
             throw new SaleUnavailableError()
