@@ -12,7 +12,7 @@ export type PurchaseAnswer = { order: Order } | { replay: StoredAnswer }
 
 /**
  * The flash-sale purchase, one story from the buyer's request to the answer. The stock decision and
- * the order's write are the path's, which src/app.ts chose once (./purchase-path.ts): the Redis gate
+ * the order's write are the path's, which src/purchase-wiring.ts chose once (./purchase-path.ts): the Redis gate
  * with batched writes (./gate/), or a Postgres row strategy (./postgres/).
  */
 export function createPurchases(deps: {

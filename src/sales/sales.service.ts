@@ -48,7 +48,7 @@ export const SALE_AVAILABLE_CACHE: CachePolicy = { l1TtlMs: 250, l2: false, nega
 export const SALE_LIST_SIZE = 200
 
 /**
- * What a sale asks of the purchase path that src/app.ts chose (src/purchase/purchase-path.ts extends
+ * What a sale asks of the purchase path that src/purchase-wiring.ts chose (src/purchase/purchase-path.ts extends
  * it): its count, its in-flight units, and the word that a sale was created. Declared here so that
  * sales/ needs nothing of purchase/, which sits above it.
  */
