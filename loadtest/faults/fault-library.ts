@@ -136,12 +136,12 @@ export function createFaultLibrary(o: FaultLibraryOptions) {
         await sleep(50)
         up = await live()
       }
-      if (options.notAfterMs !== undefined && o.elapsedMs() > options.notAfterMs) return null
       const instance = up[Math.floor(o.random() * up.length)]!
       const victim = (await o.handles.appProcesses()).find(
         (p) => p.name === 'api' && p.instance === instance && p.pid > 0,
       )
       if (!victim) throw new Error(`api worker ${instance} has no process`)
+      if (options.notAfterMs !== undefined && o.elapsedMs() > options.notAfterMs) return null
       process.kill(victim.pid, 'SIGKILL')
       note(`SIGKILL api worker ${instance} (pid ${victim.pid})`)
       return victim.pid
