@@ -52,7 +52,7 @@ export const LOCK_TTL_MS = 30_000
  */
 export const UNKNOWN_TTL_MS = 10 * 60_000
 /** How often one request checks Postgres for a key whose unknown state keeps changing under it. */
-const VERIFY_ROUNDS = 3
+export const VERIFY_ROUNDS = 3
 /** How long a finished answer is replayed. */
 export const KEEP_MS = 24 * 3600 * 1000
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/

@@ -16,6 +16,7 @@ import {
   finishedState,
   KEEP_MS,
   LOCK_TTL_MS,
+  VERIFY_ROUNDS,
   savedAnswer,
   savedAnswerOr,
   type IdempotentRequest,
@@ -30,8 +31,6 @@ import type { Admission, GateRequest, StockGate } from './stock-gate.js'
 
 /** How long a worker answers SOLD_OUT from memory after the gate said so. */
 const SOLD_OUT_MEMO_MS = 250
-/** How often one request checks Postgres for a key whose unknown state keeps changing under it. */
-const VERIFY_ROUNDS = 3
 
 /**
  * The redis-gate strategy. One Lua script in Redis (gate-purchase.lua) decides a purchase: its
@@ -84,9 +83,27 @@ export function createGatePurchasePath(deps: {
     throw new SaleUnavailableError()
   }
 
-  /** The state a final refusal leaves under the key, as the error handler would send it. */
-  const refusalState = (request: IdempotentRequest, error: AppError) =>
-    finishedState(request, '', error.statusCode, JSON.stringify({ code: error.code, message: error.message }))
+  // A final refusal's status and body (as the error handler sends them) are the same for every buyer of
+  // a sale: made once per sale on this worker, not three errors and three JSON texts per purchase.
+  const refusalBodies = new Map<number, { status: number; body: string }[]>()
+  function refusalsOf(saleId: number, request: IdempotentRequest) {
+    let bodies = refusalBodies.get(saleId)
+    if (!bodies) {
+      bodies = [
+        new SoldOutError(saleId),
+        new SaleNotActiveError(saleId, 'upcoming'),
+        new SaleNotActiveError(saleId, 'ended'),
+      ].map((error: AppError) => ({
+        status: error.statusCode,
+        body: JSON.stringify({ code: error.code, message: error.message }),
+      }))
+      refusalBodies.set(saleId, bodies)
+    }
+    const [soldOut, notStarted, ended] = bodies.map(({ status, body }) =>
+      finishedState(request, '', status, body),
+    )
+    return { soldOut: soldOut!, notStarted: notStarted!, ended: ended! }
+  }
 
   /**
    * Postgres' saved answer for a key Redis does not know (it forgot it, or the attempt ended 5xx),
@@ -112,6 +129,7 @@ export function createGatePurchasePath(deps: {
       // (and every waiting buyer's latency, and the tokens held) grows without bound while Postgres lags.
       if (batcher.queued >= config.ORDER_QUEUE_MAX) throw new SaleUnavailableError()
       const request = key.parsed()
+      const refusals = request && refusalsOf(saleId, request)
       let verified: string | undefined
       for (let round = 0; round < VERIFY_ROUNDS; round++) {
         const admission = await decideFenced({
@@ -129,11 +147,7 @@ export function createGatePurchasePath(deps: {
               lockMs: LOCK_TTL_MS,
               keepMs: KEEP_MS,
               verified,
-              refusals: {
-                soldOut: refusalState(request, new SoldOutError(saleId)),
-                notStarted: refusalState(request, new SaleNotActiveError(saleId, 'upcoming')),
-                ended: refusalState(request, new SaleNotActiveError(saleId, 'ended')),
-              },
+              refusals: refusals!,
             },
           }),
         })
