@@ -124,10 +124,20 @@ export async function waitForStreaming(s: PostgresSetup, timeoutMs = 30_000): Pr
         return rowCount === 1
       },
       timeoutMs,
-    )
+    ).catch((err: Error) => {
+      // The replica's own log says why (a WAL position the primary no longer has, a refused login ...).
+      throw new Error(`${err.message}; the replica's log ends with:\n${logTail(s, 'replica', 15)}`)
+    })
   } finally {
     await client.end()
   }
+}
+
+/** The last `lines` lines of a cluster's server log, or a note that it has none. */
+export function logTail(s: PostgresSetup, role: Role, lines: number): string {
+  const file = path.join(s.paths.logs, `${role}.log`)
+  if (!existsSync(file)) return `(no ${file})`
+  return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n')
 }
 
 /** Stops a cluster the way a crash would (`pg_ctl -m immediate`): no checkpoint, recovery at the next start. */
