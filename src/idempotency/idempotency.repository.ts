@@ -143,12 +143,3 @@ export async function deleteExpiredKeys(db: Queryable, limit: number): Promise<n
   )
   return rowCount ?? 0
 }
-
-/** Deletes the records of these keys (inside the transaction that saved them: their request had no effect). */
-export async function deleteResponses(tx: Queryable, scopes: KeyScope[]): Promise<void> {
-  await tx.query(
-    `DELETE FROM idempotency_keys k USING unnest($1::uuid[], $2::text[]) AS r (u, kk)
-      WHERE k.user_id = r.u AND k.key = r.kk`,
-    [scopes.map((s) => s.userId), scopes.map((s) => s.key)],
-  )
-}

@@ -12,7 +12,6 @@ import {
 } from '../errors.js'
 import { defineScripts } from '../redis/scripts.js'
 import {
-  deleteResponses,
   findResponseAfterWriters,
   findSavedResponse,
   insertResponsesIfAbsent,
@@ -127,11 +126,6 @@ export async function savedAnswerOr(
 ): Promise<AppError> {
   const saved = request && (await findSavedResponse(db, request))
   return saved ? replayOrReuseError(request, saved) : refusal
-}
-
-/** Drops saved responses again, inside the same transaction: their request ended without an effect. */
-export async function forgetResponses(tx: Queryable, requests: IdempotentRequest[]): Promise<void> {
-  if (requests.length > 0) await deleteResponses(tx, requests)
 }
 
 declare module 'ioredis' {

@@ -19,7 +19,7 @@ import { isCommit, loseNextCommit } from '../../test/support/lost-commit.js'
 import { createGatePurchasePath } from '../purchase/gate/gate-purchase-path.js'
 import { createStockGate, type StockGate } from '../purchase/gate/stock-gate.js'
 import { createPostgresPurchasePath } from '../purchase/postgres/postgres-purchase-path.js'
-import { WHOLE_PURCHASE_STATEMENT } from '../purchase/postgres/sale-purchase.repository.js'
+import { WRITE_SALE_ORDERS_STATEMENT } from '../purchase/sale-orders.repository.js'
 import { retryPolicyOf } from '../stock/stock-retry.js'
 import { rowStrategy } from '../stock/stock.repository.js'
 import { idempotentRequest } from './idempotency.js'
@@ -244,7 +244,9 @@ describe('Idempotency-Key after a lost COMMIT answer', () => {
           app.db.primary,
           observer,
           'committed',
-          (query) => isCommit(query) || (query as { name?: string }).name === WHOLE_PURCHASE_STATEMENT,
+          (query) =>
+            isCommit(query) ||
+            (strategy === 'atomic' && (query as { name?: string }).name === WRITE_SALE_ORDERS_STATEMENT),
         )
         const first = await purchase(app, buyer, saleId, key)
         await cut
@@ -276,7 +278,7 @@ describe('Idempotency-Key after a lost COMMIT answer', () => {
         await holder.query('SELECT 1 FROM flash_sale_stock WHERE sale_id = $1 FOR UPDATE', [saleId])
         const firstAnswer = purchase(app, buyer, saleId, key)
         // (pg_stat_activity keeps the first 1 kB of a query: the statement's start.)
-        const pid = await waitingBackend('%WITH sale AS (%')
+        const pid = await waitingBackend('%WITH buyer AS (%')
         // The connection breaks on the client's side; the server, blocked on the lock, does not notice.
         const client = clients.find((c) => (c as unknown as { processID: number }).processID === pid)!
         ;(client as unknown as { connection: { stream: Socket } }).connection.stream.destroy()

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { waitFor } from '../../scripts/stack/process.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   buildTestApp,
@@ -61,15 +62,18 @@ describe('expiry sweeper', () => {
     await Promise.all(
       apps.map(async (app) => [await sweep(app), await sweep(app), await sweep(app), await sweep(app)]),
     )
-    // The test stack's own jobs process may sweep some of these too; what matters is that every order
-    // is expired and its stock released exactly once, whichever sweeper did it.
+    // The test stack's own jobs process may sweep some of these too, and may still be committing them
+    // when ours are done (ours skip the rows it holds): wait until every order is expired, whichever
+    // sweeper did it. What matters is that each one's stock was released exactly once.
+    await waitFor('every order to be expired', async () => {
+      const { rows } = await apps[0]!.db.primary.query<{ status: string }>(
+        'SELECT status FROM orders WHERE id = ANY($1::uuid[])',
+        [orders.map((o) => o.id)],
+      )
+      return rows.length === orders.length && rows.every((r) => r.status === 'expired')
+    })
     // Released twice, available would be 80 and break the stock-conservation CHECK; here it is exact.
     expect(await stockOf(apps[0]!, productId)).toEqual({ onHand: 40, available: 40, reserved: 0, sold: 0 })
-    const { rows } = await apps[0]!.db.primary.query<{ status: string }>(
-      'SELECT status FROM orders WHERE id = ANY($1::uuid[])',
-      [orders.map((o) => o.id)],
-    )
-    expect(rows.map((r) => r.status)).toEqual(orders.map(() => 'expired'))
     await sweep(apps[0]!)
     expect(await stockOf(apps[0]!, productId)).toEqual({ onHand: 40, available: 40, reserved: 0, sold: 0 })
   })

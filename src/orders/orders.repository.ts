@@ -80,56 +80,6 @@ export async function insertReservedOrder(tx: Queryable, order: NewOrder): Promi
   })
 }
 
-/** The fixed facts of a flash sale that its orders copy: product and price. */
-export interface SaleTerms {
-  saleId: number
-  productId: number
-  unitPriceCents: number
-}
-
-/** A sale order as a purchase writes it: its id and times are decided before the write. */
-export interface NewSaleOrder {
-  id: string
-  userId: string
-  quantity: number
-  expiresAt: string
-  createdAt: string
-  /** The gate's token on the gate path; null on the Postgres path. */
-  reservationToken: string | null
-}
-
-/** One statement for a sale's orders (one, or a whole batch) and their items, at the sale's (server) price. */
-export async function insertSaleOrders(
-  tx: Queryable,
-  sale: SaleTerms,
-  orders: NewSaleOrder[],
-): Promise<void> {
-  // A prepared statement (named): every purchase runs it.
-  await tx.query({
-    name: 'insert-sale-orders',
-    text: `WITH o AS (
-       INSERT INTO orders (id, user_id, sale_id, status, total_cents, expires_at, created_at, updated_at, reservation_token)
-       SELECT id, u, $1, 'reserved', q * $3, e, c, c, t
-         FROM unnest($4::uuid[], $5::uuid[], $6::int[], $7::timestamptz[], $8::timestamptz[], $9::text[])
-           AS x (id, u, q, e, c, t)
-       RETURNING id
-     )
-     INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents)
-     SELECT x.id, $2, x.q, $3 FROM unnest($4::uuid[], $6::int[]) AS x (id, q)`,
-    values: [
-      sale.saleId,
-      sale.productId,
-      sale.unitPriceCents,
-      orders.map((o) => o.id),
-      orders.map((o) => o.userId),
-      orders.map((o) => o.quantity),
-      orders.map((o) => o.expiresAt),
-      orders.map((o) => o.createdAt),
-      orders.map((o) => o.reservationToken),
-    ],
-  })
-}
-
 // Concurrency: every status change is a conditional UPDATE `WHERE status = 'reserved'`, the rule of
 // canTransition (order.ts) held in the database, where concurrent callers meet. Payment,
 // cancellation and the expiry sweeper may all race for the same order; exactly one of them matches

@@ -2,6 +2,7 @@ import type { StockStrategyName } from '../config.js'
 import type { AppError } from '../errors.js'
 import type { IdempotentRequest } from '../idempotency/idempotency.js'
 import type { Order } from '../orders/order.js'
+import type { StoredSale } from '../sales/sale.js'
 import type { SaleStock } from '../sales/sales.service.js'
 
 /** An answer stored under an Idempotency-Key, sent again as it was. */
@@ -104,3 +105,59 @@ export async function takeKeyThenCountLimits(
   const { userId, saleId, quantity } = request
   return { userId, saleId, quantity, idempotency: request.key.taken }
 }
+
+// What both paths keep per worker, each bounded: the sales it found sold out a moment ago, and the
+// terms of the sales it sold from.
+
+/** How many sales a worker keeps in each memory; the one kept longest goes first. */
+const MAX_SALES_KEPT = 10_000
+
+/**
+ * Remembers, per worker, that a sale was found sold out, for `ttlMs`: by the gate (./gate/) or by
+ * Postgres (./postgres/). Most of a stampede's requests arrive after the last unit is gone; with the
+ * memo a worker answers them without asking Redis or opening a transaction. A unit released
+ * meanwhile (a cancelled order) is offered again at most `ttlMs` later; like a sale page's count, the
+ * answer may be that old, and it can never oversell. Pure: no I/O, no metrics.
+ */
+export function createSoldOutMemo(ttlMs: number, now: () => number = Date.now) {
+  const soldOutUntil = new Map<number, number>()
+  return {
+    remember(saleId: number): void {
+      soldOutUntil.delete(saleId)
+      if (soldOutUntil.size >= MAX_SALES_KEPT) soldOutUntil.delete(soldOutUntil.keys().next().value!)
+      soldOutUntil.set(saleId, now() + ttlMs)
+    },
+    knows(saleId: number): boolean {
+      return (soldOutUntil.get(saleId) ?? 0) > now()
+    },
+  }
+}
+
+/**
+ * A sale's terms (price, product, per-user limit) as the orders are written with them. They never
+ * change once the sale is created, so each worker reads them once per sale; its window and units are
+ * the statement's to check, by Postgres' clock and in Postgres' rows.
+ * Concurrency: one lookup per sale and worker at a time (single flight): a stampede's first buyers all
+ * wait for the same read instead of taking a pooled connection each. Only a sale that was found is
+ * kept; a lookup that failed (a Postgres blip) or found nothing is forgotten as it settles, and the next
+ * purchase asks again. Kept, it would fail that sale on this worker until the worker restarted.
+ */
+export function createSaleTerms(read: (saleId: number) => Promise<StoredSale | undefined>) {
+  const known = new Map<number, Promise<StoredSale | undefined>>()
+  return {
+    of(saleId: number): Promise<StoredSale | undefined> {
+      const cached = known.get(saleId)
+      if (cached) return cached
+      const lookup = read(saleId)
+      if (known.size >= MAX_SALES_KEPT) known.delete(known.keys().next().value!)
+      known.set(saleId, lookup)
+      const forget = () => {
+        if (known.get(saleId) === lookup) known.delete(saleId)
+      }
+      lookup.then((sale) => (sale ? undefined : forget()), forget)
+      return lookup
+    },
+  }
+}
+
+export type SaleTerms = ReturnType<typeof createSaleTerms>

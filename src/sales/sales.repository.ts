@@ -132,35 +132,10 @@ export async function lockSaleForGate(
 }
 
 /**
- * Adds units to each user's holding in the sale, but only where the total stays within the limit.
- * Returns the users whose units were added; the others are over their limit.
- * Concurrency: the limit is checked by the same statement that raises the count (ON CONFLICT ...
- * WHERE), so parallel purchases by one user cannot each see room for one more.
- */
-export async function addUserUnitsWithinLimit(
-  tx: Queryable,
-  saleId: number,
-  limit: number,
-  units: { userId: string; quantity: number }[],
-): Promise<Set<string>> {
-  // A prepared statement (named): every purchase runs it.
-  const { rows } = await tx.query<{ user_id: string }>({
-    name: 'add-user-units-within-limit',
-    text: `INSERT INTO sale_user_units (sale_id, user_id, units)
-     SELECT $1, u, q FROM unnest($2::uuid[], $3::int[]) AS t (u, q) WHERE q <= $4 ORDER BY u
-     ON CONFLICT (sale_id, user_id) DO UPDATE SET units = sale_user_units.units + excluded.units
-       WHERE sale_user_units.units + excluded.units <= $4
-     RETURNING user_id`,
-    values: [saleId, units.map((u) => u.userId), units.map((u) => u.quantity), limit],
-  })
-  return new Set(rows.map((row) => row.user_id))
-}
-
-/**
  * Lowers users' units in sales when their orders are cancelled or expire, inside the release's
  * transaction: one statement for the whole release, summed per (sale, user).
  * Concurrency: the rows are locked in (sale, user) order first (the ORDER BY ... FOR UPDATE), the
- * order in which a batch raises them (addUserUnitsWithinLimit), so two releasers, or a release and
+ * order in which a purchase raises them (src/purchase/sale-orders.repository.ts), so two releasers, or a release and
  * a batch sharing users, cannot deadlock.
  */
 export async function releaseUserUnits(

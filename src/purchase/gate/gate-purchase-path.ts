@@ -26,7 +26,7 @@ import type { Metrics } from '../../metrics.js'
 import type { PurchasePath, PurchaseRequest, StoredAnswer } from '../purchase-path.js'
 import { rebuildGateFromPostgres } from './gate-rebuild.js'
 import { createOrderBatcher } from './order-batcher.js'
-import { createSoldOutMemo } from '../sold-out-memo.js'
+import { createSoldOutMemo } from '../purchase-path.js'
 import type { Admission, GateRequest, StockGate } from './stock-gate.js'
 
 /** How long a worker answers SOLD_OUT from memory after the gate said so. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { createSoldOutMemo } from '../sold-out-memo.js'
+import { createSoldOutMemo } from '../purchase-path.js'
 import { parseToken } from './stock-gate.js'
 
 describe('reservation tokens', () => {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { Db } from '../../db/pool.js'
-import { PG, pgErrorCode, withTransactionEndingInReturning } from '../../db/transaction.js'
+import { PG, pgErrorCode, statementAbortOf, withTransactionEndingInReturning } from '../../db/transaction.js'
 import {
   type AppError,
   CommitOutcomeUnknownError,
@@ -19,7 +19,6 @@ import {
 import { scopeId } from '../../idempotency/idempotency.repository.js'
 import type { Metrics } from '../../metrics.js'
 import type { Order } from '../../orders/order.js'
-import type { StoredSale } from '../../sales/sale.js'
 import { findSale } from '../../sales/sales.repository.js'
 import {
   asShortage,
@@ -27,7 +26,13 @@ import {
   SALE_STOCK,
   type StockLine,
 } from '../../stock/stock.repository.js'
-import { groupBy, writeSaleOrders, type SaleBuyer } from '../sale-orders.js'
+import { createSaleTerms } from '../purchase-path.js'
+import {
+  KEY_ANSWERED_MEANWHILE,
+  writeSaleOrders,
+  type SaleBuyer,
+  type SaleOrderAnswer,
+} from '../sale-orders.repository.js'
 import { createBatchQueue } from './batch-queue.js'
 import type { KeyAnswer, StockGate } from './stock-gate.js'
 import type { Log } from '../../log.js'
@@ -93,10 +98,7 @@ export function createOrderBatcher(options: BatcherOptions) {
     maxWaitMs: options.maxWaitMs,
     maxConcurrent: options.maxConcurrent,
   })
-  // A sale's price, product and limit never change once it is created: read each once per worker.
-  // Concurrency: only a sale that was found is kept. A lookup that failed (a Postgres blip) or found
-  // nothing is asked again by the next batch; kept, it would fail that sale on this worker until restart.
-  const sales = new Map<number, StoredSale>()
+  const terms = createSaleTerms((saleId) => findSale(db.primary, saleId))
 
   function submit(purchase: AdmittedPurchase): Promise<Order> {
     return new Promise<Order>((resolve, reject) => {
@@ -110,12 +112,9 @@ export function createOrderBatcher(options: BatcherOptions) {
     })
   }
 
-  async function saleOf(saleId: number): Promise<StoredSale> {
-    const known = sales.get(saleId)
-    if (known) return known
-    const sale = await findSale(db.primary, saleId)
+  async function saleOf(saleId: number) {
+    const sale = await terms.of(saleId)
     if (!sale) throw new Error(`sale ${saleId} vanished from Postgres`)
-    sales.set(saleId, sale)
     return sale
   }
 
@@ -197,10 +196,14 @@ export function createOrderBatcher(options: BatcherOptions) {
    * timeout, a lost COMMIT answer) would break every half too: they fail that part of the batch at
    * once, and a half that committed before keeps its answers.
    */
-  async function commitIsolatingBadRows(items: Pending[]): Promise<Map<Pending, Answer>> {
+  async function commitIsolatingBadRows(items: Pending[], again = true): Promise<Map<Pending, Answer>> {
     try {
       return await commitBatch(items)
     } catch (err) {
+      // A key of the batch was answered by another request after the statement's snapshot (only after
+      // Redis forgot that key): nothing was written; once more, the statement replays that answer.
+      if (again && statementAbortOf(err, KEY_ANSWERED_MEANWHILE) !== null)
+        return commitIsolatingBadRows(items, false)
       const shortage = asShortage(err, SALE_STOCK)
       if (shortage instanceof SoldOutError) {
         const ahead = items.filter((p) => p.saleId === shortage.saleId)
@@ -223,14 +226,14 @@ export function createOrderBatcher(options: BatcherOptions) {
   }
 
   /**
-   * One transaction for the whole batch: per sale, in sale-id order, the shared writer's idempotency
-   * records, per-user units and one multi-row INSERT of the orders and their items; last, one UPDATE
-   * per sale for its sum, sent with COMMIT in one round trip, which returns each row's new version.
+   * One transaction for the whole batch: per sale, in sale-id order, the shared writer's one statement
+   * (the keys' answers, the per-user units, the orders and their items); last, one UPDATE per sale for
+   * its sum, sent with COMMIT in one round trip, which returns each row's new version.
    */
   async function commitBatch(items: Pending[]): Promise<Map<Pending, Answer>> {
     const bySale = [...groupBy(items, (p) => p.saleId)].sort(([a], [b]) => a - b)
     const saleRows = await Promise.all(bySale.map(([saleId]) => saleOf(saleId)))
-    const written = new Map<Pending, { order: Order } | { error: AppError }>()
+    const written = new Map<Pending, SaleOrderAnswer>()
     const { firsts, repeats } = splitRepeatedKeys(items)
     const { rows } = await withTransactionEndingInReturning<StockLine[], { id: string; version: number }>(
       db.primary,
@@ -238,7 +241,10 @@ export function createOrderBatcher(options: BatcherOptions) {
         const lines: StockLine[] = []
         for (const [i, [, own]] of bySale.entries()) {
           const buyers = own.filter((p) => firsts.has(p))
-          const answers = await writeSaleOrders(tx, saleRows[i]!, buyers, options.reservationTtlSeconds)
+          const answers = await writeSaleOrders(tx, saleRows[i]!, buyers, {
+            ttlSeconds: options.reservationTtlSeconds,
+            stock: 'none',
+          })
           for (const [p, answer] of answers) written.set(p, answer)
           const units = buyers.reduce((sum, p) => sum + ('order' in answers.get(p)! ? p.quantity : 0), 0)
           if (units > 0) lines.push({ id: saleRows[i]!.id, quantity: units })
@@ -326,3 +332,13 @@ function keyAnswer(p: Pending, answer: Answer): KeyAnswer {
 }
 
 export type OrderBatcher = ReturnType<typeof createOrderBatcher>
+
+function groupBy<T, K>(values: T[], keyOf: (value: T) => K): Map<K, T[]> {
+  const groups = new Map<K, T[]>()
+  for (const value of values) {
+    const group = groups.get(keyOf(value))
+    if (group) group.push(value)
+    else groups.set(keyOf(value), [value])
+  }
+  return groups
+}

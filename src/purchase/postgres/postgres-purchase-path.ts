@@ -2,36 +2,35 @@ import { randomUUID } from 'node:crypto'
 import type { Config } from '../../config.js'
 import type { Db } from '../../db/pool.js'
 import { inAutocommit, statementAbortOf, withTransactionEndingIn } from '../../db/transaction.js'
-import {
-  NotFoundError,
-  PerUserLimitError,
-  SaleNotActiveError,
-  SoldOutError,
-  type AppError,
-} from '../../errors.js'
-import { replayOrReuseError, savedAnswerOr, type IdempotentRequest } from '../../idempotency/idempotency.js'
-import { orderNumberOf, type Order } from '../../orders/order.js'
+import { NotFoundError, SoldOutError, type AppError } from '../../errors.js'
+import { savedAnswerOr, type IdempotentRequest } from '../../idempotency/idempotency.js'
+import type { Order } from '../../orders/order.js'
+import type { StoredSale } from '../../sales/sale.js'
 import { findSale } from '../../sales/sales.repository.js'
 import { SALE_STOCK, type RowStrategy } from '../../stock/stock.repository.js'
-import { takeKeyThenCountLimits, type Purchase, type PurchasePath } from '../purchase-path.js'
-import { createSoldOutMemo } from '../sold-out-memo.js'
+import {
+  createSaleTerms,
+  createSoldOutMemo,
+  takeKeyThenCountLimits,
+  type PurchasePath,
+} from '../purchase-path.js'
 import {
   KEY_ANSWERED_MEANWHILE,
-  purchaseSaleOrder,
-  type SalePurchase,
-  type SalePurchaseOutcome,
-} from './sale-purchase.repository.js'
+  writeSaleOrders,
+  type SaleBuyer,
+  type SaleOrderAnswer,
+} from '../sale-orders.repository.js'
 
 /** How long a worker answers SOLD_OUT from memory after Postgres said so. */
 const SOLD_OUT_MEMO_MS = 250
 
 /**
- * A flash-sale purchase decided in Postgres alone. One statement (./sale-purchase.repository.ts) checks
- * the sale and the key's saved answer, raises the per-user units within the limit, inserts the order and
- * saves its answer, all or nothing. The atomic strategy puts the stock decrement in that same statement:
- * one round trip, in autocommit. Pessimistic and optimistic run it inside a transaction and reserve the
- * sale row after it, as late as they can (the row strategy, src/stock/stock.repository.ts), the
- * decrement going with COMMIT where the strategy allows. A COMMIT whose answer is lost is
+ * A flash-sale purchase decided in Postgres alone. The shared writer's one statement (../sale-orders.repository.ts)
+ * checks the sale and the key's saved answer, raises the per-user units within the limit, inserts the
+ * order and saves its answer, all or nothing. The atomic strategy puts the stock decrement in that same
+ * statement: one round trip, in autocommit. Pessimistic and optimistic run it inside a transaction and
+ * reserve the sale row after it, as late as they can (the row strategy, src/stock/stock.repository.ts),
+ * the decrement going with COMMIT where the strategy allows. A COMMIT whose answer is lost is
  * CommitOutcomeUnknownError (503): the order and its saved answer committed together or not at all, so a
  * retry with the same key gets the order if it exists and runs afresh if not.
  */
@@ -42,58 +41,47 @@ export function createPostgresPurchasePath(deps: {
 }): PurchasePath {
   const { db, rows, config } = deps
   const soldOut = createSoldOutMemo(SOLD_OUT_MEMO_MS)
+  const terms = createSaleTerms((saleId) => findSale(db.primary, saleId))
+  const ttlSeconds = config.RESERVATION_TTL_SECONDS
 
-  /** The statement's refusals and replays as the errors they answer with; a created order as itself. */
-  function orderOrThrow(
-    outcome: SalePurchaseOutcome,
-    purchase: Purchase,
-  ): Extract<SalePurchaseOutcome, { outcome: 'created' }> {
-    const { saleId, idempotency } = purchase
-    switch (outcome.outcome) {
-      case 'created':
-        return outcome
-      case 'replay':
-        throw replayOrReuseError(idempotency!, outcome.saved)
-      case 'no_sale':
-        throw new NotFoundError(`sale ${saleId}`)
-      case 'upcoming':
-      case 'ended':
-        throw new SaleNotActiveError(saleId, outcome.outcome)
-      case 'sold_out':
-        throw new SoldOutError(saleId)
-      case 'per_user_limit':
-        throw new PerUserLimitError()
-    }
+  /** The written order, or the statement's refusal or replay thrown. */
+  async function written(write: Promise<Map<SaleBuyer, SaleOrderAnswer>>): Promise<Order> {
+    const answer = [...(await write).values()][0]!
+    if ('error' in answer) throw answer.error
+    return answer.order
   }
 
   /** The atomic strategy: the whole purchase in one prepared statement, no transaction around it. */
-  const inOneStatement = async (purchase: SalePurchase, original: Purchase) =>
-    orderOrThrow(
-      await rows.run(SALE_STOCK, () =>
-        inAutocommit(db.primary, (client) => purchaseSaleOrder(client, purchase, true)),
+  const inOneStatement = (sale: StoredSale, buyer: SaleBuyer) =>
+    // The refusal is thrown once the statement has answered: in autocommit, an error thrown inside
+    // would read as a COMMIT whose outcome is unknown.
+    written(
+      rows.run(SALE_STOCK, () =>
+        inAutocommit(db.primary, (client) =>
+          writeSaleOrders(client, sale, [buyer], { ttlSeconds, stock: 'decrement' }),
+        ),
       ),
-      original,
     )
 
   /** Pessimistic and optimistic: the same statement without the stock, then the strategy's reservation. */
-  const inTransaction = (purchase: SalePurchase, original: Purchase) =>
+  const inTransaction = (sale: StoredSale, buyer: SaleBuyer) =>
     rows.run(SALE_STOCK, () =>
       withTransactionEndingIn(db.primary, async (tx) => {
-        const created = orderOrThrow(await purchaseSaleOrder(tx, purchase, false), original)
-        const line = { id: purchase.saleId, quantity: purchase.quantity }
-        return { last: await rows.reserveLast(tx, SALE_STOCK, [line]), result: created }
+        const order = await written(writeSaleOrders(tx, sale, [buyer], { ttlSeconds, stock: 'check' }))
+        const line = { id: sale.id, quantity: buyer.quantity }
+        return { last: await rows.reserveLast(tx, SALE_STOCK, [line]), result: order }
       }),
     )
 
-  async function decide(purchase: SalePurchase, original: Purchase): Promise<Order> {
+  async function decide(sale: StoredSale, buyer: SaleBuyer): Promise<Order> {
     const attempt = rows.name === 'atomic' ? inOneStatement : inTransaction
     try {
-      return (await attempt(purchase, original)).order
+      return await attempt(sale, buyer)
     } catch (err) {
       // Another request saved an answer under this key after the statement's snapshot: the statement
       // aborted and nothing was written; run again, it sees that answer and replays it.
       if (statementAbortOf(err, KEY_ANSWERED_MEANWHILE) === null) throw err
-      return (await attempt(purchase, original)).order
+      return await attempt(sale, buyer)
     }
   }
 
@@ -110,23 +98,20 @@ export function createPostgresPurchasePath(deps: {
       // Concurrency: a worker that just saw the sale sold out answers from memory for SOLD_OUT_MEMO_MS,
       // without a transaction; a keyed request still asks for its saved answer (one indexed read).
       if (soldOut.knows(saleId)) throw await refuse(idempotency, new SoldOutError(saleId))
-      const orderId = randomUUID()
-      const now = Date.now()
-      const statement: SalePurchase = {
-        saleId,
+      const sale = await terms.of(saleId)
+      if (!sale) throw new NotFoundError(`sale ${saleId}`)
+      const buyer: SaleBuyer = {
+        orderId: randomUUID(),
         userId,
         quantity,
-        orderId,
-        orderNumber: orderNumberOf(orderId),
-        createdAt: new Date(now).toISOString(),
-        expiresAt: new Date(now + config.RESERVATION_TTL_SECONDS * 1000).toISOString(),
-        key: idempotency,
+        idempotency,
+        reservationToken: null,
       }
       // The statement reads the key's saved answer before any refusal of its own (and of the row
       // strategy's after it): a key that has an answer replays it, whatever the stock. Only a buyer of
       // one unit who heard SOLD_OUT knows none is left: one who asked for 2 of the last 1 must not
       // close the sale for the others.
-      return decide(statement, purchase).catch((err: unknown) => {
+      return decide(sale, buyer).catch((err: unknown) => {
         if (err instanceof SoldOutError && quantity === 1) soldOut.remember(saleId)
         throw err
       })

@@ -1,0 +1,270 @@
+import { abortStatement, type Queryable } from '../db/transaction.js'
+import {
+  NotFoundError,
+  PerUserLimitError,
+  SaleNotActiveError,
+  SoldOutError,
+  type AppError,
+} from '../errors.js'
+import { replayOrReuseError, type IdempotentRequest } from '../idempotency/idempotency.js'
+import type { StoredResponse } from '../idempotency/idempotency.repository.js'
+import { newReservedOrder, type Order } from '../orders/order.js'
+import type { StoredSale } from '../sales/sale.js'
+
+/** One buyer's order as the statement writes it: the app made its id, its times and its answer. */
+export interface SaleOrderRow {
+  orderId: string
+  userId: string
+  quantity: number
+  createdAt: string
+  expiresAt: string
+  /** The Redis gate's reservation token; null on the Postgres path. */
+  reservationToken: string | null
+  /** The order as the 201 answer carries it, saved under the key. */
+  answer: string
+  /** The Idempotency-Key whose answer is saved with the order; null without one. */
+  key: { key: string; method: string; path: string; requestHash: string } | null
+}
+
+/**
+ * What the statement does to the sale's stock row:
+ * - `decrement`: takes the written orders' units in the same statement (the atomic strategy);
+ * - `check`: reads the units in the statement's snapshot and writes nothing when too few are left
+ *   (pessimistic and optimistic, which reserve the row in their own step after it);
+ * - `none`: leaves it alone (the gate's batch, whose units the gate reserved; its UPDATE goes with COMMIT).
+ */
+export type StockStep = 'decrement' | 'check' | 'none'
+
+/** What the statement did for one buyer. */
+export type SaleOrderOutcome =
+  | { outcome: 'created' }
+  | { outcome: 'replay'; saved: StoredResponse }
+  | { outcome: 'no_sale' | 'upcoming' | 'ended' | 'sold_out' | 'per_user_limit' }
+
+/** A key was answered by another request after this statement's snapshot: run the statement again. */
+export const KEY_ANSWERED_MEANWHILE = 'key answered meanwhile'
+
+/**
+ * Every sale order, on both paths, is written by this ONE statement of chained data-modifying CTEs,
+ * for one buyer (the Postgres path) or a batch of them (the gate): the sale (existence, window by
+ * Postgres' clock, units in the snapshot), the keys' saved answers, the per-user units raised within
+ * the limit (summed per user, in user-id order), the orders and their items, the answers saved under
+ * the keys, and, for `decrement`, the stock row. A buyer whose key has an answer gets that answer
+ * replayed and nothing written; a buyer over the limit gets nothing written.
+ * Concurrency: all or nothing, in one statement. The stock row's CHECK (available >= 0) aborts the
+ * whole statement when the units went while it ran (a buyer that waited for the row lock re-reads it),
+ * and an answer saved under a key by another request meanwhile aborts it with a failing cast, so no
+ * order, units or answer commit without the others. The hot stock row is the last step: in autocommit
+ * it is held only until the statement's own commit. Per-user units are raised in user-id order, so two
+ * overlapping statements that share users lock those rows in the same order and cannot deadlock.
+ */
+const WRITE_SALE_ORDERS = `
+WITH buyer AS (
+  SELECT * FROM unnest($2::uuid[], $3::uuid[], $4::int[], $5::timestamptz[], $6::timestamptz[],
+                       $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
+    WITH ORDINALITY AS b (order_id, user_id, quantity, created_at, expires_at, token, answer,
+                          key, method, path, hash, n)
+), sale AS (
+  SELECT s.id, s.product_id, s.price_cents, s.per_user_limit, st.available,
+         CASE WHEN now() < s.starts_at THEN 'upcoming' WHEN now() >= s.ends_at THEN 'ended' END AS closed
+    FROM flash_sales s JOIN flash_sale_stock st ON st.sale_id = s.id WHERE s.id = $1
+), saved AS (
+  SELECT b.n, k.request_hash, k.response_status, k.response_body
+    FROM buyer b JOIN idempotency_keys k ON k.user_id = b.user_id AND k.key = b.key
+   WHERE k.expires_at > now() AND k.response_status IS NOT NULL
+), fresh AS (
+  SELECT b.* FROM buyer b WHERE NOT EXISTS (SELECT 1 FROM saved v WHERE v.n = b.n)
+), open AS (
+  SELECT * FROM sale
+   WHERE closed IS NULL
+     AND ($13::text = 'none' OR available >= (SELECT coalesce(sum(quantity), 0) FROM fresh))
+), units AS (
+  INSERT INTO sale_user_units (sale_id, user_id, units)
+  SELECT o.id, f.user_id, sum(f.quantity) FROM fresh f CROSS JOIN open o
+   GROUP BY o.id, o.per_user_limit, f.user_id
+  HAVING sum(f.quantity) <= o.per_user_limit
+   ORDER BY f.user_id
+  ON CONFLICT (sale_id, user_id) DO UPDATE SET units = sale_user_units.units + excluded.units
+    WHERE sale_user_units.units + excluded.units <= (SELECT per_user_limit FROM open)
+  RETURNING user_id
+), placed AS (
+  INSERT INTO orders
+    (id, user_id, sale_id, status, total_cents, expires_at, created_at, updated_at, reservation_token)
+  SELECT f.order_id, f.user_id, o.id, 'reserved', f.quantity * o.price_cents, f.expires_at,
+         f.created_at, f.created_at, f.token
+    FROM fresh f JOIN units u ON u.user_id = f.user_id CROSS JOIN open o
+  RETURNING id
+), items AS (
+  INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents)
+  SELECT p.id, o.product_id, f.quantity, o.price_cents
+    FROM placed p JOIN fresh f ON f.order_id = p.id CROSS JOIN open o
+), answer AS (
+  INSERT INTO idempotency_keys
+    (user_id, key, request_method, request_path, request_hash, response_status, response_body)
+  SELECT f.user_id, f.key, f.method, f.path, f.hash, 201, f.answer::jsonb
+    FROM placed p JOIN fresh f ON f.order_id = p.id WHERE f.key IS NOT NULL
+  ON CONFLICT (user_id, key) DO UPDATE
+    SET request_method = excluded.request_method, request_path = excluded.request_path,
+        request_hash = excluded.request_hash, response_status = excluded.response_status,
+        response_body = excluded.response_body, created_at = now(), expires_at = now() + interval '24 hours'
+    WHERE idempotency_keys.expires_at <= now()
+  RETURNING user_id, key
+), stock AS (
+  UPDATE flash_sale_stock st
+     SET available = st.available - w.units, reserved = st.reserved + w.units, version = st.version + 1
+    FROM (SELECT sum(f.quantity) AS units FROM placed p JOIN fresh f ON f.order_id = p.id) w
+   WHERE $13::text = 'decrement' AND st.sale_id = $1 AND w.units > 0
+  RETURNING 1
+)
+SELECT CASE
+         WHEN NOT EXISTS (SELECT 1 FROM sale) THEN 'no_sale'
+         WHEN v.n IS NOT NULL THEN 'replay'
+         WHEN (SELECT closed FROM sale) IS NOT NULL THEN (SELECT closed FROM sale)
+         WHEN NOT EXISTS (SELECT 1 FROM open) THEN 'sold_out'
+         WHEN NOT EXISTS (SELECT 1 FROM units u WHERE u.user_id = b.user_id) THEN 'per_user_limit'
+         WHEN b.key IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM answer a WHERE a.user_id = b.user_id AND a.key = b.key)
+           THEN ${abortStatement(KEY_ANSWERED_MEANWHILE)}::text
+         ELSE 'created'
+       END AS outcome,
+       v.request_hash AS saved_hash, v.response_status AS saved_status, v.response_body AS saved_body
+  FROM buyer b LEFT JOIN saved v ON v.n = b.n
+ ORDER BY b.n`
+
+/** The name the statement is prepared under; in autocommit (the atomic strategy) its answer is its COMMIT's. */
+export const WRITE_SALE_ORDERS_STATEMENT = 'write-sale-orders'
+
+interface OutcomeRow {
+  outcome: SaleOrderOutcome['outcome']
+  saved_hash: string | null
+  saved_status: number | null
+  saved_body: unknown
+}
+
+/**
+ * Writes the buyers' orders of one sale (see WRITE_SALE_ORDERS), prepared under its name: parsed and
+ * planned once per connection. One round trip, whatever the number of buyers; the outcomes come back in
+ * the buyers' order.
+ */
+async function writeSaleOrderRows(
+  db: Queryable,
+  saleId: number,
+  orders: SaleOrderRow[],
+  stock: StockStep,
+): Promise<SaleOrderOutcome[]> {
+  const { rows } = await db.query<OutcomeRow>({
+    name: WRITE_SALE_ORDERS_STATEMENT,
+    text: WRITE_SALE_ORDERS,
+    values: [
+      saleId,
+      orders.map((o) => o.orderId),
+      orders.map((o) => o.userId),
+      orders.map((o) => o.quantity),
+      orders.map((o) => o.createdAt),
+      orders.map((o) => o.expiresAt),
+      orders.map((o) => o.reservationToken),
+      orders.map((o) => o.answer),
+      orders.map((o) => o.key?.key ?? null),
+      orders.map((o) => o.key?.method ?? null),
+      orders.map((o) => o.key?.path ?? null),
+      orders.map((o) => o.key?.requestHash ?? null),
+      stock,
+    ],
+  })
+  return rows.map((row): SaleOrderOutcome => {
+    if (row.outcome !== 'replay') return { outcome: row.outcome }
+    return {
+      outcome: 'replay',
+      saved: { requestHash: row.saved_hash!, status: row.saved_status!, body: row.saved_body },
+    }
+  })
+}
+
+/** A buyer whose sale order is to be written. */
+export interface SaleBuyer {
+  /** Made by the app, so the saved idempotent answer can carry the order. */
+  orderId: string
+  userId: string
+  quantity: number
+  idempotency: IdempotentRequest | null
+  /** The gate's reservation token of the admitted buyer; null on the Postgres path. */
+  reservationToken: string | null
+}
+
+/** What one buyer gets: the order, or the named error (a replay of its key, the limit, a closed sale). */
+export type SaleOrderAnswer = { order: Order } | { error: AppError }
+
+/**
+ * The one writer of sale orders, for both paths, inside the caller's transaction or in autocommit: one
+ * statement (WRITE_SALE_ORDERS above) writes the orders of one sale with their per-user units and
+ * saved answers, all or nothing. The Postgres path writes its one buyer (the atomic strategy with the
+ * stock decrement in the same statement); the gate's batch writes its buyers of each sale, then
+ * commits the units the gate reserved. A buyer whose key Postgres has answered gets that answer back.
+ */
+export async function writeSaleOrders<B extends SaleBuyer>(
+  db: Queryable,
+  sale: StoredSale,
+  buyers: B[],
+  options: { ttlSeconds: number; stock: StockStep },
+): Promise<Map<B, SaleOrderAnswer>> {
+  const now = Date.now()
+  const createdAt = new Date(now).toISOString()
+  const expiresAt = new Date(now + options.ttlSeconds * 1000).toISOString()
+  const orders = buyers.map((b) =>
+    newReservedOrder({
+      id: b.orderId,
+      userId: b.userId,
+      saleId: sale.id,
+      expiresAt,
+      createdAt,
+      items: [{ productId: sale.productId, quantity: b.quantity, unitPriceCents: sale.priceCents }],
+    }),
+  )
+  const outcomes = await writeSaleOrderRows(
+    db,
+    sale.id,
+    buyers.map((b, i) => ({
+      orderId: b.orderId,
+      userId: b.userId,
+      quantity: b.quantity,
+      createdAt,
+      expiresAt,
+      reservationToken: b.reservationToken,
+      answer: JSON.stringify(orders[i]),
+      key: b.idempotency,
+    })),
+    options.stock,
+  )
+  const answers = new Map<B, SaleOrderAnswer>()
+  for (const [i, b] of buyers.entries()) {
+    const outcome = outcomes[i]!
+    answers.set(
+      b,
+      outcome.outcome === 'created'
+        ? { order: orders[i]! }
+        : { error: refusalOf(outcome, sale.id, b.idempotency) },
+    )
+  }
+  return answers
+}
+
+/** The statement's refusals and replays as the errors they answer with. */
+function refusalOf(
+  outcome: Exclude<SaleOrderOutcome, { outcome: 'created' }>,
+  saleId: number,
+  idempotency: IdempotentRequest | null,
+): AppError {
+  switch (outcome.outcome) {
+    case 'replay':
+      return replayOrReuseError(idempotency!, outcome.saved)
+    case 'no_sale':
+      return new NotFoundError(`sale ${saleId}`)
+    case 'upcoming':
+    case 'ended':
+      return new SaleNotActiveError(saleId, outcome.outcome)
+    case 'sold_out':
+      return new SoldOutError(saleId)
+    case 'per_user_limit':
+      return new PerUserLimitError()
+  }
+}
