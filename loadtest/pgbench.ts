@@ -10,11 +10,10 @@ import { postgresBinDir } from '../scripts/stack/system-packages.js'
 // prepared statements, at several client counts (the best one counts), running three scripts against a
 // database of its own made by the app's own migrations (the same tables, keys, constraints and
 // indexes), which is dropped afterwards:
-// - purchase: the statements the atomic path sent for one flash-sale purchase, in one transaction
-//   (findSale, addUserUnitsWithinLimit, insertReservedOrder, saveResponse, then the decrement sent
-//   together with COMMIT). The path (src/purchase/postgres/postgres-purchase-path.ts) now writes through
-//   the shared writer (src/purchase/sale-orders.ts): the same six round trips, the answer saved first
-//   and the order inserted in insertSaleOrders' form; this script keeps the earlier order and form;
+// - purchase: a flash-sale purchase as separate statements in one transaction (the sale read, the
+//   buyer's units raised, the order inserted, the answer saved, then the decrement sent together with
+//   COMMIT): the form a purchase took before it became one statement, kept as the yardstick of what
+//   round trips cost;
 // - purchaseOneStatement: the same effects (the sale's window and per-user limit checked, the buyer's
 //   units raised, the order and its item inserted, the idempotent answer saved, the stock decremented)
 //   in one statement, all or nothing: the limit a row strategy can approach on this Postgres;
