@@ -136,8 +136,18 @@ export function createTwoLevelCache(options: TwoLevelCacheOptions): TwoLevelCach
     cacheReleaseLock: { file: 'release-lock.lua', keys: 1 },
   })
 
-  const count = (family: string, layer: Layer, result: Outcome) =>
-    metrics.cacheRequests.inc({ family, layer, result })
+  // Every read counts once: the labelled child of each (family, layer, result) is looked up by
+  // prom-client once, not hashed from its labels on every hit.
+  const counters = new Map<string, { inc(): void }>()
+  function count(family: string, layer: Layer, result: Outcome) {
+    const name = `${family}\n${layer}\n${result}`
+    let counter = counters.get(name)
+    if (!counter) {
+      counter = metrics.cacheRequests.labels({ family, layer, result })
+      counters.set(name, counter)
+    }
+    counter.inc()
+  }
 
   // Reads never fail because Redis does: they go to the loader (still single-flight) and L1 alone
   // keeps the load on the database down. One log line when it starts failing, one when it recovers.

@@ -11,6 +11,18 @@ const pageSchema = {
   properties: { items: { type: 'array', items: productSchema }, nextCursor: { type: ['string', 'null'] } },
 } as const
 
+/** Each cached product's answer, serialised once (the entry goes with the object). */
+const productJson = new WeakMap<object, string>()
+
+function jsonOnce(product: object, serialize: (product: object) => string): string {
+  let json = productJson.get(product)
+  if (json === undefined) {
+    json = serialize(product)
+    productJson.set(product, json)
+  }
+  return json
+}
+
 const productRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { catalog: Catalog } }> = async (
   app,
   { catalog },
@@ -58,7 +70,13 @@ const productRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { catalog: Cata
         response: { 200: productSchema, 404: errorSchema },
       },
     },
-    async (request) => catalog.getProduct(request.params.id),
+    async function getProduct(request, reply) {
+      const product = await catalog.getProduct(request.params.id)
+      // A cached product is the same object until its entry changes: its JSON is made once and its
+      // bytes sent as they are, not serialised again for every reader.
+      const json = jsonOnce(product, (p) => reply.serialize(p) as string)
+      return reply.serializer(() => json).send(product)
+    },
   )
 }
 
