@@ -22,17 +22,22 @@ export async function findSale(db: Queryable, saleId: number): Promise<StoredSal
 /**
  * The sales a shop shows: running ones first (those with units left before sold-out ones, the latest to
  * open first), then upcoming ones (starting soonest first), then those that ended in the last hour
- * (latest first). Display only on the replica: `available` orders the running ones and may lag.
+ * (latest first). Up to `limit` of each kind: many running sales must not push the upcoming ones off
+ * the list. Display only on the replica: `available` orders the running ones and may lag.
  */
 export async function listCurrentSales(db: Queryable, limit: number): Promise<StoredSale[]> {
   const { rows } = await db.query<StoredSale>(
-    `${SELECT_SALE} WHERE s.ends_at > now() - interval '1 hour'
-      ORDER BY s.ends_at <= now(), s.starts_at > now(), st.available = 0,
-               CASE WHEN s.ends_at <= now() THEN now() - s.ends_at
-                    WHEN s.starts_at > now() THEN s.starts_at - now()
-                    ELSE now() - s.starts_at END,
-               s.id DESC
-      LIMIT $1`,
+    `WITH sale AS (${SELECT_SALE} WHERE s.ends_at > now() - interval '1 hour'),
+     placed AS (
+       SELECT sale, k.kind, k.age, sale.available = 0 AS sold_out FROM sale,
+              LATERAL (SELECT CASE WHEN sale."endsAt" <= now() THEN 2 WHEN sale."startsAt" > now() THEN 1 ELSE 0 END
+                                AS kind,
+                              CASE WHEN sale."endsAt" <= now() THEN now() - sale."endsAt"
+                                   WHEN sale."startsAt" > now() THEN sale."startsAt" - now()
+                                   ELSE now() - sale."startsAt" END AS age) k),
+     ranked AS (
+       SELECT *, row_number() OVER (PARTITION BY kind ORDER BY sold_out, age, (sale).id DESC) AS nth FROM placed)
+     SELECT (sale).* FROM ranked WHERE nth <= $1 ORDER BY kind, sold_out, age, (sale).id DESC`,
     [limit],
   )
   return rows

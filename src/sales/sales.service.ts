@@ -44,7 +44,7 @@ export const SALE_CACHE: CachePolicy = {
 // A sale page may show a count that old; buying never reads it (the purchase path decides).
 export const SALE_AVAILABLE_CACHE: CachePolicy = { l1TtlMs: 250, l2: false, negativeTtlMs: 250 }
 
-/** The most sales the public list shows (live, then upcoming, then just ended). */
+/** The most sales of each kind the public list shows (live, then upcoming, then just ended). */
 export const SALE_LIST_SIZE = 200
 
 /**

@@ -9,6 +9,7 @@ import {
   newSale,
   type TestUser,
 } from '../../test/support/app.js'
+import { listCurrentSales } from './sales.repository.js'
 import { SALE_LIST_SIZE } from './sales.service.js'
 
 interface SaleBody {
@@ -196,6 +197,21 @@ describe('flash sales API', () => {
     expect(ranks).toEqual([...ranks].sort((x, y) => x - y))
     const ids = items.map((sale) => sale.id)
     if (ids.length < SALE_LIST_SIZE) expect(ids).toEqual(expect.arrayContaining([upcoming, live]))
+  })
+
+  it('when more sales run than the list holds, then the upcoming ones still have their place in it', async () => {
+    // Sooner than any other test's upcoming sale, so it is first among the upcoming ones.
+    const upcoming = await newSale(app, admin, { units: 1, startsInMs: 30_000 })
+    await newSale(app, admin, { units: 1 })
+    await newSale(app, admin, { units: 1 })
+    // A list of two per kind: the running sales (at least the two above) fill their two places, and
+    // the upcoming sale is still listed after them.
+    const listed = await listCurrentSales(app.db.primary, 2)
+    const now = Date.now()
+    const running = listed.filter((sale) => sale.startsAt.getTime() <= now && sale.endsAt.getTime() > now)
+    expect(running).toHaveLength(2)
+    expect(listed.map((sale) => sale.id)).toContain(upcoming)
+    expect(listed.length).toBeLessThanOrEqual(6)
   })
 })
 
