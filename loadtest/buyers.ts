@@ -49,6 +49,13 @@ export interface BuyerTally {
   createdLatencyMs: number[]
   /** How long each 5xx answer took (ms): an outage should be answered fast, not waited out. */
   failedLatencyMs: number[]
+  /**
+   * Fresh 201s whose reservation had already expired when the answer arrived (the buyer was sold an
+   * order the sweeper may take back at once), and the least time any fresh 201 had left (ms). The app
+   * and the load run on one machine, so its clock and the order's expiresAt agree.
+   */
+  expiredOnArrival: number
+  leastRemainingMs: number | null
 }
 
 export function createBuyers(users: LoadTestUser[], options: BuyerOptions) {
@@ -78,6 +85,8 @@ export function createBuyers(users: LoadTestUser[], options: BuyerOptions) {
     lastOrderMs: null,
     createdLatencyMs: [],
     failedLatencyMs: [],
+    expiredOnArrival: 0,
+    leastRemainingMs: null,
   }
 
   return {
@@ -126,7 +135,7 @@ export function createBuyers(users: LoadTestUser[], options: BuyerOptions) {
         tally.failedLatencyMs.push(performance.now() - context.sentAt)
       const ledger = failedKeys.get(key)
       if (status === 201) {
-        const order = JSON.parse(body) as { id: string; items: { quantity: number }[] }
+        const order = JSON.parse(body) as { id: string; expiresAt: string; items: { quantity: number }[] }
         const replayHeader = headers['idempotent-replayed'] ?? headers['Idempotent-Replayed']
         ledger?.answers.push(`201 ${order.id}${replayHeader === 'true' ? ' replayed' : ''}`)
         tally.orderIds.add(order.id)
@@ -139,6 +148,9 @@ export function createBuyers(users: LoadTestUser[], options: BuyerOptions) {
         freshIds.add(order.id)
         tally.unitsBought += order.items.reduce((sum, item) => sum + item.quantity, 0)
         tally.lastOrderMs = t
+        const remainingMs = Date.parse(order.expiresAt) - Date.now()
+        if (remainingMs <= 0) tally.expiredOnArrival++
+        tally.leastRemainingMs = Math.min(tally.leastRemainingMs ?? Infinity, remainingMs)
         if (typeof context.sentAt === 'number')
           tally.createdLatencyMs.push(performance.now() - context.sentAt)
       } else {

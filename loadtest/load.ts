@@ -55,6 +55,8 @@ export interface LoadStats {
   /** Requests that got no answer: connection errors and timeouts (autocannon's count). */
   errors: number
   timeouts: number
+  /** The first requests that got no answer: when (ms into the run) and why, so a failed run says what broke. */
+  errorSamples: { atMs: number; error: string }[]
   /** Requests still open when the run stopped; their answers were never read. */
   unanswered: number
   requestsPerSecond: number
@@ -77,6 +79,7 @@ export interface TimelineStep {
 }
 
 export const TIMELINE_STEP_MS = 250
+const MAX_ERROR_SAMPLES = 20
 const LATENCY_BUCKETS_MS = [
   0.5,
   1,
@@ -117,6 +120,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadStats> {
   const answers: Record<string, number> = {}
   const histogram = LATENCY_BUCKETS_MS.map((upToMs) => ({ upToMs, count: 0 }))
   const timeline: TimelineStep[] = []
+  const errorSamples: LoadStats['errorSamples'] = []
   let started = Date.now()
   let answered = 0
 
@@ -175,6 +179,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadStats> {
       if (statusCode >= 500) timeline[step]!.failed++
       options.onAnswer?.(statusCode, responseTime)
     })
+    instance.on('reqError', (error: Error & { code?: string }) => {
+      if (errorSamples.length < MAX_ERROR_SAMPLES)
+        errorSamples.push({ atMs: Date.now() - started, error: error.code ?? error.message })
+    })
     // Ctrl-C stops the load (autocannon then reports what it has), not the process: the verifier still runs.
     const stop = () => instance.stop()
     process.once('SIGINT', stop)
@@ -192,6 +200,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadStats> {
     answered,
     errors: result.errors,
     timeouts: result.timeouts,
+    errorSamples,
     unanswered: Math.max(0, result.requests.sent - answered - result.errors),
     requestsPerSecond: answered / result.duration,
     latencyMs: {

@@ -152,19 +152,23 @@ export async function verifyInvariants(options: VerifyOptions): Promise<Verifica
   }
 
   // I4 Reservations are bounded: no unpaid order outlives its TTL by more than a sweep interval (+1 s slack).
-  const overdue = await count(
-    db,
-    `SELECT count(*) AS n FROM orders
+  const { rows: overdueRows } = await db.query<{ n: number; late: number; ttl: number }>(
+    `SELECT count(*)::int AS n,
+            extract(epoch FROM now() - min(expires_at))::float8 AS late,
+            extract(epoch FROM min(expires_at - created_at))::float8 AS ttl
+       FROM orders
       WHERE status = 'reserved' AND expires_at + make_interval(secs => $1::float8 / 1000) < now()`,
     [options.sweepIntervalMs + 1000],
   )
+  const overdue = overdueRows[0]!
   check(
     'I4',
     'no reserved order older than expires_at + sweep interval',
-    overdue === 0,
-    overdue === 0
+    overdue.n === 0,
+    overdue.n === 0
       ? 'none overdue'
-      : `${overdue} reserved orders overdue: is the jobs process (sweeper) running?`,
+      : `${overdue.n} reserved orders overdue (the oldest expired ${overdue.late.toFixed(1)} s ago; ` +
+          `the shortest TTL among them ${overdue.ttl.toFixed(1)} s): is the jobs process (sweeper) running?`,
   )
 
   // I5 Integrity and ownership: per-user limits, and amounts from the sale's own price.

@@ -1,6 +1,7 @@
 import pg from 'pg'
 import { afterAll, describe, expect, it } from 'vitest'
-import { startService, stopService } from '../scripts/stack/stack.js'
+import { REPLICATION_SLOT } from '../scripts/stack/postgres.js'
+import { stackHandles, startService, stopService } from '../scripts/stack/stack.js'
 import { loadConfig } from '../src/config.js'
 import { redisPing } from '../scripts/stack/redis.js'
 import { testStack } from './support/stack-env.js'
@@ -10,6 +11,8 @@ const clients: pg.Client[] = []
 
 async function query<T extends pg.QueryResultRow>(url: string, sql: string): Promise<T[]> {
   const client = new pg.Client({ connectionString: url })
+  // Kept open until afterAll: the crash test below ends its session, which must not be an uncaught error.
+  client.on('error', () => undefined)
   clients.push(client)
   await client.connect()
   return (await client.query<T>(sql)).rows
@@ -63,6 +66,42 @@ describe('the test stack', () => {
       stack.redisUrl,
     ])
   })
+
+  it.runIf(stack.options?.services.replica)(
+    'when the primary crashes (pg_ctl -m immediate) before any checkpoint and comes back, the replica streams again from its slot',
+    async () => {
+      const options = stack.options!
+      const handles = await stackHandles(options)
+      const onPrimary = async (sql: string) => {
+        const client = handles.superuser('primary', 'postgres')
+        await client.connect()
+        try {
+          return (await client.query<Record<string, string | null>>(sql)).rows
+        } finally {
+          await client.end()
+        }
+      }
+      // The slot as a fresh stack has it: made by the stack, never written by a checkpoint since.
+      await stopService(options, 'replica')
+      await onPrimary(`SELECT pg_drop_replication_slot('${REPLICATION_SLOT}')`)
+      await startService(options, 'primary')
+      await startService(options, 'replica')
+      // The replica stops where it is; the primary moves on three WAL segments without it and crashes.
+      await stopService(options, 'replica')
+      for (let i = 0; i < 3; i++) {
+        await onPrimary('CREATE TEMP TABLE wal_filler AS SELECT 1 AS x; SELECT pg_switch_wal()')
+      }
+      await handles.crashPostgres('primary')
+      await startService(options, 'primary')
+      const [slot] = await onPrimary(
+        `SELECT restart_lsn::text FROM pg_replication_slots WHERE slot_name = '${REPLICATION_SLOT}'`,
+      )
+      expect(slot?.restart_lsn).not.toBeNull()
+      // Its end-of-recovery checkpoint kept the WAL the replica resumes from.
+      await startService(options, 'replica')
+    },
+    90_000,
+  )
 
   it.runIf(stack.options?.services.redis)(
     'when Redis is stopped and started again, it answers again (local stack only: it stops Redis)',

@@ -13,7 +13,7 @@ import {
 } from '../../scripts/stack/stack.js'
 import { httpStatus, waitFor } from '../../scripts/stack/process.js'
 import { AdminApi, type Sale } from '../admin.js'
-import { createBuyers, type Buyers, type FailedKey } from '../buyers.js'
+import { createBuyers, type Buyers, type BuyerTally, type FailedKey } from '../buyers.js'
 import { runLoad, type LoadRequest, type LoadStats } from '../load.js'
 import { scrape, sumOf } from '../prometheus.js'
 import { noEvidence, saleEvidence, watchSale } from '../scenarios/common.js'
@@ -324,6 +324,11 @@ async function observe(
   const probe = prober ? await prober.stop() : null
   if (injectResult.status === 'rejected') throw injectResult.reason
   if (loadResult.status === 'rejected') throw loadResult.reason
+  const { errors, errorSamples } = loadResult.value
+  if (errors > 0) {
+    const samples = errorSamples.map((e) => `${e.error} at ${(e.atMs / 1000).toFixed(1)} s`)
+    ctx.log(`${errors} requests got no answer: ${samples.join(', ')}`)
+  }
   await waitForHealthy(ctx.options)
   const after = await appProcesses(ctx.handles)
   const countersAfter = await readCounters(fc, target)
@@ -454,6 +459,22 @@ export async function checkRetriedKeys(target: LoadTarget, keys: FailedKey[]): P
   }
 }
 
+/**
+ * A buyer told 201 holds a reservation with time left to pay: an order that had expired before its
+ * answer arrived is one the sweeper may take back at once (and that I4 counts overdue from its birth).
+ */
+export function noReservationExpiredOnArrival(tally: BuyerTally): Check {
+  const least = tally.leastRemainingMs
+  return {
+    invariant: 'I4',
+    name: 'no buyer is given a reservation that has already expired',
+    ok: tally.expiredOnArrival === 0,
+    detail:
+      `${tally.expiredOnArrival} of ${tally.created} fresh 201s had expired when they arrived` +
+      (least === null ? '' : `; the least time left on arrival was ${(least / 1000).toFixed(1)} s`),
+  }
+}
+
 /** What judging a case needs of its context: the single-host campaign's and the HA profile's alike. */
 export type JudgedContext = Pick<CaseContext, 'target' | 'admin' | 'sale' | 'load' | 'log'>
 
@@ -519,6 +540,11 @@ export async function judge<C extends JudgedContext>(
     ok: tailOk > 0 && tailFailed === 0,
     detail: `${Math.round(tailOk / 4)} 2xx and ${Math.round(tailFailed / 4)} 5xx in the last 2 s`,
   })
+  if (seen.buyers) {
+    checks.push(noReservationExpiredOnArrival(seen.buyers.tally))
+    const least = seen.buyers.tally.leastRemainingMs
+    if (least !== null) seen.notes.leastTimeLeftOn201Ms = Math.round(least)
+  }
   if (seen.failedKeys.length > 0) checks.push(await checkRetriedKeys(target, seen.failedKeys))
   if (fc.check) checks.push(...(await fc.check(ctx, seen)))
 

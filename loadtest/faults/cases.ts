@@ -192,19 +192,39 @@ export const CASES: FaultCase[] = [
     fault:
       'At a random moment the primary stops the way a crash would (pg_ctl stop -m immediate: every connection cut, no checkpoint) and starts again 5 s later (crash recovery).',
     promise:
-      'Fast 503s while it is down; every app process survives (pool error handlers); no acknowledged (201) order is lost; a batch whose COMMIT answer never came is resolved correctly: a buyer who got 503 and retries with the same Idempotency-Key gets the order if it committed and a fresh attempt if it did not.',
+      'Fast 503s while it is down; every app process survives (pool error handlers); no acknowledged (201) order is lost; a batch whose COMMIT answer never came is resolved correctly: a buyer who got 503 and retries with the same Idempotency-Key gets the order if it committed and a fresh attempt if it did not. The replica streams again once the primary is back: its replication slot kept the WAL it resumes from.',
     limits:
       'Gate tokens of a batch whose COMMIT outcome is unknown stay in flight until their deadline; the reconciler then drops those whose order exists and releases the others. Until then those units are unavailable to others.',
     load: { durationSeconds: 22 },
-    async inject(faults) {
+    async inject(faults, ctx, notes) {
       await faults.waitForRandomMoment(3000, 6000)
       await faults.crashPostgres('primary')
       await sleep(5000)
       await faults.start('primary')
+      // The replica reconnects on its own (it retries every 5 s, wal_retrieve_retry_interval), through
+      // its slot, which kept the WAL it resumes from across the crash.
+      const started = Date.now()
+      await ctx.handles.replicaStreams(30_000).then(
+        () => {
+          notes.replicaStreamingAfterMs = Date.now() - started
+          faults.note('replica streams from the primary again')
+        },
+        (err: Error) => {
+          notes.replicaStreamingAfterMs = 'never'
+          faults.note(`replica does not stream again: ${err.message.split('\n')[0]}`)
+        },
+      )
     },
     check: (_ctx, seen) => [
       survivors(seen),
       answeredInTime(seen, 'Postgres down: connections refused at once'),
+      check(
+        'the replica streams from the primary again after it came back (its slot kept the WAL it needs)',
+        typeof seen.notes.replicaStreamingAfterMs === 'number',
+        typeof seen.notes.replicaStreamingAfterMs === 'number'
+          ? `streaming ${seen.notes.replicaStreamingAfterMs} ms after the primary was up`
+          : 'not streaming 30 s after the primary was up (see the fault log)',
+      ),
     ],
   },
   {

@@ -1,4 +1,4 @@
-import { chownSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chownSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import pg from 'pg'
 import { postgresUser, userIds, type PostgresPaths } from './paths.js'
@@ -108,14 +108,25 @@ export async function ensureReplica(s: PostgresSetup, log: Log): Promise<void> {
   writeFileSync(readyMarker(s, 'replica'), `${new Date().toISOString()}\n`)
 }
 
-/** Waits until the primary reports the replica's slot as streaming. */
-export async function waitForStreaming(s: PostgresSetup, timeoutMs = 30_000): Promise<void> {
+/**
+ * Waits until the primary reports the replica's slot as streaming. Gives up at once when the replica's
+ * log, from `logSince` (bytes) on, says it can never follow (see REPLICA_CANNOT_FOLLOW).
+ */
+export async function waitForStreaming(
+  s: PostgresSetup,
+  timeoutMs = 30_000,
+  logSince?: number,
+): Promise<void> {
   const client = superuserClient(s)
   await client.connect()
   try {
     await waitFor(
       'the replica to stream from the primary',
       async () => {
+        if (logSince !== undefined) {
+          const line = replicaCannotFollow(s, logSince)
+          if (line) throw new Error(`the replica cannot follow the primary: ${line}`)
+        }
         const { rowCount } = await client.query(
           `SELECT 1 FROM pg_stat_replication r JOIN pg_replication_slots s ON s.active_pid = r.pid
             WHERE s.slot_name = $1 AND r.state = 'streaming'`,
@@ -131,6 +142,51 @@ export async function waitForStreaming(s: PostgresSetup, timeoutMs = 30_000): Pr
   } finally {
     await client.end()
   }
+}
+
+/**
+ * What the replica logs when it can never follow its primary again, whatever it retries: the WAL it
+ * resumes from is gone, it is ahead of the primary or on another timeline, or it crashed.
+ */
+const REPLICA_CANNOT_FOLLOW =
+  /requested WAL segment \S+ has already been removed|requested starting point \S+ is ahead of the WAL flush position|is not a child of this server's history|PANIC:|aborting startup due to startup process failure/
+
+/** The line of the replica's log since `since` (bytes) that says it can never follow, if any. */
+export function replicaCannotFollow(s: PostgresSetup, since = 0): string | null {
+  const file = path.join(s.paths.logs, 'replica.log')
+  if (!existsSync(file)) return null
+  const log = readFileSync(file, 'utf8')
+  const tail = log.slice(Math.max(since, log.length - 64 * 1024))
+  return (
+    tail
+      .split('\n')
+      .reverse()
+      .find((line) => REPLICA_CANNOT_FOLLOW.test(line)) ?? null
+  )
+}
+
+/** How long the replica's log is now (bytes): waitForStreaming reads what it says from here on. */
+export const replicaLogSize = (s: PostgresSetup) => {
+  const file = path.join(s.paths.logs, 'replica.log')
+  return existsSync(file) ? statSync(file).size : 0
+}
+
+/**
+ * Makes sure the replica streams from the primary. A replica that cannot (its log says it can never
+ * follow, or it does not stream within `timeoutMs`) is made anew from the primary with pg_basebackup,
+ * as an operator would, and the reason is logged: a stack is whole again after stackUp, whatever an
+ * earlier fault did to it.
+ */
+export async function ensureStreamingReplica(s: PostgresSetup, log: Log, timeoutMs = 30_000): Promise<void> {
+  const why = await waitForStreaming(s, timeoutMs, replicaLogSize(s)).then(
+    () => null,
+    (err: Error) => err.message,
+  )
+  if (why === null) return
+  log(`replica: not streaming (${why.split('\n')[0]}); making it anew from the primary`)
+  rmSync(readyMarker(s, 'replica'), { force: true })
+  await ensureReplica(s, log)
+  await waitForStreaming(s, timeoutMs)
 }
 
 /** The last `lines` lines of a cluster's server log, or a note that it has none. */
@@ -259,8 +315,13 @@ async function bootstrapRoles(s: PostgresSetup): Promise<void> {
     const slot = await client.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [
       REPLICATION_SLOT,
     ])
+    // Reserved at once (the second argument), as deploy/compose does: a slot's position reaches the disk
+    // only when it is created so or at a checkpoint, and without it a primary stopped the way a crash
+    // would (pg_ctl -m immediate) before its first checkpoint comes back with a slot that reserves
+    // nothing; its end-of-recovery checkpoint then removes the WAL the replica resumes from, and the
+    // replica can never stream again ("requested WAL segment ... has already been removed").
     if (slot.rowCount === 0)
-      await client.query('SELECT pg_create_physical_replication_slot($1)', [REPLICATION_SLOT])
+      await client.query('SELECT pg_create_physical_replication_slot($1, true)', [REPLICATION_SLOT])
   } finally {
     await client.end()
   }

@@ -28,7 +28,9 @@ import {
   crashCluster,
   ensurePrimary,
   ensureReplica,
+  ensureStreamingReplica,
   postgresPid,
+  replicaLogSize,
   stopCluster,
   superuserClient,
   waitForStreaming,
@@ -323,7 +325,7 @@ export async function stackUp(o: StackOptions, log: Log = defaultLog(o)): Promis
     if (pgSetup && o.services.replica) await ensureReplica(pgSetup, log)
     // An external primary is migrated and seeded too; a disabled local one is not there to migrate.
     if (o.services.postgres || o.external.databaseUrl) await migrateAndSeed(o, urls, log)
-    if (pgSetup && o.services.replica) await waitForStreaming(pgSetup)
+    if (pgSetup && o.services.replica) await ensureStreamingReplica(pgSetup, log)
   }
   const redis = async () => {
     if (o.services.redis) await ensureRedis(redisSetup(o), log)
@@ -441,6 +443,9 @@ export async function stackHandles(o: StackOptions) {
     pm2: (args: string[]) => pm2(app, args),
     reloadNginx: () => reloadNginx(nginxSetup(o, urls)),
     crashPostgres: (role: 'primary' | 'replica') => crashCluster(postgres(), role),
+    /** Waits until the replica streams from the primary; fails at once if its log says it never will. */
+    replicaStreams: (timeoutMs: number) =>
+      waitForStreaming(postgres(), timeoutMs, replicaLogSize(postgres())),
     /** A superuser connection (over the private socket) to one cluster and database. */
     superuser: (role: 'primary' | 'replica', database: string) => superuserClient(postgres(), role, database),
     redisDir: redisSetup(o).dir,

@@ -13,6 +13,7 @@ import {
   type TestUser,
 } from '../../test/support/app.js'
 import { sweepExpiredReservations } from './expiry-sweeper.js'
+import { expireDueOrders } from './orders.repository.js'
 
 describe('expiry sweeper', () => {
   let apps: FastifyInstance[]
@@ -94,6 +95,33 @@ describe('expiry sweeper', () => {
     expect(afterSweep.statusCode).toBe(409)
     expect(afterSweep.json()).toMatchObject({ code: 'ORDER_EXPIRED' })
     expect(await stockOf(apps[0]!, productId)).toEqual({ onHand: 2, available: 2, reserved: 0, sold: 0 })
+  })
+
+  it('when the planner joins by nested loops (statistics from a quiet moment), then a sweep still expires one batch', async () => {
+    const productId = await newProduct(apps[0]!, admin, { stock: 16 })
+    const orders = await reservedOrders(productId, 8)
+    const client = await apps[0]!.db.primary.connect()
+    try {
+      await client.query('BEGIN')
+      // Due only inside this transaction, so the test stack's own sweeper cannot take them meanwhile.
+      await client.query(
+        `UPDATE orders SET expires_at = now() - interval '1 second' WHERE id = ANY($1::uuid[])`,
+        [orders.map((o) => o.id)],
+      )
+      // The plan that statistics taken while no order was reserved lead to: the reserved orders scanned
+      // in a nested loop, the locking subquery run again for each (no hash, merge, material or unique step).
+      // The old statement then expired every due order, not one batch (and, with thousands, took 14 s).
+      await client.query('SET LOCAL enable_hashjoin = off')
+      await client.query('SET LOCAL enable_mergejoin = off')
+      await client.query('SET LOCAL enable_material = off')
+      await client.query('SET LOCAL enable_hashagg = off')
+      await client.query('SET LOCAL enable_sort = off')
+      const expired = await expireDueOrders(client, 3)
+      expect(expired).toHaveLength(3)
+    } finally {
+      await client.query('ROLLBACK')
+      client.release()
+    }
   })
 
   it('when an order is paid, then the sweeper never releases it', async () => {

@@ -110,12 +110,18 @@ export async function markCancelledIfReserved(tx: Queryable, orderId: string): P
  * reserved -> expired for up to `limit` orders whose time is up; returns them with their items.
  * Concurrency: SKIP LOCKED lets two sweepers run at once, each taking different orders, instead of
  * queueing behind each other (or both releasing the same order: the status guard prevents that).
+ * The due orders are picked once, as an array (an InitPlan, run once) that the update reaches by
+ * primary key. Written as `id IN (subquery)`, statistics taken while no order was reserved (between
+ * two sales) made the planner join the two by a nested loop that ran the locking subquery again for
+ * every reserved order: with a few thousand due (a sale's reservations lapsing) one sweep took 14 s,
+ * hit the statement timeout every round, and expired nothing while the backlog lasted (the fault
+ * campaign's I4 failures: reservations outlived their TTL by far more than a sweep interval).
  */
 export async function expireDueOrders(tx: Queryable, limit: number): Promise<StoredOrder[]> {
   const { rows } = await tx.query<{ id: string }>(
     `UPDATE orders SET status = 'expired', updated_at = now()
-      WHERE id IN (SELECT id FROM orders WHERE status = 'reserved' AND expires_at <= now()
-                    ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+      WHERE id = ANY (ARRAY(SELECT id FROM orders WHERE status = 'reserved' AND expires_at <= now()
+                             ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED))
         AND status = 'reserved'
       RETURNING id`,
     [limit],
