@@ -45,6 +45,13 @@ export type SaleOrderOutcome =
 export const KEY_ANSWERED_MEANWHILE = 'key answered meanwhile'
 
 /**
+ * The statement waited for the stock row so long that half of the reservation's time went by: no order
+ * is made (a buyer must hear 201 with most of the time to pay still ahead, never an order already
+ * expiring); the buyer hears 503 and tries again.
+ */
+export const RESERVATION_LAPSED = 'reservation lapsed while waiting'
+
+/**
  * Every sale order, on both paths, is written by this ONE statement of chained data-modifying CTEs,
  * for one buyer (the Postgres path) or a batch of them (the gate): the sale (existence, window by
  * Postgres' clock, units in the snapshot), the keys' saved answers, the per-user units raised within
@@ -54,7 +61,8 @@ export const KEY_ANSWERED_MEANWHILE = 'key answered meanwhile'
  * Concurrency: all or nothing, in one statement. The stock row's CHECK (available >= 0) aborts the
  * whole statement when the units went while it ran (a buyer that waited for the row lock re-reads it),
  * and an answer saved under a key by another request meanwhile aborts it with a failing cast, so no
- * order, units or answer commit without the others. The hot stock row is the last step: in autocommit
+ * order, units or answer commit without the others. With the decrement, the clock is read after the
+ * stock step (its lock wait): a statement that waited past half the reservation's time aborts too. The hot stock row is the last step: in autocommit
  * it is held only until the statement's own commit. Per-user units are raised in user-id order, so two
  * overlapping statements that share users lock those rows in the same order and cannot deadlock.
  */
@@ -125,6 +133,9 @@ SELECT CASE
          WHEN b.key IS NOT NULL
               AND NOT EXISTS (SELECT 1 FROM answer a WHERE a.user_id = b.user_id AND a.key = b.key)
            THEN ${abortStatement(KEY_ANSWERED_MEANWHILE)}::text
+         WHEN $13::text = 'decrement' AND (SELECT count(*) FROM stock) >= 0
+              AND clock_timestamp() > b.created_at + (b.expires_at - b.created_at) / 2
+           THEN ${abortStatement(RESERVATION_LAPSED)}::text
          ELSE 'created'
        END AS outcome,
        v.request_hash AS saved_hash, v.response_status AS saved_status, v.response_body AS saved_body

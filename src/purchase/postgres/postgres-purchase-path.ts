@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { Config } from '../../config.js'
 import type { Db } from '../../db/pool.js'
 import { inAutocommit, statementAbortOf, withTransactionEndingIn } from '../../db/transaction.js'
-import { NotFoundError, SoldOutError, type AppError } from '../../errors.js'
+import { NotFoundError, SaleUnavailableError, SoldOutError, type AppError } from '../../errors.js'
 import { savedAnswerOr, type IdempotentRequest } from '../../idempotency/idempotency.js'
 import type { Order } from '../../orders/order.js'
 import type { StoredSale } from '../../sales/sale.js'
@@ -16,6 +16,7 @@ import {
 } from '../purchase-path.js'
 import {
   KEY_ANSWERED_MEANWHILE,
+  RESERVATION_LAPSED,
   writeSaleOrders,
   type SaleBuyer,
   type SaleOrderAnswer,
@@ -78,6 +79,8 @@ export function createPostgresPurchasePath(deps: {
     try {
       return await attempt(sale, buyer)
     } catch (err) {
+      // The statement waited for the stock row past half the reservation's time: nothing was written.
+      if (statementAbortOf(err, RESERVATION_LAPSED) !== null) throw new SaleUnavailableError(err as Error)
       // Another request saved an answer under this key after the statement's snapshot: the statement
       // aborted and nothing was written; run again, it sees that answer and replays it.
       if (statementAbortOf(err, KEY_ANSWERED_MEANWHILE) === null) throw err

@@ -187,3 +187,43 @@ describe.each<RowStrategyName>(['atomic', 'optimistic', 'pessimistic'])(
     })
   },
 )
+
+describe('the atomic purchase behind a held stock row', () => {
+  let app: FastifyInstance
+  let admin: TestUser
+
+  beforeAll(async () => {
+    app = await buildTestApp({ STOCK_STRATEGY: 'atomic', RESERVATION_TTL_SECONDS: '2' })
+    admin = await newAdmin(app)
+  })
+  afterAll(async () => {
+    await app.close()
+  })
+
+  it('when the statement waited for the stock row past half the reservation time, then the buyer hears 503 and no order is made; once the row is free, the next purchase gets a whole reservation', async () => {
+    const saleId = await newSale(app, admin, { units: 5 })
+    const buyer = await newCustomer(app)
+    const holder = await app.db.primary.connect()
+    try {
+      await holder.query('BEGIN')
+      await holder.query('SELECT 1 FROM flash_sale_stock WHERE sale_id = $1 FOR UPDATE', [saleId])
+      const answer = buy(app, buyer, saleId, { key: randomUUID() })
+      // The purchase waits at its last step, the stock row; hold it past half of the 2 s reservation.
+      for (let waiting = 0; waiting === 0;) {
+        // Asked outside the holder's transaction: inside it, pg_stat_activity is a snapshot that never changes.
+        const { rows } = await app.db.primary.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+            WHERE wait_event_type = 'Lock' AND query LIKE '%WITH buyer AS (%'`,
+        )
+        waiting = rows[0]!.n
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1200))
+      await holder.query('COMMIT')
+      expect(await answer).toMatchObject({ status: 503, code: 'SALE_UNAVAILABLE' })
+    } finally {
+      holder.release()
+    }
+    expect((await saleRows(app, saleId)).unitsByUser).toEqual([])
+    expect(await buy(app, buyer, saleId)).toMatchObject({ status: 201 })
+  })
+})
