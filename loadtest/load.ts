@@ -79,7 +79,7 @@ export interface TimelineStep {
 }
 
 export const TIMELINE_STEP_MS = 250
-const MAX_ERROR_SAMPLES = 20
+export const MAX_ERROR_SAMPLES = 20
 const LATENCY_BUCKETS_MS = [
   0.5,
   1,

@@ -4,7 +4,11 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import { stackUrls } from '../../scripts/stack/stack.js'
 import type { Check } from '../verify.js'
+import { MAX_ERROR_SAMPLES } from '../load.js'
 import { answersStartingWith, type CaseContext, type FaultCase, type Observation } from './campaign.js'
+
+/** How long after `nginx -s reload` a reset is nginx closing an idle keep-alive connection (see reloads). */
+const NGINX_RELOAD_RESET_WINDOW_MS = 2000
 
 // The fault cases, in the order the campaign runs them (grouped so the workers restart only when a
 // case needs other settings). Each says what it does, what Stampede promises, and where that promise
@@ -264,22 +268,37 @@ export const CASES: FaultCase[] = [
     fault:
       'At random moments, nginx reloads its configuration and PM2 replaces every API worker one by one (pm2 reload api).',
     promise:
-      'Zero failed requests: old nginx workers finish their requests; each API worker drains (answers with Connection: close, then closes) before PM2 stops it, and its replacement is ready before the next one goes.',
+      'No 5xx: old nginx workers finish their requests; each API worker drains (answers with Connection: close, then closes) before PM2 stops it, and its replacement is ready before the next one goes. Every request gets an answer, except one written on a keep-alive connection at the instant nginx closes it.',
     limits:
-      'A reload replaces processes one at a time, so for a moment there is one worker fewer: latency rises, nothing fails. A worker killed outright is the worker-kill case, not a reload.',
+      'A reload replaces processes one at a time, so for a moment there is one worker fewer: latency rises, nothing fails. nginx 1.22 (Debian 12) closes its idle keep-alive client connections when a reload retires the old workers, and a request the client writes at that instant meets a reset (the keep-alive race HTTP clients retry; a purchase is safe to send again with its Idempotency-Key). So resets within 2 s of the nginx reload are allowed and counted; any other request without an answer fails the case. A worker killed outright is the worker-kill case, not a reload.',
     async inject(faults) {
       await faults.waitForRandomMoment(2000, 4000)
       await faults.reloadNginx()
       await faults.waitForRandomMoment(5000, 7000)
       await faults.reloadWorkers()
     },
-    check: (_ctx, seen) => [
-      check(
-        'zero failed requests',
-        answered(seen, '5') === 0 && seen.load.errors === 0,
-        `${answered(seen, '5')} 5xx, ${seen.load.errors} socket errors`,
-      ),
-    ],
+    check: (_ctx, seen) => {
+      const reloads = seen.events.filter((e) => e.what === 'nginx -s reload').map((e) => e.atMs)
+      const { errors, errorSamples } = seen.load
+      // Every unanswered request is sampled (at most MAX_ERROR_SAMPLES), so each one can be placed.
+      const elsewhere = errorSamples.filter(
+        (e) =>
+          !(e.error === 'ECONNRESET' || e.error === 'EPIPE') ||
+          !reloads.some((at) => e.atMs >= at - 500 && e.atMs <= at + NGINX_RELOAD_RESET_WINDOW_MS),
+      )
+      return [
+        check('no 5xx', answered(seen, '5') === 0, `${answered(seen, '5')} 5xx`),
+        check(
+          'every request answered, except resets as nginx closes idle keep-alive connections at its reload',
+          errors <= MAX_ERROR_SAMPLES && elsewhere.length === 0,
+          `${errors} requests without an answer, ${errors - elsewhere.length} of them resets within ` +
+            `${NGINX_RELOAD_RESET_WINDOW_MS / 1000} s of the nginx reload` +
+            (elsewhere.length
+              ? `; elsewhere: ${elsewhere.map((e) => `${e.error} at ${(e.atMs / 1000).toFixed(1)} s`).join(', ')}`
+              : ''),
+        ),
+      ]
+    },
   },
   {
     name: 'hot-key-expiry',
