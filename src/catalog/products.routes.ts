@@ -45,12 +45,7 @@ const productRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { catalog: Cata
 
   app.get(
     '/api/categories',
-    {
-      schema: {
-        tags: ['catalog'],
-        response: { 200: listOf(categorySchema) },
-      },
-    },
+    { schema: { tags: ['catalog'], response: { 200: listOf(categorySchema) } } },
     async () => ({ items: await catalog.listCategories() }),
   )
 
