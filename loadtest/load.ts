@@ -225,6 +225,27 @@ export async function runLoad(options: LoadOptions): Promise<LoadStats> {
   }
 }
 
+/**
+ * Runs the load and, from the moment its first connections open, `alongside` it (a fault). Waits for
+ * both whatever either does, so a failing fault never leaves the load running (or a paused server)
+ * behind; each outcome comes back as Promise.allSettled gives it.
+ */
+export function runLoadAlongside<T>(
+  options: LoadOptions,
+  alongside: () => Promise<T>,
+): Promise<[PromiseSettledResult<LoadStats>, PromiseSettledResult<T>]> {
+  let loadStarted!: () => void
+  const started = new Promise<void>((resolve) => (loadStarted = resolve))
+  const load = runLoad({
+    ...options,
+    onStart: (at) => {
+      options.onStart?.(at)
+      loadStarted()
+    },
+  })
+  return Promise.allSettled([load, started.then(alongside)])
+}
+
 /** Calls `sample` every `everyMs` until stopped; keeps (seconds since `since`, value) pairs. */
 export function sampleEvery<T>(everyMs: number, since: () => number, sample: () => Promise<T | undefined>) {
   const points: { t: number; value: T }[] = []

@@ -9,6 +9,33 @@ export const errorSchema = {
   properties: { code: { type: 'string' }, message: { type: 'string' } },
 } as const
 
+/**
+ * The id of a row, in a path or a body: a whole number from 1 to 2^31 - 1, so a made-up huge id is a 400
+ * here, never a number the database or JavaScript cannot hold.
+ */
+export const rowId = { type: 'integer', minimum: 1, maximum: 2147483647 } as const
+
+/** The `:id` of a path such as /api/products/:id or /api/sales/:id. */
+export const idParams = {
+  type: 'object',
+  required: ['id'],
+  additionalProperties: false,
+  properties: { id: rowId },
+} as const
+
+// Money and quantities are integers in bounds; the strict body validator refuses "5" and true.
+export const priceCents = { type: 'integer', minimum: 0, maximum: 100_000_000 } as const
+export const stockQuantity = { type: 'integer', minimum: 0, maximum: 1_000_000 } as const
+
+/** An answer that is a whole list, `{ items: [...] }`, each item of the given schema. */
+export const listOf = <const Item extends object>(item: Item) =>
+  ({
+    type: 'object',
+    required: ['items'],
+    additionalProperties: false,
+    properties: { items: { type: 'array', items: item } },
+  }) as const
+
 /** One product line of a cart or an order, at the server's price. */
 export const lineItemProperties = {
   productId: { type: 'integer' },

@@ -131,6 +131,7 @@ describe.runIf(hasNginx)('nginx in front of the test stack', () => {
     const paths = [
       '/',
       '/app.js',
+      '/base.css',
       '/styles.css',
       '/api/products',
       '/api/products/999999999',

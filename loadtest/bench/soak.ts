@@ -7,6 +7,7 @@ import { REPO_ROOT } from '../../scripts/stack/paths.js'
 import { stackUp, stackUrls } from '../../scripts/stack/stack.js'
 import { AdminApi, type Sale } from '../admin.js'
 import { createBuyers } from '../buyers.js'
+import { putOneUnitInCart } from '../cart-steps.js'
 import { runLoad, sampleEvery, type LoadRequest } from '../load.js'
 import { scrape, sumOf, type Sample } from '../prometheus.js'
 import { num, RESULTS_DIR } from '../report.js'
@@ -232,22 +233,7 @@ async function openShop(target: LoadTarget, admin: AdminApi, options: SoakOption
         context.etag = status === 200 ? headers.etag : undefined
       },
     },
-    {
-      method: 'PUT',
-      path: `/api/cart/items/${cartProduct}`,
-      body: '{"quantity":1}',
-      setupRequest: (request, context) => {
-        request.headers = {
-          authorization: auth(context),
-          'content-type': 'application/json',
-          ...(typeof context.etag === 'string' && { 'if-match': context.etag }),
-        }
-        return request
-      },
-      onResponse: (status, _body, context) => {
-        context.inCart = status === 200
-      },
-    },
+    putOneUnitInCart(cartProduct, auth),
     {
       method: 'POST',
       path: '/api/checkout',

@@ -14,7 +14,7 @@ import {
 import { httpStatus, waitFor } from '../../scripts/stack/process.js'
 import { AdminApi, type Sale } from '../admin.js'
 import { createBuyers, type Buyers, type BuyerTally, type FailedKey } from '../buyers.js'
-import { runLoad, type LoadRequest, type LoadStats } from '../load.js'
+import { runLoadAlongside, type LoadRequest, type LoadStats } from '../load.js'
 import { scrape, sumOf } from '../prometheus.js'
 import { noEvidence, saleEvidence, watchSale } from '../scenarios/common.js'
 import { LOAD_TEST_NGINX_LIMITS, LOAD_TEST_APP_LIMITS, loadTarget, type LoadTarget } from '../target.js'
@@ -298,27 +298,25 @@ async function observe(
   const before = await appProcesses(ctx.handles)
   const countersBefore = await readCounters(fc, target)
 
-  let loadStarted!: () => void
-  const started = new Promise<void>((resolve) => (loadStarted = resolve))
-  const loadRun = runLoad({
-    title: fc.name,
-    url: target.nginxUrl,
-    connections: load.connections,
-    durationSeconds: load.durationSeconds,
-    ...(load.rate > 0 ? { overallRate: load.rate } : {}),
-    timeoutSeconds: CLIENT_TIMEOUT_SECONDS,
-    requests: requestsFor(ctx, buyers),
-    onStart: (at) => {
-      startedAt = at
-      buyers?.start(at)
-      loadStarted()
-    },
-    progressNote: () =>
-      sale ? `${stock?.remaining() ?? sale.unitsTotal}/${sale.unitsTotal} units left` : '',
-  })
   // The fault runs beside the load; its failure must not leave the load (or a paused server) behind.
-  const injected = started.then(() => fc.inject(faults, ctx, notes))
-  const [loadResult, injectResult] = await Promise.allSettled([loadRun, injected])
+  const [loadResult, injectResult] = await runLoadAlongside(
+    {
+      title: fc.name,
+      url: target.nginxUrl,
+      connections: load.connections,
+      durationSeconds: load.durationSeconds,
+      ...(load.rate > 0 ? { overallRate: load.rate } : {}),
+      timeoutSeconds: CLIENT_TIMEOUT_SECONDS,
+      requests: requestsFor(ctx, buyers),
+      onStart: (at) => {
+        startedAt = at
+        buyers?.start(at)
+      },
+      progressNote: () =>
+        sale ? `${stock?.remaining() ?? sale.unitsTotal}/${sale.unitsTotal} units left` : '',
+    },
+    () => fc.inject(faults, ctx, notes),
+  )
   faults.resumeAll()
   stock?.stop()
   const probe = prober ? await prober.stop() : null

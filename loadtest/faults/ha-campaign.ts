@@ -13,7 +13,7 @@ import {
 import { haHost, HA_PORTS, hostsWithRole } from '../../scripts/stack/ha/topology.js'
 import { AdminApi } from '../admin.js'
 import { createBuyers } from '../buyers.js'
-import { runLoad, type LoadRequest } from '../load.js'
+import { runLoadAlongside, type LoadRequest } from '../load.js'
 import { watchSale } from '../scenarios/common.js'
 import { LOAD_TEST_APP_LIMITS, LOAD_TEST_NGINX_LIMITS, remoteTarget, type LoadTarget } from '../target.js'
 import type { Check } from '../verify.js'
@@ -239,25 +239,23 @@ export async function runHaCase(
       },
     }
     const notes: Observation['notes'] = {}
-    let loadStarted!: () => void
-    const startedPromise = new Promise<void>((resolve) => (loadStarted = resolve))
-    const loadRun = runLoad({
-      title: fc.name,
-      url: target.nginxUrl,
-      connections: load.connections,
-      durationSeconds: load.durationSeconds,
-      overallRate: load.rate,
-      timeoutSeconds: 15,
-      requests: [purchase],
-      onStart: (at) => {
-        loadStartedAt = at
-        buyers.start(at)
-        loadStarted()
+    const [loadResult, injectResult] = await runLoadAlongside(
+      {
+        title: fc.name,
+        url: target.nginxUrl,
+        connections: load.connections,
+        durationSeconds: load.durationSeconds,
+        overallRate: load.rate,
+        timeoutSeconds: 15,
+        requests: [purchase],
+        onStart: (at) => {
+          loadStartedAt = at
+          buyers.start(at)
+        },
+        progressNote: () => `${stock.remaining() ?? sale.unitsTotal}/${sale.unitsTotal} units left`,
       },
-      progressNote: () => `${stock.remaining() ?? sale.unitsTotal}/${sale.unitsTotal} units left`,
-    })
-    const injected = startedPromise.then(() => fc.inject(ctx, notes))
-    const [loadResult, injectResult] = await Promise.allSettled([loadRun, injected])
+      () => fc.inject(ctx, notes),
+    )
     stock.stop()
     // Whatever happened, the cluster is made whole for the next case before anything is thrown.
     await fc.restore(ctx, notes)

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
-import pg from 'pg'
+import type pg from 'pg'
 import { createTwoLevelCache, type TwoLevelCache } from '../../src/cache/two-level-cache.js'
 import { createMetrics } from '../../src/metrics.js'
 import { createRedis, duplicateForSubscribing } from '../../src/redis/client.js'
-import type { Lab, LabContext } from './lab.js'
+import { labPool, type Lab, type LabContext } from './lab.js'
 
 // Lab 3, cold key: 200 requests at once for a product nobody has asked for yet. The broken variant is the
 // textbook cache-aside (GET, on a miss load and SET) with no single flight; the fixed one is the real
@@ -81,8 +81,7 @@ export const coldKey: Lab = {
   name: 'cold-key',
   title: '200 requests for a cold key without single flight query 200 times; the two-level cache once',
   async run(ctx) {
-    const pool = new pg.Pool({ connectionString: ctx.urls.databaseUrl, max: 20 })
-    pool.on('error', () => undefined)
+    const pool = labPool({ connectionString: ctx.urls.databaseUrl, max: 20 })
     const redis = createRedis({ ...ctx.target.config, REDIS_URL: ctx.urls.redisUrl })
     redis.on('error', () => undefined)
     const caches = [await workerCache(ctx), await workerCache(ctx)]

@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import pg from 'pg'
+import type pg from 'pg'
 import { PG, pgErrorCode, withTransaction } from '../../src/db/transaction.js'
 import { inKeyOrder, type StockLine } from '../../src/stock/stock.repository.js'
-import type { Lab } from './lab.js'
+import { labPool, type Lab } from './lab.js'
 
 // Lab 2, deadlock: two checkouts whose carts hold the same two products, listed in opposite order. Each
 // locks its first row, pauses (the app doing its work), then wants the other's row. The lab's own code
@@ -56,8 +56,7 @@ export const deadlock: Lab = {
   title: 'two checkouts lock the same two rows in opposite order and deadlock; key order does not',
   async run(ctx) {
     const rounds = ctx.quick ? 4 : 10
-    const pool = new pg.Pool({ connectionString: ctx.urls.databaseUrl, max: 4 })
-    pool.on('error', () => undefined)
+    const pool = labPool({ connectionString: ctx.urls.databaseUrl, max: 4 })
     try {
       const ids = (
         await pool.query<{ id: number }>('SELECT product_id AS id FROM inventory ORDER BY 1 LIMIT 2')

@@ -1,3 +1,4 @@
+import pg from 'pg'
 import type { StackHandles, StackOptions, StackUrls } from '../../scripts/stack/stack.js'
 import type { AdminApi } from '../admin.js'
 import { LOAD_TEST_APP_LIMITS, type LoadTarget } from '../target.js'
@@ -28,6 +29,17 @@ export interface LabContext {
   log(message: string): void
   /** Restarts the workers with these settings on top of the labs' own (only what changed restarts). */
   withAppEnv(appEnv: Record<string, string>): Promise<void>
+}
+
+/**
+ * A pool of the lab's own, beside the app's. An idle client whose server goes away (labs stop and kill
+ * servers) makes the pool emit 'error', and an 'error' nobody listens to crashes the whole run: the lab
+ * ignores it, and sees the failure in the query it makes next.
+ */
+export function labPool(config: pg.PoolConfig): pg.Pool {
+  const pool = new pg.Pool(config)
+  pool.on('error', () => undefined)
+  return pool
 }
 
 /** One variant's outcome: the line that shows it, and whether it did what the lab expects of it. */

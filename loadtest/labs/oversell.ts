@@ -1,9 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import pg from 'pg'
+import type pg from 'pg'
 import { PG, pgErrorCode, withTransaction, withTransactionEndingIn } from '../../src/db/transaction.js'
 import { SoldOutError } from '../../src/errors.js'
 import { rowStrategy, SALE_STOCK } from '../../src/stock/stock.repository.js'
-import type { Lab, LabContext } from './lab.js'
+import { labPool, type Lab, type LabContext } from './lab.js'
 
 // Lab 1, oversell: a purchase that reads the stock, then writes back "what I read, minus one", run by a
 // crowd of buyers at once. The lab's own code talks to Postgres directly; the app never runs it.
@@ -59,8 +59,7 @@ export const oversell: Lab = {
   name: 'oversell',
   title: 'read-then-write without a guard sells more than it has; the CHECK and the atomic strategy do not',
   async run(ctx) {
-    const pool = new pg.Pool({ connectionString: ctx.urls.databaseUrl, max: 20 })
-    pool.on('error', () => undefined)
+    const pool = labPool({ connectionString: ctx.urls.databaseUrl, max: 20 })
     const sales: number[] = []
     try {
       // 1. A stock table with no CHECK at all, and the orders the naive purchase writes.

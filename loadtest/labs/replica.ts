@@ -1,7 +1,6 @@
-import pg from 'pg'
 import { startService, stopService } from '../../scripts/stack/stack.js'
 import { parsePrometheusText, sumOf } from '../prometheus.js'
-import type { Lab, LabContext } from './lab.js'
+import { labPool, type Lab, type LabContext } from './lab.js'
 
 // Lab 7, replica: the streaming replica stops in the middle of catalog traffic. The broken variant is a
 // catalog read with no way around the replica (the lab's own pool on the replica's URL); the fixed one is
@@ -51,8 +50,7 @@ async function catalogReads(ctx: LabContext, count: number, productIds: number[]
 
 /** The same reads straight from the replica, as a read path without a fallback would do them. */
 async function replicaOnlyReads(ctx: LabContext, count: number) {
-  const pool = new pg.Pool({ connectionString: ctx.urls.replicaUrl, max: 4, connectionTimeoutMillis: 1000 })
-  pool.on('error', () => undefined)
+  const pool = labPool({ connectionString: ctx.urls.replicaUrl, max: 4, connectionTimeoutMillis: 1000 })
   let failed = 0
   let sample = ''
   try {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { createLoadTestUsers } from '../../src/auth/load-test-users.js'
+import { putOneUnitInCart } from '../cart-steps.js'
 import { runLoad } from '../load.js'
 import type { ScenarioRun } from '../scenario.js'
 import { finishRun, withMetrics, type LoadShape, type ScenarioContext } from './common.js'
@@ -52,23 +53,7 @@ export async function checkout(ctx: ScenarioContext, params: CheckoutParams): Pr
             if (status === 200) context.etag = headers.etag
           },
         },
-        {
-          method: 'PUT',
-          path: `/api/cart/items/${productId}`,
-          body: '{"quantity":1}',
-          setupRequest: (request, context) => {
-            if (typeof context.etag !== 'string') return null
-            request.headers = {
-              authorization: auth(context),
-              'content-type': 'application/json',
-              'if-match': context.etag,
-            }
-            return request
-          },
-          onResponse: (status, _body, context) => {
-            context.inCart = status === 200
-          },
-        },
+        putOneUnitInCart(productId, auth),
         {
           method: 'POST',
           path: '/api/checkout',

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts'
 import type { FastifyReply } from 'fastify'
-import { errorSchema, lineItemProperties } from '../schemas.js'
+import { errorSchema, lineItemProperties, rowId } from '../schemas.js'
 import type { Cart } from './cart.repository.js'
 import { etagOf, type CartService } from './cart.service.js'
 
@@ -27,7 +27,7 @@ const cartItemParams = {
   type: 'object',
   required: ['productId'],
   additionalProperties: false,
-  properties: { productId: { type: 'integer', minimum: 1, maximum: 2147483647 } },
+  properties: { productId: rowId },
 } as const
 
 const ifMatchHeader = {

@@ -1,4 +1,4 @@
-import { linkUrl, text } from '../schemas.js'
+import { linkUrl, priceCents, stockQuantity, text } from '../schemas.js'
 import { PAGE_SIZE } from './catalog.service.js'
 
 export const productSchema = {
@@ -16,13 +16,6 @@ export const productSchema = {
     available: { type: 'integer', description: 'display only: may lag the authority by a moment' },
     updatedAt: { type: 'string', format: 'date-time' },
   },
-} as const
-
-export const productIdParams = {
-  type: 'object',
-  required: ['id'],
-  additionalProperties: false,
-  properties: { id: { type: 'integer', minimum: 1, maximum: 2147483647 } },
 } as const
 
 export const pageQuery = {
@@ -50,10 +43,6 @@ export const categorySchema = {
   additionalProperties: false,
   properties: { slug: { type: 'string' }, name: { type: 'string' }, productCount: { type: 'integer' } },
 } as const
-
-// Money and quantities are integers in bounds; the strict body validator refuses "5" and true.
-export const priceCents = { type: 'integer', minimum: 0, maximum: 100_000_000 } as const
-export const stockQuantity = { type: 'integer', minimum: 0, maximum: 1_000_000 } as const
 
 export const newProductBody = {
   type: 'object',

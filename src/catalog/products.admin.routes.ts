@@ -1,12 +1,11 @@
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts'
 
-import { errorSchema } from '../schemas.js'
+import { errorSchema, idParams } from '../schemas.js'
 import type { Catalog } from './catalog.service.js'
 import {
   newProductBody,
   priceBody,
   productChangesBody,
-  productIdParams,
   productSchema,
   restockBody,
 } from './product.schemas.js'
@@ -27,13 +26,13 @@ const productAdminRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { catalog:
 
   app.patch(
     '/api/admin/products/:id',
-    { schema: { tags: ['admin'], params: productIdParams, body: productChangesBody, response: answers } },
+    { schema: { tags: ['admin'], params: idParams, body: productChangesBody, response: answers } },
     async (request) => catalog.updateProduct(request.params.id, request.body),
   )
 
   app.put(
     '/api/admin/products/:id/price',
-    { schema: { tags: ['admin'], params: productIdParams, body: priceBody, response: answers } },
+    { schema: { tags: ['admin'], params: idParams, body: priceBody, response: answers } },
     async (request) => catalog.updateProduct(request.params.id, { priceCents: request.body.priceCents }),
   )
 
@@ -42,7 +41,7 @@ const productAdminRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { catalog:
     {
       schema: {
         tags: ['admin'],
-        params: productIdParams,
+        params: idParams,
         body: restockBody,
         response: { ...answers, 422: errorSchema },
       },

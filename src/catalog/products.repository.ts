@@ -1,4 +1,5 @@
 import type { Queryable } from '../db/transaction.js'
+import { unnestColumns } from '../db/unnest.js'
 
 export interface Product {
   id: number
@@ -134,6 +135,7 @@ export async function insertProduct(tx: Queryable, product: NewProduct): Promise
  * exists without its inventory); existing SKUs are left alone. Returns how many it inserted.
  */
 export async function insertProductsIfSkuFree(db: Queryable, products: NewProduct[]): Promise<number> {
+  if (products.length === 0) return 0
   const { rowCount } = await db.query(
     `WITH new AS (
        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[], $7::text[])
@@ -146,15 +148,15 @@ export async function insertProductsIfSkuFree(db: Queryable, products: NewProduc
      )
      INSERT INTO inventory (product_id, on_hand, available, reserved, sold)
      SELECT inserted.id, new.stock, new.stock, 0, 0 FROM inserted JOIN new USING (sku)`,
-    [
-      products.map((p) => p.sku),
-      products.map((p) => p.name),
-      products.map((p) => p.description),
-      products.map((p) => p.priceCents),
-      products.map((p) => p.imageUrl),
-      products.map((p) => p.stock),
-      products.map((p) => p.category ?? null),
-    ],
+    unnestColumns(products, (p) => [
+      p.sku,
+      p.name,
+      p.description,
+      p.priceCents,
+      p.imageUrl,
+      p.stock,
+      p.category ?? null,
+    ]),
   )
   return rowCount ?? 0
 }

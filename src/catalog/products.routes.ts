@@ -1,8 +1,8 @@
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts'
 
-import { errorSchema } from '../schemas.js'
+import { errorSchema, idParams, listOf } from '../schemas.js'
 import type { Catalog } from './catalog.service.js'
-import { categorySchema, productIdParams, productSchema, productSearchQuery } from './product.schemas.js'
+import { categorySchema, productSchema, productSearchQuery } from './product.schemas.js'
 
 const pageSchema = {
   type: 'object',
@@ -45,19 +45,7 @@ const productRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { catalog: Cata
 
   app.get(
     '/api/categories',
-    {
-      schema: {
-        tags: ['catalog'],
-        response: {
-          200: {
-            type: 'object',
-            required: ['items'],
-            additionalProperties: false,
-            properties: { items: { type: 'array', items: categorySchema } },
-          },
-        },
-      },
-    },
+    { schema: { tags: ['catalog'], response: { 200: listOf(categorySchema) } } },
     async () => ({ items: await catalog.listCategories() }),
   )
 
@@ -66,7 +54,7 @@ const productRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { catalog: Cata
     {
       schema: {
         tags: ['catalog'],
-        params: productIdParams,
+        params: idParams,
         response: { 200: productSchema, 404: errorSchema },
       },
     },

@@ -1,4 +1,5 @@
 import type { Queryable } from '../db/transaction.js'
+import { unnestColumns } from '../db/unnest.js'
 
 export interface KeyScope {
   userId: string
@@ -34,15 +35,15 @@ export async function insertResponsesIfAbsent(
   records: ResponseRecord[],
 ): Promise<Map<string, StoredResponse>> {
   if (records.length === 0) return new Map()
-  const params = [
-    records.map((r) => r.userId),
-    records.map((r) => r.key),
-    records.map((r) => r.method),
-    records.map((r) => r.path),
-    records.map((r) => r.requestHash),
-    records.map((r) => r.status),
-    records.map((r) => JSON.stringify(r.body)),
-  ]
+  const params = unnestColumns(records, (r) => [
+    r.userId,
+    r.key,
+    r.method,
+    r.path,
+    r.requestHash,
+    r.status,
+    JSON.stringify(r.body),
+  ])
   const insert = () =>
     tx.query<{ user_id: string; key: string }>({
       // A prepared statement (named): every keyed purchase runs it.
@@ -79,7 +80,7 @@ export async function insertResponsesIfAbsent(
   }>(
     `SELECT k.user_id, k.key, k.request_hash, k.response_status, k.response_body
        FROM idempotency_keys k JOIN unnest($1::uuid[], $2::text[]) AS r (u, kk) ON k.user_id = r.u AND k.key = r.kk`,
-    [conflicts.map((r) => r.userId), conflicts.map((r) => r.key)],
+    unnestColumns(conflicts, (r) => [r.userId, r.key]),
   )
   for (const row of rows) {
     stored.set(scopeId({ userId: row.user_id, key: row.key }), {

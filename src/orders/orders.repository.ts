@@ -1,4 +1,5 @@
 import type { Queryable } from '../db/transaction.js'
+import { unnestColumns } from '../db/unnest.js'
 import {
   newReservedOrder,
   orderFromRow,
@@ -64,9 +65,7 @@ export async function insertReservedOrder(tx: Queryable, order: NewOrder): Promi
       orderTotalCents(order.items),
       order.ttlSeconds,
       order.reservationToken,
-      order.items.map((i) => i.productId),
-      order.items.map((i) => i.quantity),
-      order.items.map((i) => i.unitPriceCents),
+      ...unnestColumns(order.items, (i) => [i.productId, i.quantity, i.unitPriceCents]),
     ],
   )
   const row = rows[0]!

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts'
 import type { FastifyRequest } from 'fastify'
-import { errorSchema, idempotencyKeyHeader } from '../schemas.js'
+import { errorSchema, idempotencyKeyHeader, listOf } from '../schemas.js'
 import { orderIdParams, orderSchema } from './order.schemas.js'
 import type { Caller, Orders } from './orders.service.js'
 
@@ -43,14 +43,7 @@ const orderRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { orders: Orders 
           additionalProperties: false,
           properties: { limit: { type: 'integer', minimum: 1, maximum: 100, default: 50 } },
         },
-        response: {
-          200: {
-            type: 'object',
-            required: ['items'],
-            additionalProperties: false,
-            properties: { items: { type: 'array', items: orderSchema } },
-          },
-        },
+        response: { 200: listOf(orderSchema) },
       },
     },
     async (request) => ({ items: await orders.list(callerOf(request), request.query.limit) }),

@@ -9,8 +9,8 @@ import type {
 import type { IncomingMessage } from 'node:http'
 import { replay } from '../idempotency/idempotency.plugin.js'
 import { orderSchema } from '../orders/order.schemas.js'
-import { purchaseBody, saleIdParams } from '../sales/sale.schemas.js'
-import { errorSchema, idempotencyKeyHeader } from '../schemas.js'
+import { purchaseBody } from '../sales/sale.schemas.js'
+import { errorSchema, idempotencyKeyHeader, idParams } from '../schemas.js'
 import type { Purchases } from './purchase.js'
 
 const purchaseSchema = {
@@ -19,7 +19,7 @@ const purchaseSchema = {
   description:
     '409 PER_USER_LIMIT: the buyer holds as many units as one customer may (reserved, paid, or cancelled); waiting does not help, so it is not a 429. 429 RATE_LIMITED: too many attempts; retry after Retry-After.',
   security: [{ bearer: [] }],
-  params: saleIdParams,
+  params: idParams,
   headers: idempotencyKeyHeader,
   body: purchaseBody,
   response: {

@@ -1,4 +1,5 @@
 import { abortStatement, type Queryable } from '../db/transaction.js'
+import { unnestColumns } from '../db/unnest.js'
 import {
   NotFoundError,
   PerUserLimitError,
@@ -168,22 +169,25 @@ async function writeSaleOrderRows(
   orders: SaleOrderRow[],
   stock: StockStep,
 ): Promise<SaleOrderOutcome[]> {
+  if (orders.length === 0) return []
   const { rows } = await db.query<OutcomeRow>({
     name: WRITE_SALE_ORDERS_STATEMENT,
     text: WRITE_SALE_ORDERS,
     values: [
       saleId,
-      orders.map((o) => o.orderId),
-      orders.map((o) => o.userId),
-      orders.map((o) => o.quantity),
-      orders.map((o) => o.createdAt),
-      orders.map((o) => o.expiresAt),
-      orders.map((o) => o.reservationToken),
-      orders.map((o) => o.answer),
-      orders.map((o) => o.key?.key ?? null),
-      orders.map((o) => o.key?.method ?? null),
-      orders.map((o) => o.key?.path ?? null),
-      orders.map((o) => o.key?.requestHash ?? null),
+      ...unnestColumns(orders, (o) => [
+        o.orderId,
+        o.userId,
+        o.quantity,
+        o.createdAt,
+        o.expiresAt,
+        o.reservationToken,
+        o.answer,
+        o.key?.key ?? null,
+        o.key?.method ?? null,
+        o.key?.path ?? null,
+        o.key?.requestHash ?? null,
+      ]),
       stock,
     ],
   })

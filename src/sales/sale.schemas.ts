@@ -1,3 +1,5 @@
+import { listOf, priceCents, rowId, stockQuantity } from '../schemas.js'
+
 export const saleSchema = {
   type: 'object',
   additionalProperties: false,
@@ -34,13 +36,6 @@ export const saleSchema = {
   },
 } as const
 
-export const saleIdParams = {
-  type: 'object',
-  required: ['id'],
-  additionalProperties: false,
-  properties: { id: { type: 'integer', minimum: 1, maximum: 2147483647 } },
-} as const
-
 export const purchaseBody = {
   type: 'object',
   required: ['quantity'],
@@ -53,9 +48,9 @@ export const newSaleBody = {
   required: ['productId', 'priceCents', 'units', 'startsAt', 'endsAt'],
   additionalProperties: false,
   properties: {
-    productId: { type: 'integer', minimum: 1, maximum: 2147483647 },
-    priceCents: { type: 'integer', minimum: 0, maximum: 100_000_000 },
-    units: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+    productId: rowId,
+    priceCents,
+    units: { ...stockQuantity, minimum: 1 },
     perUserLimit: { type: 'integer', minimum: 1, maximum: 100, default: 1 },
     registeredOnly: { type: 'boolean', default: false },
     startsAt: { type: 'string', format: 'date-time' },
@@ -101,26 +96,16 @@ export const saleIdsQuery = {
 
 export const saleIdsOf = (ids: string): number[] => [...new Set(ids.split(',').map(Number))]
 
-export const holdingsSchema = {
+export const holdingsSchema = listOf({
   type: 'object',
-  required: ['items'],
+  required: ['saleId', 'units'],
   additionalProperties: false,
   properties: {
-    items: {
-      type: 'array',
-      items: {
-        type: 'object',
-        required: ['saleId', 'units'],
-        additionalProperties: false,
-        properties: {
-          saleId: { type: 'integer' },
-          units: {
-            type: 'integer',
-            description:
-              'units counting toward the per-user limit: reserved, paid, or cancelled (an expired reservation counts no more)',
-          },
-        },
-      },
+    saleId: { type: 'integer' },
+    units: {
+      type: 'integer',
+      description:
+        'units counting toward the per-user limit: reserved, paid, or cancelled (an expired reservation counts no more)',
     },
   },
-} as const
+})

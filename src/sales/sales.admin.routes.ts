@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts'
 
-import { errorSchema } from '../schemas.js'
-import { auditSchema, newSaleBody, saleIdParams, saleSchema } from './sale.schemas.js'
+import { errorSchema, idParams } from '../schemas.js'
+import { auditSchema, newSaleBody, saleSchema } from './sale.schemas.js'
 import type { Sales } from './sales.service.js'
 
 const saleAdminRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { sales: Sales } }> = async (
@@ -33,7 +33,7 @@ const saleAdminRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { sales: Sale
       schema: {
         tags: ['admin'],
         summary: 'The invariant report of a sale',
-        params: saleIdParams,
+        params: idParams,
         response: { 200: auditSchema, 404: errorSchema },
       },
     },

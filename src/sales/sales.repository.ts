@@ -1,4 +1,5 @@
 import type { Queryable } from '../db/transaction.js'
+import { unnestColumns } from '../db/unnest.js'
 import type { StoredSale } from './sale.js'
 
 // A sale's terms (flash_sales, written once) with its stock (flash_sale_stock, the row that changes),
@@ -160,7 +161,7 @@ export async function releaseUserUnits(
      UPDATE sale_user_units s SET units = s.units - r.units
        FROM locked l JOIN released r USING (sale_id, user_id)
       WHERE s.sale_id = l.sale_id AND s.user_id = l.user_id`,
-    [holdings.map((h) => h.saleId), holdings.map((h) => h.userId), holdings.map((h) => h.units)],
+    unnestColumns(holdings, (h) => [h.saleId, h.userId, h.units]),
   )
 }
 

@@ -2,8 +2,8 @@ import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-js
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { NotFoundError, TooManyStreamsError } from '../errors.js'
 import { createEventStreams } from '../http/sse.js'
-import { errorSchema } from '../schemas.js'
-import { holdingsSchema, saleIdParams, saleIdsOf, saleIdsQuery, saleSchema } from './sale.schemas.js'
+import { errorSchema, idParams, listOf } from '../schemas.js'
+import { holdingsSchema, saleIdsOf, saleIdsQuery, saleSchema } from './sale.schemas.js'
 import { numbersOf, type SaleEvents, type SaleNumbers } from './sale-events.js'
 import type { Sale } from './sale.js'
 import type { Sales } from './sales.service.js'
@@ -30,14 +30,7 @@ const saleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: SaleRoutesOptions 
     {
       schema: {
         tags: ['sales'],
-        response: {
-          200: {
-            type: 'object',
-            required: ['items'],
-            additionalProperties: false,
-            properties: { items: { type: 'array', items: saleSchema } },
-          },
-        },
+        response: { 200: listOf(saleSchema) },
       },
     },
     async () => ({ items: await sales.listSales() }),
@@ -45,7 +38,7 @@ const saleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: SaleRoutesOptions 
 
   app.get(
     '/api/sales/:id',
-    { schema: { tags: ['sales'], params: saleIdParams, response: { 200: saleSchema, 404: errorSchema } } },
+    { schema: { tags: ['sales'], params: idParams, response: { 200: saleSchema, 404: errorSchema } } },
     async (request) => sales.getSale(request.params.id),
   )
 
@@ -55,7 +48,7 @@ const saleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: SaleRoutesOptions 
       schema: {
         tags: ['sales'],
         summary: 'Server-sent events: remaining, taken and status, a few times a second',
-        params: saleIdParams,
+        params: idParams,
         response: { 404: errorSchema, 503: errorSchema },
       },
     },

@@ -54,50 +54,43 @@ export function sentinelDaemon(r: RedisHaSetup, host: HaHost): Daemon {
 function writeConfigs(r: RedisHaSetup, host: HaHost): void {
   const dir = nodeDir(r, host)
   mkdirSync(dir, { recursive: true })
-  if (!existsSync(redisConf(r, host))) {
-    const primary = firstPrimary()
-    writeFileSync(
-      redisConf(r, host),
-      [
-        '# Written by scripts/stack/ha/redis-ha.ts when the node was made; Sentinel rewrites it since.',
-        `bind ${host.address}`,
-        `port ${HA_PORTS.redis}`,
-        'protected-mode no',
-        'daemonize no',
-        `dir ${dir}`,
-        'appendonly yes',
-        'appendfsync everysec',
-        'save ""',
-        'maxclients 10000',
-        // Concurrency: a primary that has lost every replica for MIN_REPLICAS_MAX_LAG_S refuses writes
-        // (NOREPLICAS). Cut off from the Sentinels and the app (split brain), the old primary would
-        // otherwise go on admitting buyers that any client still reaching it sends, on a gate the
-        // promoted replica never sees: units sold twice over, or writes lost when it rejoins.
-        'min-replicas-to-write 1',
-        `min-replicas-max-lag ${MIN_REPLICAS_MAX_LAG_S}`,
-        ...(host.name === primary.name ? [] : [`replicaof ${primary.address} ${HA_PORTS.redis}`]),
-        '',
-      ].join('\n'),
-    )
-  }
-  if (!existsSync(sentinelConf(r, host))) {
-    const primary = firstPrimary()
-    writeFileSync(
-      sentinelConf(r, host),
-      [
-        '# Written by scripts/stack/ha/redis-ha.ts when the node was made; Sentinel rewrites it since.',
-        `bind ${host.address}`,
-        `port ${HA_PORTS.sentinel}`,
-        'daemonize no',
-        `dir ${dir}`,
-        `sentinel monitor ${SENTINEL_MASTER_NAME} ${primary.address} ${HA_PORTS.redis} 2`,
-        `sentinel down-after-milliseconds ${SENTINEL_MASTER_NAME} ${SENTINEL_DOWN_AFTER_MS}`,
-        `sentinel failover-timeout ${SENTINEL_MASTER_NAME} 10000`,
-        `sentinel parallel-syncs ${SENTINEL_MASTER_NAME} 1`,
-        '',
-      ].join('\n'),
-    )
-  }
+  const primary = firstPrimary()
+  writeOnce(redisConf(r, host), [
+    `bind ${host.address}`,
+    `port ${HA_PORTS.redis}`,
+    'protected-mode no',
+    'daemonize no',
+    `dir ${dir}`,
+    'appendonly yes',
+    'appendfsync everysec',
+    'save ""',
+    'maxclients 10000',
+    // Concurrency: a primary that has lost every replica for MIN_REPLICAS_MAX_LAG_S refuses writes
+    // (NOREPLICAS). Cut off from the Sentinels and the app (split brain), the old primary would
+    // otherwise go on admitting buyers that any client still reaching it sends, on a gate the
+    // promoted replica never sees: units sold twice over, or writes lost when it rejoins.
+    'min-replicas-to-write 1',
+    `min-replicas-max-lag ${MIN_REPLICAS_MAX_LAG_S}`,
+    ...(host.name === primary.name ? [] : [`replicaof ${primary.address} ${HA_PORTS.redis}`]),
+  ])
+  writeOnce(sentinelConf(r, host), [
+    `bind ${host.address}`,
+    `port ${HA_PORTS.sentinel}`,
+    'daemonize no',
+    `dir ${dir}`,
+    `sentinel monitor ${SENTINEL_MASTER_NAME} ${primary.address} ${HA_PORTS.redis} 2`,
+    `sentinel down-after-milliseconds ${SENTINEL_MASTER_NAME} ${SENTINEL_DOWN_AFTER_MS}`,
+    `sentinel failover-timeout ${SENTINEL_MASTER_NAME} 10000`,
+    `sentinel parallel-syncs ${SENTINEL_MASTER_NAME} 1`,
+  ])
+}
+
+/** Writes a config file of these lines, unless it exists: from then on it is Sentinel's to rewrite. */
+function writeOnce(file: string, lines: string[]): void {
+  if (existsSync(file)) return
+  const header =
+    '# Written by scripts/stack/ha/redis-ha.ts when the node was made; Sentinel rewrites it since.'
+  writeFileSync(file, [header, ...lines, ''].join('\n'))
 }
 
 /** Every redis-server, then every Sentinel; waits until the replicas are in sync and the Sentinels agree. */

@@ -1,4 +1,5 @@
 import type { Queryable } from '../../db/transaction.js'
+import { unnestColumns } from '../../db/unnest.js'
 
 // The gate's own columns of `orders`: `reservation_token` (which admitted buyer became an order) and
 // `gate_release_version` (the outbox of releases the gate has still to get back, migration 005). The
@@ -36,7 +37,7 @@ export async function markGateReleasesPending(tx: Queryable, releases: PendingGa
     `UPDATE orders o SET gate_release_version = p.version
        FROM unnest($1::uuid[], $2::bigint[]) AS p (id, version)
       WHERE o.id = p.id`,
-    [releases.map((r) => r.orderId), releases.map((r) => r.version)],
+    unnestColumns(releases, (r) => [r.orderId, r.version]),
   )
 }
 
