@@ -207,13 +207,16 @@ describe('the atomic purchase behind a held stock row', () => {
     try {
       await holder.query('BEGIN')
       await holder.query('SELECT 1 FROM flash_sale_stock WHERE sale_id = $1 FOR UPDATE', [saleId])
+      const { rows: holderRows } = await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')
       const answer = buy(app, buyer, saleId, { key: randomUUID() })
       // The purchase waits at its last step, the stock row; hold it past half of the 2 s reservation.
+      // Asked outside the holder's transaction (inside it, pg_stat_activity is a snapshot that never
+      // changes), and only for a session the holder blocks: other test files share the database.
       for (let waiting = 0; waiting === 0;) {
-        // Asked outside the holder's transaction: inside it, pg_stat_activity is a snapshot that never changes.
         const { rows } = await app.db.primary.query<{ n: number }>(
           `SELECT count(*)::int AS n FROM pg_stat_activity
-            WHERE wait_event_type = 'Lock' AND query LIKE '%WITH buyer AS (%'`,
+            WHERE $1 = ANY(pg_blocking_pids(pid)) AND query LIKE '%WITH buyer AS (%'`,
+          [holderRows[0]!.pid],
         )
         waiting = rows[0]!.n
       }
