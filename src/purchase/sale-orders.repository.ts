@@ -65,9 +65,9 @@ export const RESERVATION_LAPSED = 'reservation lapsed while waiting'
  * order, units or answer commit without the others. The hot stock row is the last step: in autocommit
  * it is held only until the statement's own commit. Postgres runs a data-modifying step when its rows
  * are first read (or, if never read, after the query), so the stock step reads the items written and
- * the outcome reads the answers before the stock: no write is left to run under the row's lock (an
- * order_items INSERT left to the end cost atomic a fifth of its units/s on one hot row). With the decrement, the clock is read after the
- * stock step (its lock wait): a statement that waited past half the reservation's time aborts too.
+ * the outcome reads the answers before the stock: no write is left to run under the row's lock. With
+ * the decrement, the clock is read after the stock step (its lock wait): a statement that waited past
+ * half the reservation's time aborts too.
  * Per-user units are raised in user-id order, so two overlapping statements that share users lock
  * those rows in the same order and cannot deadlock.
  */
