@@ -46,11 +46,23 @@ export type SaleOrderOutcome =
 export const KEY_ANSWERED_MEANWHILE = 'key answered meanwhile'
 
 /**
- * The statement waited for the stock row so long that half of the reservation's time went by: no order
- * is made (a buyer must hear 201 with most of the time to pay still ahead, never an order already
+ * The statement (or the gate's batch: see reservationLapsedGuard) waited for the stock row so long that
+ * half of the reservation's time went by: no order is made (a buyer must hear 201 with most of the time to pay still ahead, never an order already
  * expiring); the buyer hears 503 and tries again.
  */
 export const RESERVATION_LAPSED = 'reservation lapsed while waiting'
+
+/**
+ * The gate batch's guard against the same wait, a statement sent after its stock UPDATEs (so after every
+ * lock the batch waits for) and before COMMIT: it aborts the transaction when Postgres' clock is past
+ * half of the reservation whose orders the batch wrote at `createdAt`, and selects nothing otherwise.
+ */
+export function reservationLapsedGuard(createdAt: string, ttlSeconds: number): string {
+  const halfway = new Date(Date.parse(createdAt) + (ttlSeconds * 1000) / 2)
+  if (Number.isNaN(halfway.getTime())) throw new Error(`not a time: ${createdAt}`)
+  return `SELECT ${abortStatement(RESERVATION_LAPSED)}
+   WHERE clock_timestamp() > '${halfway.toISOString()}'::timestamptz`
+}
 
 /**
  * Every sale order, on both paths, is written by this ONE statement of chained data-modifying CTEs,

@@ -131,19 +131,23 @@ describeBrowser('accounts in a browser', () => {
         const page = await shop.newPage('/')
         await expectPageShape(page, 'Stampede shop')
         // The page asks for its guest token while it draws: planted before that answer arrives, the
-        // planted token would be overwritten by it, and the reload would find nothing to recover from.
+        // planted token would be overwritten by it, and the next page would find nothing to recover from.
         await page.waitForFunction(
           `localStorage.getItem(${JSON.stringify(TOKEN_KEY)}) !== null`,
           undefined,
           WAIT,
         )
+        // Planted from a page of the shop's origin that runs no script: the first page's own calls, still
+        // under way, would meet the planted token there, hear 401, store a new guest and say so on that
+        // page, and the page loaded next would find nothing to recover from.
+        await page.goto('/base.css')
         const planted = mint()
         await page.evaluate(`localStorage.setItem(${JSON.stringify(TOKEN_KEY)}, ${JSON.stringify(planted)})`)
-        // The shop finds out on its first call after the reload, and says so in a toast that goes away
-        // by itself a few seconds later: watch for it from the reload on.
+        // The shop finds out on its first call, and says so in a toast that goes away by itself a few
+        // seconds later: watch for it from the navigation on.
         const toast = page.getByRole('status').getByText('Your session ended: you continue as a new guest')
         const toastShown = toast.first().waitFor(WAIT)
-        await page.reload()
+        await page.goto('/')
         await toastShown
         // It takes no clicks.
         expect(

@@ -292,4 +292,66 @@ describe('order batcher', () => {
     )
     expect(await auditOf(app, admin, saleId)).toMatchObject({ available: 0, drift: 0, violations: [] })
   })
+
+  it("when a batch waited for the stock row past half of its reservations' time, then nothing commits, its buyers hear 503 and their units go back to the gate; once the row is free, the next batch commits", async () => {
+    const saleId = await newSale(app, admin, { units: 10 })
+    const buyers = await createLoadTestUsers(app.db.primary, app.config, 4)
+    const gate = createStockGate(app.redis, { tokenTtlMs: 30_000 })
+    const batcher = createOrderBatcher({
+      db: app.db,
+      gate,
+      metrics: app.metrics,
+      log: { warn: () => {} },
+      reservationTtlSeconds: 2,
+      maxBatch: 128,
+      maxWaitMs: 50,
+      maxConcurrent: 1,
+    })
+    const holder = await app.db.primary.connect()
+    let answers: PromiseSettledResult<unknown>[]
+    try {
+      // What a gate rebuild does (src/purchase/gate/gate-rebuild.ts): the sale's stock row locked.
+      await holder.query('BEGIN')
+      await holder.query('SELECT 1 FROM flash_sale_stock WHERE sale_id = $1 FOR UPDATE', [saleId])
+      const { rows: holderRows } = await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')
+      const submitted = admitAndSubmit(
+        gate,
+        batcher,
+        saleId,
+        buyers.slice(0, 3).map((buyer) => buyer.id),
+      )
+      // The batch waits at its stock UPDATE; hold the row past half of the 2 s reservation. Asked
+      // outside the holder's transaction, and only for a session the holder blocks.
+      for (let waiting = 0; waiting === 0;) {
+        const { rows } = await observer.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+            WHERE $1 = ANY(pg_blocking_pids(pid)) AND query LIKE '%UPDATE flash_sale_stock%'`,
+          [holderRows[0]!.pid],
+        )
+        waiting = rows[0]!.n
+      }
+      await sleep(1200)
+      await holder.query('COMMIT')
+      answers = await submitted
+    } finally {
+      holder.release()
+    }
+
+    expect(answers.map((a) => a.status)).toEqual(['rejected', 'rejected', 'rejected'])
+    expect((answers[0] as PromiseRejectedResult).reason).toMatchObject({
+      statusCode: 503,
+      code: 'SALE_UNAVAILABLE',
+    })
+    expect(await auditOf(app, admin, saleId)).toMatchObject({
+      available: 10,
+      reserved: 0,
+      ordersReserved: 0,
+      gate: 10,
+      inFlight: 0,
+      drift: 0,
+      violations: [],
+    })
+    const next = await admitAndSubmit(gate, batcher, saleId, [buyers[3]!.id])
+    expect(next.map((a) => a.status)).toEqual(['fulfilled'])
+  })
 })

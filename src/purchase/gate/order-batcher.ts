@@ -29,6 +29,8 @@ import {
 import { createSaleTerms } from '../purchase-path.js'
 import {
   KEY_ANSWERED_MEANWHILE,
+  RESERVATION_LAPSED,
+  reservationLapsedGuard,
   writeSaleOrders,
   type SaleBuyer,
   type SaleOrderAnswer,
@@ -204,6 +206,9 @@ export function createOrderBatcher(options: BatcherOptions) {
       // Redis forgot that key): nothing was written; once more, the statement replays that answer.
       if (again && statementAbortOf(err, KEY_ANSWERED_MEANWHILE) !== null)
         return commitIsolatingBadRows(items, false)
+      // The batch waited so long that half of its reservations' time went by: nothing committed, and
+      // every buyer of it hears 503 (a split would only wait again).
+      if (statementAbortOf(err, RESERVATION_LAPSED) !== null) return failed(items, err as Error)
       const shortage = asShortage(err, SALE_STOCK)
       if (shortage instanceof SoldOutError) {
         const ahead = items.filter((p) => p.saleId === shortage.saleId)
@@ -239,20 +244,30 @@ export function createOrderBatcher(options: BatcherOptions) {
       db.primary,
       async (tx) => {
         const lines: StockLine[] = []
+        let firstCreatedAt: string | null = null
         for (const [i, [, own]] of bySale.entries()) {
           const buyers = own.filter((p) => firsts.has(p))
           const answers = await writeSaleOrders(tx, saleRows[i]!, buyers, {
             ttlSeconds: options.reservationTtlSeconds,
             stock: 'none',
           })
-          for (const [p, answer] of answers) written.set(p, answer)
+          for (const [p, answer] of answers) {
+            written.set(p, answer)
+            if ('order' in answer) firstCreatedAt ??= answer.order.createdAt
+          }
           const units = buyers.reduce((sum, p) => sum + ('order' in answers.get(p)! ? p.quantity : 0), 0)
           if (units > 0) lines.push({ id: saleRows[i]!.id, quantity: units })
         }
         // Concurrency: Postgres stays the authority. The UPDATEs carry no `available >= n` guard: the
         // row's CHECK (available >= 0) refuses a gate that admitted more than Postgres has, and the
-        // whole transaction with it (commitIsolatingBadRows then fails only that sale).
-        const last = lines.length > 0 ? decrementsReturningVersion(SALE_STOCK, lines) : null
+        // whole transaction with it (commitIsolatingBadRows then fails only that sale). After them,
+        // once every lock is held, the guard aborts a batch that waited past half of its reservations'
+        // time: no buyer hears 201 for an order already running out.
+        const last =
+          lines.length > 0
+            ? `${decrementsReturningVersion(SALE_STOCK, lines)};\n` +
+              reservationLapsedGuard(firstCreatedAt!, options.reservationTtlSeconds)
+            : null
         return { last, result: lines }
       },
     )
