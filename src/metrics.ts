@@ -87,7 +87,7 @@ export function createMetrics(worker = 'api-0') {
     }),
     orderBatches: new Counter({
       name: 'order_batches_total',
-      help: 'Batch transactions of the redis-gate strategy by outcome (committed, split to isolate a bad row, failed, unknown: the answer to COMMIT was lost)',
+      help: "Batch transactions of the redis-gate strategy by outcome (committed; split to isolate a bad row; failed; lapsed: it waited past half its reservations' time; gate_ahead: the gate admitted units Postgres did not have; unknown: the answer to COMMIT was lost)",
       labelNames: ['outcome'] as const,
       registers: [registry],
     }),
@@ -106,6 +106,16 @@ export function createMetrics(worker = 'api-0') {
     gateTokensReleased: new Counter({
       name: 'gate_tokens_released_total',
       help: 'Reservation tokens the reconciler released to the gate because they never became an order',
+      registers: [registry],
+    }),
+    orderQueueFull: new Counter({
+      name: 'order_queue_full_total',
+      help: "Purchases refused (503 with Retry-After, no unit taken) because the worker's batch queue held ORDER_QUEUE_MAX admitted buyers",
+      registers: [registry],
+    }),
+    gateUnitsRetaken: new Counter({
+      name: 'gate_units_retaken_total',
+      help: 'Units gate-confirm took from the gate again: their batch committed after their token was released (past its deadline) or lost (a rebuilt gate)',
       registers: [registry],
     }),
     reservationsExpired: new Counter({

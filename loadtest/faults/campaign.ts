@@ -14,7 +14,7 @@ import {
 import { httpStatus, waitFor } from '../../scripts/stack/process.js'
 import { AdminApi, type Sale } from '../admin.js'
 import { createBuyers, type Buyers, type BuyerTally, type FailedKey } from '../buyers.js'
-import { runLoadAlongside, type LoadRequest, type LoadStats } from '../load.js'
+import { runLoadAlongside, TIMELINE_STEP_MS, type LoadRequest, type LoadStats } from '../load.js'
 import { scrape, sumOf } from '../prometheus.js'
 import { noEvidence, saleEvidence, watchSale } from '../scenarios/common.js'
 import { LOAD_TEST_NGINX_LIMITS, LOAD_TEST_APP_LIMITS, loadTarget, type LoadTarget } from '../target.js'
@@ -145,6 +145,17 @@ export interface CaseResult {
   checks: Check[]
   verdict: 'pass' | 'FAIL'
   seconds: number
+}
+
+/** The 5xx of each whole second of the run, from the timeline's steps (each an answers-per-second rate). */
+function failedPerSecond(timeline: LoadStats['timeline']): string {
+  const stepsPerSecond = 1000 / TIMELINE_STEP_MS
+  const seconds: number[] = []
+  for (let i = 0; i < timeline.length; i += stepsPerSecond) {
+    const steps = timeline.slice(i, i + stepsPerSecond)
+    seconds.push(Math.round(steps.reduce((sum, s) => sum + s.failed, 0) / stepsPerSecond))
+  }
+  return seconds.join(' ')
 }
 
 /** The result of a case that could not run to the end: nothing measured, one failed check that says why. */
@@ -536,7 +547,9 @@ export async function judge<C extends JudgedContext>(
     invariant: 'I3',
     name: 'recovered: the last 2 s of the run answered 2xx and no 5xx',
     ok: tailOk > 0 && tailFailed === 0,
-    detail: `${Math.round(tailOk / 4)} 2xx and ${Math.round(tailFailed / 4)} 5xx in the last 2 s`,
+    detail:
+      `${Math.round(tailOk / 4)} 2xx and ${Math.round(tailFailed / 4)} 5xx in the last 2 s` +
+      (tailFailed === 0 ? '' : `; 5xx per second, second by second: ${failedPerSecond(load.timeline)}`),
   })
   if (seen.buyers) {
     checks.push(noReservationExpiredOnArrival(seen.buyers.tally))

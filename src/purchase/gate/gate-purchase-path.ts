@@ -127,7 +127,10 @@ export function createGatePurchasePath(deps: {
       // Concurrency: backpressure. A worker whose batch queue is full refuses before the script runs,
       // so no unit is taken for a buyer whose order could not be written soon; without it the queue
       // (and every waiting buyer's latency, and the tokens held) grows without bound while Postgres lags.
-      if (batcher.queued >= config.ORDER_QUEUE_MAX) throw new SaleUnavailableError()
+      if (batcher.queued >= config.ORDER_QUEUE_MAX) {
+        deps.metrics.orderQueueFull.inc()
+        throw new SaleUnavailableError()
+      }
       const request = key.parsed()
       const refusals = request && refusalsOf(saleId, request)
       let verified: string | undefined

@@ -160,6 +160,7 @@ export function createOrderBatcher(options: BatcherOptions) {
       written.length > 0 || keyed.length > 0
         ? gate
             .confirm(saleId, written, keyed)
+            .then((retaken) => metrics.gateUnitsRetaken.inc(Number(retaken)))
             .catch((err: Error) =>
               options.log.warn({ err, saleId }, 'gate confirm failed; the reconciler will'),
             )
@@ -184,8 +185,8 @@ export function createOrderBatcher(options: BatcherOptions) {
       options.log.warn({ saleId: err.saleId }, 'the gate is ahead of Postgres; it will be rebuilt')
       void gate.markStale(err.saleId).catch(() => undefined)
     }
-    // Certainly rolled back (Postgres down, a timeout, the gate ahead of Postgres): the units go back.
-    metrics.orderBatches.inc({ outcome: 'failed' })
+    // Certainly rolled back (Postgres down, a timeout, too late, the gate ahead of Postgres): the units go back.
+    metrics.orderBatches.inc({ outcome: outcomeOf(err) })
     return new Map(items.map((p) => [p, { error: new SaleUnavailableError(err) }]))
   }
 
@@ -295,6 +296,12 @@ export function createOrderBatcher(options: BatcherOptions) {
       return queue.queued
     },
   }
+}
+
+/** A batch that certainly rolled back, as order_batches_total counts it. */
+function outcomeOf(err: Error): 'failed' | 'lapsed' | 'gate_ahead' {
+  if (err instanceof GateAheadOfPostgresError) return 'gate_ahead'
+  return statementAbortOf(err, RESERVATION_LAPSED) !== null ? 'lapsed' : 'failed'
 }
 
 /** What a buyer whose own row broke the batch is told. */
