@@ -109,6 +109,9 @@ const schema = z.object({
   ORDER_QUEUE_MAX: positiveInt.default(1280),
   // How long an admitted reservation may stay unconfirmed before the reconciler returns its units.
   GATE_TOKEN_TTL_MS: positiveInt.default(30_000),
+  // How long a sale's gate keys stay in Redis after the sale ends; the reconciler looks after a sale
+  // for half of it. Then they expire, so Redis does not keep every sale ever held.
+  GATE_KEPT_AFTER_END_SECONDS: positiveInt.default(1800),
   RECONCILE_INTERVAL_MS: positiveInt.default(1000),
   // Purchase attempts allowed per second, per user and per sale, across all workers.
   RATE_LIMIT_USER_PER_SECOND: positiveInt.default(10),

@@ -25,7 +25,10 @@ export function createGateWiring(deps: {
   redis: Redis
   log: Pick<Log, 'warn'>
 }) {
-  const gate = createStockGate(deps.redis, { tokenTtlMs: deps.config.GATE_TOKEN_TTL_MS })
+  const gate = createStockGate(deps.redis, {
+    tokenTtlMs: deps.config.GATE_TOKEN_TTL_MS,
+    keptAfterEndMs: deps.config.GATE_KEPT_AFTER_END_SECONDS * 1000,
+  })
   return {
     gate,
     /** Whether flash sales sell through the gate (then the reconciler checks each sale's gate too). */

@@ -68,6 +68,32 @@ async function gateFence(ctx: CaseContext): Promise<number | null> {
   }
 }
 
+/** How many keys the gates of these sales hold in Redis (gate, users, tokens, released). */
+async function keysOfSales(redis: Redis, saleIds: number[]): Promise<number> {
+  const counts = await Promise.all(
+    saleIds.map((id) =>
+      redis.exists(`sale:{${id}}:gate`, `sale:{${id}}:users`, `sale:{${id}}:tokens`, `sale:{${id}}:released`),
+    ),
+  )
+  return counts.reduce((sum, n) => sum + n, 0)
+}
+
+async function usedMemory(redis: Redis): Promise<number> {
+  return Number(/used_memory:(\d+)/.exec(await redis.info('memory'))?.[1] ?? NaN)
+}
+
+/** Each worker's used heap, in bytes, from its own metrics. */
+async function workerHeaps(ctx: CaseContext): Promise<number[]> {
+  return Promise.all(
+    ctx.target.metrics.workers.map(async (url) => {
+      const text = await (await fetch(url)).text()
+      return Number(/^nodejs_heap_size_used_bytes(?:\{[^}]*\})? (\S+)$/m.exec(text)?.[1] ?? NaN)
+    }),
+  )
+}
+
+const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1)
+
 /** The append-only file Redis is writing to now (Redis 7's multi-part AOF: the last "incr" file). */
 function currentAof(redisDir: string): string {
   const dir = path.join(redisDir, 'appendonlydir')
@@ -461,6 +487,72 @@ export const CASES: FaultCase[] = [
         seen.counters.retaken === 0,
         `${seen.counters.retaken} units taken again; ${seen.counters.released} tokens released by the reconciler; ` +
           `${seen.counters.lapsed} batches rolled back for waiting past half their reservations' time`,
+      ),
+    ],
+  },
+  {
+    name: 'sale-churn',
+    title: '1,000 short sales created and ended during the stampede',
+    fault:
+      "While the stampede runs, 1,000 one-unit sales are created, each open for 4 s, so that 1,000 gates come and go; their keys are kept 4 s after the end (GATE_KEPT_AFTER_END_SECONDS=4 instead of 30 minutes). Redis' memory and every worker's heap are read before and after.",
+    promise:
+      "Memory does not only grow: every key of an ended sale's gate expires with it (the gate, its users, tokens and applied releases), the reconciler does not rebuild a gate whose sale is over, and a worker keeps what it remembers per sale for at most MAX_SALES_KEPT sales.",
+    limits:
+      "Keys expire GATE_KEPT_AFTER_END_SECONDS after the sale ends (30 minutes by default), not at once; a buyer of a long-ended sale rebuilds its gate for a minute to hear that it ended. A worker's heap moves with the load and the garbage collector's timing, so it is reported, not compared.",
+    appEnv: { GATE_KEPT_AFTER_END_SECONDS: '4' },
+    load: { durationSeconds: 20, rate: 300 },
+    async inject(faults, ctx, notes) {
+      const redis = redisClient(ctx)
+      await redis.connect()
+      try {
+        const memoryBefore = await usedMemory(redis)
+        const heapsBefore = await workerHeaps(ctx)
+        await faults.waitForRandomMoment(1000, 2000)
+        await ctx.admin.restock(ctx.productId, 1000)
+        faults.note('creating 1,000 sales, each open 4 s')
+        const ids: number[] = []
+        let keysAtCreation = 0
+        for (let i = 0; i < 1000; i += 20) {
+          const batch = await Promise.all(
+            Array.from({ length: 20 }, () =>
+              ctx.admin.createSale({
+                productId: ctx.productId,
+                units: 1,
+                perUserLimit: 1,
+                priceCents: 999,
+                openSeconds: 4,
+                restocked: true,
+              }),
+            ),
+          )
+          ids.push(...batch.map((sale) => sale.id))
+          // Counted as they are made: the first ones' keys may be gone before the last sale exists.
+          keysAtCreation += await keysOfSales(
+            redis,
+            batch.map((sale) => sale.id),
+          )
+        }
+        notes.keysAtCreation = keysAtCreation
+        faults.note(`1,000 sales created; their gates held ${keysAtCreation} keys as they were made`)
+        // The last one ends 4 s after it was created, its keys go 4 s later; two reconcile rounds more.
+        await sleep(4000 + 4000 + 2000)
+        notes.keysLeft = await keysOfSales(redis, ids)
+        faults.note(`${notes.keysLeft} keys of the 1,000 ended sales left`)
+        notes.redisMemoryBeforeMiB = mib(memoryBefore)
+        notes.redisMemoryAfterMiB = mib(await usedMemory(redis))
+        notes.workerHeapsBeforeMiB = heapsBefore.map(mib).join(' ')
+        notes.workerHeapsAfterMiB = (await workerHeaps(ctx)).map(mib).join(' ')
+      } finally {
+        redis.disconnect()
+      }
+    },
+    check: (_ctx, seen) => [
+      check(
+        "every key of the 1,000 ended sales' gates expired, and none was built again",
+        Number(seen.notes.keysAtCreation) >= 1000 && seen.notes.keysLeft === 0,
+        `${seen.notes.keysAtCreation} keys as the sales were made, ${seen.notes.keysLeft} left after they ended; ` +
+          `Redis used ${seen.notes.redisMemoryBeforeMiB} MiB before, ${seen.notes.redisMemoryAfterMiB} MiB after; ` +
+          `worker heaps ${seen.notes.workerHeapsBeforeMiB} MiB before, ${seen.notes.workerHeapsAfterMiB} MiB after`,
       ),
     ],
   },

@@ -110,7 +110,7 @@ export async function takeKeyThenCountLimits(
 // terms of the sales it sold from.
 
 /** How many sales a worker keeps in each memory; the one kept longest goes first. */
-const MAX_SALES_KEPT = 10_000
+export const MAX_SALES_KEPT = 10_000
 
 /**
  * Remembers, per worker, that a sale was found sold out, for `ttlMs`: by the gate (./gate/) or by

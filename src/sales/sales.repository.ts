@@ -79,11 +79,11 @@ export async function listUnitsHeldBy(
 }
 
 /** Sales whose gate may still move: open now, or closed less than `graceMinutes` ago. */
-export async function listSalesToReconcile(db: Queryable, graceMinutes: number): Promise<number[]> {
+export async function listSalesToReconcile(db: Queryable, graceSeconds: number): Promise<number[]> {
   const { rows } = await db.query<{ id: number }>(
     `SELECT id FROM flash_sales
-      WHERE starts_at <= now() AND ends_at > now() - make_interval(mins => $1) ORDER BY id`,
-    [graceMinutes],
+      WHERE starts_at <= now() AND ends_at > now() - make_interval(secs => $1) ORDER BY id`,
+    [graceSeconds],
   )
   return rows.map((row) => row.id)
 }

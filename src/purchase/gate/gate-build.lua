@@ -21,14 +21,18 @@
 -- ARGV[4]  ends_ms
 -- ARGV[5]  per_user_limit
 -- ARGV[6]  fence: the flash_sale_stock.version those numbers belong to
--- ARGV[7..] pairs of user id, units held (from sale_user_units)
+-- ARGV[7]  expire_ms: when the sale's keys go (its end plus a grace, see stock-gate.ts); the gate keeps
+--          it, so that a script creating one of the other keys later gives it the same end
+-- ARGV[8..] pairs of user id, units held (from sale_user_units)
 -- returns  1 if built, 0 if a gate of this run id existed already, -1 if refused (no run id given)
 if ARGV[1] == '' then return -1 end
 if redis.call('HGET', KEYS[1], 'run_id') == ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 redis.call('HSET', KEYS[1], 'available', ARGV[2], 'starts_ms', ARGV[3], 'ends_ms', ARGV[4],
-  'per_user_limit', ARGV[5], 'fence', ARGV[6], 'run_id', ARGV[1])
-for i = 7, #ARGV, 2 do
+  'per_user_limit', ARGV[5], 'fence', ARGV[6], 'run_id', ARGV[1], 'expire_ms', ARGV[7])
+redis.call('PEXPIREAT', KEYS[1], ARGV[7])
+for i = 8, #ARGV, 2 do
   redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
 end
+if #ARGV >= 8 then redis.call('PEXPIREAT', KEYS[2], ARGV[7]) end
 return 1

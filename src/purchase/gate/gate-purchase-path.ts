@@ -26,7 +26,7 @@ import type { Metrics } from '../../metrics.js'
 import type { PurchasePath, PurchaseRequest, StoredAnswer } from '../purchase-path.js'
 import { rebuildGateFromPostgres } from './gate-rebuild.js'
 import { createOrderBatcher } from './order-batcher.js'
-import { createSoldOutMemo } from '../purchase-path.js'
+import { createSoldOutMemo, MAX_SALES_KEPT } from '../purchase-path.js'
 import type { Admission, GateRequest, StockGate } from './stock-gate.js'
 
 /** How long a worker answers SOLD_OUT from memory after the gate said so. */
@@ -84,7 +84,8 @@ export function createGatePurchasePath(deps: {
   }
 
   // A final refusal's status and body (as the error handler sends them) are the same for every buyer of
-  // a sale: made once per sale on this worker, not three errors and three JSON texts per purchase.
+  // a sale: made once per sale on this worker, not three errors and three JSON texts per purchase (for
+  // at most MAX_SALES_KEPT sales, the oldest going first).
   const refusalBodies = new Map<number, { status: number; body: string }[]>()
   function refusalsOf(saleId: number, request: IdempotentRequest) {
     let bodies = refusalBodies.get(saleId)
@@ -97,6 +98,7 @@ export function createGatePurchasePath(deps: {
         status: error.statusCode,
         body: JSON.stringify({ code: error.code, message: error.message }),
       }))
+      if (refusalBodies.size >= MAX_SALES_KEPT) refusalBodies.delete(refusalBodies.keys().next().value!)
       refusalBodies.set(saleId, bodies)
     }
     const [soldOut, notStarted, ended] = bodies.map(({ status, body }) =>

@@ -66,7 +66,8 @@ local function final(answer, state)
   return {answer}
 end
 
-local gate = redis.call('HMGET', KEYS[1], 'available', 'starts_ms', 'ends_ms', 'per_user_limit', 'run_id')
+local gate = redis.call('HMGET', KEYS[1], 'available', 'starts_ms', 'ends_ms', 'per_user_limit', 'run_id',
+  'expire_ms')
 if not gate[1] or gate[5] ~= ARGV[6] then return {'gate_missing'} end
 local available = tonumber(gate[1])
 local now = tonumber(ARGV[3])
@@ -83,6 +84,12 @@ if held + quantity > tonumber(gate[4]) then return {'per_user_limit', available,
 redis.call('HINCRBY', KEYS[1], 'available', -quantity)
 redis.call('HINCRBY', KEYS[2], ARGV[1], quantity)
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
+-- The users and tokens keys go when the gate does (a gate built before keys expired has no expire_ms).
+if gate[6] then
+  for _, key in ipairs({KEYS[2], KEYS[3]}) do
+    if redis.call('PTTL', key) == -1 then redis.call('PEXPIREAT', key, gate[6]) end
+  end
+end
 if keyed then
   redis.call('SET', KEYS[4], cjson.encode({h = ARGV[7], t = ARGV[4]}), 'PX', ARGV[8])
 end

@@ -19,6 +19,9 @@
 if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
 if tonumber(ARGV[4]) <= tonumber(redis.call('HGET', KEYS[1], 'fence') or '-1') then return -1 end
 if redis.call('SADD', KEYS[3], ARGV[3]) == 0 then return 0 end
+-- The set of applied releases goes when the gate does.
+local expireMs = redis.call('HGET', KEYS[1], 'expire_ms')
+if expireMs and redis.call('PTTL', KEYS[3]) == -1 then redis.call('PEXPIREAT', KEYS[3], expireMs) end
 redis.call('HINCRBY', KEYS[1], 'available', ARGV[2])
 if tonumber(ARGV[5]) > 0 then redis.call('HINCRBY', KEYS[2], ARGV[1], -tonumber(ARGV[5])) end
 return 1

@@ -93,10 +93,13 @@ export function createReconciler(deps: { db: Pick<Db, 'primary'>; gate: StockGat
       return applied
     },
     reconcileSale,
-    /** Every sale that is open, or closed so recently that reservation tokens may still be in flight. */
+    /**
+     * Every sale that is open, or closed so recently that reservation tokens may still be in flight: for
+     * half the time its gate keys stay after the end, so a gate is never rebuilt just as it expires.
+     */
     async reconcileAll(): Promise<ReconcileResult[]> {
       const results: ReconcileResult[] = []
-      for (const saleId of await listSalesToReconcile(db.primary, 15))
+      for (const saleId of await listSalesToReconcile(db.primary, gate.keptAfterEndMs / 2000))
         results.push(await reconcileSale(saleId))
       return results
     },

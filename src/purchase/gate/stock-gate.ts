@@ -7,7 +7,7 @@ import { defineScripts } from '../../redis/scripts.js'
 
 // Redis key layout of the flash-sale gate. The `{<id>}` hash tag keeps one sale's keys in one slot,
 // so the scripts stay valid on a Redis Cluster.
-//   sale:{<id>}:gate    hash   available, starts_ms, ends_ms, per_user_limit, and two fences:
+//   sale:{<id>}:gate    hash   available, starts_ms, ends_ms, per_user_limit, expire_ms, and two fences:
 //                              fence   the flash_sale_stock.version the gate was built from
 //                              run_id  the Redis server it was built on (INFO server's run_id)
 //   sale:{<id>}:users   hash   user id -> units held in the sale (reserved + paid)
@@ -18,6 +18,8 @@ import { defineScripts } from '../../redis/scripts.js'
 //                                                JSON: in flight, finished, outcome unknown)
 //   sale:{<id>}:rl:user:<userId>:<window>  counter  the buyer's purchases in this sale and rate window
 //   sale:{<id>}:rl:sale:<window>           counter  the sale's purchases in this rate window
+// The gate, users, tokens and released keys expire together, GATE_KEPT_AFTER_END_SECONDS after the sale ends
+// (gate-build.lua sets it; a script that creates one of the others later gives it the gate's expire_ms).
 // The key and the counters carry the sale's tag so that one script (gate-purchase.lua) decides a whole
 // purchase on one hash slot. So the per-user rate limit counts per user per sale, and a key used on
 // another endpoint is not seen here: Postgres' idempotency_keys record still refuses its reuse (422).
@@ -120,6 +122,23 @@ const RELEASE_OUTCOMES = {
   [-2]: 'gate_missing',
 } as const
 
+/**
+ * A gate built when its sale's keys are about to go, or went long ago (a buyer of a sale that ended
+ * long ago asks for it), lives a minute from its build instead: long enough to answer "ended".
+ */
+const LATE_BUILD_MS = 5_000
+const LATE_GATE_KEPT_MS = 60_000
+
+/**
+ * When a gate built at `nowMs` for a sale ending at `endsAt` expires, in ms since the epoch:
+ * `keptAfterEndMs` after the end (GATE_KEPT_AFTER_END_SECONDS), unless that is less than LATE_BUILD_MS
+ * away.
+ */
+export function gateExpiresAt(endsAt: Date, nowMs: number, keptAfterEndMs: number): number {
+  const kept = endsAt.getTime() + keptAfterEndMs
+  return kept - nowMs >= LATE_BUILD_MS ? kept : nowMs + LATE_GATE_KEPT_MS
+}
+
 /** What building a gate did: built it, found it current already, or could not (run id unknown). */
 export type GateBuild = 'built' | 'current' | 'redis_unknown'
 
@@ -129,7 +148,15 @@ export function parseToken(token: string): { userId: string; quantity: number } 
   return { userId: userId!, quantity: Number(quantity) }
 }
 
-export function createStockGate(redis: Redis, options: { tokenTtlMs: number }) {
+export function createStockGate(
+  redis: Redis,
+  options: {
+    tokenTtlMs: number
+    /** How long the sale's keys stay after it ends (GATE_KEPT_AFTER_END_SECONDS); 30 minutes unless given. */
+    keptAfterEndMs?: number
+  },
+) {
+  const keptAfterEndMs = options.keptAfterEndMs ?? 30 * 60_000
   defineScripts(redis, import.meta.url, {
     gatePurchase: { file: 'gate-purchase.lua', keys: 6 },
     gateReleaseToken: { file: 'gate-release-token.lua', keys: 3 },
@@ -140,6 +167,9 @@ export function createStockGate(redis: Redis, options: { tokenTtlMs: number }) {
   const runIds = serverRunIdOf(redis)
 
   return {
+    /** How long a sale's keys stay after it ends; the reconciler looks after a sale for half of it. */
+    keptAfterEndMs,
+
     /** The run id of the Redis server, once this process knows it (null while Redis is away). */
     serverRunId: () => runIds.known(),
 
@@ -272,6 +302,7 @@ export function createStockGate(redis: Redis, options: { tokenTtlMs: number }) {
         state.endsAt.getTime(),
         state.perUserLimit,
         state.version,
+        gateExpiresAt(state.endsAt, Date.now(), keptAfterEndMs),
         ...holders,
       )
       return built === 1 ? 'built' : built === 0 ? 'current' : 'redis_unknown'
