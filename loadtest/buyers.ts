@@ -71,6 +71,8 @@ export function createBuyers(users: LoadTestUser[], options: BuyerOptions) {
   // Per user: the key of a purchase whose answer was a 5xx, to be sent again on their next turn.
   const failed: (string | undefined)[] = users.map(() => undefined)
   const failedKeys = new Map<string, FailedKey>()
+  // Every key sent, with its buyer: so a campaign can send them all again after a fault (resendEveryKey).
+  const sentKeys = new Map<string, number>()
   let turn = 0
   let nextUser = 0
   let nextGreedy = 0
@@ -92,6 +94,10 @@ export function createBuyers(users: LoadTestUser[], options: BuyerOptions) {
   return {
     tally,
     failedKeys,
+    /** Every key sent so far, with its buyer's user id and bearer token. */
+    *keysSent(): Generator<{ key: string; userId: string; token: string }> {
+      for (const [key, u] of sentKeys) yield { key, userId: users[u]!.id, token: users[u]!.token }
+    },
     start(at: number) {
       startedAt = at
     },
@@ -106,6 +112,7 @@ export function createBuyers(users: LoadTestUser[], options: BuyerOptions) {
         failedKey !== undefined || (lastKey[u] !== undefined && Math.random() < options.replayShare)
       const key = failedKey ?? (retry ? lastKey[u]! : `${run}-${u}-${++keysUsed[u]!}`)
       lastKey[u] = key
+      sentKeys.set(key, u)
       failed[u] = undefined
       context.retry = retry
       context.user = u

@@ -14,7 +14,7 @@ import {
 import { httpStatus, waitFor } from '../../scripts/stack/process.js'
 import { AdminApi, type Sale } from '../admin.js'
 import { createBuyers, type Buyers, type BuyerTally, type FailedKey } from '../buyers.js'
-import { runLoadAlongside, TIMELINE_STEP_MS, type LoadRequest, type LoadStats } from '../load.js'
+import { answerKey, runLoadAlongside, TIMELINE_STEP_MS, type LoadRequest, type LoadStats } from '../load.js'
 import { scrape, sumOf } from '../prometheus.js'
 import { noEvidence, saleEvidence, watchSale } from '../scenarios/common.js'
 import { LOAD_TEST_NGINX_LIMITS, LOAD_TEST_APP_LIMITS, loadTarget, type LoadTarget } from '../target.js'
@@ -119,6 +119,8 @@ export interface FaultCase {
   /** Runs while the load runs; must leave every server it broke running again before it returns. */
   inject(faults: FaultLibrary, ctx: CaseContext, notes: Observation['notes']): Promise<void>
   check?(ctx: CaseContext, seen: Observation): Promise<Check[]> | Check[]
+  /** After the run, send every purchase key of it again and hold each answer against Postgres (resendEveryKey). */
+  resendEveryKey?: boolean
   /** Counters (metric name, labels) to measure over the run, for check(). */
   counters?: Record<string, { metric: string; labels?: Record<string, string> }>
 }
@@ -469,6 +471,59 @@ export async function checkRetriedKeys(target: LoadTarget, keys: FailedKey[]): P
 }
 
 /**
+ * Redis may have forgotten any key of the run (a lost second of AOF, a failover, a lapsed lock): every
+ * key is sent again, and a key whose order Postgres saved must answer that order (201, replayed), never
+ * a refusal (sold out, the per-user limit) or a second order. Keys without a saved order are not judged:
+ * their purchase may rightly run now.
+ */
+export async function resendEveryKey(target: LoadTarget, buyers: Buyers, saleId: number): Promise<Check> {
+  const keys = [...buyers.keysSent()]
+  const { rows } = await target.db.query<{ user_id: string; key: string; order_id: string }>(
+    `SELECT user_id, key, response_body->>'id' AS order_id FROM idempotency_keys
+      WHERE response_status = 201 AND (user_id, key) IN (SELECT * FROM unnest($1::uuid[], $2::text[]))`,
+    [keys.map((k) => k.userId), keys.map((k) => k.key)],
+  )
+  const saved = new Map(rows.map((r) => [`${r.user_id}/${r.key}`, r.order_id]))
+  const withOrder = keys.filter((k) => saved.has(`${k.userId}/${k.key}`))
+  const wrong: string[] = []
+  let replayed = 0
+  // A few at a time, so the check measures the answers, not nginx's connection limits.
+  for (let i = 0; i < withOrder.length; i += 20) {
+    await Promise.all(
+      withOrder.slice(i, i + 20).map(async (k) => {
+        const response = await fetch(`${target.nginxUrl}/api/sales/${saleId}/purchase`, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            authorization: `Bearer ${k.token}`,
+            'idempotency-key': k.key,
+          },
+          body: '{"quantity":1}',
+        })
+        const body = await response.text()
+        const orderId = saved.get(`${k.userId}/${k.key}`)!
+        const ok =
+          response.status === 201 &&
+          response.headers.get('idempotent-replayed') === 'true' &&
+          (JSON.parse(body) as { id: string }).id === orderId
+        if (ok) replayed++
+        else if (wrong.length < 5) wrong.push(`${answerKey(response.status, body)} for order ${orderId}`)
+        else wrong.push('')
+      }),
+    )
+  }
+  return {
+    invariant: 'I2',
+    name: 'every key whose order Postgres saved, sent again after the run, answers that order',
+    ok: wrong.length === 0 && withOrder.length > 0,
+    detail:
+      `${keys.length} keys sent in the run, ${withOrder.length} with a saved order: ${replayed} replayed it, ` +
+      `${wrong.length} answered otherwise` +
+      (wrong.length ? ` (e.g. ${wrong.filter(Boolean).join('; ')})` : ''),
+  }
+}
+
+/**
  * A buyer told 201 holds a reservation with time left to pay: an order that had expired before its
  * answer arrived is one the sweeper may take back at once (and that I4 counts overdue from its birth).
  */
@@ -493,6 +548,8 @@ export interface JudgedCase<C extends JudgedContext> {
   title: string
   strategy?: StockStrategyName
   check?(ctx: C, seen: Observation): Promise<Check[]> | Check[]
+  /** After the run, send every purchase key of it again and hold each answer against Postgres (resendEveryKey). */
+  resendEveryKey?: boolean
 }
 
 /**
@@ -558,6 +615,8 @@ export async function judge<C extends JudgedContext>(
   }
   if (seen.failedKeys.length > 0) checks.push(await checkRetriedKeys(target, seen.failedKeys))
   if (fc.check) checks.push(...(await fc.check(ctx, seen)))
+  if (fc.resendEveryKey && seen.buyers && sale)
+    checks.push(await resendEveryKey(target, seen.buyers, sale.id))
 
   const audit = verification.audit
   const orders = sale

@@ -159,6 +159,8 @@ export const CASES: FaultCase[] = [
     limits:
       'AOF everysec can lose up to about a second of writes on an OS crash or power cut (a SIGKILL alone loses almost nothing, since the writes are already in the page cache: the case cuts the file to play the worse crash). Lost writes can only make the gate too generous, never let Postgres sell a unit it lacks: the batch UPDATE is conditional. Idempotency locks written in the lost second are gone too; the Postgres copy of each key is the backstop.',
     load: { durationSeconds: 20 },
+    // The keys whose Redis records the lost second took: Postgres' copy must answer each of them.
+    resendEveryKey: true,
     async inject(faults, ctx, notes) {
       // The AOF's current file changes when Redis rewrites it: sample which file and how long, often.
       const sizes: { at: number; file: string; size: number }[] = []

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify'
+import pg from 'pg'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startService, stopService } from '../../../scripts/stack/stack.js'
@@ -11,6 +12,7 @@ import {
   type TestUser,
 } from '../../../test/support/app.js'
 import { purchase } from '../../../test/support/purchase.js'
+import { waitFor } from '../../../scripts/stack/process.js'
 import { localStackOptions, testStack } from '../../../test/support/stack-env.js'
 import { createLoadTestUsers } from '../../auth/load-test-users.js'
 import { runIdIn, serverRunIdOf } from '../../redis/client.js'
@@ -31,6 +33,20 @@ async function makeStale(app: FastifyInstance, saleId: number, extra: number, lo
   await app.redis.hset(gateKey(saleId), 'run_id', 'f'.repeat(40))
   await app.redis.hincrby(gateKey(saleId), 'available', extra)
   await app.redis.zrem(tokensKey(saleId), lostToken)
+}
+
+/**
+ * Sessions waiting to lock a sale's stock row for a gate rebuild: the first waits for the holder, the
+ * others queue behind the first (Postgres' tuple lock), so they are counted by waiting, not by whom.
+ */
+async function observerQuery(observer: pg.Client) {
+  // Asked on a connection of its own: inside the holder's transaction pg_stat_activity never changes,
+  // and the app's pool may have none left.
+  return observer.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM pg_stat_activity
+      WHERE datname = current_database() AND cardinality(pg_blocking_pids(pid)) > 0
+        AND query LIKE '%FOR UPDATE OF st%'`,
+  )
 }
 
 describe('the gate fence after a Redis restart', () => {
@@ -113,6 +129,37 @@ describe('the gate fence after a Redis restart', () => {
     } finally {
       await apps[1]!.close()
     }
+  })
+
+  it('when 40 buyers of one worker find the gate stale while the stock row is busy, then that worker queues one rebuild on the row, not one per buyer, and every buyer gets an order once it is free', async () => {
+    const saleId = await newSale(app, admin, { units: 50 })
+    const buyers = await createLoadTestUsers(app.db.primary, app.config, 40)
+    await app.redis.hset(gateKey(saleId), 'run_id', 'f'.repeat(40))
+    const holder = await app.db.primary.connect()
+    const observer = new pg.Client({ connectionString: app.config.DATABASE_URL })
+    await observer.connect()
+    let answers: Awaited<ReturnType<typeof purchase>>[]
+    try {
+      // A batch or a report holding the sale's stock row: the rebuild's FOR UPDATE has to wait for it.
+      await holder.query('BEGIN')
+      await holder.query('SELECT 1 FROM flash_sale_stock WHERE sale_id = $1 FOR UPDATE', [saleId])
+      const answered = Promise.all(buyers.map((buyer) => purchase(app, buyer, saleId)))
+      const waiting = async () => {
+        const { rows } = await observerQuery(observer)
+        return rows[0]!.n
+      }
+      await waitFor('a rebuild to wait for the stock row', async () => (await waiting()) > 0, 5000)
+      // Every buyer has had time to find the gate stale and ask for a rebuild.
+      await sleep(500)
+      expect(await waiting()).toBe(1)
+      await holder.query('COMMIT')
+      answers = await answered
+    } finally {
+      holder.release()
+      await observer.end()
+    }
+    expect(answers.map((a) => a.statusCode)).toEqual(Array(40).fill(201))
+    expect(await settledAuditOf(app, admin, saleId)).toMatchObject({ available: 10, gate: 10, drift: 0 })
   })
 
   it('when the gate is stale and nobody buys, then the reconciler re-fences it from Postgres', async () => {

@@ -60,18 +60,32 @@ export function createGatePurchasePath(deps: {
     maxConcurrent: config.ORDER_BATCH_CONCURRENCY,
   })
 
+  // Concurrency: one rebuild per sale at a time on this worker (single flight). The buyers who find the
+  // gate missing meanwhile wait for that one: after a Redis restart under a big sale, each worker queues
+  // one session on the hot stock row, not one per waiting buyer (each holding a pooled connection).
+  const rebuilding = new Map<number, ReturnType<typeof rebuildGateFromPostgres>>()
+  function rebuildOnce(saleId: number): ReturnType<typeof rebuildGateFromPostgres> {
+    let pending = rebuilding.get(saleId)
+    if (!pending) {
+      pending = rebuildGateFromPostgres(db.primary, gate, saleId).finally(() => rebuilding.delete(saleId))
+      rebuilding.set(saleId, pending)
+    }
+    return pending
+  }
+
   /**
    * Asks the gate; a gate that is missing or stale is rebuilt from Postgres first, and asked once more
    * (without counting the rate limits twice).
    * Concurrency: fail closed. Without a gate fenced to this Redis server nobody is admitted (no gate
    * must never mean unlimited stock, and a stale one may offer units Postgres no longer has). Many
-   * workers rebuild at once after a restart; one builds, the others find it current. A gate that is
-   * still not there after that (Redis restarted again, Postgres away) answers 503.
+   * workers rebuild at once after a restart (one rebuild each: rebuildOnce); one builds, the others
+   * find it current. A gate that is still not there after that (Redis restarted again, Postgres away)
+   * answers 503.
    */
   async function decideFenced(request: GateRequest): Promise<Admission> {
     const first = await gate.decide(request)
     if (first.outcome !== 'gate_missing') return first
-    const rebuilt = await rebuildGateFromPostgres(db.primary, gate, request.saleId).catch((err: Error) => {
+    const rebuilt = await rebuildOnce(request.saleId).catch((err: Error) => {
       deps.log.warn({ err, saleId: request.saleId }, 'could not rebuild the gate; the reconciler will retry')
       return 'failed' as const
     })
