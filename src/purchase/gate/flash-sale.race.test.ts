@@ -339,6 +339,27 @@ describe('flash sale on the redis-gate strategy', () => {
     await expectReplayOf(first, retry, saleId)
   })
 
+  it('when Redis lost how a keyed purchase ended (its key still in flight, its token gone), then the retry replays the order from Postgres at once, not 409 IDEMPOTENCY_KEY_IN_USE until the lock lapses', async () => {
+    const saleId = await newSale(apps[0]!, admin, { units: 5, perUserLimit: 1 })
+    const [buyer] = await createLoadTestUsers(apps[0]!.db.primary, apps[0]!.config, 1)
+    const first = await purchase(apps[0]!, buyer!, saleId, 'lost-confirm-1')
+    expect(first.statusCode).toBe(201)
+    // What the key held before the batch's confirm, which Redis lost with its last second of writes: the
+    // attempt's in-flight state. Its token is no longer in flight (the reconciler dropped it).
+    const redisKey = `sale:{${saleId}}:idem:${buyer!.id}:lost-confirm-1`
+    const finished = JSON.parse((await apps[0]!.redis.get(redisKey))!) as { h: string }
+    await apps[0]!.redis.set(
+      redisKey,
+      JSON.stringify({ h: finished.h, t: `${buyer!.id}:1:gone` }),
+      'PX',
+      30_000,
+    )
+
+    const retry = await purchase(apps[1]!, buyer!, saleId, 'lost-confirm-1')
+
+    await expectReplayOf(first, retry, saleId)
+  })
+
   it('when Redis forgot a keyed purchase and the sale sold out since, then the retry replays the order from Postgres, not SOLD_OUT, even on a worker that knows the sale is sold out', async () => {
     const saleId = await newSale(apps[0]!, admin, { units: 1, perUserLimit: 2 })
     const [buyer, loser] = await createLoadTestUsers(apps[0]!.db.primary, apps[0]!.config, 2)

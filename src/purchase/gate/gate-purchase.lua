@@ -48,6 +48,10 @@ if keyed then
     if state.h ~= ARGV[7] then return {'reused'} end
     if state.s then return {'replay', stored} end
     if state.u then return {'verify', stored} end
+    -- In flight, but its token is not: the attempt ended and Redis never heard how (its confirm was
+    -- lost with Redis' last writes, or the gate was rebuilt since). Postgres knows; no need to wait
+    -- for the lock to lapse.
+    if state.t and not redis.call('ZSCORE', KEYS[3], state.t) then return {'verify', stored} end
     return {'busy'}
   end
   fresh = not stored
