@@ -125,6 +125,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     config,
     rows,
     payments: createSimulatedPaymentProvider({
+      db: app.db.primary,
       latencyMs: config.PAYMENT_LATENCY_MS,
       failureRate: config.PAYMENT_FAILURE_RATE,
     }),

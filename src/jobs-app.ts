@@ -14,6 +14,8 @@ import { fetchWorkerMetrics, mergeWorkerMetrics } from './merged-metrics.js'
 import { startMetricsServer } from './metrics-server.js'
 import { createMetrics } from './metrics.js'
 import { sweepExpiredReservations } from './orders/expiry-sweeper.js'
+import { createSimulatedPaymentProvider } from './orders/payment-provider.js'
+import { refundUnusableCharges } from './orders/refunds.js'
 import { createGateWiring } from './purchase-wiring.js'
 import { createReconciler } from './purchase/gate/reconciler.js'
 import { connectWithin, createRedis } from './redis/client.js'
@@ -55,6 +57,11 @@ export async function buildJobs(config: Config, options: JobsOptions = {}) {
   // through the gate; gate releases left pending are applied under every strategy, since orders the gate
   // admitted earlier release to it whatever this process sells with.
   const reconciler = createReconciler({ db: { primary }, gate, metrics })
+  const payments = createSimulatedPaymentProvider({
+    db: primary,
+    latencyMs: config.PAYMENT_LATENCY_MS,
+    failureRate: config.PAYMENT_FAILURE_RATE,
+  })
   const stop = new AbortController()
   let lease: LeaderLease | null = null
 
@@ -74,7 +81,11 @@ export async function buildJobs(config: Config, options: JobsOptions = {}) {
           expired += batch
         } while (batch === SWEEP_BATCH && mayGoOn())
         const keys = await deleteExpiredKeys(primary, 5000)
-        return expired > 0 || keys > 0 ? { expired, idempotencyKeysDeleted: keys } : null
+        // Charges of orders that can no longer be paid (a pay that failed after its charge) go back.
+        const refunded = await refundUnusableCharges(primary, payments, SWEEP_BATCH)
+        return expired > 0 || keys > 0 || refunded > 0
+          ? { expired, idempotencyKeysDeleted: keys, refunded }
+          : null
       },
     },
     'guest expiry': {

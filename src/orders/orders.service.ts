@@ -25,6 +25,8 @@ import {
 } from './orders.repository.js'
 import { releaseOrdersStock, stockOf, type ReleaseHooks } from './order-release.js'
 import type { PaymentProvider } from './payment-provider.js'
+import { recordCharge } from './payments.repository.js'
+import { refundCharge } from './refunds.js'
 
 export interface Caller {
   userId: string
@@ -97,9 +99,15 @@ export function createOrders(deps: OrdersDeps) {
   }
 
   /**
-   * Charges the order and marks it paid. The provider is called outside any transaction (it is slow);
-   * the status change afterwards is conditional, so an order that expired or was cancelled during
-   * the charge is never marked paid (and in a real shop the charge would be refunded).
+   * Charges the order and marks it paid. The provider is called outside any transaction (it is slow),
+   * with the order's id as its idempotency key, and the charge is recorded before the order changes;
+   * the status change afterwards is conditional.
+   * Concurrency: two pays of one order at once (two tabs, a retry whose key lock lapsed during a slow
+   * charge) make one charge; the second to mark finds the order paid and answers it. An order that
+   * expired or was cancelled while the charge ran is not marked paid: its charge is refunded at once,
+   * and the refund recorded. A charge whose order stays unpaid (the transaction failed, the buyer never
+   * came back) is refunded by the jobs process once the order expires (refundUnusableCharges, in
+   * ./refunds.ts).
    */
   async function pay(caller: Caller, orderId: string, idempotency: IdempotentRequest | null): Promise<Order> {
     const order = await orderVisibleTo(db.primary, caller, orderId)
@@ -107,17 +115,38 @@ export function createOrders(deps: OrdersDeps) {
     // answer replays instead of ORDER_NOT_PAYABLE.
     if (!canPay(order)) throw await savedAnswerOr(db.primary, idempotency, whyNotPayable(order))
     if (!(await payments.charge(order.id, order.totalCents))) throw new PaymentDeclinedError()
-    const paid = await withTransaction(db.primary, async (tx) => {
-      if (!(await markPaidIfStillReserved(tx, order.id)))
-        throw await savedAnswerOr(tx, idempotency, whyNotPayable((await findOrder(tx, order.id))!))
+    await recordCharge(db.primary, order.id, order.totalCents)
+    type Marked = { paid: Order; fresh: boolean } | { unusable: StoredOrder }
+    const outcome = await withTransaction(db.primary, async (tx): Promise<Marked> => {
+      if (!(await markPaidIfStillReserved(tx, order.id))) {
+        const current = (await findOrder(tx, order.id))!
+        // Paid by the other of two pays at once, with this same charge: the answer is that order, saved
+        // under this request's key too.
+        if (current.status === 'paid') {
+          const paid = publicOrder(current)
+          if (idempotency) await saveResponse(tx, idempotency, 200, paid)
+          return { paid, fresh: false }
+        }
+        return { unusable: current }
+      }
       const { stock, lines } = stockOf(order)
       await sellReserved(tx, stock, lines)
       const result = publicOrder((await findOrder(tx, order.id))!)
       if (idempotency) await saveResponse(tx, idempotency, 200, result)
-      return result
+      return { paid: result, fresh: true }
     })
-    metrics.ordersTotal.inc({ status: 'paid' })
-    return paid
+    if ('unusable' in outcome) {
+      const current = outcome.unusable
+      await refundCharge(
+        db.primary,
+        payments,
+        current.id,
+        current.status === 'cancelled' ? 'cancelled' : 'expired',
+      )
+      throw await savedAnswerOr(db.primary, idempotency, whyNotPayable(current))
+    }
+    if (outcome.fresh) metrics.ordersTotal.inc({ status: 'paid' })
+    return outcome.paid
   }
 
   /**
