@@ -78,6 +78,8 @@ export interface CaseContext {
   sale: Sale | null
   /** The product the hot-key case reads. */
   productId: number
+  /** The buyers of the case's sale, with their tokens. */
+  users: LoadTestUser[]
   log(message: string): void
 }
 
@@ -259,7 +261,7 @@ export async function runCase(
           })
     const users =
       load.kind === 'hot-key' ? [] : await createLoadTestUsers(target.db, target.config, load.users)
-    const ctx: CaseContext = { options, handles, target, admin, load, sale, productId, log }
+    const ctx: CaseContext = { options, handles, target, admin, load, sale, productId, users, log }
     log(
       sale
         ? `sale ${sale.id}: ${units} units, ${users.length} buyers, ${load.connections} connections at ${load.rate}/s for ${load.durationSeconds} s`

@@ -559,6 +559,91 @@ export const CASES: FaultCase[] = [
     ],
   },
   {
+    name: 'double-pay',
+    title: 'Orders paid twice at once through a slow payment provider',
+    fault:
+      'While the stampede runs, 300 of its orders are each paid twice at the same instant (two tabs, or a retry whose key lock lapsed), through a provider that takes 1.5 s per charge (PAYMENT_LATENCY_MS=1500); reservations last 5 s, so some orders expire while their charge runs.',
+    promise:
+      'One charge per order, whatever the number of pays: both pays of a paid order answer it, and the provider charged it once. An order that expired during its charge is not paid: its charge is refunded, and the refund recorded in payments. No paid order lacks its charge.',
+    limits:
+      'The simulated provider keeps its ledger in the shop’s Postgres; a real provider keeps its own, and the idempotency key (the order id) is what makes it charge once.',
+    appEnv: { PAYMENT_LATENCY_MS: '1500' },
+    load: { durationSeconds: 16 },
+    async inject(faults, ctx, notes) {
+      await faults.waitForRandomMoment(3000, 4000)
+      const tokens = new Map(ctx.users.map((u) => [u.id, u.token]))
+      const { rows } = await ctx.target.db.query<{ id: string; user_id: string }>(
+        `SELECT id, user_id FROM orders WHERE sale_id = $1 AND status = 'reserved' ORDER BY created_at DESC LIMIT 300`,
+        [ctx.sale!.id],
+      )
+      faults.note(`paying ${rows.length} orders twice each, at once`)
+      const statuses = new Map<string, number>()
+      const payOnce = async (orderId: string, token: string) => {
+        const response = await fetch(`${ctx.target.nginxUrl}/api/orders/${orderId}/pay`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}` },
+        })
+        const body = (await response.json().catch(() => ({}))) as { code?: string }
+        const answer = `${response.status}${body.code ? ` ${body.code}` : ''}`
+        statuses.set(answer, (statuses.get(answer) ?? 0) + 1)
+      }
+      await Promise.all(
+        rows.flatMap((order) => {
+          const token = tokens.get(order.user_id)!
+          return [payOnce(order.id, token), payOnce(order.id, token)]
+        }),
+      )
+      notes.orders = rows.length
+      notes.payAnswers = JSON.stringify(Object.fromEntries(statuses))
+      faults.note(`pays answered: ${notes.payAnswers}`)
+      // The jobs process refunds the charges of orders that ended unpaid on its next sweeps.
+      await sleep(3000)
+    },
+    async check(ctx, seen) {
+      const { rows } = await ctx.target.db.query<{
+        orders: number
+        paid_uncharged: number
+        paid_refunded: number
+        unusable_unrefunded: number
+        refunded: number
+        paid: number
+      }>(
+        `WITH o AS (
+           SELECT o.id, o.status, c.charged, c.refunded, p.refunded_at
+             FROM orders o
+             LEFT JOIN simulated_payment_charges c ON c.key = o.id::text
+             LEFT JOIN payments p ON p.order_id = o.id
+            WHERE o.sale_id = $1 AND (c.key IS NOT NULL OR o.status = 'paid')
+         )
+         SELECT count(*)::int AS orders,
+                count(*) FILTER (WHERE status = 'paid' AND charged IS NOT TRUE)::int AS paid_uncharged,
+                count(*) FILTER (WHERE status = 'paid' AND refunded)::int AS paid_refunded,
+                count(*) FILTER (WHERE status IN ('expired', 'cancelled') AND charged AND NOT refunded)::int
+                  AS unusable_unrefunded,
+                count(*) FILTER (WHERE refunded AND refunded_at IS NOT NULL)::int AS refunded,
+                count(*) FILTER (WHERE status = 'paid')::int AS paid
+           FROM o`,
+        [ctx.sale!.id],
+      )
+      const r = rows[0]!
+      return [
+        check(
+          'one charge per order: every paid order was charged once and kept its charge',
+          r.paid > 0 && r.paid_uncharged === 0 && r.paid_refunded === 0,
+          `${r.paid} orders paid by ${Number(seen.notes.orders) * 2} pays (${seen.notes.payAnswers}); ` +
+            `${r.paid_uncharged} paid without a charge, ${r.paid_refunded} paid and refunded`,
+          'I2',
+        ),
+        check(
+          'every charge of an order that could not be paid was refunded, and the refund recorded',
+          r.unusable_unrefunded === 0,
+          `${r.refunded} charges refunded and recorded, ${r.unusable_unrefunded} kept for orders that expired or were cancelled`,
+          'I2',
+        ),
+      ]
+    },
+  },
+  {
     name: 'pool-exhaustion',
     title: 'Every primary connection held behind a sleeping lock',
     fault:

@@ -27,6 +27,17 @@ export async function findOrder(db: Queryable, orderId: string): Promise<StoredO
   return rows[0] && orderFromRow(rows[0])
 }
 
+/**
+ * The order, read once every transaction that is changing its row has ended: its row is locked (FOR
+ * UPDATE) for the rest of the caller's transaction. For a decision that must not race a concurrent
+ * change of the same order (a pay that found it unpayable deciding to refund, while another pay of it
+ * may still commit).
+ */
+export async function findOrderLocked(db: Queryable, orderId: string): Promise<StoredOrder | undefined> {
+  const { rows } = await db.query<OrderRow>(`${SELECT_ORDER} WHERE o.id = $1 FOR UPDATE OF o`, [orderId])
+  return rows[0] && orderFromRow(rows[0])
+}
+
 export async function listOrdersOfUser(db: Queryable, userId: string, limit: number): Promise<StoredOrder[]> {
   const { rows } = await db.query<OrderRow>(
     `${SELECT_ORDER} WHERE o.user_id = $1 ORDER BY o.created_at DESC, o.id LIMIT $2`,
@@ -85,11 +96,15 @@ export async function insertReservedOrder(tx: Queryable, order: NewOrder): Promi
 // the row, and only that one moves the stock. Reading the status first and writing it later would
 // let two of them both win and release (or sell) the same units twice.
 
-/** reserved -> paid, only while the reservation still holds. `false` when it no longer applies. */
+/**
+ * reserved -> paid, only while the reservation still holds. `false` when it no longer applies. The
+ * reservation is judged by the clock when the row is updated (clock_timestamp), not when the
+ * transaction began (now()): two pays of one order must agree on whether it expired.
+ */
 export async function markPaidIfStillReserved(tx: Queryable, orderId: string): Promise<boolean> {
   const { rowCount } = await tx.query(
     `UPDATE orders SET status = 'paid', paid_at = now(), updated_at = now()
-      WHERE id = $1 AND status = 'reserved' AND expires_at > now()`,
+      WHERE id = $1 AND status = 'reserved' AND expires_at > clock_timestamp()`,
     [orderId],
   )
   return rowCount === 1

@@ -18,6 +18,7 @@ import {
 } from './order.js'
 import {
   findOrder,
+  findOrderLocked,
   insertReservedOrder,
   listOrdersOfUser,
   markCancelledIfReserved,
@@ -119,7 +120,9 @@ export function createOrders(deps: OrdersDeps) {
     type Marked = { paid: Order; fresh: boolean } | { unusable: StoredOrder }
     const outcome = await withTransaction(db.primary, async (tx): Promise<Marked> => {
       if (!(await markPaidIfStillReserved(tx, order.id))) {
-        const current = (await findOrder(tx, order.id))!
+        // Read with the row locked: a pay of the same order whose UPDATE came first may not have
+        // committed yet, and deciding on the row it is replacing would refund a charge it keeps.
+        const current = (await findOrderLocked(tx, order.id))!
         // Paid by the other of two pays at once, with this same charge: the answer is that order, saved
         // under this request's key too.
         if (current.status === 'paid') {

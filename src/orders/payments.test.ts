@@ -10,6 +10,7 @@ import {
 } from '../../test/support/app.js'
 import { waitFor } from '../../scripts/stack/process.js'
 import { createSimulatedPaymentProvider } from './payment-provider.js'
+import { markPaidIfStillReserved } from './orders.repository.js'
 import { recordCharge } from './payments.repository.js'
 import { refundUnusableCharges } from './refunds.js'
 
@@ -118,6 +119,49 @@ describe('payments: one charge per order, and a refund for a charge the order ca
         recorded_refunds: 1,
       })
     } finally {
+      await slow.close()
+    }
+  })
+
+  it('when one pay marks the order paid while the reservation holds and another, charged meanwhile, finds it expired before the first commits, then the second answers the paid order and the charge is kept, not refunded', async () => {
+    // A charge that takes 2 s, against a reservation with 1.5 s left.
+    const slow = await buildTestApp({ PAYMENT_LATENCY_MS: '2000' })
+    const first = await slow.db.primary.connect()
+    try {
+      const { customer, orderId } = await reservedOrder(slow, await newAdmin(slow))
+      await slow.db.primary.query(
+        `UPDATE orders SET expires_at = now() + interval '1.5 seconds' WHERE id = $1`,
+        [orderId],
+      )
+      const payments = createSimulatedPaymentProvider({ db: slow.db.primary, latencyMs: 0, failureRate: 0 })
+      expect(await payments.charge(orderId, 700)).toBe(true)
+      // The first pay: its UPDATE runs while the reservation holds; its COMMIT waits.
+      await first.query('BEGIN')
+      expect(await markPaidIfStillReserved(first, orderId)).toBe(true)
+      // The second pay starts while the reservation holds, and reaches its UPDATE after it ran out.
+      const second = pay(slow, customer, orderId)
+      const waitsOrAnswers = await Promise.race([
+        second.then(() => 'answered'),
+        waitFor(
+          'the second pay to wait for the first',
+          async () => {
+            const { rows } = await slow.db.primary.query<{ n: number }>(
+              `SELECT count(*)::int AS n FROM pg_stat_activity
+                WHERE cardinality(pg_blocking_pids(pid)) > 0 AND query LIKE '%FOR UPDATE OF o%'`,
+            )
+            return rows[0]!.n > 0
+          },
+          10_000,
+        ).then(() => 'waits'),
+      ])
+      expect(waitsOrAnswers).toBe('waits')
+      await first.query('COMMIT')
+      const answer = await second
+      expect(answer.statusCode).toBe(200)
+      expect(answer.json<{ status: string }>().status).toBe('paid')
+      expect(await ledgersOf(slow, orderId)).toMatchObject({ charges: 1, refunded: 0, recorded_refunds: 0 })
+    } finally {
+      first.release()
       await slow.close()
     }
   })
