@@ -540,10 +540,10 @@ export const CASES: FaultCase[] = [
         await sleep(4000 + 4000 + 2000)
         notes.keysLeft = await keysOfSales(redis, ids)
         faults.note(`${notes.keysLeft} keys of the 1,000 ended sales left`)
-        notes.redisMemoryBeforeMiB = mib(memoryBefore)
-        notes.redisMemoryAfterMiB = mib(await usedMemory(redis))
-        notes.workerHeapsBeforeMiB = heapsBefore.map(mib).join(' ')
-        notes.workerHeapsAfterMiB = (await workerHeaps(ctx)).map(mib).join(' ')
+        notes.redisMemoryBefore = `${mib(memoryBefore)} MiB`
+        notes.redisMemoryAfter = `${mib(await usedMemory(redis))} MiB`
+        notes.workerHeapsBefore = `${heapsBefore.map(mib).join(', ')} MiB`
+        notes.workerHeapsAfter = `${(await workerHeaps(ctx)).map(mib).join(', ')} MiB`
       } finally {
         redis.disconnect()
       }
@@ -553,8 +553,8 @@ export const CASES: FaultCase[] = [
         "every key of the 1,000 ended sales' gates expired, and none was built again",
         Number(seen.notes.keysAtCreation) >= 1000 && seen.notes.keysLeft === 0,
         `${seen.notes.keysAtCreation} keys as the sales were made, ${seen.notes.keysLeft} left after they ended; ` +
-          `Redis used ${seen.notes.redisMemoryBeforeMiB} MiB before, ${seen.notes.redisMemoryAfterMiB} MiB after; ` +
-          `worker heaps ${seen.notes.workerHeapsBeforeMiB} MiB before, ${seen.notes.workerHeapsAfterMiB} MiB after`,
+          `Redis used ${seen.notes.redisMemoryBefore} before, ${seen.notes.redisMemoryAfter} after; ` +
+          `worker heaps ${seen.notes.workerHeapsBefore} before, ${seen.notes.workerHeapsAfter} after`,
       ),
     ],
   },
