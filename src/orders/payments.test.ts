@@ -10,7 +10,9 @@ import {
 } from '../../test/support/app.js'
 import { waitFor } from '../../scripts/stack/process.js'
 import { createSimulatedPaymentProvider } from './payment-provider.js'
-import { markPaidIfStillReserved } from './orders.repository.js'
+import { sellReserved } from '../stock/stock.repository.js'
+import { stockOf } from './order-release.js'
+import { findOrder, markPaidIfStillReserved } from './orders.repository.js'
 import { recordCharge } from './payments.repository.js'
 import { refundUnusableCharges } from './refunds.js'
 
@@ -135,9 +137,11 @@ describe('payments: one charge per order, and a refund for a charge the order ca
       )
       const payments = createSimulatedPaymentProvider({ db: slow.db.primary, latencyMs: 0, failureRate: 0 })
       expect(await payments.charge(orderId, 700)).toBe(true)
-      // The first pay: its UPDATE runs while the reservation holds; its COMMIT waits.
+      // The first pay, as pay() does it: its UPDATE runs while the reservation holds; its COMMIT waits.
       await first.query('BEGIN')
       expect(await markPaidIfStillReserved(first, orderId)).toBe(true)
+      const { stock, lines } = stockOf((await findOrder(first, orderId))!)
+      await sellReserved(first, stock, lines)
       // The second pay starts while the reservation holds, and reaches its UPDATE after it ran out.
       const second = pay(slow, customer, orderId)
       const waitsOrAnswers = await Promise.race([
@@ -166,13 +170,18 @@ describe('payments: one charge per order, and a refund for a charge the order ca
     }
   })
 
-  it('when an order was charged but never marked paid and then expired, then the jobs round refunds the charge once', async () => {
-    const { orderId } = await reservedOrder(app, admin)
+  it('when an order was charged but never marked paid and then cancelled, then the jobs round refunds the charge once', async () => {
+    const { customer, orderId } = await reservedOrder(app, admin)
     const payments = createSimulatedPaymentProvider({ db: app.db.primary, latencyMs: 0, failureRate: 0 })
-    // A pay whose transaction failed after the charge, and a buyer who never came back.
+    // A pay whose transaction failed after the charge, and a buyer who then cancelled the order.
     expect(await payments.charge(orderId, 700)).toBe(true)
     await recordCharge(app.db.primary, orderId, 700)
-    await app.db.primary.query(`UPDATE orders SET status = 'expired' WHERE id = $1`, [orderId])
+    const cancelled = await app.inject({
+      method: 'POST',
+      url: `/api/orders/${orderId}/cancel`,
+      headers: customer.headers,
+    })
+    expect(cancelled.statusCode).toBe(200)
 
     await refundUnusableCharges(app.db.primary, payments, 1000)
     await refundUnusableCharges(app.db.primary, payments, 1000)

@@ -6,6 +6,22 @@ import { unnestColumns } from '../../db/unnest.js'
 // release's transaction writes the mark; after COMMIT the gate gets the units and the mark is cleared,
 // and the reconciler finishes what a process left (./release-to-gate.ts, ./reconciler.ts).
 
+/**
+ * Which of these reservation tokens of one sale became an order, asked once every batch of the sale
+ * that is committing has ended. Runs in the caller's transaction, which it keeps holding a share lock
+ * on the sale's stock row: a batch's stock UPDATE and COMMIT travel together and lock that row until
+ * the commit has ended (even a COMMIT whose client lost the answer while it waited for a synchronous
+ * standby), so the lock is only granted once they did, and their orders are then visible.
+ */
+export async function findWrittenTokensAfterCommits(
+  tx: Queryable,
+  saleId: number,
+  tokens: string[],
+): Promise<Set<string>> {
+  await tx.query('SELECT 1 FROM flash_sale_stock WHERE sale_id = $1 FOR SHARE', [saleId])
+  return findWrittenTokens(tx, tokens)
+}
+
 /** Which of these reservation tokens became an order. */
 export async function findWrittenTokens(db: Queryable, tokens: string[]): Promise<Set<string>> {
   const { rows } = await db.query<{ reservation_token: string }>(

@@ -8,6 +8,9 @@ import { loseNextCommit, type LostCommit } from '../../../test/support/lost-comm
 import { purchase } from '../../../test/support/purchase.js'
 import { waitFor } from '../../../scripts/stack/process.js'
 import { createLoadTestUsers } from '../../auth/load-test-users.js'
+import { findSale } from '../../sales/sales.repository.js'
+import { decrementsReturningVersion, SALE_STOCK } from '../../stock/stock.repository.js'
+import { writeSaleOrders } from '../sale-orders.repository.js'
 import { createOrderBatcher, type OrderBatcher } from './order-batcher.js'
 import { createReconciler } from './reconciler.js'
 import { createStockGate, type StockGate } from './stock-gate.js'
@@ -353,5 +356,64 @@ describe('order batcher', () => {
     })
     const next = await admitAndSubmit(gate, batcher, saleId, [buyers[3]!.id])
     expect(next.map((a) => a.status)).toEqual(['fulfilled'])
+  })
+
+  it('when a batch is still committing after its token passed its deadline, then the reconciler waits for that COMMIT and drops the token instead of giving its unit back', async () => {
+    const saleId = await newSale(app, admin, { units: 10 })
+    const [buyer] = await createLoadTestUsers(app.db.primary, app.config, 1)
+    const gate = createStockGate(app.redis, { tokenTtlMs: 200 })
+    const reconciler = createReconciler({ db: app.db, gate, metrics: app.metrics })
+    const admission = await gate.admit(saleId, buyer!.id, 1)
+    if (admission.outcome !== 'admitted') throw new Error(`not admitted: ${admission.outcome}`)
+    const batch = await app.db.primary.connect()
+    try {
+      // What a batch does, up to its COMMIT: the order written, the stock row updated (and locked).
+      await batch.query('BEGIN')
+      const sale = (await findSale(app.db.primary, saleId))!
+      await writeSaleOrders(
+        batch,
+        sale,
+        [
+          {
+            orderId: randomUUID(),
+            userId: buyer!.id,
+            quantity: 1,
+            idempotency: null,
+            reservationToken: admission.token,
+          },
+        ],
+        { ttlSeconds: 600, stock: 'none' },
+      )
+      await batch.query(decrementsReturningVersion(SALE_STOCK, [{ id: saleId, quantity: 1 }]))
+      await sleep(300)
+
+      const reconciled = reconciler.reconcileSale(saleId)
+      const waitsOrEnds = await Promise.race([
+        reconciled.then(() => 'ended'),
+        waitFor(
+          'the reconciler to wait for the committing batch',
+          async () => {
+            const { rows } = await observer.query<{ n: number }>(
+              `SELECT count(*)::int AS n FROM pg_stat_activity
+                WHERE cardinality(pg_blocking_pids(pid)) > 0 AND query LIKE '%FOR SHARE%'`,
+            )
+            return rows[0]!.n > 0
+          },
+          5000,
+        ).then(() => 'waits'),
+      ])
+      expect(waitsOrEnds).toBe('waits')
+      await batch.query('COMMIT')
+      expect(await reconciled).toMatchObject({ dropped: 1, released: 0 })
+    } finally {
+      batch.release()
+    }
+    expect(await auditOf(app, admin, saleId)).toMatchObject({
+      available: 9,
+      gate: 9,
+      inFlight: 0,
+      drift: 0,
+      violations: [],
+    })
   })
 })

@@ -1,6 +1,7 @@
 import type { Db } from '../../db/pool.js'
 import type { Metrics } from '../../metrics.js'
-import { findPendingGateReleases, findWrittenTokens } from './gate-outbox.repository.js'
+import { withTransaction } from '../../db/transaction.js'
+import { findPendingGateReleases, findWrittenTokensAfterCommits } from './gate-outbox.repository.js'
 import { findSale, listSalesToReconcile } from '../../sales/sales.repository.js'
 import { rebuildGateFromPostgres } from './gate-rebuild.js'
 import { applyGateReleases } from './release-to-gate.js'
@@ -40,9 +41,14 @@ export function createReconciler(deps: { db: Pick<Db, 'primary'>; gate: StockGat
     // just dropped (a confirm at fence 0 re-takes nothing); if not, the units go back, exactly once
     // (gate-release-token removes the token atomically). A batch that commits after this check
     // re-takes the units in gate-confirm, so neither case double-counts.
+    // Asked after every batch of the sale that is committing has ended (a COMMIT can still be running
+    // on the server after its client gave up on the answer): a token is released only if no order of
+    // it committed or is committing.
     const stale = await gate.tokensPastDeadline(saleId, Date.now())
     if (stale.length > 0) {
-      const written = await findWrittenTokens(db.primary, stale)
+      const written = await withTransaction(db.primary, (tx) =>
+        findWrittenTokensAfterCommits(tx, saleId, stale),
+      )
       if (written.size > 0) {
         await gate.confirm(
           saleId,
