@@ -3,6 +3,7 @@ import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import { stackUrls } from '../../scripts/stack/stack.js'
+import { parsePrometheusText, sumOf } from '../prometheus.js'
 import type { Check } from '../verify.js'
 import { MAX_ERROR_SAMPLES } from '../load.js'
 import { answersStartingWith, type CaseContext, type FaultCase, type Observation } from './campaign.js'
@@ -68,6 +69,16 @@ async function gateFence(ctx: CaseContext): Promise<number | null> {
   }
 }
 
+/** A superuser session on the primary, in the app's database: an outside session holding locks. */
+async function appDatabaseSession(ctx: CaseContext) {
+  const session = ctx.handles.superuser(
+    'primary',
+    new URL(stackUrls(ctx.options).databaseUrl).pathname.slice(1),
+  )
+  await session.connect()
+  return session
+}
+
 /** How many keys the gates of these sales hold in Redis (gate, users, tokens, released). */
 async function keysOfSales(redis: Redis, saleIds: number[]): Promise<number> {
   const counts = await Promise.all(
@@ -86,8 +97,8 @@ async function usedMemory(redis: Redis): Promise<number> {
 async function workerHeaps(ctx: CaseContext): Promise<number[]> {
   return Promise.all(
     ctx.target.metrics.workers.map(async (url) => {
-      const text = await (await fetch(url)).text()
-      return Number(/^nodejs_heap_size_used_bytes(?:\{[^}]*\})? (\S+)$/m.exec(text)?.[1] ?? NaN)
+      const samples = parsePrometheusText(await (await fetch(url)).text())
+      return sumOf(samples, 'nodejs_heap_size_used_bytes')
     }),
   )
 }
@@ -433,11 +444,7 @@ export const CASES: FaultCase[] = [
     async inject(faults, ctx, notes) {
       const redis = redisClient(ctx)
       await redis.connect()
-      const holder = ctx.handles.superuser(
-        'primary',
-        new URL(stackUrls(ctx.options).databaseUrl).pathname.slice(1),
-      )
-      await holder.connect()
+      const holder = await appDatabaseSession(ctx)
       // The gate's count, sampled all along: it must never go below zero.
       let lowest = Number.POSITIVE_INFINITY
       let sampling = true
@@ -655,11 +662,7 @@ export const CASES: FaultCase[] = [
     strategy: 'atomic',
     async inject(faults, ctx) {
       await faults.waitForRandomMoment(3000, 5000)
-      const holder = ctx.handles.superuser(
-        'primary',
-        new URL(stackUrls(ctx.options).databaseUrl).pathname.slice(1),
-      )
-      await holder.connect()
+      const holder = await appDatabaseSession(ctx)
       try {
         await holder.query('BEGIN')
         await holder.query('SELECT 1 FROM flash_sale_stock WHERE sale_id = $1 FOR UPDATE', [ctx.sale!.id])

@@ -15,6 +15,7 @@ import { stockOf } from './order-release.js'
 import { findOrder, markPaidIfStillReserved } from './orders.repository.js'
 import { recordCharge } from './payments.repository.js'
 import { refundUnusableCharges } from './refunds.js'
+import { blockedSessions } from '../../test/support/locks.js'
 
 const pay = (app: FastifyInstance, user: TestUser, orderId: string, key?: string) =>
   app.inject({
@@ -148,13 +149,7 @@ describe('payments: one charge per order, and a refund for a charge the order ca
         second.then(() => 'answered'),
         waitFor(
           'the second pay to wait for the first',
-          async () => {
-            const { rows } = await slow.db.primary.query<{ n: number }>(
-              `SELECT count(*)::int AS n FROM pg_stat_activity
-                WHERE cardinality(pg_blocking_pids(pid)) > 0 AND query LIKE '%FOR UPDATE OF o%'`,
-            )
-            return rows[0]!.n > 0
-          },
+          async () => (await blockedSessions(slow.db.primary, '%FOR UPDATE OF o%')) > 0,
           10_000,
         ).then(() => 'waits'),
       ])

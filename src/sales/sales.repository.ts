@@ -78,7 +78,7 @@ export async function listUnitsHeldBy(
   return rows.map((row) => ({ saleId: Number(row.sale_id), units: row.units }))
 }
 
-/** Sales whose gate may still move: open now, or closed less than `graceMinutes` ago. */
+/** Sales whose gate may still move: open now, or closed less than `graceSeconds` ago. */
 export async function listSalesToReconcile(db: Queryable, graceSeconds: number): Promise<number[]> {
   const { rows } = await db.query<{ id: number }>(
     `SELECT id FROM flash_sales

@@ -20,6 +20,7 @@ import { rebuildGateFromPostgres } from './gate-rebuild.js'
 import { createOrderBatcher } from './order-batcher.js'
 import { createReconciler } from './reconciler.js'
 import { createStockGate } from './stock-gate.js'
+import { blockedSessions } from '../../../test/support/locks.js'
 
 const gateKey = (saleId: number) => `sale:{${saleId}}:gate`
 const tokensKey = (saleId: number) => `sale:{${saleId}}:tokens`
@@ -33,20 +34,6 @@ async function makeStale(app: FastifyInstance, saleId: number, extra: number, lo
   await app.redis.hset(gateKey(saleId), 'run_id', 'f'.repeat(40))
   await app.redis.hincrby(gateKey(saleId), 'available', extra)
   await app.redis.zrem(tokensKey(saleId), lostToken)
-}
-
-/**
- * Sessions waiting to lock a sale's stock row for a gate rebuild: the first waits for the holder, the
- * others queue behind the first (Postgres' tuple lock), so they are counted by waiting, not by whom.
- */
-async function observerQuery(observer: pg.Client) {
-  // Asked on a connection of its own: inside the holder's transaction pg_stat_activity never changes,
-  // and the app's pool may have none left.
-  return observer.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM pg_stat_activity
-      WHERE datname = current_database() AND cardinality(pg_blocking_pids(pid)) > 0
-        AND query LIKE '%FOR UPDATE OF st%'`,
-  )
 }
 
 describe('the gate fence after a Redis restart', () => {
@@ -144,10 +131,10 @@ describe('the gate fence after a Redis restart', () => {
       await holder.query('BEGIN')
       await holder.query('SELECT 1 FROM flash_sale_stock WHERE sale_id = $1 FOR UPDATE', [saleId])
       const answered = Promise.all(buyers.map((buyer) => purchase(app, buyer, saleId)))
-      const waiting = async () => {
-        const { rows } = await observerQuery(observer)
-        return rows[0]!.n
-      }
+      // Rebuilds waiting to lock the stock row: the first waits for the holder, the others queue behind
+      // it (Postgres' tuple lock), so they are counted by waiting, not by whom. Asked on a connection of
+      // its own: the app's pool may have none left.
+      const waiting = () => blockedSessions(observer, '%FOR UPDATE OF st%')
       await waitFor('a rebuild to wait for the stock row', async () => (await waiting()) > 0, 5000)
       // Every buyer has had time to find the gate stale and ask for a rebuild.
       await sleep(500)

@@ -23,7 +23,7 @@ export async function findWrittenTokensAfterCommits(
 }
 
 /** Which of these reservation tokens became an order. */
-export async function findWrittenTokens(db: Queryable, tokens: string[]): Promise<Set<string>> {
+async function findWrittenTokens(db: Queryable, tokens: string[]): Promise<Set<string>> {
   const { rows } = await db.query<{ reservation_token: string }>(
     'SELECT reservation_token FROM orders WHERE reservation_token = ANY($1::text[])',
     [tokens],

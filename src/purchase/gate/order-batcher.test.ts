@@ -14,6 +14,7 @@ import { writeSaleOrders } from '../sale-orders.repository.js'
 import { createOrderBatcher, type OrderBatcher } from './order-batcher.js'
 import { createReconciler } from './reconciler.js'
 import { createStockGate, type StockGate } from './stock-gate.js'
+import { blockedSessions } from '../../../test/support/locks.js'
 
 async function batches(app: FastifyInstance, outcome: string): Promise<number> {
   const metric = await app.metrics.orderBatches.get()
@@ -323,16 +324,12 @@ describe('order batcher', () => {
         saleId,
         buyers.slice(0, 3).map((buyer) => buyer.id),
       )
-      // The batch waits at its stock UPDATE; hold the row past half of the 2 s reservation. Asked
-      // outside the holder's transaction, and only for a session the holder blocks.
-      for (let waiting = 0; waiting === 0;) {
-        const { rows } = await observer.query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM pg_stat_activity
-            WHERE $1 = ANY(pg_blocking_pids(pid)) AND query LIKE '%UPDATE flash_sale_stock%'`,
-          [holderRows[0]!.pid],
-        )
-        waiting = rows[0]!.n
-      }
+      // The batch waits at its stock UPDATE; hold the row past half of the 2 s reservation.
+      await waitFor(
+        'the batch to wait for the stock row',
+        async () => (await blockedSessions(observer, '%UPDATE flash_sale_stock%', holderRows[0]!.pid)) > 0,
+        10_000,
+      )
       await sleep(1200)
       await holder.query('COMMIT')
       answers = await submitted
@@ -392,13 +389,7 @@ describe('order batcher', () => {
         reconciled.then(() => 'ended'),
         waitFor(
           'the reconciler to wait for the committing batch',
-          async () => {
-            const { rows } = await observer.query<{ n: number }>(
-              `SELECT count(*)::int AS n FROM pg_stat_activity
-                WHERE cardinality(pg_blocking_pids(pid)) > 0 AND query LIKE '%FOR SHARE%'`,
-            )
-            return rows[0]!.n > 0
-          },
+          async () => (await blockedSessions(observer, '%FOR SHARE%')) > 0,
           5000,
         ).then(() => 'waits'),
       ])
