@@ -100,6 +100,8 @@ export class AdminApi {
     perUserLimit: number
     priceCents: number
     openSeconds: number
+    /** When the sale opens, from now; -1 (open already) unless given. openSeconds counts from now. */
+    startsInSeconds?: number
     /** The caller restocked the product for this sale already (several sales at once). */
     restocked?: boolean
   }): Promise<Sale> {
@@ -110,7 +112,7 @@ export class AdminApi {
       priceCents: input.priceCents,
       units: input.units,
       perUserLimit: input.perUserLimit,
-      startsAt: new Date(now - 1000).toISOString(),
+      startsAt: new Date(now + (input.startsInSeconds ?? -1) * 1000).toISOString(),
       endsAt: new Date(now + input.openSeconds * 1000).toISOString(),
     })
   }

@@ -125,6 +125,13 @@ export interface FaultCase {
   resendEveryKey?: boolean
   /** Counters (metric name, labels) to measure over the run, for check(). */
   counters?: Record<string, { metric: string; labels?: Record<string, string> }>
+  /** When the case's sale opens and closes, in seconds from its creation (default: open all run). */
+  saleWindow?: { startsInSeconds: number; openSeconds: number }
+  /**
+   * Changes the stack before the sale is created and the load starts (the clocks case replaces the
+   * app's processes); returns how to undo it, which runs once the case is judged, failure or not.
+   */
+  prepare?(ctx: Pick<CaseContext, 'options' | 'handles' | 'log'>): Promise<() => Promise<void>>
 }
 
 export interface CaseResult {
@@ -244,6 +251,7 @@ export async function runCase(
   await waitForHealthy(options)
   const handles = await stackHandles(options)
   const target = loadTarget(options)
+  const undo = fc.prepare ? await fc.prepare({ options, handles, log }) : undefined
   try {
     const admin = await AdminApi.connect(target)
     const productId = await admin.loadTestProduct(target.db)
@@ -257,7 +265,7 @@ export async function runCase(
             units,
             perUserLimit: load.limit,
             priceCents: 999,
-            openSeconds: load.durationSeconds + 600,
+            ...(fc.saleWindow ?? { openSeconds: load.durationSeconds + 600 }),
           })
     const users =
       load.kind === 'hot-key' ? [] : await createLoadTestUsers(target.db, target.config, load.users)
@@ -270,6 +278,8 @@ export async function runCase(
     const observed = await observe(fc, ctx, seed, users)
     return await judge(fc, ctx, seed, observed, users, started)
   } finally {
+    // A stack left half-undone is repaired by the next case's stackUp; the case's verdict stands.
+    await undo?.().catch((error: unknown) => log(`could not undo the case's preparation: ${String(error)}`))
     await target.close()
   }
 }
@@ -474,15 +484,17 @@ export async function checkRetriedKeys(target: LoadTarget, keys: FailedKey[]): P
 
 /**
  * Redis may have forgotten any key of the run (a lost second of AOF, a failover, a lapsed lock): every
- * key is sent again, and a key whose order Postgres saved must answer that order (201, replayed), never
- * a refusal (sold out, the per-user limit) or a second order. Keys without a saved order are not judged:
- * their purchase may rightly run now.
+ * key whose order Postgres saved (in idempotency_keys, its order in orders) is sent again, twice, and
+ * must answer that order both times (201, replayed), never a refusal (sold out, the per-user limit) or
+ * a second order: a wrong answer the first resend stored under the key would be replayed by the second.
+ * Keys without a saved order are not sent: their purchase may rightly run now.
  */
 export async function resendEveryKey(target: LoadTarget, buyers: Buyers, saleId: number): Promise<Check> {
   const keys = [...buyers.keysSent()]
   const { rows } = await target.db.query<{ user_id: string; key: string; order_id: string }>(
-    `SELECT user_id, key, response_body->>'id' AS order_id FROM idempotency_keys
-      WHERE response_status = 201 AND (user_id, key) IN (SELECT * FROM unnest($1::uuid[], $2::text[]))`,
+    `SELECT k.user_id, k.key, o.id AS order_id
+       FROM idempotency_keys k JOIN orders o ON o.id = (k.response_body->>'id')::uuid AND o.user_id = k.user_id
+      WHERE k.response_status = 201 AND (k.user_id, k.key) IN (SELECT * FROM unnest($1::uuid[], $2::text[]))`,
     [keys.map((k) => k.userId), keys.map((k) => k.key)],
   )
   const saved = new Map(rows.map((r) => [`${r.user_id}/${r.key}`, r.order_id]))
@@ -491,9 +503,9 @@ export async function resendEveryKey(target: LoadTarget, buyers: Buyers, saleId:
   let replayed = 0
   let wrong = 0
   // A few at a time, so the check measures the answers, not nginx's connection limits.
-  for (let i = 0; i < withOrder.length; i += 20) {
+  for (let i = 0; i < 2 * withOrder.length; i += 20) {
     await Promise.all(
-      withOrder.slice(i, i + 20).map(async (k) => {
+      [...withOrder, ...withOrder].slice(i, i + 20).map(async (k) => {
         const response = await fetch(`${target.nginxUrl}/api/sales/${saleId}/purchase`, {
           method: 'POST',
           headers: {
@@ -523,8 +535,8 @@ export async function resendEveryKey(target: LoadTarget, buyers: Buyers, saleId:
     name: 'every key whose order Postgres saved, sent again after the run, answers that order',
     ok: wrong === 0 && withOrder.length > 0,
     detail:
-      `${keys.length} keys sent in the run, ${withOrder.length} with a saved order: ${replayed} replayed it, ` +
-      `${wrong} answered otherwise` +
+      `${keys.length} keys sent in the run, ${withOrder.length} with a saved order, each sent twice: ` +
+      `${replayed} answers replayed it, ${wrong} answered otherwise` +
       (examples.length ? ` (e.g. ${examples.join('; ')})` : ''),
   }
 }

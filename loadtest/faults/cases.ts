@@ -7,6 +7,11 @@ import { parsePrometheusText, sumOf } from '../prometheus.js'
 import type { Check } from '../verify.js'
 import { MAX_ERROR_SAMPLES } from '../load.js'
 import { answersStartingWith, type CaseContext, type FaultCase, type Observation } from './campaign.js'
+import { clockOffsetOf, runWithSkewedClocks } from './skewed-clocks.js'
+
+/** The clocks case: how far worker 0's clock runs behind, and worker 1's and the jobs process's ahead (s). */
+const WORKER_BEHIND_S = 20
+const AHEAD_S = 300
 
 /** How long after `nginx -s reload` a reset is nginx closing an idle keep-alive connection (see reloads). */
 const NGINX_RELOAD_RESET_WINDOW_MS = 2000
@@ -417,6 +422,112 @@ export const CASES: FaultCase[] = [
           `${probe.orderReads} own orders read back (${probe.orderMisses} missing), ${probe.cartReads} carts (${probe.cartMisses} stale)` +
             (odd.length ? `; unexpected: ${odd.join(', ')}` : ''),
           'I5',
+        ),
+      ]
+    },
+  },
+  {
+    name: 'clocks',
+    title: 'Workers and the jobs process whose clocks disagree: 20 s behind, 300 s ahead',
+    fault: `PM2's processes are replaced by the same programs under faketime: worker 0's clock runs ${WORKER_BEHIND_S} s behind, worker 1's and the jobs process's ${AHEAD_S} s ahead. The sale opens 6 s after it is created and closes 8 s later, inside the run; while it is open, fresh reservations are paid through each worker in turn.`,
+    promise:
+      "Every time is decided on one clock: the gate's (sale window, token deadlines, rate windows) on Redis' TIME, orders' times, the sale window in Postgres and payability on Postgres' clock. No order is made before the sale opens or after it closes, no 201 carries a reservation already expired, every fresh reservation can be paid through either worker, and the reconciler returns no live token.",
+    limits:
+      "Redis and Postgres must agree with each other (they do on one host, and with NTP across hosts): a purchase the gate admits in the last milliseconds of a sale by Redis' clock can still be refused by Postgres' clock (409, and the unit goes back). A sale's status on a page (upcoming, active, ended) is the worker's own clock's, and is off by its skew; nothing is decided on it.",
+    load: { kind: 'mixed', durationSeconds: 20, rate: 400, connections: 60 },
+    saleWindow: { startsInSeconds: 6, openSeconds: 14 },
+    counters: {
+      released: { metric: 'gate_tokens_released_total' },
+      retaken: { metric: 'gate_units_retaken_total' },
+    },
+    prepare: (ctx) =>
+      runWithSkewedClocks(
+        ctx.options,
+        ctx.handles,
+        [
+          { name: 'api', instance: 0, offset: `-${WORKER_BEHIND_S}s` },
+          { name: 'api', instance: 1, offset: `+${AHEAD_S}s` },
+          { name: 'jobs', instance: 0, offset: `+${AHEAD_S}s` },
+        ],
+        ctx.log,
+      ),
+    async inject(faults, ctx, notes) {
+      const { app } = ctx.handles
+      const workers = Array.from({ length: app.instances }, (_, n) => `http://127.0.0.1:${app.apiPort + n}`)
+      notes.worker0ClockOffsetS = (await clockOffsetOf(`${workers[0]}/health/live`)) / 1000
+      notes.worker1ClockOffsetS = (await clockOffsetOf(`${workers[1]}/health/live`)) / 1000
+      notes.jobsClockOffsetS =
+        (await clockOffsetOf(`http://127.0.0.1:${ctx.options.ports.jobsMetrics}/metrics`)) / 1000
+      faults.note(
+        `clocks: worker 0 ${notes.worker0ClockOffsetS} s, worker 1 ${notes.worker1ClockOffsetS} s, jobs ${notes.jobsClockOffsetS} s`,
+      )
+      // While the sale is open: pay fresh reservations of the buyers (not the prober's), each through the
+      // worker after the one before.
+      const tokens = new Map(ctx.users.map((u) => [u.id, u.token]))
+      const sale = ctx.sale!
+      const paid = new Map<string, number>()
+      let n = 0
+      while (Date.now() < Date.parse(sale.endsAt) + 1000) {
+        await sleep(250)
+        const { rows } = await ctx.target.db.query<{ id: string; user_id: string }>(
+          `SELECT id, user_id
+             FROM orders
+            WHERE sale_id = $1 AND user_id = ANY($2::uuid[]) AND status = 'reserved'
+              AND expires_at > clock_timestamp() + interval '2 seconds'
+            ORDER BY created_at DESC LIMIT 2`,
+          [sale.id, [...tokens.keys()]],
+        )
+        for (const order of rows) {
+          const worker = n++ % workers.length
+          const response = await fetch(`${workers[worker]}/api/orders/${order.id}/pay`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${tokens.get(order.user_id)}` },
+          })
+          const body = (await response.json().catch(() => ({}))) as { code?: string }
+          const answer = `worker ${worker}: ${response.status}${body.code ? ` ${body.code}` : ''}`
+          paid.set(answer, (paid.get(answer) ?? 0) + 1)
+        }
+      }
+      notes.pays = n
+      notes.payAnswers = JSON.stringify(Object.fromEntries(paid))
+      faults.note(`pays of fresh reservations answered: ${notes.payAnswers}`)
+    },
+    async check(ctx, seen) {
+      const { rows } = await ctx.target.db.query<{ orders: number; outside: number }>(
+        `SELECT count(*)::int AS orders,
+                count(*) FILTER (WHERE o.created_at < s.starts_at OR o.created_at >= s.ends_at)::int AS outside
+           FROM orders o JOIN flash_sales s ON s.id = o.sale_id WHERE o.sale_id = $1`,
+        [ctx.sale!.id],
+      )
+      const r = rows[0]!
+      const payAnswers = JSON.parse(String(seen.notes.payAnswers ?? '{}')) as Record<string, number>
+      const refused = Object.entries(payAnswers).filter(([answer]) => !answer.endsWith(': 200'))
+      const near = (offset: unknown, expected: number) => Math.abs(Number(offset) - expected) <= 2
+      return [
+        check(
+          'the processes ran with the clocks the case gave them (their Date headers)',
+          near(seen.notes.worker0ClockOffsetS, -WORKER_BEHIND_S) &&
+            near(seen.notes.worker1ClockOffsetS, AHEAD_S) &&
+            near(seen.notes.jobsClockOffsetS, AHEAD_S),
+          `worker 0 ${seen.notes.worker0ClockOffsetS} s, worker 1 ${seen.notes.worker1ClockOffsetS} s, jobs ${seen.notes.jobsClockOffsetS} s`,
+        ),
+        check(
+          "no order was made before the sale opened or after it closed (Postgres' clock)",
+          r.orders > 0 && r.outside === 0,
+          `${r.orders} orders, ${r.outside} outside the sale's window`,
+          'I1',
+        ),
+        check(
+          'every fresh reservation could be paid, through either worker',
+          Number(seen.notes.pays) > 0 && refused.length === 0,
+          `${seen.notes.pays} pays of reservations with more than 2 s left: ${seen.notes.payAnswers}`,
+          'I2',
+        ),
+        check(
+          'the reconciler returned no live token (none released, none re-taken by its batch)',
+          seen.counters.released === 0 && seen.counters.retaken === 0,
+          `${seen.counters.released} tokens released, ${seen.counters.retaken} units re-taken`,
+          'I1',
         ),
       ]
     },

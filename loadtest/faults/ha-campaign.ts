@@ -63,6 +63,8 @@ export interface HaFaultCase {
   /** After the load: brings every server of the profile back into the cluster for the next case. */
   restore(ctx: HaCaseContext, notes: Observation['notes']): Promise<void>
   check?(ctx: HaCaseContext, seen: Observation): Promise<Check[]> | Check[]
+  /** After the run, send every purchase key of it again and hold each answer against Postgres (resendEveryKey). */
+  resendEveryKey?: boolean
 }
 
 export interface HaCaseResult extends CaseResult {

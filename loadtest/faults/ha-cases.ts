@@ -120,9 +120,11 @@ export const HA_CASES: HaFaultCase[] = [
     fault:
       'At a random moment 4-6 s into the sale, the redis-server the Sentinels call primary gets SIGKILL. After the load it is started again and the Sentinels make it a replica of the new primary.',
     promise:
-      "Two of the three Sentinels agree it is down after 2 s and promote a replica; the app's Redis clients follow the Sentinels to it. The promoted replica may lack the last gate writes, so every gate is rebuilt from Postgres before it admits again (its run id fence no longer matches), and drift returns to 0.",
+      "Two of the three Sentinels agree it is down after 2 s and promote a replica; the app's Redis clients follow the Sentinels to it. The promoted replica may lack the last gate writes, so every gate is rebuilt from Postgres before it admits again (its run id fence no longer matches), and drift returns to 0. A buyer who retries with the same Idempotency-Key after the failover lost it gets the order back, never a refusal (sold out, the per-user limit).",
     limits:
-      'Purchases get 503s for the detection time plus the election (about 3-5 s). Replication is asynchronous: gate writes the old primary acknowledged but had not sent are lost, which is why the gate is rebuilt from Postgres rather than trusted; idempotency locks written in that window are lost too, and Postgres holds the backstop copy of each key.',
+      'Purchases get 503s for the detection time plus the election (about 3-5 s). Replication is asynchronous: gate writes the old primary acknowledged but had not sent are lost, which is why the gate is rebuilt from Postgres rather than trusted; idempotency locks and records written in that window are lost too. Postgres holds the backstop copy of each key: after the run every key with a saved order is sent again, twice, and must answer that order (201, replayed), never a refusal or a second order; keys without a saved order are not judged.',
+    // The keys whose Redis records the failover lost: Postgres' copy must answer each of them.
+    resendEveryKey: true,
     async inject(ctx, notes) {
       await ctx.waitForRandomMoment(4000, 6000)
       const primary = await primaryNow()

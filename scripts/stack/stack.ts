@@ -441,6 +441,8 @@ export async function stackHandles(o: StackOptions) {
       }))
     },
     pm2: (args: string[]) => pm2(app, args),
+    /** The settings PM2 gives the app's processes, and where their logs go: for a process started by hand. */
+    app: { env: app.env, logsDir: app.logsDir, apiPort: app.apiPort, instances: app.instances },
     reloadNginx: () => reloadNginx(nginxSetup(o, urls)),
     crashPostgres: (role: 'primary' | 'replica') => crashCluster(postgres(), role),
     /** Waits until the replica streams from the primary; fails at once if its log says it never will. */

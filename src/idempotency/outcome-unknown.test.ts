@@ -278,7 +278,7 @@ describe('Idempotency-Key after a lost COMMIT answer', () => {
         await holder.query('SELECT 1 FROM flash_sale_stock WHERE sale_id = $1 FOR UPDATE', [saleId])
         const firstAnswer = purchase(app, buyer, saleId, key)
         // (pg_stat_activity keeps the first 1 kB of a query: the statement's start.)
-        const pid = await waitingBackend('%WITH buyer AS (%')
+        const pid = await waitingBackend('%WITH clock AS (%')
         // The connection breaks on the client's side; the server, blocked on the lock, does not notice.
         const client = clients.find((c) => (c as unknown as { processID: number }).processID === pid)!
         ;(client as unknown as { connection: { stream: Socket } }).connection.stream.destroy()

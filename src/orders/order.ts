@@ -107,8 +107,11 @@ const NEXT: { readonly [From in OrderStatus]: readonly OrderStatus[] } = {
  */
 export const canTransition = (from: OrderStatus, to: OrderStatus): boolean => NEXT[from].includes(to)
 
-/** Only a reservation whose time is not up may be paid (like the SQL's `expires_at > now()`). */
-export const canPay = (order: Order, now = Date.now()): boolean =>
+/**
+ * Only a reservation whose time is not up may be paid (like the SQL's `expires_at > clock_timestamp()`).
+ * `now` is Postgres' clock (findOrderWithClock), the one expires_at was written by.
+ */
+export const canPay = (order: Order, now: number): boolean =>
   canTransition(order.status, 'paid') && Date.parse(order.expiresAt) > now
 
 /** Why an order cannot be paid: a reservation that cannot be paid has run out of time (the sweeper may not have seen it yet). */

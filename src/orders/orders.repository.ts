@@ -28,6 +28,23 @@ export async function findOrder(db: Queryable, orderId: string): Promise<StoredO
 }
 
 /**
+ * The order with Postgres' clock at the moment it was read (ms since the epoch): whether its
+ * reservation is still payable is decided on that clock, the one its expires_at was written by, never
+ * on a worker's clock, which may be off.
+ */
+export async function findOrderWithClock(
+  db: Queryable,
+  orderId: string,
+): Promise<{ order: StoredOrder; now: number } | undefined> {
+  const { rows } = await db.query<OrderRow & { readAt: Date }>(
+    `SELECT x.*, clock_timestamp() AS "readAt" FROM (${SELECT_ORDER} WHERE o.id = $1) x`,
+    [orderId],
+  )
+  const row = rows[0]
+  return row && { order: orderFromRow(row), now: row.readAt.getTime() }
+}
+
+/**
  * The order, read once every transaction that is changing its row has ended: its row is locked (FOR
  * UPDATE) for the rest of the caller's transaction. For a decision that must not race a concurrent
  * change of the same order (a pay that found it unpayable deciding to refund, while another pay of it

@@ -19,6 +19,7 @@ import {
 import {
   findOrder,
   findOrderLocked,
+  findOrderWithClock,
   insertReservedOrder,
   listOrdersOfUser,
   markCancelledIfReserved,
@@ -54,7 +55,10 @@ export function createOrders(deps: OrdersDeps) {
     caller: Caller,
     orderId: string,
   ): Promise<StoredOrder> {
-    const order = await findOrder(tx, orderId)
+    return visibleTo(caller, orderId, await findOrder(tx, orderId))
+  }
+
+  function visibleTo<O extends { userId: string }>(caller: Caller, orderId: string, order: O | undefined): O {
     if (!order || (order.userId !== caller.userId && !caller.isAdmin))
       throw new NotFoundError(`order ${orderId}`)
     return order
@@ -111,10 +115,11 @@ export function createOrders(deps: OrdersDeps) {
    * ./refunds.ts).
    */
   async function pay(caller: Caller, orderId: string, idempotency: IdempotentRequest | null): Promise<Order> {
-    const order = await orderVisibleTo(db.primary, caller, orderId)
+    const read = await findOrderWithClock(db.primary, orderId)
+    const order = visibleTo(caller, orderId, read?.order)
     // A keyed retry of a payment that succeeded (its Redis record lost) finds the order paid: the saved
-    // answer replays instead of ORDER_NOT_PAYABLE.
-    if (!canPay(order)) throw await savedAnswerOr(db.primary, idempotency, whyNotPayable(order))
+    // answer replays instead of ORDER_NOT_PAYABLE. Payable is judged by Postgres' clock.
+    if (!canPay(order, read!.now)) throw await savedAnswerOr(db.primary, idempotency, whyNotPayable(order))
     if (!(await payments.charge(order.id, order.totalCents))) throw new PaymentDeclinedError()
     await recordCharge(db.primary, order.id, order.totalCents)
     type Marked = { paid: Order; fresh: boolean } | { unusable: StoredOrder }

@@ -12,13 +12,14 @@ import type { StoredResponse } from '../idempotency/idempotency.repository.js'
 import { newReservedOrder, type Order } from '../orders/order.js'
 import type { StoredSale } from '../sales/sale.js'
 
-/** One buyer's order as the statement writes it: the app made its id, its times and its answer. */
+/**
+ * One buyer's order as the statement writes it: the app made its id and its answer; its times are
+ * Postgres' (the statement's start, and that plus the reservation's time), written into the answer too.
+ */
 export interface SaleOrderRow {
   orderId: string
   userId: string
   quantity: number
-  createdAt: string
-  expiresAt: string
   /** The Redis gate's reservation token; null on the Postgres path. */
   reservationToken: string | null
   /** The order as the 201 answer carries it, saved under the key. */
@@ -38,7 +39,7 @@ export type StockStep = 'decrement' | 'check' | 'none'
 
 /** What the statement did for one buyer. */
 export type SaleOrderOutcome =
-  | { outcome: 'created' }
+  | { outcome: 'created'; createdAt: string; expiresAt: string }
   | { outcome: 'replay'; saved: StoredResponse }
   | { outcome: 'no_sale' | 'upcoming' | 'ended' | 'sold_out' | 'per_user_limit' }
 
@@ -66,8 +67,8 @@ export function reservationLapsedGuard(createdAt: string, ttlSeconds: number): s
 
 /**
  * Every sale order, on both paths, is written by this ONE statement of chained data-modifying CTEs,
- * for one buyer (the Postgres path) or a batch of them (the gate): the sale (existence, window by
- * Postgres' clock, units in the snapshot), the keys' saved answers, the per-user units raised within
+ * for one buyer (the Postgres path) or a batch of them (the gate): the orders' times and the sale's
+ * window by Postgres' clock (never a worker's, which may be off), the sale (existence, units in the snapshot), the keys' saved answers, the per-user units raised within
  * the limit (summed per user, in user-id order), the orders and their items, the answers saved under
  * the keys, and, for `decrement`, the stock row. A buyer whose key has an answer gets that answer
  * replayed and nothing written; a buyer over the limit gets nothing written.
@@ -83,12 +84,23 @@ export function reservationLapsedGuard(createdAt: string, ttlSeconds: number): s
  * Per-user units are raised in user-id order, so two overlapping statements that share users lock
  * those rows in the same order and cannot deadlock.
  */
+/** to_char's pattern for the ISO 8601 text JavaScript's toISOString writes (UTC, milliseconds). */
+const ISO_MS = 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'
+
 const WRITE_SALE_ORDERS = `
-WITH buyer AS (
-  SELECT * FROM unnest($2::uuid[], $3::uuid[], $4::int[], $5::timestamptz[], $6::timestamptz[],
-                       $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
-    WITH ORDINALITY AS b (order_id, user_id, quantity, created_at, expires_at, token, answer,
-                          key, method, path, hash, n)
+WITH clock AS (
+  SELECT t AS created_at, t + make_interval(secs => $12) AS expires_at,
+         to_char(t AT TIME ZONE 'UTC', '${ISO_MS}') AS created_text,
+         to_char((t + make_interval(secs => $12)) AT TIME ZONE 'UTC', '${ISO_MS}') AS expires_text
+    FROM (SELECT date_trunc('milliseconds', statement_timestamp()) AS t) now
+), buyer AS (
+  SELECT b.*, c.created_at, c.expires_at,
+         b.answer::jsonb || jsonb_build_object('createdAt', c.created_text, 'expiresAt', c.expires_text)
+           AS answer_json
+    FROM unnest($2::uuid[], $3::uuid[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[],
+                $9::text[], $10::text[])
+           WITH ORDINALITY AS b (order_id, user_id, quantity, token, answer, key, method, path, hash, n)
+   CROSS JOIN clock c
 ), sale AS (
   SELECT s.id, s.product_id, s.price_cents, s.per_user_limit, st.available,
          CASE WHEN now() < s.starts_at THEN 'upcoming' WHEN now() >= s.ends_at THEN 'ended' END AS closed
@@ -102,7 +114,7 @@ WITH buyer AS (
 ), open AS (
   SELECT * FROM sale
    WHERE closed IS NULL
-     AND ($13::text = 'none' OR available >= (SELECT coalesce(sum(quantity), 0) FROM fresh))
+     AND ($11::text = 'none' OR available >= (SELECT coalesce(sum(quantity), 0) FROM fresh))
 ), units AS (
   INSERT INTO sale_user_units (sale_id, user_id, units)
   SELECT o.id, f.user_id, sum(f.quantity) FROM fresh f CROSS JOIN open o
@@ -127,7 +139,7 @@ WITH buyer AS (
 ), answer AS (
   INSERT INTO idempotency_keys
     (user_id, key, request_method, request_path, request_hash, response_status, response_body)
-  SELECT f.user_id, f.key, f.method, f.path, f.hash, 201, f.answer::jsonb
+  SELECT f.user_id, f.key, f.method, f.path, f.hash, 201, f.answer_json
     FROM placed p JOIN fresh f ON f.order_id = p.id WHERE f.key IS NOT NULL
   ON CONFLICT (user_id, key) DO UPDATE
     SET request_method = excluded.request_method, request_path = excluded.request_path,
@@ -139,7 +151,7 @@ WITH buyer AS (
   UPDATE flash_sale_stock st
      SET available = st.available - w.units, reserved = st.reserved + w.units, version = st.version + 1
     FROM (SELECT sum(quantity) AS units FROM items) w
-   WHERE $13::text = 'decrement' AND st.sale_id = $1 AND w.units > 0
+   WHERE $11::text = 'decrement' AND st.sale_id = $1 AND w.units > 0
   RETURNING 1
 )
 SELECT CASE
@@ -151,13 +163,14 @@ SELECT CASE
          WHEN b.key IS NOT NULL
               AND NOT EXISTS (SELECT 1 FROM answer a WHERE a.user_id = b.user_id AND a.key = b.key)
            THEN ${abortStatement(KEY_ANSWERED_MEANWHILE)}::text
-         WHEN $13::text = 'decrement' AND (SELECT count(*) FROM stock) >= 0
+         WHEN $11::text = 'decrement' AND (SELECT count(*) FROM stock) >= 0
               AND clock_timestamp() > b.created_at + (b.expires_at - b.created_at) / 2
            THEN ${abortStatement(RESERVATION_LAPSED)}::text
          ELSE 'created'
        END AS outcome,
-       v.request_hash AS saved_hash, v.response_status AS saved_status, v.response_body AS saved_body
-  FROM buyer b LEFT JOIN saved v ON v.n = b.n
+       v.request_hash AS saved_hash, v.response_status AS saved_status, v.response_body AS saved_body,
+       c.created_text, c.expires_text
+  FROM buyer b LEFT JOIN saved v ON v.n = b.n CROSS JOIN clock c
  ORDER BY b.n`
 
 /** The name the statement is prepared under; in autocommit (the atomic strategy) its answer is its COMMIT's. */
@@ -168,6 +181,8 @@ interface OutcomeRow {
   saved_hash: string | null
   saved_status: number | null
   saved_body: unknown
+  created_text: string
+  expires_text: string
 }
 
 /**
@@ -180,6 +195,7 @@ async function writeSaleOrderRows(
   saleId: number,
   orders: SaleOrderRow[],
   stock: StockStep,
+  ttlSeconds: number,
 ): Promise<SaleOrderOutcome[]> {
   if (orders.length === 0) return []
   const { rows } = await db.query<OutcomeRow>({
@@ -191,8 +207,6 @@ async function writeSaleOrderRows(
         o.orderId,
         o.userId,
         o.quantity,
-        o.createdAt,
-        o.expiresAt,
         o.reservationToken,
         o.answer,
         o.key?.key ?? null,
@@ -201,9 +215,12 @@ async function writeSaleOrderRows(
         o.key?.requestHash ?? null,
       ]),
       stock,
+      ttlSeconds,
     ],
   })
   return rows.map((row): SaleOrderOutcome => {
+    if (row.outcome === 'created')
+      return { outcome: 'created', createdAt: row.created_text, expiresAt: row.expires_text }
     if (row.outcome !== 'replay') return { outcome: row.outcome }
     return {
       outcome: 'replay',
@@ -239,33 +256,29 @@ export async function writeSaleOrders<B extends SaleBuyer>(
   buyers: B[],
   options: { ttlSeconds: number; stock: StockStep },
 ): Promise<Map<B, SaleOrderAnswer>> {
-  const now = Date.now()
-  const createdAt = new Date(now).toISOString()
-  const expiresAt = new Date(now + options.ttlSeconds * 1000).toISOString()
-  const orders = buyers.map((b) =>
+  // The order as the 201 answer carries it, but for its times: the statement writes Postgres' into it.
+  const orderOf = (b: B, times: { createdAt: string; expiresAt: string }) =>
     newReservedOrder({
       id: b.orderId,
       userId: b.userId,
       saleId: sale.id,
-      expiresAt,
-      createdAt,
+      ...times,
       items: [{ productId: sale.productId, quantity: b.quantity, unitPriceCents: sale.priceCents }],
-    }),
-  )
+    })
+  const untimed = { createdAt: '', expiresAt: '' }
   const outcomes = await writeSaleOrderRows(
     db,
     sale.id,
-    buyers.map((b, i) => ({
+    buyers.map((b) => ({
       orderId: b.orderId,
       userId: b.userId,
       quantity: b.quantity,
-      createdAt,
-      expiresAt,
       reservationToken: b.reservationToken,
-      answer: JSON.stringify(orders[i]),
+      answer: JSON.stringify(orderOf(b, untimed)),
       key: b.idempotency,
     })),
     options.stock,
+    options.ttlSeconds,
   )
   const answers = new Map<B, SaleOrderAnswer>()
   for (const [i, b] of buyers.entries()) {
@@ -273,7 +286,7 @@ export async function writeSaleOrders<B extends SaleBuyer>(
     answers.set(
       b,
       outcome.outcome === 'created'
-        ? { order: orders[i]! }
+        ? { order: orderOf(b, outcome) }
         : { error: refusalOf(outcome, sale.id, b.idempotency) },
     )
   }

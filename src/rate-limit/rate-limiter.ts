@@ -15,8 +15,9 @@ export interface Limit {
 }
 
 /**
- * Rate limits shared by every worker: counters live in Redis, one per scope and time window, so a
- * user gets the same allowance whichever worker nginx sends them to.
+ * Rate limits shared by every worker: counters live in Redis, one per scope, each for one window from
+ * its first request, timed by Redis' clock (the counter's expiry). A user gets the same allowance
+ * whichever worker nginx sends them to, and workers whose clocks disagree share the same windows.
  */
 export function createRateLimiter(redis: Redis, windowMs = 1000) {
   defineScripts(redis, import.meta.url, { fixedWindow: { file: 'fixed-window.lua' } })
@@ -25,16 +26,14 @@ export function createRateLimiter(redis: Redis, windowMs = 1000) {
     windowMs,
     /** Counts one request against every limit; throws RateLimitedError (429, Retry-After) past any. */
     async check(limits: Limit[]): Promise<void> {
-      const now = Date.now()
-      const window = Math.floor(now / windowMs)
-      const keys = limits.map((limit) => `rl:${limit.scope}:${window}`)
-      const exceeded = await redis.fixedWindow(
+      const keys = limits.map((limit) => `rl:${limit.scope}`)
+      const msLeft = await redis.fixedWindow(
         keys.length,
         ...keys,
         windowMs,
         ...limits.map((l) => l.perWindow),
       )
-      if (exceeded > 0) throw new RateLimitedError((window + 1) * windowMs - now)
+      if (msLeft > 0) throw new RateLimitedError(msLeft)
     },
   }
 }

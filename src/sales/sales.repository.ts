@@ -98,12 +98,16 @@ export interface NewSale {
   endsAt: Date
 }
 
-/** Inserts a sale whose units were just allotted from its product's inventory (allotFromInventory). */
-export async function insertSale(tx: Queryable, sale: NewSale): Promise<number> {
+/**
+ * Inserts a sale whose units were just allotted from its product's inventory (allotFromInventory), if
+ * it ends in the future by Postgres' clock (the clock every purchase's window is decided on); returns
+ * its id, or undefined when it would already have ended.
+ */
+export async function insertSale(tx: Queryable, sale: NewSale): Promise<number | undefined> {
   const { rows } = await tx.query<{ id: number }>(
     `WITH s AS (
        INSERT INTO flash_sales (product_id, price_cents, units_total, per_user_limit, starts_at, ends_at, registered_only)
-       VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, units_total
+       SELECT $1, $2, $3, $4, $5, $6, $7 WHERE $6::timestamptz > now() RETURNING id, units_total
      )
      INSERT INTO flash_sale_stock (sale_id, units_total, available) SELECT id, units_total, units_total FROM s
      RETURNING sale_id AS id`,
@@ -117,7 +121,7 @@ export async function insertSale(tx: Queryable, sale: NewSale): Promise<number> 
       sale.registeredOnly,
     ],
   )
-  return rows[0]!.id
+  return rows[0]?.id
 }
 
 /** Locks the sale row (so no batch commits meanwhile) and reads what the gate is built from. */

@@ -1,6 +1,7 @@
 -- gate-purchase: decides a flash-sale purchase in one atomic step, all under the sale's hash tag:
 -- the Idempotency-Key (take it, replay it, or say it is busy, reused or needs Postgres), the rate
 -- limits (per user and per sale, fixed windows), the sale window, the per-user limit and the stock;
+-- every time in it is Redis' own clock (TIME), so workers whose clocks disagree decide alike;
 -- an admitted buyer gets the units and a reservation token. Postgres still has the last word: the
 -- token becomes an order only when a batch commits, and gate-confirm.lua then records the answer.
 --
@@ -14,19 +15,20 @@
 -- KEYS[4]  sale:{<id>}:idem:<userId>:<key>  the key's JSON state, as in idempotency-begin.lua:
 --          {"h","t"} in flight (t: the reservation token), {"h","t","s","b"} finished, {"h","t","u":1}
 --          outcome unknown; unused without a key (ARGV[7] = '')
--- KEYS[5]  sale:{<id>}:rl:user:<userId>:<window>  the buyer's counter in this sale and window
--- KEYS[6]  sale:{<id>}:rl:sale:<window>            the sale's counter in this window
+-- KEYS[5]  sale:{<id>}:rl:user:<userId>  the buyer's counter in this sale's current window
+-- KEYS[6]  sale:{<id>}:rl:sale            the sale's counter in its current window
 -- ARGV[1]  user id
 -- ARGV[2]  quantity
--- ARGV[3]  now (ms since the epoch, from the app's clock)
+-- ARGV[3]  unused ('')
 -- ARGV[4]  the reservation token to record
--- ARGV[5]  the token's deadline (ms): after it, the reconciler may return the units
+-- ARGV[5]  how long the token lives (ms): after its deadline (Redis' clock), the reconciler may
+--          return the units
 -- ARGV[6]  the run id of the Redis server as the caller knows it ('' when it does not know it yet)
 -- ARGV[7]  the request's hash, or '' for a request without an Idempotency-Key
 -- ARGV[8]  how long the in-flight state lives if its worker dies (ms)
 -- ARGV[9]  the outcome-unknown state this request checked in Postgres and found no answer for, or '':
 --          if the key still holds exactly that state, it counts as free
--- ARGV[10] the rate-limit window (ms); a counter lives for two windows
+-- ARGV[10] the rate-limit window (ms): a counter starts at its first request and lives one window
 -- ARGV[11] the per-user limit per window; ARGV[12] the per-sale limit per window ('' : no limits)
 -- ARGV[13] how long a final refusal is replayed (ms)
 -- ARGV[14] the finished state of a SOLD_OUT answer; ARGV[15] of not started; ARGV[16] of ended
@@ -36,9 +38,11 @@
 --              (Redis may have forgotten the key of an order): nothing is stored, the caller replays
 --              Postgres' saved answer if there is one; otherwise a SOLD_OUT is stored under the key
 --          {'not_started'} {'ended'}  (stored under the key, like SOLD_OUT: they are final)
---          {'rate_limited', position of the exceeded limit (1 user, 2 sale)}
+--          {'rate_limited', position of the exceeded limit (1 user, 2 sale), ms until its window ends}
 --          {'gate_missing'}  missing or stale: fail closed, rebuild it from Postgres and ask again
 --          {'replay', json} {'verify', json} {'busy'} {'reused'}  as idempotency-begin.lua
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local keyed = ARGV[7] ~= ''
 local fresh = false
 if keyed then
@@ -60,8 +64,8 @@ end
 if ARGV[11] ~= '' then
   for i = 5, 6 do
     local count = redis.call('INCR', KEYS[i])
-    if count == 1 then redis.call('PEXPIRE', KEYS[i], 2 * tonumber(ARGV[10])) end
-    if count > tonumber(ARGV[i + 6]) then return {'rate_limited', i - 4} end
+    if count == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[10]) end
+    if count > tonumber(ARGV[i + 6]) then return {'rate_limited', i - 4, redis.call('PTTL', KEYS[i])} end
   end
 end
 
@@ -74,7 +78,6 @@ local gate = redis.call('HMGET', KEYS[1], 'available', 'starts_ms', 'ends_ms', '
   'expire_ms')
 if not gate[1] or gate[5] ~= ARGV[6] then return {'gate_missing'} end
 local available = tonumber(gate[1])
-local now = tonumber(ARGV[3])
 local quantity = tonumber(ARGV[2])
 if now < tonumber(gate[2]) then return final('not_started', ARGV[15]) end
 if now >= tonumber(gate[3]) then return final('ended', ARGV[16]) end
@@ -87,7 +90,7 @@ end
 if held + quantity > tonumber(gate[4]) then return {'per_user_limit', available, askPostgres} end
 redis.call('HINCRBY', KEYS[1], 'available', -quantity)
 redis.call('HINCRBY', KEYS[2], ARGV[1], quantity)
-redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), ARGV[4])
 -- The users and tokens keys go when the gate does (a gate built before keys expired has no expire_ms).
 if gate[6] then
   for _, key in ipairs({KEYS[2], KEYS[3]}) do

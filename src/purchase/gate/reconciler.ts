@@ -44,7 +44,7 @@ export function createReconciler(deps: { db: Pick<Db, 'primary'>; gate: StockGat
     // Asked after every batch of the sale that is committing has ended (a COMMIT can still be running
     // on the server after its client gave up on the answer): a token is released only if no order of
     // it committed or is committing.
-    const stale = await gate.tokensPastDeadline(saleId, Date.now())
+    const stale = await gate.tokensPastDeadline(saleId)
     if (stale.length > 0) {
       const written = await withTransaction(db.primary, (tx) =>
         findWrittenTokensAfterCommits(tx, saleId, stale),

@@ -11,13 +11,15 @@ import { defineScripts } from '../../redis/scripts.js'
 //                              fence   the flash_sale_stock.version the gate was built from
 //                              run_id  the Redis server it was built on (INFO server's run_id)
 //   sale:{<id>}:users   hash   user id -> units held in the sale (reserved + paid)
-//   sale:{<id>}:tokens    zset   "<userId>:<qty>:<uuid>" -> deadline ms: admitted, not yet an order
+//   sale:{<id>}:tokens    zset   "<userId>:<qty>:<uuid>" -> deadline ms by Redis' clock: admitted, not yet an order
 //   sale:{<id>}:released  set    ids of released orders whose units this gate got back, so a release
 //                                applied twice (its process and the reconciler) counts once
 //   sale:{<id>}:idem:<userId>:<key>      string  a purchase's Idempotency-Key state (idempotency.ts'
 //                                                JSON: in flight, finished, outcome unknown)
-//   sale:{<id>}:rl:user:<userId>:<window>  counter  the buyer's purchases in this sale and rate window
-//   sale:{<id>}:rl:sale:<window>           counter  the sale's purchases in this rate window
+//   sale:{<id>}:rl:user:<userId>  counter  the buyer's purchases in this sale's current rate window
+//   sale:{<id>}:rl:sale            counter  the sale's purchases in its current rate window
+// Every time the gate compares is Redis' clock (TIME in the scripts, and key expiry): the sale window,
+// token deadlines, rate windows. Workers and the jobs process whose clocks disagree decide alike.
 // The gate, users, tokens and released keys expire together, GATE_KEPT_AFTER_END_SECONDS after the sale ends
 // (gate-build.lua sets it; a script that creates one of the others later gives it the gate's expire_ms).
 // The key and the counters carry the sale's tag so that one script (gate-purchase.lua) decides a whole
@@ -181,25 +183,23 @@ export function createStockGate(
     async decide(request: GateRequest): Promise<Admission> {
       const { saleId, userId, quantity, key, limits } = request
       const k = keys(saleId)
-      const now = Date.now()
       const token = `${userId}:${quantity}:${randomUUID()}`
-      const window = limits ? Math.floor(now / limits.windowMs) : 0
       const tag = `sale:{${saleId}}`
       // Concurrency: the script carries the run id this process learnt on the connection it is sent on,
       // and the gate admits only under its own: a gate that survived a restart in the append-only file
       // may believe more units remain than Postgres has, or miss tokens, and is rebuilt from Postgres first.
-      const [verdict, value, askPostgres] = await redis.gatePurchase(
+      const [verdict, value, third] = await redis.gatePurchase(
         k.gate,
         k.users,
         k.tokens,
         key ? keyOf(saleId, key.request) : `${tag}:idem:`,
-        `${tag}:rl:user:${userId}:${window}`,
-        `${tag}:rl:sale:${window}`,
+        `${tag}:rl:user:${userId}`,
+        `${tag}:rl:sale`,
         userId,
         quantity,
-        now,
+        '',
         token,
-        now + options.tokenTtlMs,
+        options.tokenTtlMs,
         runIds.now() ?? (await runIds.known()) ?? '',
         key?.request.requestHash ?? '',
         key?.lockMs ?? 0,
@@ -217,9 +217,10 @@ export function createStockGate(
           return { outcome: 'admitted', token, available: Number(value) }
         case 'sold_out':
         case 'per_user_limit':
-          return { outcome: verdict, available: Number(value), askPostgres: askPostgres === 1 }
+          return { outcome: verdict, available: Number(value), askPostgres: third === 1 }
         case 'rate_limited':
-          return { outcome: 'rate_limited', retryAfterMs: (window + 1) * limits!.windowMs - now }
+          // The third value: how long the exceeded counter's window has left (its PTTL).
+          return { outcome: 'rate_limited', retryAfterMs: Math.max(1, Number(third)) }
         case 'replay':
         case 'verify':
           return { outcome: verdict, stored: String(value) }
@@ -329,9 +330,15 @@ export function createStockGate(
       return available === null || !current ? null : Number(available)
     },
 
-    /** Tokens admitted but not yet orders whose deadline is before `nowMs`: their worker may be dead. */
-    async tokensPastDeadline(saleId: number, nowMs: number): Promise<string[]> {
-      return redis.zrangebyscore(keys(saleId).tokens, '-inf', nowMs)
+    /** Tokens admitted but not yet orders whose deadline has passed by Redis' clock: their worker may be dead. */
+    async tokensPastDeadline(saleId: number): Promise<string[]> {
+      // Deadlines are Redis' clock (gate-purchase.lua reads TIME), so "past" is asked of Redis' clock too.
+      const [seconds, micros] = await redis.time()
+      return redis.zrangebyscore(
+        keys(saleId).tokens,
+        '-inf',
+        Number(seconds) * 1000 + Math.floor(Number(micros) / 1000),
+      )
     },
 
     /** Units admitted by the gate whose orders are not written yet. */

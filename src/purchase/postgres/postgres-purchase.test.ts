@@ -215,7 +215,7 @@ describe('the atomic purchase behind a held stock row', () => {
       for (let waiting = 0; waiting === 0;) {
         const { rows } = await app.db.primary.query<{ n: number }>(
           `SELECT count(*)::int AS n FROM pg_stat_activity
-            WHERE $1 = ANY(pg_blocking_pids(pid)) AND query LIKE '%WITH buyer AS (%'`,
+            WHERE $1 = ANY(pg_blocking_pids(pid)) AND query LIKE '%WITH clock AS (%'`,
           [holderRows[0]!.pid],
         )
         waiting = rows[0]!.n
