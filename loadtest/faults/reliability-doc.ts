@@ -115,7 +115,7 @@ what it broke, lets the system go quiet, and then runs the invariant verifier (I
 requests, 2xx, 4xx, 5xx, errors, orders, drift, verdict), and a full run rewrites this file.
 
 \`\`\`sh
-npm run faults                          # every case (about 4 minutes), rewrites this file
+npm run faults                          # every case (about 7 minutes), rewrites this file
 npm run faults -- redis-kill            # one case (or several names)
 npm run faults -- redis-kill --seed 42  # replay a run: the same moments and the same victims
 npm run faults -- --list                # the cases
@@ -125,7 +125,8 @@ The buyers behave like careful clients: each sends an Idempotency-Key, and a buy
 5xx sends the same key again on their next turn. Every case runs with ${settings} (tokens and
 reservations expire within seconds, so the reconciler and the sweeper act during the run, not after
 it), the load-test limits of \`npm run load\`, 2 API workers and the jobs process under PM2. A sale is
-sized so that units remain for the whole run (each request buys at most one unit).
+sized so that units remain for the whole run (each request buys at most one unit). The \`clocks\` case
+needs Debian's \`faketime\` package (libfaketime), which CI installs.
 
 Checks every case shares, besides the verifier: no answer is a 500 (an outage is a 502 or a 503 with a
 reason); no request goes unanswered within the client's 15 s timeout (nginx gives up on a worker after 10 s and answers
