@@ -113,6 +113,17 @@ export function createMetrics(worker = 'api-0') {
       help: "Purchases refused (503 with Retry-After, no unit taken) because the worker's batch queue held ORDER_QUEUE_MAX admitted buyers",
       registers: [registry],
     }),
+    gateRebuilds: new Counter({
+      name: 'gate_rebuilds_total',
+      help: "Gate rebuilds that locked the sale's stock row, by what they found under the lock: built (this process built the gate), current (another had built it meanwhile), no_sale",
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
+    gateDriftRepairs: new Counter({
+      name: 'gate_drift_repairs_total',
+      help: 'Current gates the reconciler marked stale (to be rebuilt from Postgres) because they disagreed with Postgres on two rounds in a row with no token in flight',
+      registers: [registry],
+    }),
     gateUnitsRetaken: new Counter({
       name: 'gate_units_retaken_total',
       help: 'Units gate-confirm took from the gate again: their batch committed after their token was released (past its deadline) or lost (a rebuilt gate)',

@@ -132,6 +132,10 @@ export interface FaultCase {
    * app's processes); returns how to undo it, which runs once the case is judged, failure or not.
    */
   prepare?(ctx: Pick<CaseContext, 'options' | 'handles' | 'log'>): Promise<() => Promise<void>>
+  /** Units of the sale that prepareSale sells before the load (added to the sale's size). */
+  heldUnits?: number
+  /** Runs once the sale and its buyers exist, before the load (the big-sale case seeds its holders). */
+  prepareSale?(ctx: CaseContext, notes: Observation['notes']): Promise<void>
 }
 
 export interface CaseResult {
@@ -256,7 +260,7 @@ export async function runCase(
     const admin = await AdminApi.connect(target)
     const productId = await admin.loadTestProduct(target.db)
     // Sized so that units remain however fast the run goes: each request buys at most one unit.
-    const units = Math.max(1000, load.rate * load.durationSeconds)
+    const units = Math.max(1000, load.rate * load.durationSeconds) + (fc.heldUnits ?? 0)
     const sale =
       load.kind === 'hot-key'
         ? null
@@ -275,7 +279,9 @@ export async function runCase(
         ? `sale ${sale.id}: ${units} units, ${users.length} buyers, ${load.connections} connections at ${load.rate}/s for ${load.durationSeconds} s`
         : `product ${productId}: ${load.connections} connections for ${load.durationSeconds} s`,
     )
-    const observed = await observe(fc, ctx, seed, users)
+    const notes: Observation['notes'] = {}
+    if (fc.prepareSale) await fc.prepareSale(ctx, notes)
+    const observed = await observe(fc, ctx, seed, users, notes)
     return await judge(fc, ctx, seed, observed, users, started)
   } finally {
     // A stack left half-undone is repaired by the next case's stackUp; the case's verdict stands.
@@ -293,6 +299,7 @@ async function observe(
   ctx: CaseContext,
   seed: number,
   users: LoadTestUser[],
+  notes: Observation['notes'],
 ): Promise<Observed> {
   const { target, sale, load } = ctx
   let startedAt = Date.now()
@@ -314,7 +321,6 @@ async function observe(
     remaining: () => stock?.remaining(),
     log: ctx.log,
   })
-  const notes: Observation['notes'] = {}
   const prober = load.kind === 'mixed' && sale ? await startProber(ctx, sale) : null
   if (load.kind === 'hot-key') {
     // Warm: a restock in an earlier case evicted the product, and that first load is not an expiry.

@@ -13,6 +13,48 @@ import { clockOffsetOf, runWithSkewedClocks } from './skewed-clocks.js'
 const WORKER_BEHIND_S = 20
 const AHEAD_S = 300
 
+/** The big-sale-restart case: buyers holding a unit of the sale before its stampede. */
+const BIG_SALE_HOLDERS = 100_000
+
+/**
+ * Writes `count` buyers who each bought and paid one unit of the case's sale, as the app writes a paid
+ * sale order: the user, the order and its item at the sale's price, the per-user units, and the units
+ * moved from available to sold on the sale's stock row (its version bumped, as every stock write does).
+ */
+async function seedHolders(ctx: CaseContext, count: number): Promise<void> {
+  const sale = ctx.sale!
+  await ctx.target.db.query(
+    `WITH u AS (
+       INSERT INTO users (email, is_guest)
+       SELECT 'holder-' || $1::bigint || '-' || g || '@load.test', true FROM generate_series(1, $2::int) g
+       RETURNING id
+     ), o AS (
+       INSERT INTO orders (user_id, sale_id, status, total_cents, expires_at, paid_at)
+       SELECT id, $1, 'paid', $3, now(), now() FROM u
+       RETURNING id, user_id
+     ), i AS (
+       INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents)
+       SELECT o.id, s.product_id, 1, $3 FROM o, flash_sales s WHERE s.id = $1
+     ), units AS (
+       INSERT INTO sale_user_units (sale_id, user_id, units) SELECT $1, user_id, 1 FROM o
+     )
+     UPDATE flash_sale_stock SET available = available - $2, sold = sold + $2, version = version + 1
+      WHERE sale_id = $1`,
+    [sale.id, count, sale.priceCents],
+  )
+}
+
+/** Waits until the sale's gate was built on the Redis server `redis` is connected to. */
+async function waitForGate(redis: Redis, saleId: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  const runId = (await redis.info('server')).match(/run_id:(\w+)/)?.[1]
+  while ((await redis.hget(`sale:{${saleId}}:gate`, 'run_id')) !== runId) {
+    if (Date.now() > deadline)
+      throw new Error(`the gate of sale ${saleId} was not rebuilt within ${timeoutMs} ms`)
+    await sleep(50)
+  }
+}
+
 /** How long after `nginx -s reload` a reset is nginx closing an idle keep-alive connection (see reloads). */
 const NGINX_RELOAD_RESET_WINDOW_MS = 2000
 
@@ -211,6 +253,173 @@ export const CASES: FaultCase[] = [
           'the gate was rebuilt from Postgres after the restart (its fence moved)',
           after !== null && typeof seen.notes.fenceBefore === 'number' && after > seen.notes.fenceBefore,
           `fence ${seen.notes.fenceBefore} before the kill, ${after} after`,
+        ),
+      ]
+    },
+  },
+  {
+    name: 'big-sale-restart',
+    title: `Redis restarted under a sale with ${(BIG_SALE_HOLDERS / 1000).toFixed(0)},000 holders`,
+    fault: `Before the load, ${BIG_SALE_HOLDERS.toLocaleString('en')} buyers already hold a unit of the sale (paid orders, written as the app writes them), and its gate is built with all of them. At a random moment during the stampede, redis-server gets SIGKILL and starts again 1 s later from its AOF, so every buyer finds a stale gate that must be rebuilt from Postgres.`,
+    promise:
+      "The gate is rebuilt once for the sale, not once per waiting buyer: each worker sends one rebuild at a time and the buyers that find the gate missing meanwhile wait for it (rebuildOnce); of the rebuilds that lock the sale's stock row, one builds and the others find it current. The rebuild's lock waiters on the hot row stay at most one per process (two workers and the jobs process), and the rebuilt gate holds every holder.",
+    limits: `While the gate is rebuilt (reading ${BIG_SALE_HOLDERS.toLocaleString('en')} holders and writing them to Redis), buyers wait, and some hear 503 (Redis down, or the gate not yet back). A holder who buys again is refused by the per-user limit as before the restart.`,
+    load: { durationSeconds: 18 },
+    heldUnits: BIG_SALE_HOLDERS,
+    counters: {
+      built: { metric: 'gate_rebuilds_total', labels: { outcome: 'built' } },
+      current: { metric: 'gate_rebuilds_total', labels: { outcome: 'current' } },
+    },
+    async prepareSale(ctx, notes) {
+      const started = Date.now()
+      await seedHolders(ctx, BIG_SALE_HOLDERS)
+      // The gate was built when the sale was created, before its holders: the first buyer rebuilds it.
+      const redis = redisClient(ctx)
+      await redis.connect()
+      try {
+        await redis.del(`sale:{${ctx.sale!.id}}:gate`)
+      } finally {
+        redis.disconnect()
+      }
+      const first = ctx.users[0]!
+      const response = await fetch(`${ctx.target.nginxUrl}/api/sales/${ctx.sale!.id}/purchase`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${first.token}` },
+        body: '{"quantity":1}',
+      })
+      if (response.status !== 201) throw new Error(`the first purchase answered ${response.status}`)
+      notes.holdersSeededMs = Date.now() - started
+      ctx.log(`${BIG_SALE_HOLDERS} holders seeded and the gate built in ${notes.holdersSeededMs} ms`)
+    },
+    async inject(faults, ctx, notes) {
+      await faults.waitForRandomMoment(4000, 6000)
+      const redis = redisClient(ctx)
+      let maxWaiters = 0
+      let sampling = true
+      // The sessions waiting for the sale's stock row on behalf of a gate rebuild (lockSaleForGate).
+      const sampler = (async () => {
+        while (sampling) {
+          const { rows } = await ctx.target.db.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM pg_stat_activity
+              WHERE wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE OF st%'`,
+          )
+          maxWaiters = Math.max(maxWaiters, rows[0]!.n)
+          await sleep(20)
+        }
+      })()
+      try {
+        faults.kill('redis')
+        await sleep(1000)
+        await faults.start('redis')
+        await redis.connect()
+        const started = Date.now()
+        await waitForGate(redis, ctx.sale!.id, 20_000)
+        notes.gateBackAfterMs = Date.now() - started
+        await sleep(1000)
+        notes.holdersInGate = await redis.hlen(`sale:{${ctx.sale!.id}}:users`)
+      } finally {
+        sampling = false
+        await sampler
+        redis.disconnect()
+      }
+      notes.maxRebuildLockWaiters = maxWaiters
+      faults.note(
+        `gate rebuilt ${notes.gateBackAfterMs} ms after Redis came back, with ${notes.holdersInGate} holders; at most ${maxWaiters} rebuilds waited for the stock row at once`,
+      )
+    },
+    check(_ctx, seen) {
+      const { built, current } = seen.counters
+      const processes = seen.processes.after.length
+      return [
+        check(
+          'the gate was rebuilt once for the sale, not once per waiting buyer',
+          built === 1 && built + current! <= processes,
+          `${built} rebuilds built the gate and ${current} found it built, of ${processes} processes`,
+        ),
+        check(
+          "at most one gate rebuild per process waited for the sale's stock row",
+          Number(seen.notes.maxRebuildLockWaiters) < processes,
+          `at most ${seen.notes.maxRebuildLockWaiters} waiting at once (${processes} processes: the holder plus the others)`,
+        ),
+        check(
+          'the rebuilt gate holds every holder',
+          Number(seen.notes.holdersInGate) >= BIG_SALE_HOLDERS,
+          `${seen.notes.holdersInGate} users in the gate, ${BIG_SALE_HOLDERS} seeded`,
+        ),
+      ]
+    },
+  },
+  {
+    name: 'lost-commit',
+    title: 'Batches whose COMMIT waits for a synchronous standby, their sessions terminated',
+    fault:
+      "At a random moment the primary is made to wait for a synchronous standby (synchronous_standby_names = '*') whose WAL receiver is frozen (SIGSTOP), so every COMMIT waits; once batches wait, their sessions are terminated (pg_terminate_backend). Each of them has committed locally: its buyers hear 503 OUTCOME_UNKNOWN while their orders exist. Then the standby is made asynchronous again and its receiver resumed.",
+    promise:
+      "The gate ends with drift 0 by itself, within one reconcile interval after the terminated commits settled: the worker whose batch lost its COMMIT's answer asks Postgres at once (the server ended the session, so nothing of it still runs), waiting for any batch of the sale still committing, drops the tokens whose orders exist and gives back the others, without waiting for the tokens' deadline. A buyer who retries with the same key gets the order.",
+    limits:
+      'While COMMITs wait for the frozen standby, no order commits and buyers wait; a terminated session answers 503. The orders of a COMMIT that was waiting for a standby are on the primary only until the standby catches up: a failover in that moment would lose them (the HA profile covers failover).',
+    load: { durationSeconds: 16 },
+    counters: { unknown: { metric: 'order_batches_total', labels: { outcome: 'unknown' } } },
+    async inject(faults, ctx, notes) {
+      const primary = ctx.handles.superuser('primary', 'postgres')
+      const replica = ctx.handles.superuser('replica', 'postgres')
+      await primary.connect()
+      await replica.connect()
+      let receiver: number | undefined
+      try {
+        await faults.waitForRandomMoment(4000, 6000)
+        receiver = (await replica.query<{ pid: number }>('SELECT pid FROM pg_stat_wal_receiver')).rows[0]?.pid
+        if (receiver === undefined) throw new Error('the replica has no WAL receiver to freeze')
+        process.kill(receiver, 'SIGSTOP')
+        await primary.query(`ALTER SYSTEM SET synchronous_standby_names = '*'`)
+        await primary.query('SELECT pg_reload_conf()')
+        faults.note('COMMITs now wait for a synchronous standby whose WAL receiver is frozen')
+        const appDb = new URL(stackUrls(ctx.options).databaseUrl).pathname.slice(1)
+        const waiting = async () =>
+          (
+            await primary.query<{ n: number }>(
+              `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND datname = $1`,
+              [appDb],
+            )
+          ).rows[0]!.n
+        const deadline = Date.now() + 5000
+        while ((await waiting()) < 2 && Date.now() < deadline) await sleep(10)
+        const { rows } = await primary.query<{ pid: number }>(
+          `SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND datname = $1`,
+          [appDb],
+        )
+        for (const { pid } of rows) await primary.query('SELECT pg_terminate_backend($1)', [pid])
+        notes.terminated = rows.length
+        faults.note(`${rows.length} sessions waiting for the standby terminated (committed locally)`)
+      } finally {
+        await primary.query('ALTER SYSTEM RESET synchronous_standby_names')
+        await primary.query('SELECT pg_reload_conf()')
+        if (receiver !== undefined) process.kill(receiver, 'SIGCONT')
+        await primary.end()
+        await replica.end()
+      }
+      const settledAt = Date.now()
+      // The gate's drift, as the audit computes it, until it is 0.
+      for (;;) {
+        const audit = await ctx.admin.audit(ctx.sale!.id)
+        if (audit.drift === 0 || Date.now() - settledAt > 15_000) break
+        await sleep(20)
+      }
+      notes.driftZeroAfterMs = Date.now() - settledAt
+      faults.note(`drift 0 again ${notes.driftZeroAfterMs} ms after the terminated COMMITs settled`)
+    },
+    check(ctx, seen) {
+      const interval = ctx.target.config.RECONCILE_INTERVAL_MS
+      return [
+        check(
+          "batches lost their COMMIT's answer while it waited for the standby",
+          Number(seen.notes.terminated) > 0 && seen.counters.unknown! > 0,
+          `${seen.notes.terminated} sessions terminated, ${seen.counters.unknown} batches with an unknown outcome`,
+        ),
+        check(
+          'drift 0 within one reconcile interval after the terminated commits settled',
+          Number(seen.notes.driftZeroAfterMs) <= interval,
+          `${seen.notes.driftZeroAfterMs} ms (RECONCILE_INTERVAL_MS ${interval} ms)`,
         ),
       ]
     },

@@ -74,6 +74,7 @@ describe('the gate fence after a Redis restart', () => {
       maxBatch: 10,
       maxWaitMs: 1,
       maxConcurrent: 1,
+      statementTimeoutMs: 5000,
     })
     await batcher.submit({
       saleId,

@@ -58,6 +58,7 @@ export function createGatePurchasePath(deps: {
     maxBatch: config.ORDER_BATCH_MAX,
     maxWaitMs: config.ORDER_BATCH_WAIT_MS,
     maxConcurrent: config.ORDER_BATCH_CONCURRENCY,
+    statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
   })
 
   // Concurrency: one rebuild per sale at a time on this worker (single flight). The buyers who find the
@@ -67,7 +68,9 @@ export function createGatePurchasePath(deps: {
   function rebuildOnce(saleId: number): ReturnType<typeof rebuildGateFromPostgres> {
     let pending = rebuilding.get(saleId)
     if (!pending) {
-      pending = rebuildGateFromPostgres(db.primary, gate, saleId).finally(() => rebuilding.delete(saleId))
+      pending = rebuildGateFromPostgres(db.primary, gate, saleId, deps.metrics).finally(() =>
+        rebuilding.delete(saleId),
+      )
       rebuilding.set(saleId, pending)
     }
     return pending
@@ -228,7 +231,7 @@ export function createGatePurchasePath(deps: {
     knownAnswer: (saleId) => (soldOut.knows(saleId) ? new SoldOutError(saleId) : null),
 
     async saleCreated(saleId) {
-      await rebuildGateFromPostgres(db.primary, gate, saleId)
+      await rebuildGateFromPostgres(db.primary, gate, saleId, deps.metrics)
     },
 
     flush: () => batcher.flush(),

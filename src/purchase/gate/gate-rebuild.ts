@@ -1,6 +1,7 @@
 import type pg from 'pg'
 import { withTransaction } from '../../db/transaction.js'
 import { lockSaleForGate } from '../../sales/sales.repository.js'
+import type { Metrics } from '../../metrics.js'
 import type { GateBuild, StockGate } from './stock-gate.js'
 
 /**
@@ -17,11 +18,12 @@ export async function rebuildGateFromPostgres(
   primary: pg.Pool,
   gate: StockGate,
   saleId: number,
+  metrics?: Pick<Metrics, 'gateRebuilds'>,
 ): Promise<GateBuild | 'no_sale'> {
   // Without the server's run id (Redis away) a gate could not be fenced: do not lock the row for it.
   if ((await gate.serverRunId()) === null) return 'redis_unknown'
   if (await gate.isCurrent(saleId)) return 'current'
-  return withTransaction(primary, async (tx) => {
+  const outcome = await withTransaction(primary, async (tx): Promise<GateBuild | 'no_sale'> => {
     const state = await lockSaleForGate(tx, saleId)
     if (!state) return 'no_sale'
     return gate.build(saleId, {
@@ -33,4 +35,7 @@ export async function rebuildGateFromPostgres(
       usersHolding: state.usersHolding,
     })
   })
+  // Counted once the row was locked: how many sessions a rebuild queues on the hot row, and how many built.
+  metrics?.gateRebuilds.inc({ outcome })
+  return outcome
 }

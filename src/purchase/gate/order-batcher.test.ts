@@ -67,7 +67,7 @@ describe('order batcher', () => {
   })
 
   /** A long wait and a large batch: every buyer submitted at once lands in one transaction. */
-  const newBatcher = (gate: StockGate, db = app.db) =>
+  const newBatcher = (gate: StockGate, db = app.db, statementTimeoutMs = 5000) =>
     createOrderBatcher({
       db,
       gate,
@@ -77,6 +77,7 @@ describe('order batcher', () => {
       maxBatch: 128,
       maxWaitMs: 50,
       maxConcurrent: 1,
+      statementTimeoutMs,
     })
 
   it('when one buyer in a batch has no user row, the other 40 get their orders, that buyer gets 401 and its unit goes back to the gate once', async () => {
@@ -310,6 +311,7 @@ describe('order batcher', () => {
       maxBatch: 128,
       maxWaitMs: 50,
       maxConcurrent: 1,
+      statementTimeoutMs: 5000,
     })
     const holder = await app.db.primary.connect()
     let answers: PromiseSettledResult<unknown>[]
@@ -406,5 +408,93 @@ describe('order batcher', () => {
       drift: 0,
       violations: [],
     })
+  })
+
+  it('when a batch committed but its COMMIT answer was lost, then its tokens are settled once the statement timeout has passed, long before their deadline: drift 0 without the reconciler', async () => {
+    const saleId = await newSale(app, admin, { units: 10 })
+    const buyers = await createLoadTestUsers(app.db.primary, app.config, 3)
+    const gate = createStockGate(app.redis, { tokenTtlMs: 600_000 })
+    const batcher = newBatcher(gate, app.db, 100)
+    const { cut } = loseNextCommit(app.db.primary, observer, 'committed')
+
+    const answers = await admitAndSubmit(
+      gate,
+      batcher,
+      saleId,
+      buyers.map((b) => b.id),
+    )
+    await cut
+
+    expectAllOutcomeUnknown(answers)
+    await waitFor(
+      'the lost COMMIT to be settled',
+      async () => (await auditOf(app, admin, saleId)).inFlight === 0,
+      10_000,
+    )
+    expect(await auditOf(app, admin, saleId)).toMatchObject(THREE_OF_TEN_SETTLED)
+  })
+
+  it('when the server ends a batch session that waits at its COMMIT step (pg_terminate_backend), then its tokens are settled at once: the batch rolled back, and each unit goes back to the gate once', async () => {
+    const saleId = await newSale(app, admin, { units: 10 })
+    const buyers = await createLoadTestUsers(app.db.primary, app.config, 2)
+    const gate = createStockGate(app.redis, { tokenTtlMs: 600_000 })
+    // A statement timeout longer than the test: only the server's own ending settles the tokens now.
+    const batcher = newBatcher(gate, app.db, 600_000)
+    const holder = await app.db.primary.connect()
+    try {
+      await holder.query('BEGIN')
+      await holder.query('SELECT 1 FROM flash_sale_stock WHERE sale_id = $1 FOR UPDATE', [saleId])
+      const { rows } = await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')
+      const answers = admitAndSubmit(
+        gate,
+        batcher,
+        saleId,
+        buyers.map((b) => b.id),
+      )
+      // The batch's stock UPDATE (sent with its COMMIT) waits for the row.
+      await waitFor(
+        'the batch to wait for the stock row',
+        async () => (await blockedSessions(observer, '%UPDATE flash_sale_stock%', rows[0]!.pid)) > 0,
+        5000,
+      )
+      await observer.query(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE query LIKE '%UPDATE flash_sale_stock%' AND $1 = ANY(pg_blocking_pids(pid))`,
+        [rows[0]!.pid],
+      )
+      expect((await answers).map((a) => a.status)).toEqual(['rejected', 'rejected'])
+      await holder.query('COMMIT')
+    } finally {
+      holder.release()
+    }
+    await waitFor(
+      'the ended batch to be settled',
+      async () => (await auditOf(app, admin, saleId)).inFlight === 0,
+      10_000,
+    )
+    expect(await auditOf(app, admin, saleId)).toMatchObject({
+      available: 10,
+      gate: 10,
+      inFlight: 0,
+      drift: 0,
+      violations: [],
+    })
+  })
+
+  it("when a current gate disagrees with Postgres with nothing in flight, then the reconciler marks it stale on the second round running into it, and it is rebuilt to Postgres' count", async () => {
+    const saleId = await newSale(app, admin, { units: 10 })
+    const gate = createStockGate(app.redis, { tokenTtlMs: 30_000 })
+    const reconciler = createReconciler({ db: app.db, gate, metrics: app.metrics })
+    // Three units more than Postgres has, as a lost or doubled Redis write would leave it.
+    await app.redis.hincrby(`sale:{${saleId}}:gate`, 'available', 3)
+
+    const first = await reconciler.reconcileSale(saleId)
+    const second = await reconciler.reconcileSale(saleId)
+    const third = await reconciler.reconcileSale(saleId)
+
+    expect(first.drift).toBe(3)
+    expect(second.drift).toBe(3)
+    expect(third).toMatchObject({ rebuilt: true, drift: 0 })
+    expect(await auditOf(app, admin, saleId)).toMatchObject({ available: 10, gate: 10, drift: 0 })
   })
 })

@@ -36,6 +36,7 @@ import {
   type SaleOrderAnswer,
 } from '../sale-orders.repository.js'
 import { createBatchQueue } from './batch-queue.js'
+import { settleTokens } from './reconciler.js'
 import type { KeyAnswer, StockGate } from './stock-gate.js'
 import type { Log } from '../../log.js'
 
@@ -78,6 +79,8 @@ export interface BatcherOptions {
   maxWaitMs: number
   /** How many batch transactions one worker runs at once. */
   maxConcurrent: number
+  /** Postgres' statement timeout (ms): how long a statement can outlive its client's broken connection. */
+  statementTimeoutMs: number
   log: Pick<Log, 'warn'>
 }
 
@@ -168,14 +171,44 @@ export function createOrderBatcher(options: BatcherOptions) {
     ])
   }
 
+  /**
+   * Settles the tokens of a batch whose COMMIT's answer was lost as soon as Postgres can tell, instead
+   * of at their deadline: the gate is right again (no drift) once the outcome is settled. A session the
+   * server ended (pg_terminate_backend, a shutdown: SQLSTATE class 57) has settled already: a COMMIT it
+   * ran to the end is visible, one still waiting for a synchronous standby holds the stock row until it
+   * ends, and settleTokens waits for that row. Any other break (a socket, a timeout) may leave the
+   * statement running on the server without its client: asked after the statement timeout, by when it
+   * has ended or holds the row. When Postgres cannot be asked, the reconciler settles them at their deadline.
+   */
+  function settleOnceKnown(items: Pending[], err: CommitOutcomeUnknownError) {
+    const endedByServer = pgErrorCode(err.cause)?.startsWith('57') ?? false
+    const tokens = new Map<number, string[]>()
+    for (const p of items) tokens.set(p.saleId, [...(tokens.get(p.saleId) ?? []), p.token])
+    const settle = async () => {
+      for (const [saleId, saleTokens] of tokens) {
+        const settled = await settleTokens(db.primary, gate, saleId, saleTokens)
+        metrics.gateTokensReleased.inc(settled.released)
+      }
+    }
+    setTimeout(
+      () =>
+        void settle().catch((e: Error) =>
+          options.log.warn({ err: e }, 'lost COMMIT not settled; the reconciler will'),
+        ),
+      endedByServer ? 0 : options.statementTimeoutMs,
+    ).unref()
+  }
+
   /** The answers of a (part of a) batch that failed as a whole: no buyer of it gets 201. */
   function failed(items: Pending[], err: Error): Map<Pending, Answer> {
     // Concurrency: when the COMMIT's answer is lost, the orders may exist, so the tokens stay in
-    // flight for the reconciler, which after their deadline drops those whose order exists and releases
-    // the others exactly once. Released here, the units of orders that did commit would be offered
-    // again: the gate would drift up and sell units Postgres no longer has (its UPDATE then refuses).
+    // flight until Postgres can tell (settleOnceKnown, or the reconciler at their deadline): those whose
+    // order exists are dropped, the others released exactly once. Released here, the units of orders
+    // that did commit would be offered again: the gate would drift up and sell units Postgres no longer
+    // has (its UPDATE then refuses).
     if (err instanceof CommitOutcomeUnknownError) {
       metrics.orderBatches.inc({ outcome: 'unknown' })
+      settleOnceKnown(items, err)
       return new Map(items.map((p) => [p, { error: err, tokenStays: true }]))
     }
     // Concurrency: a gate ahead of Postgres (it admitted units Postgres does not have) is marked stale,

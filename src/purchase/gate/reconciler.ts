@@ -22,6 +22,31 @@ export interface ReconcileResult {
 }
 
 /**
+ * Settles reservation tokens whose batch may or may not have committed (their worker died, their
+ * confirm was lost, or their COMMIT's answer was): asked once every batch of the sale that is
+ * committing has ended, a token whose order exists is dropped from the in-flight set (a confirm at
+ * fence 0 re-takes nothing), and the units of the others go back to the gate, exactly once
+ * (gate-release-token removes the token atomically).
+ */
+export async function settleTokens(
+  primary: Db['primary'],
+  gate: StockGate,
+  saleId: number,
+  tokens: string[],
+): Promise<{ dropped: number; released: number }> {
+  const written = await withTransaction(primary, (tx) => findWrittenTokensAfterCommits(tx, saleId, tokens))
+  if (written.size > 0)
+    await gate.confirm(
+      saleId,
+      [...written].map((token) => ({ token, version: 0 })),
+    )
+  let released = 0
+  for (const token of tokens.filter((t) => !written.has(t)))
+    if (await gate.releaseToken(saleId, token)) released++
+  return { dropped: written.size, released }
+}
+
+/**
  * Keeps the Redis gate honest against Postgres (invariant I3). Runs in the jobs process; every step
  * is safe when two reconcilers, or a reconciler and the workers, run at once.
  */
@@ -34,7 +59,7 @@ export function createReconciler(deps: { db: Pick<Db, 'primary'>; gate: StockGat
     // that restarted since, maybe without its last writes) are rebuilt from Postgres, so the gate is
     // re-fenced even while nobody buys; the first buyer would otherwise do it. A current gate costs one
     // HGET here and is left alone.
-    result.rebuilt = (await rebuildGateFromPostgres(db.primary, gate, saleId)) === 'built'
+    result.rebuilt = (await rebuildGateFromPostgres(db.primary, gate, saleId, metrics)) === 'built'
 
     // Concurrency: a token whose deadline passed belongs to a worker that died between the gate and
     // its batch (or whose confirm was lost). If its order exists, the units are sold and the token is
@@ -46,30 +71,41 @@ export function createReconciler(deps: { db: Pick<Db, 'primary'>; gate: StockGat
     // it committed or is committing.
     const stale = await gate.tokensPastDeadline(saleId)
     if (stale.length > 0) {
-      const written = await withTransaction(db.primary, (tx) =>
-        findWrittenTokensAfterCommits(tx, saleId, stale),
-      )
-      if (written.size > 0) {
-        await gate.confirm(
-          saleId,
-          [...written].map((token) => ({ token, version: 0 })),
-        )
-        result.dropped = written.size
-      }
-      for (const token of stale.filter((t) => !written.has(t))) {
-        if (await gate.releaseToken(saleId, token)) result.released++
-      }
+      const settled = await settleTokens(db.primary, gate, saleId, stale)
+      result.dropped = settled.dropped
+      result.released = settled.released
       metrics.gateTokensReleased.inc(result.released)
     }
 
     const sale = await findSale(db.primary, saleId)
     if (sale && sale.reserved + sale.sold > sale.unitsTotal) metrics.oversell.inc({ sale: saleId })
-    const available = await gate.available(saleId)
-    if (sale && available !== null) {
-      result.drift = available + (await gate.unitsInFlight(saleId)) - sale.available
+    const snapshot = await gate.snapshot(saleId)
+    if (sale && snapshot !== null) {
+      result.drift = snapshot.available + snapshot.inFlight - sale.available
       metrics.stockDrift.set({ sale: saleId }, result.drift)
+      repairDrift(saleId, result.drift, snapshot.inFlight)
     }
     return result
+  }
+
+  // Concurrency: a current gate that disagrees with Postgres with no token in flight (so no batch is
+  // between its COMMIT and its confirm) and by the same amount on two rounds in a row is marked stale,
+  // and rebuilt from Postgres (the next buyer or the next round). Once is not enough: a release that
+  // committed just before the read has its Redis step still to come. A rebuild is always safe, only a
+  // cost; the drift it repairs would otherwise last until the sale ends.
+  const driftSeen = new Map<number, number>()
+  function repairDrift(saleId: number, drift: number, inFlight: number) {
+    if (drift === 0 || inFlight > 0) {
+      driftSeen.delete(saleId)
+      return
+    }
+    if (driftSeen.get(saleId) !== drift) {
+      driftSeen.set(saleId, drift)
+      return
+    }
+    driftSeen.delete(saleId)
+    metrics.gateDriftRepairs.inc()
+    void gate.markStale(saleId)
   }
 
   return {

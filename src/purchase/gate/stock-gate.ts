@@ -341,6 +341,23 @@ export function createStockGate(
       )
     },
 
+    /**
+     * The gate's units and the units in flight, read in one step (MULTI), or null when the gate is
+     * missing or stale: for a drift that a buyer admitted between two reads would not fake.
+     */
+    async snapshot(saleId: number): Promise<{ available: number; inFlight: number } | null> {
+      const k = keys(saleId)
+      const replies = await redis.multi().hmget(k.gate, 'available', 'run_id').zrange(k.tokens, 0, -1).exec()
+      if (!replies || replies.some(([err]) => err)) return null
+      const [available, runId] = replies[0]![1] as (string | null)[]
+      if (available == null || runId !== (await runIds.known())) return null
+      const tokens = replies[1]![1] as string[]
+      return {
+        available: Number(available),
+        inFlight: tokens.reduce((sum, token) => sum + parseToken(token).quantity, 0),
+      }
+    },
+
     /** Units admitted by the gate whose orders are not written yet. */
     async unitsInFlight(saleId: number): Promise<number> {
       const tokens = await redis.zrange(keys(saleId).tokens, 0, -1)
