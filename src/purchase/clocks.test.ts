@@ -1,8 +1,11 @@
+import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { buildTestApp, newAdmin, newSale, type TestUser } from '../../test/support/app.js'
 import { purchase } from '../../test/support/purchase.js'
 import { createLoadTestUsers } from '../auth/load-test-users.js'
+import { findSale } from '../sales/sales.repository.js'
+import { writeSaleOrders } from './sale-orders.repository.js'
 import { rebuildGateFromPostgres } from './gate/gate-rebuild.js'
 import { createReconciler } from './gate/reconciler.js'
 import { createStockGate } from './gate/stock-gate.js'
@@ -169,5 +172,48 @@ describe('an admin on a worker whose clock is off', () => {
     await expect(newSale(app, admin, { units: 1, startsInMs: -400_000, durationMs: 60_000 })).rejects.toThrow(
       /INVALID_SALE_WINDOW/,
     )
+  })
+})
+
+describe('the sale window, judged when an order is written', () => {
+  let app: FastifyInstance
+  let admin: TestUser
+
+  beforeAll(async () => {
+    app = await buildTestApp({ STOCK_STRATEGY: 'redis-gate' })
+    admin = await newAdmin(app)
+  })
+  afterAll(async () => {
+    await app.close()
+  })
+
+  it("when a batch's transaction began before the sale ended and writes after its end, then no order is made", async () => {
+    const saleId = await newSale(app, admin, { units: 5, startsInMs: -1000, durationMs: 2000 })
+    const [buyer] = await createLoadTestUsers(app.db.primary, app.config, 1)
+    const sale = (await findSale(app.db.primary, saleId))!
+    const tx = await app.db.primary.connect()
+    try {
+      await tx.query('BEGIN')
+      await tx.query('SELECT now()') // the transaction's now(): before the end
+      await new Promise((resolve) => setTimeout(resolve, sale.endsAt.getTime() - Date.now() + 200))
+      const answers = await writeSaleOrders(
+        tx,
+        sale,
+        [
+          {
+            orderId: randomUUID(),
+            userId: buyer!.id,
+            quantity: 1,
+            idempotency: null,
+            reservationToken: null,
+          },
+        ],
+        { ttlSeconds: 60, stock: 'check' },
+      )
+      await tx.query('ROLLBACK')
+      expect([...answers.values()][0]).toMatchObject({ error: { code: 'SALE_NOT_ACTIVE' } })
+    } finally {
+      tx.release()
+    }
   })
 })

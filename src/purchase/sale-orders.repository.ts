@@ -67,8 +67,10 @@ export function reservationLapsedGuard(createdAt: string, ttlSeconds: number): s
 
 /**
  * Every sale order, on both paths, is written by this ONE statement of chained data-modifying CTEs,
- * for one buyer (the Postgres path) or a batch of them (the gate): the orders' times and the sale's
- * window by Postgres' clock (never a worker's, which may be off), the sale (existence, units in the snapshot), the keys' saved answers, the per-user units raised within
+ * for one buyer (the Postgres path) or a batch of them (the gate): the orders' times by Postgres' clock
+ * (never a worker's, which may be off) and the sale's window judged at that very time (so no order is
+ * made outside it, even by a batch that began before the sale's end), the sale (existence, units in
+ * the snapshot), the keys' saved answers, the per-user units raised within
  * the limit (summed per user, in user-id order), the orders and their items, the answers saved under
  * the keys, and, for `decrement`, the stock row. A buyer whose key has an answer gets that answer
  * replayed and nothing written; a buyer over the limit gets nothing written.
@@ -103,8 +105,9 @@ WITH clock AS (
    CROSS JOIN clock c
 ), sale AS (
   SELECT s.id, s.product_id, s.price_cents, s.per_user_limit, st.available,
-         CASE WHEN now() < s.starts_at THEN 'upcoming' WHEN now() >= s.ends_at THEN 'ended' END AS closed
-    FROM flash_sales s JOIN flash_sale_stock st ON st.sale_id = s.id WHERE s.id = $1
+         CASE WHEN c.created_at < s.starts_at THEN 'upcoming' WHEN c.created_at >= s.ends_at THEN 'ended' END
+           AS closed
+    FROM flash_sales s JOIN flash_sale_stock st ON st.sale_id = s.id CROSS JOIN clock c WHERE s.id = $1
 ), saved AS (
   SELECT b.n, k.request_hash, k.response_status, k.response_body
     FROM buyer b JOIN idempotency_keys k ON k.user_id = b.user_id AND k.key = b.key
