@@ -59,4 +59,6 @@ export interface RunEvidence {
   duplicateFreshIds: number
   /** Requests whose answers never arrived (cut off at the end, timed out): orders they made are unseen. */
   unanswered: number
+  /** Orders of the sales that existed before the run (a case seeded them): nobody answered them in it. */
+  ordersBefore?: Set<string>
 }

@@ -226,7 +226,14 @@ export class DependencyUnavailableError extends AppError {
  * asks Postgres for the saved answer before doing anything again.
  */
 export class CommitOutcomeUnknownError extends AppError {
-  constructor(cause: Error) {
+  /**
+   * @param backendPid the server process of the broken session, when known: once it has ended, nothing
+   * of the transaction still runs and its outcome is settled (committed or not).
+   */
+  constructor(
+    cause: Error,
+    readonly backendPid?: number,
+  ) {
     super(
       503,
       'OUTCOME_UNKNOWN',

@@ -115,8 +115,8 @@ export function createMetrics(worker = 'api-0') {
     }),
     gateRebuilds: new Counter({
       name: 'gate_rebuilds_total',
-      help: "Gate rebuilds that locked the sale's stock row, by what they found under the lock: built (this process built the gate), current (another had built it meanwhile), no_sale",
-      labelNames: ['outcome'] as const,
+      help: "Gate rebuilds that locked the sale's stock row, by sale and by what they found under the lock: built (this process built the gate), current (another had built it meanwhile), no_sale",
+      labelNames: ['sale', 'outcome'] as const,
       registers: [registry],
     }),
     gateDriftRepairs: new Counter({

@@ -29,6 +29,9 @@ import { startProber, type ProbeResult } from './read-your-writes.js'
 /** The campaign's stack: its own folder and ports (offset 400), so it never disturbs the dev or test stack. */
 export const FAULTS_PORT_OFFSET = 400
 
+/** In a case's counters, a label value that stands for the id of the case's sale. */
+export const SALE_LABEL = '<sale>'
+
 /**
  * Settings every case runs with, on top of the load-test limits: gate tokens and reservations expire
  * within seconds (so the reconciler and the sweeper act during the run, not after it), and the
@@ -123,7 +126,7 @@ export interface FaultCase {
   check?(ctx: CaseContext, seen: Observation): Promise<Check[]> | Check[]
   /** After the run, send every purchase key of it again and hold each answer against Postgres (resendEveryKey). */
   resendEveryKey?: boolean
-  /** Counters (metric name, labels) to measure over the run, for check(). */
+  /** Counters (metric name, labels) to measure over the run, for check(); a label SALE_LABEL is the case's sale. */
   counters?: Record<string, { metric: string; labels?: Record<string, string> }>
   /** When the case's sale opens and closes, in seconds from its creation (default: open all run). */
   saleWindow?: { startsInSeconds: number; openSeconds: number }
@@ -280,9 +283,16 @@ export async function runCase(
         : `product ${productId}: ${load.connections} connections for ${load.durationSeconds} s`,
     )
     const notes: Observation['notes'] = {}
-    if (fc.prepareSale) await fc.prepareSale(ctx, notes)
+    let ordersBefore: Set<string> | undefined
+    if (fc.prepareSale && sale) {
+      await fc.prepareSale(ctx, notes)
+      const { rows } = await target.db.query<{ id: string }>('SELECT id FROM orders WHERE sale_id = $1', [
+        sale.id,
+      ])
+      ordersBefore = new Set(rows.map((r) => r.id))
+    }
     const observed = await observe(fc, ctx, seed, users, notes)
-    return await judge(fc, ctx, seed, observed, users, started)
+    return await judge(fc, ctx, seed, { ...observed, ordersBefore }, users, started)
   } finally {
     // A stack left half-undone is repaired by the next case's stackUp; the case's verdict stands.
     await undo?.().catch((error: unknown) => log(`could not undo the case's preparation: ${String(error)}`))
@@ -292,6 +302,8 @@ export async function runCase(
 
 export interface Observed extends Observation {
   buyers: Buyers | null
+  /** Orders of the sale written before the load (prepareSale), which no answer of the run names. */
+  ordersBefore?: Set<string>
 }
 
 async function observe(
@@ -327,7 +339,7 @@ async function observe(
     for (let i = 0; i < 4; i++) await fetch(`${target.nginxUrl}/api/products/${ctx.productId}`)
   }
   const before = await appProcesses(ctx.handles)
-  const countersBefore = await readCounters(fc, target)
+  const countersBefore = await readCounters(fc, target, ctx.sale?.id)
 
   // The fault runs beside the load; its failure must not leave the load (or a paused server) behind.
   const [loadResult, injectResult] = await runLoadAlongside(
@@ -360,7 +372,7 @@ async function observe(
   }
   await waitForHealthy(ctx.options)
   const after = await appProcesses(ctx.handles)
-  const countersAfter = await readCounters(fc, target)
+  const countersAfter = await readCounters(fc, target, ctx.sale?.id)
   const counters = Object.fromEntries(
     Object.keys(countersAfter).map((k) => [k, countersAfter[k]! - (countersBefore[k] ?? 0)]),
   )
@@ -421,14 +433,22 @@ export function percentiles(values: number[]): Observation['failedLatency'] {
   return { p50: at(0.5), p99: at(0.99), max: Math.round(sorted.at(-1)!) }
 }
 
-async function readCounters(fc: FaultCase, target: LoadTarget): Promise<Record<string, number>> {
+async function readCounters(
+  fc: FaultCase,
+  target: LoadTarget,
+  saleId: number | undefined,
+): Promise<Record<string, number>> {
   if (!fc.counters) return {}
+  // A label value SALE_LABEL stands for the case's sale.
+  const labelsOf = (labels: Record<string, string> | undefined) =>
+    labels &&
+    Object.fromEntries(Object.entries(labels).map(([k, v]) => [k, v === SALE_LABEL ? String(saleId) : v]))
   // Each process's own endpoint (the workers', and the jobs process's own registry, not its merged view
   // of the workers): a counter of a process that restarts during the case starts again from 0.
   const jobs = target.metrics.merged.replace(/\/merged$/, '')
   const samples = (await scrape({ merged: '', workers: [...target.metrics.workers, jobs] }))?.samples ?? []
   return Object.fromEntries(
-    Object.entries(fc.counters).map(([name, c]) => [name, sumOf(samples, c.metric, c.labels)]),
+    Object.entries(fc.counters).map(([name, c]) => [name, sumOf(samples, c.metric, labelsOf(c.labels))]),
   )
 }
 
@@ -596,8 +616,10 @@ export async function judge<C extends JudgedContext>(
   const quietMs = config.GATE_TOKEN_TTL_MS + 4 * config.RECONCILE_INTERVAL_MS + 5000
   if (sale) seen.notes.quietAfterMs = await waitForQuietGate(admin, sale.id, quietMs)
   seen.notes.sweepBacklogDrainedMs = await waitForSweeper(ctx)
-  const evidence =
-    sale && seen.buyers ? saleEvidence([sale.id], users, seen.buyers, seen.load) : noEvidence(seen.load)
+  const evidence = {
+    ...(sale && seen.buyers ? saleEvidence([sale.id], users, seen.buyers, seen.load) : noEvidence(seen.load)),
+    ordersBefore: seen.ordersBefore,
+  }
   const verification: Verification = await verifyInvariants({
     db: target.db,
     admin,

@@ -60,7 +60,7 @@ export async function inAutocommit<T>(
   } catch (err) {
     if (isDefiniteRollback(err)) throw err
     broken = err as Error
-    throw new CommitOutcomeUnknownError(broken)
+    throw new CommitOutcomeUnknownError(broken, backendPidOf(client))
   } finally {
     release(broken)
   }
@@ -100,7 +100,8 @@ async function runTransaction<T>(
     await client.query('ROLLBACK').catch((rollbackError: Error) => {
       broken = rollbackError
     })
-    if (committing && !isDefiniteRollback(err)) throw new CommitOutcomeUnknownError(err as Error)
+    if (committing && !isDefiniteRollback(err))
+      throw new CommitOutcomeUnknownError(err as Error, backendPidOf(client))
     throw err
   } finally {
     release(broken)
@@ -113,6 +114,10 @@ async function runTransaction<T>(
  * would kill the process. `release` gives the client back, destroyed if its connection broke or the
  * caller says it is `broken` (in an unknown state).
  */
+/** The server process serving this client (its BackendKeyData), for telling later whether it still runs. */
+const backendPidOf = (client: pg.PoolClient): number | undefined =>
+  (client as unknown as { processID?: number | null }).processID ?? undefined
+
 async function connectWatched(pool: pg.Pool) {
   const client = await pool.connect()
   let lost: Error | undefined

@@ -23,7 +23,8 @@
 -- ARGV[6]  fence: the flash_sale_stock.version those numbers belong to
 -- ARGV[7]  expire_ms: when the sale's keys go (its end plus a grace, see stock-gate.ts); the gate keeps
 --          it, so that a script creating one of the other keys later gives it the same end
--- ARGV[8..] pairs of user id, units held (from sale_user_units)
+-- ARGV[8]  the users holding units, as JSON: [userId, units, userId, units, ...] (from
+--          sale_user_units): one argument however many there are (a sale may have 100,000 holders)
 -- returns  1 if built, 0 if a gate of this run id existed already, -1 if refused (no run id given)
 if ARGV[1] == '' then return -1 end
 if redis.call('HGET', KEYS[1], 'run_id') == ARGV[1] then return 0 end
@@ -31,8 +32,11 @@ redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 redis.call('HSET', KEYS[1], 'available', ARGV[2], 'starts_ms', ARGV[3], 'ends_ms', ARGV[4],
   'per_user_limit', ARGV[5], 'fence', ARGV[6], 'run_id', ARGV[1], 'expire_ms', ARGV[7])
 redis.call('PEXPIREAT', KEYS[1], ARGV[7])
-for i = 8, #ARGV, 2 do
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+local holders = cjson.decode(ARGV[8])
+-- HSET takes many pairs at once; unpack() is bounded by Lua's stack (8,000), so a thousand at a time.
+local chunk = 1000
+for from = 1, #holders, chunk do
+  redis.call('HSET', KEYS[2], unpack(holders, from, math.min(from + chunk - 1, #holders)))
 end
-if #ARGV >= 8 then redis.call('PEXPIREAT', KEYS[2], ARGV[7]) end
+if #holders > 0 then redis.call('PEXPIREAT', KEYS[2], ARGV[7]) end
 return 1

@@ -150,6 +150,33 @@ describe('the gate fence after a Redis restart', () => {
     expect(await settledAuditOf(app, admin, saleId)).toMatchObject({ available: 10, gate: 10, drift: 0 })
   })
 
+  it('when a sale has 100,000 holders, then its gate is built with every one of them in one step', async () => {
+    const saleId = await newSale(app, admin, { units: 5 })
+    const gate = createStockGate(app.redis, { tokenTtlMs: 30_000 })
+    await app.redis.del(`sale:{${saleId}}:gate`)
+    const usersHolding = Array.from({ length: 100_000 }, (_, n) => ({
+      userId: `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`,
+      units: 1 + (n % 2),
+    }))
+    const { rows } = await app.db.primary.query<{ starts_at: Date; ends_at: Date }>(
+      'SELECT starts_at, ends_at FROM flash_sales WHERE id = $1',
+      [saleId],
+    )
+
+    const built = await gate.build(saleId, {
+      available: 5,
+      startsAt: rows[0]!.starts_at,
+      endsAt: rows[0]!.ends_at,
+      perUserLimit: 2,
+      version: 0,
+      usersHolding,
+    })
+
+    expect(built).toBe('built')
+    expect(await app.redis.hlen(`sale:{${saleId}}:users`)).toBe(100_000)
+    expect(await app.redis.hget(`sale:{${saleId}}:users`, usersHolding[99_999]!.userId)).toBe('2')
+  })
+
   it('when the gate is stale and nobody buys, then the reconciler re-fences it from Postgres', async () => {
     const saleId = await newSale(app, admin, { units: 8 })
     const [buyer] = await createLoadTestUsers(app.db.primary, app.config, 1)

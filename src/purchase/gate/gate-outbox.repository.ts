@@ -22,6 +22,12 @@ export async function findWrittenTokensAfterCommits(
   return findWrittenTokens(tx, tokens)
 }
 
+/** Whether a server process (a session's backend) is still running: until it ends, its transaction may. */
+export async function backendRunning(db: Queryable, pid: number): Promise<boolean> {
+  const { rows } = await db.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid])
+  return rows.length > 0
+}
+
 /** Which of these reservation tokens became an order. */
 async function findWrittenTokens(db: Queryable, tokens: string[]): Promise<Set<string>> {
   const { rows } = await db.query<{ reservation_token: string }>(

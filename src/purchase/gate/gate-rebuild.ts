@@ -36,6 +36,6 @@ export async function rebuildGateFromPostgres(
     })
   })
   // Counted once the row was locked: how many sessions a rebuild queues on the hot row, and how many built.
-  metrics?.gateRebuilds.inc({ outcome })
+  metrics?.gateRebuilds.inc({ sale: saleId, outcome })
   return outcome
 }

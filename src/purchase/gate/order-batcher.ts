@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Db } from '../../db/pool.js'
 import { PG, pgErrorCode, statementAbortOf, withTransactionEndingInReturning } from '../../db/transaction.js'
 import {
@@ -36,6 +37,7 @@ import {
   type SaleOrderAnswer,
 } from '../sale-orders.repository.js'
 import { createBatchQueue } from './batch-queue.js'
+import { backendRunning } from './gate-outbox.repository.js'
 import { settleTokens } from './reconciler.js'
 import type { KeyAnswer, StockGate } from './stock-gate.js'
 import type { Log } from '../../log.js'
@@ -68,6 +70,9 @@ interface Pending extends AdmittedPurchase, SaleBuyer {
  */
 type Answer = { order: Order; version: number } | { error: AppError; tokenStays?: true }
 
+/** How often a lost COMMIT's server process is asked after, until it has ended. */
+const SETTLE_POLL_MS = 50
+
 export interface BatcherOptions {
   db: Db
   gate: StockGate
@@ -79,7 +84,10 @@ export interface BatcherOptions {
   maxWaitMs: number
   /** How many batch transactions one worker runs at once. */
   maxConcurrent: number
-  /** Postgres' statement timeout (ms): how long a statement can outlive its client's broken connection. */
+  /**
+   * Postgres' statement timeout (ms): how long a lost COMMIT's server process is waited for before its
+   * tokens are settled anyway (a process still running then holds the stock row, and settling waits for it).
+   */
   statementTimeoutMs: number
   log: Pick<Log, 'warn'>
 }
@@ -173,30 +181,32 @@ export function createOrderBatcher(options: BatcherOptions) {
 
   /**
    * Settles the tokens of a batch whose COMMIT's answer was lost as soon as Postgres can tell, instead
-   * of at their deadline: the gate is right again (no drift) once the outcome is settled. A session the
-   * server ended (pg_terminate_backend, a shutdown: SQLSTATE class 57) has settled already: a COMMIT it
-   * ran to the end is visible, one still waiting for a synchronous standby holds the stock row until it
-   * ends, and settleTokens waits for that row. Any other break (a socket, a timeout) may leave the
-   * statement running on the server without its client: asked after the statement timeout, by when it
-   * has ended or holds the row. When Postgres cannot be asked, the reconciler settles them at their deadline.
+   * of at their deadline: the gate is right again (no drift) once the outcome is settled. That is when
+   * the batch's server process has ended (the server terminated it, or it saw its client go): nothing
+   * of the transaction still runs, and a COMMIT it ran is visible. A process still running after the
+   * statement timeout (a COMMIT waiting for a synchronous standby) holds the stock row, and
+   * settleTokens waits for that row. When Postgres cannot be asked, the reconciler settles the tokens
+   * at their deadline.
    */
   function settleOnceKnown(items: Pending[], err: CommitOutcomeUnknownError) {
-    const endedByServer = pgErrorCode(err.cause)?.startsWith('57') ?? false
     const tokens = new Map<number, string[]>()
     for (const p of items) tokens.set(p.saleId, [...(tokens.get(p.saleId) ?? []), p.token])
     const settle = async () => {
+      const until = Date.now() + options.statementTimeoutMs
+      while (
+        err.backendPid !== undefined &&
+        Date.now() < until &&
+        (await backendRunning(db.primary, err.backendPid))
+      )
+        await sleep(SETTLE_POLL_MS)
       for (const [saleId, saleTokens] of tokens) {
         const settled = await settleTokens(db.primary, gate, saleId, saleTokens)
         metrics.gateTokensReleased.inc(settled.released)
       }
     }
-    setTimeout(
-      () =>
-        void settle().catch((e: Error) =>
-          options.log.warn({ err: e }, 'lost COMMIT not settled; the reconciler will'),
-        ),
-      endedByServer ? 0 : options.statementTimeoutMs,
-    ).unref()
+    void settle().catch((e: Error) =>
+      options.log.warn({ err: e }, 'lost COMMIT not settled; the reconciler will'),
+    )
   }
 
   /** The answers of a (part of a) batch that failed as a whole: no buyer of it gets 201. */
