@@ -139,6 +139,8 @@ export interface FaultCase {
   heldUnits?: number
   /** Runs once the sale and its buyers exist, before the load (the big-sale case seeds its holders). */
   prepareSale?(ctx: CaseContext, notes: Observation['notes']): Promise<void>
+  /** Runs once the case is judged, failure or not (the big-sale case takes its sale out of the way). */
+  cleanup?(ctx: CaseContext): Promise<void>
 }
 
 export interface CaseResult {
@@ -291,8 +293,14 @@ export async function runCase(
       ])
       ordersBefore = new Set(rows.map((r) => r.id))
     }
-    const observed = await observe(fc, ctx, seed, users, notes)
-    return await judge(fc, ctx, seed, { ...observed, ordersBefore }, users, started)
+    try {
+      const observed = await observe(fc, ctx, seed, users, notes)
+      return await judge(fc, ctx, seed, { ...observed, ordersBefore }, users, started)
+    } finally {
+      await fc
+        .cleanup?.(ctx)
+        .catch((error: unknown) => log(`could not clean up after the case: ${String(error)}`))
+    }
   } finally {
     // A stack left half-undone is repaired by the next case's stackUp; the case's verdict stands.
     await undo?.().catch((error: unknown) => log(`could not undo the case's preparation: ${String(error)}`))

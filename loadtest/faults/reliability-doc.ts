@@ -115,7 +115,7 @@ what it broke, lets the system go quiet, and then runs the invariant verifier (I
 requests, 2xx, 4xx, 5xx, errors, orders, drift, verdict), and a full run rewrites this file.
 
 \`\`\`sh
-npm run faults                          # every case (about 7 minutes), rewrites this file
+npm run faults                          # every case (about 9 minutes), rewrites this file
 npm run faults -- redis-kill            # one case (or several names)
 npm run faults -- redis-kill --seed 42  # replay a run: the same moments and the same victims
 npm run faults -- --list                # the cases
