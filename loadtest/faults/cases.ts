@@ -300,24 +300,26 @@ export const CASES: FaultCase[] = [
         await primary.query('SELECT pg_reload_conf()')
         faults.note('COMMITs now wait for a synchronous standby whose WAL receiver is frozen')
         const appDb = new URL(stackUrls(ctx.options).databaseUrl).pathname.slice(1)
-        const waiting = async () =>
+        // The batches waiting for the standby: their stock UPDATEs and COMMIT travel in one query. Only
+        // one can wait at a time (it holds the sale's stock row; the others queue on its lock), and other
+        // sessions (the sweeper) may wait too: those are left alone.
+        const batchesWaiting = async () =>
           (
-            await primary.query<{ n: number }>(
-              `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND datname = $1`,
+            await primary.query<{ pid: number }>(
+              `SELECT pid FROM pg_stat_activity
+                WHERE wait_event = 'SyncRep' AND datname = $1 AND query LIKE '%flash_sale_stock%COMMIT%'`,
               [appDb],
             )
-          ).rows[0]!.n
+          ).rows
         const deadline = Date.now() + 5000
-        while ((await waiting()) < 2 && Date.now() < deadline) await sleep(10)
-        const { rows } = await primary.query<{ pid: number }>(
-          `SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND datname = $1`,
-          [appDb],
-        )
+        while ((await batchesWaiting()).length === 0 && Date.now() < deadline) await sleep(10)
+        await sleep(200)
+        const rows = await batchesWaiting()
         // The tokens in flight now: those of the batches about to be terminated among them.
         inFlightAtCut = await redis.zrange(`sale:{${ctx.sale!.id}}:tokens`, 0, -1)
         for (const { pid } of rows) await primary.query('SELECT pg_terminate_backend($1)', [pid])
         notes.terminated = rows.length
-        faults.note(`${rows.length} sessions waiting for the standby terminated (committed locally)`)
+        faults.note(`${rows.length} batch sessions waiting for the standby terminated (committed locally)`)
       } finally {
         await primary.query('ALTER SYSTEM RESET synchronous_standby_names')
         await primary.query('SELECT pg_reload_conf()')
