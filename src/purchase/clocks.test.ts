@@ -16,6 +16,11 @@ import { createStockGate } from './gate/stock-gate.js'
 
 const RESERVATION_TTL_SECONDS = 60
 
+// Every test's shifted clock ends with it.
+afterEach(() => {
+  vi.useRealTimers()
+})
+
 /** This process's clock, `ms` away from the real one, until the test ends. */
 function shiftClock(ms: number) {
   const real = Date.now()
@@ -39,9 +44,6 @@ describe.each(['redis-gate', 'atomic'] as const)('a %s worker whose clock is off
       RESERVATION_TTL_SECONDS: String(RESERVATION_TTL_SECONDS),
     })
     admin = await newAdmin(app)
-  })
-  afterEach(() => {
-    vi.useRealTimers()
   })
   afterAll(async () => {
     await app.close()
@@ -105,9 +107,6 @@ describe('the gate, asked by processes whose clocks are off', () => {
     app = await buildTestApp({ STOCK_STRATEGY: 'redis-gate' })
     admin = await newAdmin(app)
   })
-  afterEach(() => {
-    vi.useRealTimers()
-  })
   afterAll(async () => {
     await app.close()
   })
@@ -157,9 +156,6 @@ describe('an admin on a worker whose clock is off', () => {
   beforeAll(async () => {
     app = await buildTestApp()
     admin = await newAdmin(app)
-  })
-  afterEach(() => {
-    vi.useRealTimers()
   })
   afterAll(async () => {
     await app.close()

@@ -259,25 +259,27 @@ export async function writeSaleOrders<B extends SaleBuyer>(
   buyers: B[],
   options: { ttlSeconds: number; stock: StockStep },
 ): Promise<Map<B, SaleOrderAnswer>> {
-  // The order as the 201 answer carries it, but for its times: the statement writes Postgres' into it.
-  const orderOf = (b: B, times: { createdAt: string; expiresAt: string }) =>
+  // The orders as the 201 answers carry them, but for their times: the statement writes Postgres' into
+  // the saved answers and returns them.
+  const orders = buyers.map((b) =>
     newReservedOrder({
       id: b.orderId,
       userId: b.userId,
       saleId: sale.id,
-      ...times,
+      createdAt: '',
+      expiresAt: '',
       items: [{ productId: sale.productId, quantity: b.quantity, unitPriceCents: sale.priceCents }],
-    })
-  const untimed = { createdAt: '', expiresAt: '' }
+    }),
+  )
   const outcomes = await writeSaleOrderRows(
     db,
     sale.id,
-    buyers.map((b) => ({
+    buyers.map((b, i) => ({
       orderId: b.orderId,
       userId: b.userId,
       quantity: b.quantity,
       reservationToken: b.reservationToken,
-      answer: JSON.stringify(orderOf(b, untimed)),
+      answer: JSON.stringify(orders[i]),
       key: b.idempotency,
     })),
     options.stock,
@@ -289,7 +291,7 @@ export async function writeSaleOrders<B extends SaleBuyer>(
     answers.set(
       b,
       outcome.outcome === 'created'
-        ? { order: orderOf(b, outcome) }
+        ? { order: { ...orders[i]!, createdAt: outcome.createdAt, expiresAt: outcome.expiresAt } }
         : { error: refusalOf(outcome, sale.id, b.idempotency) },
     )
   }
