@@ -17,8 +17,11 @@ import { sweepExpiredReservations } from './orders/expiry-sweeper.js'
 import { createSimulatedPaymentProvider } from './orders/payment-provider.js'
 import { refundUnusableCharges } from './orders/refunds.js'
 import { createGateWiring } from './purchase-wiring.js'
+import { createSoldOutEdge, edgeStateHandler } from './purchase/edge/sold-out-edge.js'
 import { createReconciler } from './purchase/gate/reconciler.js'
+import { countOrdersOfSales, listBuyersOfSale } from './purchase/sale-orders.repository.js'
 import { connectWithin, createRedis } from './redis/client.js'
+import { listRunningSales } from './sales/sales.repository.js'
 
 // The `jobs` process (one PM2 fork per app host): background work no request waits for. Every job here
 // is safe to run in two processes at once, so a second jobs process (or a restart overlap) is harmless;
@@ -148,6 +151,16 @@ export async function buildJobs(config: Config, options: JobsOptions = {}) {
     onError: (err) => log.warn({ err }, 'dashboard feed'),
   })
   const dashboardStreams = createDashboardStreams(dashboard, config.SSE_MAX_STREAMS_PER_WORKER)
+  // Sold out at the edge (src/purchase/edge/): nginx fetches which running sales are sold out, and who
+  // holds an order of each, a few times a second, and answers those sales' purchase attempts itself.
+  const soldOutEdge = createSoldOutEdge({
+    primary,
+    runningSales: (limit) => listRunningSales(primary, limit),
+    gateSnapshot: sellsThroughGate ? (saleId) => gate.snapshot(saleId) : null,
+    countOrders: countOrdersOfSales,
+    listBuyers: listBuyersOfSale,
+    minIntervalMs: 200,
+  })
   let metricsServer: Server | null = null
   let loops: Promise<unknown> = Promise.resolve()
 
@@ -191,7 +204,10 @@ export async function buildJobs(config: Config, options: JobsOptions = {}) {
             }
           },
         },
-        { '/dashboard/stream': dashboardStreams.handle },
+        {
+          '/dashboard/stream': dashboardStreams.handle,
+          '/edge/sold-out': edgeStateHandler(soldOutEdge, (err) => log.warn({ err }, 'edge state')),
+        },
       )
       loops = Promise.all(
         Object.entries(jobs).map(([name, { intervalMs, job }]) => every(name, intervalMs, job)),

@@ -21,6 +21,9 @@ ln -sf /dev/stdout "$STACK_DIR/nginx/logs/access.log"
 ln -sf /dev/stderr "$STACK_DIR/nginx/logs/error.log"
 
 export PUBLIC_DIR="${PUBLIC_DIR:-$root/public}"
+# The Lua module (libnginx-mod-http-lua) and the edge's Lua, src/purchase/edge/edge.lua.
+export NGINX_MODULES_DIR="${NGINX_MODULES_DIR:-/usr/lib/nginx/modules}"
+export EDGE_LUA_DIR="${EDGE_LUA_DIR:-$root/src/purchase/edge}"
 
 # Workers run as the unprivileged user of the image (Debian's www-data) when it can read the storefront in
 # the bind-mounted checkout.

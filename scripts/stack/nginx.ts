@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { PUBLIC_DIR, REPO_ROOT } from './paths.js'
 import {
@@ -17,6 +17,10 @@ import {
 // ports and paths, and starts or reloads nginx with everything (pid, logs, temp files) under <stack>/nginx.
 
 export const NGINX_TEMPLATE = path.join(REPO_ROOT, 'nginx.conf')
+/** Where Debian's nginx keeps its dynamic modules (the Lua module and the NDK it needs). */
+export const NGINX_MODULES_DIR = '/usr/lib/nginx/modules'
+/** The edge's Lua (src/purchase/edge/edge.lua), loaded by nginx's workers. */
+const EDGE_LUA_DIR = path.join(REPO_ROOT, 'src', 'purchase', 'edge')
 
 export interface NginxLimits {
   buyRate: string
@@ -102,6 +106,8 @@ export async function renderNginxConf(n: NginxSetup): Promise<string> {
     NGINX_USER: await userDirective(n.stackDir),
     STACK_DIR: path.resolve(n.stackDir),
     PUBLIC_DIR,
+    NGINX_MODULES_DIR,
+    EDGE_LUA_DIR,
     NGINX_PORT: String(n.port),
     NGINX_ADMIN_PORT: String(n.adminPort),
     JOBS_METRICS_ADDRESS: n.jobsMetrics,
@@ -197,4 +203,6 @@ async function recoverFromCrash(n: NginxSetup, log: Log): Promise<void> {
   const orphans = processesHoldingFilesIn('nginx: ', path.resolve(nginxDir(n)))
   if (orphans.length > 0) log(`nginx: stopping ${orphans.length} worker(s) left by a crashed master`)
   await Promise.all(orphans.map((pid) => terminate(pid, 3_000)))
+  // The edge's Unix socket (nginx.conf) outlives a killed master, and a new one could not listen on it.
+  rmSync(path.join(nginxDir(n), 'edge.sock'), { force: true })
 }

@@ -6,7 +6,8 @@ import { isRoot, run, type Log } from './process.js'
 const PACKAGES = {
   postgres: 'postgresql-15',
   redis: 'redis-server',
-  nginx: 'nginx',
+  // nginx with its Lua module: the sold-out answer at the edge (src/purchase/edge/edge.lua).
+  nginx: 'nginx libnginx-mod-http-lua',
   patroni: 'patroni',
   etcd: 'etcd-server',
   haproxy: 'haproxy',
@@ -35,6 +36,8 @@ export class MissingPackagesError extends Error {
   }
 }
 
+const NGINX_LUA_MODULE = '/usr/lib/nginx/modules/ngx_http_lua_module.so'
+
 const POSTGRES_TOOLS = ['initdb', 'pg_ctl', 'pg_basebackup', 'postgres']
 
 /** The directory holding initdb, pg_ctl and friends: the Debian path for 15, else what pg_config says. */
@@ -52,6 +55,7 @@ async function onPath(command: string): Promise<boolean> {
 async function isInstalled(server: SystemServer): Promise<boolean> {
   if (server === 'postgres') return (await postgresBinDir()) !== undefined
   if (server === 'redis') return (await onPath('redis-server')) && (await onPath('redis-cli'))
+  if (server === 'nginx') return (await onPath('nginx')) && existsSync(NGINX_LUA_MODULE)
   return onPath(server)
 }
 
@@ -78,7 +82,7 @@ export async function ensureSystemPackages(servers: SystemServer[], log: Log): P
 
 async function missingPackages(servers: SystemServer[]): Promise<string[]> {
   const missing: string[] = []
-  for (const server of servers) if (!(await isInstalled(server))) missing.push(PACKAGES[server])
+  for (const server of servers) if (!(await isInstalled(server))) missing.push(...PACKAGES[server].split(' '))
   return missing
 }
 

@@ -318,3 +318,21 @@ function refusalOf(
       return new PerUserLimitError()
   }
 }
+
+/** How many orders (of any status) each of these sales has; a sale without one is left out. */
+export async function countOrdersOfSales(db: Queryable, saleIds: number[]): Promise<Map<number, number>> {
+  const { rows } = await db.query<{ sale_id: string; orders: string }>(
+    `SELECT sale_id, count(*) AS orders FROM orders WHERE sale_id = ANY($1::bigint[]) GROUP BY sale_id`,
+    [saleIds],
+  )
+  return new Map(rows.map((row) => [Number(row.sale_id), Number(row.orders)]))
+}
+
+/** Every user who has an order (of any status) in the sale. */
+export async function listBuyersOfSale(db: Queryable, saleId: number): Promise<string[]> {
+  const { rows } = await db.query<{ user_id: string }>(
+    `SELECT DISTINCT user_id FROM orders WHERE sale_id = $1`,
+    [saleId],
+  )
+  return rows.map((row) => row.user_id)
+}

@@ -78,6 +78,26 @@ export async function listUnitsHeldBy(
   return rows.map((row) => ({ saleId: Number(row.sale_id), units: row.units }))
 }
 
+/** A sale open right now by Postgres' clock, as the edge (src/purchase/edge/) needs it. */
+export interface RunningSale {
+  id: number
+  endsAt: Date
+  available: number
+  registeredOnly: boolean
+}
+
+/** Sales open right now (started, not ended), the latest to start first, up to `limit`. */
+export async function listRunningSales(db: Queryable, limit: number): Promise<RunningSale[]> {
+  const { rows } = await db.query<RunningSale & { id: string | number }>(
+    `SELECT s.id, s.ends_at AS "endsAt", st.available, s.registered_only AS "registeredOnly"
+       FROM flash_sales s JOIN flash_sale_stock st ON st.sale_id = s.id
+      WHERE s.starts_at <= now() AND s.ends_at > now()
+      ORDER BY s.starts_at DESC, s.id DESC LIMIT $1`,
+    [limit],
+  )
+  return rows.map((row) => ({ ...row, id: Number(row.id) }))
+}
+
 /** Sales whose gate may still move: open now, or closed less than `graceSeconds` ago. */
 export async function listSalesToReconcile(db: Queryable, graceSeconds: number): Promise<number[]> {
   const { rows } = await db.query<{ id: number }>(

@@ -8,7 +8,11 @@ import { NGINX_TEMPLATE } from '../../scripts/stack/nginx.js'
 
 const conf = readFileSync(NGINX_TEMPLATE, 'utf8')
 const httpLevel = conf.slice(0, conf.indexOf('    server {'))
-const servers = conf.split(/^ {4}server \{$/m).slice(1)
+// The servers clients reach (public and admin); the edge's own server on a Unix socket answers only edge.lua.
+const servers = conf
+  .split(/^ {4}server \{$/m)
+  .slice(1)
+  .filter((server) => !/^\s*listen unix:/m.test(server))
 
 /** `error_page 400 404 =503 /x;` lines as [statuses, the status sent, target]. */
 const errorPages = [...conf.matchAll(/^\s*error_page\s+([^;]+);/gm)].map((m) => {

@@ -1,0 +1,158 @@
+-- Sold out at the edge, nginx's side (OpenResty's lua-nginx-module, Debian's libnginx-mod-http-lua).
+-- The jobs process says which running sales are sold out and who holds an order in each
+-- (./sold-out-edge.ts, GET /edge/sold-out on its metrics server); one nginx worker fetches that a few
+-- times a second into a shared dictionary that every nginx worker reads, and the purchase location asks
+-- `purchase(saleId)` before it proxies: for a sold-out sale, nginx answers the API's 409 SOLD_OUT itself.
+--
+-- Shared dictionary `edge` (lua_shared_dict in nginx.conf):
+--   fresh_until            number  nginx's clock (s) until which the state counts: a state not refreshed for
+--                                  FRESH_S (the jobs process away) counts for nothing, and every sale goes
+--                                  to the app again (fail open)
+--   version                string  the state's ETag, sent back as If-None-Match
+--   sold                   string  the sold-out sale ids, comma-separated (to reopen those left out next time)
+--   sold:<id>              number  the sale's end (ms since the epoch); present while it is sold out
+--   guest_refused:<id>     true    the sale is for registered accounts: a guest goes to the app (403 first)
+--   orders:<id>            number  the order count the sale's holders below were written at
+--   holder:<id>:<userId>   true    the user has an order of the sale: a keyed retry goes to the app
+-- Shared dictionary `edge_counts`, kept apart so GET /edge lists it without walking every holder:
+--   <id>                   number  purchase attempts this nginx answered for the sale (GET /edge on the admin server)
+
+local cjson = require "cjson.safe"
+local base64 = require "ngx.base64"
+
+local dict = ngx.shared.edge
+local counts = ngx.shared.edge_counts
+local POLL_S = 0.25
+local FRESH_S = 2
+local HOLDER_GRACE_S = 60
+
+local M = {}
+
+-- One GET over HTTP/1.0 (the server closes the connection after its answer) to a Unix socket. Returns
+-- status, headers, body.
+local function http_get(socket, path, etag)
+  local sock = ngx.socket.tcp()
+  sock:settimeouts(500, 1000, 5000)
+  local ok, err = sock:connect(socket)
+  if not ok then return nil, err end
+  local request = "GET " .. path .. " HTTP/1.0\r\nHost: edge\r\n"
+  if etag then request = request .. "If-None-Match: " .. etag .. "\r\n" end
+  ok, err = sock:send(request .. "\r\n")
+  if not ok then sock:close() return nil, err end
+  local line
+  line, err = sock:receive("*l")
+  local status = line and tonumber(line:match("^HTTP/1%.%d (%d%d%d)"))
+  if not status then sock:close() return nil, err or "not HTTP" end
+  local headers = {}
+  while true do
+    line, err = sock:receive("*l")
+    if not line then sock:close() return nil, err end
+    if line == "" then break end
+    local name, value = line:match("^([^:]+):%s*(.*)$")
+    if name then headers[name:lower()] = value end
+  end
+  local body = ""
+  if status == 200 then
+    local length = tonumber(headers["content-length"])
+    if length then body, err = sock:receive(length) else body, err = sock:receive("*a") end
+    if not body then sock:close() return nil, err end
+  end
+  sock:close()
+  return status, headers, body
+end
+
+-- Writes a new state: marks its sales sold out, writes the holders of a sale whose orders changed, and
+-- reopens the sales of the last state that are not in this one.
+local function apply(state, version)
+  local now = ngx.now()
+  local sold = {}
+  for _, sale in ipairs(state.sales) do
+    local id = tostring(sale.id)
+    local ttl = math.max(1, math.ceil(sale.endsAtMs / 1000 - now) + HOLDER_GRACE_S)
+    if dict:get("orders:" .. id) ~= sale.orders then
+      for _, user in ipairs(sale.holders) do dict:set("holder:" .. id .. ":" .. user, true, ttl) end
+      dict:set("orders:" .. id, sale.orders, ttl)
+    end
+    if sale.registeredOnly then dict:set("guest_refused:" .. id, true, ttl) end
+    dict:set("sold:" .. id, sale.endsAtMs, ttl)
+    sold[id] = true
+  end
+  for id in (dict:get("sold") or ""):gmatch("[^,]+") do
+    if not sold[id] then dict:delete("sold:" .. id) end
+  end
+  local ids = {}
+  for id in pairs(sold) do ids[#ids + 1] = id end
+  dict:set("sold", table.concat(ids, ","))
+  dict:set("version", version)
+end
+
+local function poll(premature, socket)
+  if premature then return end
+  local status, headers, body = http_get(socket, "/edge/sold-out", dict:get("version"))
+  if status == 200 then
+    local state = cjson.decode(body)
+    if type(state) ~= "table" or type(state.sales) ~= "table" then
+      ngx.log(ngx.WARN, "edge: the sold-out state could not be read")
+      return
+    end
+    apply(state, headers.etag)
+  elseif status ~= 304 then
+    -- Left to lapse: after FRESH_S without an answer every sale goes to the app again.
+    ngx.log(ngx.INFO, "edge: no sold-out state from the jobs process: ", status or headers)
+    return
+  end
+  dict:set("fresh_until", ngx.now() + FRESH_S)
+end
+
+-- Called from init_worker_by_lua: the first nginx worker polls the jobs process through nginx's edge server
+-- on `socket` ("unix:<path>"), which proxies to it.
+function M.start(socket)
+  if ngx.worker.id() ~= 0 then return end
+  local ok, err = ngx.timer.every(POLL_S, poll, socket)
+  if not ok then ngx.log(ngx.ERR, "edge: cannot start polling: ", err) end
+end
+
+-- The bearer's user id and whether it is a guest, read from the token's payload WITHOUT checking its
+-- signature: it only routes (a holder's retry to the app, which verifies the token); a forged token can
+-- learn no more than that the sale is sold out, which GET /api/sales/:id says to anyone.
+local function bearer(authorization)
+  local payload = authorization and authorization:match("^Bearer [%w_-]+%.([%w_-]+)%.[%w_-]+$")
+  local claims = payload and cjson.decode(base64.decode_base64url(payload) or "")
+  if type(claims) ~= "table" or type(claims.sub) ~= "string" then return nil end
+  return claims.sub, claims.guest == true
+end
+
+-- In the purchase location's access phase (after limit_req): answers 409 SOLD_OUT for a sale sold out at
+-- the edge, or returns and lets nginx proxy the request to a worker.
+function M.purchase(sale_id)
+  if not sale_id or (dict:get("fresh_until") or 0) < ngx.now() then return end
+  local ends_ms = dict:get("sold:" .. sale_id)
+  if not ends_ms or ends_ms <= ngx.now() * 1000 then return end
+  -- Without a token the app answers 401; a guest at a registered-only sale, 403.
+  local user, guest = bearer(ngx.var.http_authorization)
+  if not user or (guest and dict:get("guest_refused:" .. sale_id)) then return end
+  -- A buyer with an order of the sale who sends a key may be retrying that purchase: the app replays it.
+  if ngx.var.http_idempotency_key and dict:get("holder:" .. sale_id .. ":" .. user) then return end
+  counts:incr(sale_id, 1, 0, 86400)
+  local body = '{"code":"SOLD_OUT","message":"flash sale ' .. sale_id .. ' has no units left"}'
+  ngx.status = 409
+  ngx.header["Content-Type"] = "application/json; charset=utf-8"
+  ngx.header["Content-Length"] = #body
+  ngx.header["X-Request-Id"] = ngx.var.request_id
+  ngx.print(body)
+  return ngx.exit(409)
+end
+
+-- GET /edge on the admin server: what this nginx knows, for operators and tests.
+function M.status()
+  local answered = {}
+  for _, id in ipairs(counts:get_keys(0)) do
+    answered[#answered + 1] = cjson.encode(id) .. ":" .. (counts:get(id) or 0)
+  end
+  ngx.header["Content-Type"] = "application/json"
+  ngx.print('{"fresh":', tostring((dict:get("fresh_until") or 0) >= ngx.now()),
+    ',"version":', cjson.encode(dict:get("version") or ""),
+    ',"soldOut":[', dict:get("sold") or "", '],"answered":{', table.concat(answered, ","), '}}')
+end
+
+return M

@@ -1,0 +1,118 @@
+import type { FastifyInstance } from 'fastify'
+import { randomUUID } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { buildTestApp, newAdmin, newCustomer, newSale, type TestUser } from './support/app.js'
+import { testStack } from './support/stack-env.js'
+
+// Sold out at the edge (src/purchase/edge/): once a sale has no unit left and none in flight, nginx
+// answers its purchase attempts itself; a buyer with an order who retries with a key still reaches the
+// app; a released unit reopens the sale. Through the test stack's nginx, its workers and its jobs process.
+
+const stack = testStack()
+const hasNginx = stack.nginxUrl !== undefined && stack.nginxAdminUrl !== undefined
+
+interface EdgeStatus {
+  fresh: boolean
+  soldOut: number[]
+  answered: Record<string, number>
+}
+
+const edgeStatus = async (): Promise<EdgeStatus> =>
+  (await fetch(`${stack.nginxAdminUrl}/edge`)).json() as Promise<EdgeStatus>
+const answeredAtEdge = async (saleId: number) => (await edgeStatus()).answered[String(saleId)] ?? 0
+
+/** Waits until the edge's view of the sale is `soldOut` (or 10 s pass); returns how long it took. */
+async function edgeSees(saleId: number, soldOut: boolean): Promise<number> {
+  const started = Date.now()
+  while (Date.now() - started < 10_000) {
+    const status = await edgeStatus()
+    if (status.fresh && status.soldOut.includes(saleId) === soldOut) return Date.now() - started
+    await sleep(50)
+  }
+  throw new Error(`the edge did not see sale ${saleId} ${soldOut ? 'sold out' : 'open'} within 10 s`)
+}
+
+const buy = (buyer: TestUser | null, saleId: number, key?: string) =>
+  fetch(`${stack.nginxUrl}/api/sales/${saleId}/purchase`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      ...(buyer ? buyer.headers : {}),
+      ...(key ? { 'idempotency-key': key } : {}),
+    },
+    body: JSON.stringify({ quantity: 1 }),
+  })
+
+describe.runIf(hasNginx)('sold out at the edge', () => {
+  let app: FastifyInstance
+  let admin: TestUser
+
+  beforeAll(async () => {
+    app = await buildTestApp()
+    admin = await newAdmin(app)
+  })
+  afterAll(async () => {
+    await app?.close()
+  })
+
+  it("when a sale sells out, nginx answers the next attempts with the API's 409 SOLD_OUT, a holder's keyed retry still gets its order, and a cancelled order reopens the sale", async () => {
+    const saleId = await newSale(app, admin, { units: 2 })
+    const [first, second, late] = [await newCustomer(app), await newCustomer(app), await newCustomer(app)]
+    const firstKey = randomUUID()
+    const bought = await buy(first, saleId, firstKey)
+    expect(bought.status).toBe(201)
+    const order = (await bought.json()) as { id: string }
+    expect((await buy(second, saleId, randomUUID())).status).toBe(201)
+
+    await edgeSees(saleId, true)
+
+    // The app's own answer (the same code the workers run), the reference the edge's must match; nginx
+    // adds its security headers to both.
+    const fromApp = await app.inject({
+      method: 'POST',
+      url: `/api/sales/${saleId}/purchase`,
+      headers: late.headers,
+      payload: { quantity: 1 },
+    })
+    expect(fromApp.statusCode).toBe(409)
+    const before = await answeredAtEdge(saleId)
+    const fromEdge = await buy(late, saleId)
+    expect(fromEdge.status).toBe(409)
+    expect(await fromEdge.json()).toEqual(fromApp.json())
+    expect(fromEdge.headers.get('content-type')).toBe(fromApp.headers['content-type'])
+    expect(fromEdge.headers.get('x-request-id')).toMatch(/^[0-9a-f]{32}$/)
+    expect(fromEdge.headers.get('content-security-policy')).toContain("frame-ancestors 'none'")
+    // A keyed attempt of a buyer without an order is answered there too.
+    expect((await buy(late, saleId, randomUUID())).status).toBe(409)
+    expect(await answeredAtEdge(saleId)).toBe(before + 2)
+
+    // The holder's retry with its key reaches a worker and is replayed; no token is the app's 401.
+    const replay = await buy(first, saleId, firstKey)
+    expect(replay.status).toBe(201)
+    expect(replay.headers.get('idempotent-replayed')).toBe('true')
+    expect(((await replay.json()) as { id: string }).id).toBe(order.id)
+    expect((await buy(null, saleId)).status).toBe(401)
+    expect(await answeredAtEdge(saleId)).toBe(before + 2)
+
+    // A cancelled order gives its unit back: the edge reopens the sale, and the late buyer gets it.
+    const cancelled = await fetch(`${stack.nginxUrl}/api/orders/${order.id}/cancel`, {
+      method: 'POST',
+      headers: first.headers,
+    })
+    expect(cancelled.status).toBe(200)
+    await edgeSees(saleId, false)
+    expect((await buy(late, saleId, randomUUID())).status).toBe(201)
+  })
+
+  it('when a sale still has units, the edge never answers for it', async () => {
+    const saleId = await newSale(app, admin, { units: 5 })
+    const buyer = await newCustomer(app)
+    expect((await buy(buyer, saleId, randomUUID())).status).toBe(201)
+    await sleep(600)
+    const status = await edgeStatus()
+    expect(status.fresh).toBe(true)
+    expect(status.soldOut).not.toContain(saleId)
+    expect(await answeredAtEdge(saleId)).toBe(0)
+  })
+})
