@@ -26,9 +26,14 @@ import { createRateLimiter } from './rate-limit/rate-limiter.js'
 import { duplicateForSubscribing } from './redis/client.js'
 import { createPurchases } from './purchase/purchase.js'
 import purchaseRoutes from './purchase/purchase.routes.js'
+import { createSaleTerms } from './purchase/purchase-path.js'
+import { createQueueEntry } from './purchase/queue/queue.js'
+import queueRoutes from './purchase/queue/queue.routes.js'
+import { createAdmissions, createWaitingRoom } from './purchase/queue/waiting-room.js'
 import { createSaleEvents, numbersOf } from './sales/sale-events.js'
 import saleAdminRoutes from './sales/sales.admin.routes.js'
 import saleRoutes from './sales/sales.routes.js'
+import { findQueueTerms } from './sales/sales.repository.js'
 import { createSales } from './sales/sales.service.js'
 
 declare module 'fastify' {
@@ -112,13 +117,30 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     intervalMs: 250,
     onError: (err) => app.log.warn({ err }, 'sale events'),
   })
+  // Sales with a waiting room (src/purchase/queue/): places in Redis, admissions signed with a key derived
+  // from the JWT secret, so every worker (and every host) checks them alike.
+  const admissions = createAdmissions(config.JWT_SECRET)
+  const waitingRoom = createWaitingRoom(app.redis, {
+    admissions,
+    admitFactor: config.WAITING_ROOM_ADMIT_FACTOR,
+    leaseMs: config.WAITING_ROOM_LEASE_SECONDS * 1000,
+    keptAfterEndMs: config.GATE_KEPT_AFTER_END_SECONDS * 1000,
+  })
+  const queue = createQueueEntry({
+    waitingRoom,
+    terms: createSaleTerms((saleId) => findQueueTerms(app.db.primary, saleId)),
+    registeredOnly: async (saleId) => (await sales.entryRulesOf(saleId)).registeredOnly,
+  })
   const purchases = createPurchases({
     path,
     sales,
     config,
     rateLimiter: createRateLimiter(app.redis),
     metrics: app.metrics,
+    admissions,
+    waitingRoom,
     saleChanged: events.changed,
+    soldOut: events.soldOut,
   })
   const orders = createOrders({
     db: app.db,
@@ -146,6 +168,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(orderRoutes, { orders })
   await app.register(saleRoutes, { sales, events })
   await app.register(purchaseRoutes, { purchases })
+  await app.register(queueRoutes, { queue })
   await app.register(saleAdminRoutes, { sales })
 
   return app

@@ -113,6 +113,12 @@ const schema = z.object({
   // for half of it. Then they expire, so Redis does not keep every sale ever held.
   GATE_KEPT_AFTER_END_SECONDS: positiveInt.default(1800),
   RECONCILE_INTERVAL_MS: positiveInt.default(1000),
+  // A sale's waiting room (docs/waiting-room.md): at most this many admitted buyers who have not bought yet
+  // per unit left (k), how long an admitted buyer has to buy (the lease), and how often the jobs process
+  // admits the next places.
+  WAITING_ROOM_ADMIT_FACTOR: z.coerce.number().min(1).max(10).default(1.5),
+  WAITING_ROOM_LEASE_SECONDS: positiveInt.default(60),
+  WAITING_ROOM_ROUND_MS: positiveInt.default(250),
   // Purchase attempts allowed per second, per user and per sale, across all workers.
   RATE_LIMIT_USER_PER_SECOND: positiveInt.default(10),
   RATE_LIMIT_SALE_PER_SECOND: positiveInt.default(50_000),

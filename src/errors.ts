@@ -291,3 +291,23 @@ export class TooManyStreamsError extends AppError {
     this.headers = { 'retry-after': '5' }
   }
 }
+
+/** A purchase of a sale with a waiting room, without a valid admission (or after its lease ended). */
+export class NotAdmittedError extends AppError {
+  constructor(saleId: number, why: 'missing' | 'invalid' | 'lapsed') {
+    super(
+      403,
+      'NOT_ADMITTED',
+      why === 'lapsed'
+        ? `your turn in flash sale ${saleId}'s waiting room has passed`
+        : `flash sale ${saleId} sells through a waiting room: join it (POST /api/sales/${saleId}/queue) and buy when admitted`,
+    )
+  }
+}
+
+/** Joining the waiting room of a sale that has none. */
+export class NoWaitingRoomError extends AppError {
+  constructor(saleId: number) {
+    super(409, 'NO_WAITING_ROOM', `flash sale ${saleId} has no waiting room: buy directly`)
+  }
+}

@@ -17,10 +17,13 @@ import { sweepExpiredReservations } from './orders/expiry-sweeper.js'
 import { createSimulatedPaymentProvider } from './orders/payment-provider.js'
 import { refundUnusableCharges } from './orders/refunds.js'
 import { createGateWiring } from './purchase-wiring.js'
-import { createSoldOutEdge, edgeStateHandler } from './purchase/edge/sold-out-edge.js'
+import { createSoldOutEdge, EDGE_SALES_MAX, edgeStateHandler } from './purchase/edge/sold-out-edge.js'
 import { createReconciler } from './purchase/gate/reconciler.js'
+import { createQueueProgress } from './purchase/queue/queue-progress.js'
+import { createAdmissions, createWaitingRoom } from './purchase/queue/waiting-room.js'
 import { countOrdersOfSales, listBuyersOfSale } from './purchase/sale-orders.repository.js'
 import { connectWithin, createRedis } from './redis/client.js'
+import { publishQueueProgress } from './sales/sale-events.js'
 import { listRunningSales } from './sales/sales.repository.js'
 
 // The `jobs` process (one PM2 fork per app host): background work no request waits for. Every job here
@@ -65,6 +68,18 @@ export async function buildJobs(config: Config, options: JobsOptions = {}) {
     latencyMs: config.PAYMENT_LATENCY_MS,
     failureRate: config.PAYMENT_FAILURE_RATE,
   })
+  // Waiting rooms (src/purchase/queue/): the next places are admitted here, a few times a second, and every
+  // worker streams the progress to the buyers still waiting.
+  const waitingRoom = createWaitingRoom(redis, {
+    admissions: createAdmissions(config.JWT_SECRET),
+    admitFactor: config.WAITING_ROOM_ADMIT_FACTOR,
+    leaseMs: config.WAITING_ROOM_LEASE_SECONDS * 1000,
+    keptAfterEndMs: config.GATE_KEPT_AFTER_END_SECONDS * 1000,
+  })
+  const queueProgress = createQueueProgress({
+    intervalMs: config.WAITING_ROOM_ROUND_MS,
+    publish: (progress) => publishQueueProgress(redis, progress),
+  })
   const stop = new AbortController()
   let lease: LeaderLease | null = null
 
@@ -102,6 +117,24 @@ export async function buildJobs(config: Config, options: JobsOptions = {}) {
           deleted += batch
         } while (batch === GUEST_BATCH && mayGoOn())
         return deleted > 0 ? { guestsDeleted: deleted } : null
+      },
+    },
+    'waiting rooms': {
+      intervalMs: config.WAITING_ROOM_ROUND_MS,
+      job: async () => {
+        const queued = (await listRunningSales(primary, EDGE_SALES_MAX)).filter((sale) => sale.queue)
+        let admitted = 0
+        let lapsed = 0
+        for (const sale of queued) {
+          // Units left as the purchase path counts them: the gate's count, or Postgres' row.
+          const unitsLeft = sellsThroughGate ? ((await gate.available(sale.id)) ?? 0) : sale.available
+          const round = await waitingRoom.admit(sale, unitsLeft)
+          admitted += round.admittedNow
+          lapsed += round.lapsed
+          await queueProgress.after(sale.id, round)
+        }
+        queueProgress.forgetAllBut(queued.map((sale) => sale.id))
+        return admitted > 0 || lapsed > 0 ? { admitted, lapsed } : null
       },
     },
     reconcile: {

@@ -40,6 +40,14 @@ export interface PurchaseLimits {
   check(): Promise<void>
 }
 
+/** A buyer's turn in a sale's waiting room (./queue/), its signature already checked. */
+export interface PurchaseAdmission {
+  /** The end of the buyer's lease (ms), as signed: the gate's script compares it with Redis' clock. */
+  leaseEndsAtMs: number
+  /** The same check for the Postgres path, by Redis' clock too: 403 NOT_ADMITTED once the lease ended. */
+  claim(): Promise<void>
+}
+
 /** What a buyer asks for, with the key and the limits a path decides with. */
 export interface PurchaseRequest {
   userId: string
@@ -47,6 +55,8 @@ export interface PurchaseRequest {
   quantity: number
   key: PurchaseKey
   limits: PurchaseLimits
+  /** For a sale with a waiting room, the buyer's turn; null for a sale without one. */
+  admission: PurchaseAdmission | null
 }
 
 /** One buyer's flash-sale purchase, let through by the key and the limits, ready to be written. */
@@ -58,6 +68,8 @@ export interface Purchase {
   idempotency: IdempotentRequest | null
   /** The gate's reservation token on the gate path; none on the Postgres path. */
   token?: string
+  /** Units the gate has left once this purchase took its own; none on the Postgres path. */
+  unitsLeft?: number
 }
 
 /**
@@ -94,7 +106,8 @@ export interface PurchasePath extends SaleStock {
 
 /**
  * The Postgres path's admission, today's separate steps: the key taken through the idempotency plugin
- * (one Redis round trip), then the rate limits (one more).
+ * (one Redis round trip), then the rate limits (one more), then, for a sale with a waiting room, the
+ * buyer's lease (one more).
  */
 export async function takeKeyThenCountLimits(
   request: PurchaseRequest,
@@ -102,6 +115,7 @@ export async function takeKeyThenCountLimits(
   const stored = await request.key.take()
   if (stored) return { replay: stored }
   await request.limits.check()
+  await request.admission?.claim()
   const { userId, saleId, quantity } = request
   return { userId, saleId, quantity, idempotency: request.key.taken }
 }
@@ -142,10 +156,10 @@ export function createSoldOutMemo(ttlMs: number, now: () => number = Date.now) {
  * kept; a lookup that failed (a Postgres blip) or found nothing is forgotten as it settles, and the next
  * purchase asks again. Kept, it would fail that sale on this worker until the worker restarted.
  */
-export function createSaleTerms(read: (saleId: number) => Promise<StoredSale | undefined>) {
-  const known = new Map<number, Promise<StoredSale | undefined>>()
+export function createSaleTerms<T = StoredSale>(read: (saleId: number) => Promise<T | undefined>) {
+  const known = new Map<number, Promise<T | undefined>>()
   return {
-    of(saleId: number): Promise<StoredSale | undefined> {
+    of(saleId: number): Promise<T | undefined> {
       const cached = known.get(saleId)
       if (cached) return cached
       const lookup = read(saleId)
@@ -160,4 +174,4 @@ export function createSaleTerms(read: (saleId: number) => Promise<StoredSale | u
   }
 }
 
-export type SaleTerms = ReturnType<typeof createSaleTerms>
+export type SaleTerms = ReturnType<typeof createSaleTerms<StoredSale>>

@@ -20,7 +20,17 @@ const purchaseSchema = {
     '409 PER_USER_LIMIT: the buyer holds as many units as one customer may (reserved, paid, or cancelled); waiting does not help, so it is not a 429. 429 RATE_LIMITED: too many attempts; retry after Retry-After.',
   security: [{ bearer: [] }],
   params: idParams,
-  headers: idempotencyKeyHeader,
+  headers: {
+    ...idempotencyKeyHeader,
+    properties: {
+      ...idempotencyKeyHeader.properties,
+      'waiting-room-admission': {
+        type: 'string',
+        description:
+          "for a sale with a waiting room: the admission GET /api/sales/:id/queue gives when it is the buyer's turn",
+      },
+    },
+  },
   body: purchaseBody,
   response: {
     201: orderSchema,
@@ -59,6 +69,7 @@ export async function purchase(purchases: Purchases, request: PurchaseRequest, r
     request.params.id,
     request.body.quantity,
     request.server.idempotencyKeyOf(request),
+    request.headers['waiting-room-admission'],
   )
   if ('replay' in answer) return replay(reply, answer.replay)
   return reply.status(201).send(answer.order)

@@ -17,9 +17,31 @@ export const numbersOf = (sale: Pick<Sale, 'id' | 'unitsTotal' | 'remaining' | '
   status: sale.status,
 })
 
+/**
+ * A waiting room's progress (src/purchase/queue/), for everyone in it: a buyer knows its own place, so
+ * `admitted` (places admitted so far) tells it how many are still ahead. `closed` alone (the sale took
+ * its last unit) is sent at once by the worker that sold it; the rest by the jobs process's admission
+ * rounds, a few times a second.
+ */
+export interface QueueProgress {
+  saleId: number
+  state: 'upcoming' | 'open' | 'closed'
+  admitted?: number
+  places?: number
+  /** Places admitted per second lately, for an estimated wait; 0 until the first admissions. */
+  perSecond?: number
+}
+
 type Listener = (numbers: SaleNumbers) => void
+type QueueListener = (progress: QueueProgress) => void
 
 const CHANNEL = 'sale-events'
+const QUEUE_CHANNEL = 'queue-events'
+
+/** Sends a waiting room's progress to every worker's listeners, at once (no throttle). */
+export async function publishQueueProgress(publisher: Redis, progress: QueueProgress): Promise<void> {
+  await publisher.publish(QUEUE_CHANNEL, JSON.stringify(progress))
+}
 
 /**
  * Live numbers of flash sales for server-sent events. Any worker that sells a unit asks for a
@@ -36,11 +58,19 @@ export function createSaleEvents(deps: {
 }) {
   const { publisher, subscriber, intervalMs } = deps
   const listeners = new Map<number, Set<Listener>>()
+  const queueListeners = new Map<number, Set<QueueListener>>()
   const publishTimers = new Map<number, NodeJS.Timeout>()
   const deliveries = new Map<number, { latest: SaleNumbers | null; timer: NodeJS.Timeout | null }>()
 
-  void subscriber.subscribe(CHANNEL).catch(deps.onError)
-  subscriber.on('message', (_channel: string, message: string) => {
+  void subscriber.subscribe(CHANNEL, QUEUE_CHANNEL).catch(deps.onError)
+  subscriber.on('message', (channel: string, message: string) => {
+    if (channel === QUEUE_CHANNEL) {
+      // Concurrency: delivered as it arrives, unthrottled: "sold out" must reach every waiting buyer in
+      // well under a second, and the jobs process already sends progress only a few times a second.
+      const progress = JSON.parse(message) as QueueProgress
+      for (const listener of queueListeners.get(progress.saleId) ?? []) listener(progress)
+      return
+    }
     const numbers = JSON.parse(message) as SaleNumbers
     if (listeners.has(numbers.saleId)) deliverThrottled(numbers)
   })
@@ -79,6 +109,22 @@ export function createSaleEvents(deps: {
       return () => {
         set.delete(listener)
         if (set.size === 0) listeners.delete(saleId)
+      }
+    },
+
+    /** The sale took its last unit: everyone in its waiting room is told now. */
+    soldOut(saleId: number): void {
+      publishQueueProgress(publisher, { saleId, state: 'closed' }).catch(deps.onError)
+    },
+
+    /** Registers a listener of a waiting room's progress; returns the function that unregisters it. */
+    listenQueue(saleId: number, listener: QueueListener): () => void {
+      const set = queueListeners.get(saleId) ?? new Set()
+      queueListeners.set(saleId, set)
+      set.add(listener)
+      return () => {
+        set.delete(listener)
+        if (set.size === 0) queueListeners.delete(saleId)
       }
     },
 

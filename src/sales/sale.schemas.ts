@@ -10,6 +10,7 @@ export const saleSchema = {
     'unitsTotal',
     'perUserLimit',
     'registeredOnly',
+    'queue',
     'startsAt',
     'endsAt',
     'status',
@@ -25,6 +26,12 @@ export const saleSchema = {
     unitsTotal: { type: 'integer' },
     perUserLimit: { type: 'integer' },
     registeredOnly: { type: 'boolean', description: 'guest accounts may not buy' },
+    queue: {
+      type: ['string', 'null'],
+      enum: ['fifo', 'raffle', null],
+      description:
+        'the waiting room: null for none; fifo admits places in the order they were taken, raffle in a seeded random order (docs/waiting-room.md)',
+    },
     startsAt: { type: 'string', format: 'date-time' },
     endsAt: { type: 'string', format: 'date-time' },
     status: { type: 'string', enum: ['upcoming', 'active', 'sold_out', 'ended'] },
@@ -53,6 +60,7 @@ export const newSaleBody = {
     units: { ...stockQuantity, minimum: 1 },
     perUserLimit: { type: 'integer', minimum: 1, maximum: 100, default: 1 },
     registeredOnly: { type: 'boolean', default: false },
+    queue: { type: ['string', 'null'], enum: ['fifo', 'raffle', null], default: null },
     startsAt: { type: 'string', format: 'date-time' },
     endsAt: { type: 'string', format: 'date-time' },
   },

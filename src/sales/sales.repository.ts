@@ -8,7 +8,7 @@ const SELECT_SALE = `
   SELECT s.id, s.product_id AS "productId", p.name AS "productName", p.image_url AS "productImageUrl",
          p.price_cents AS "regularPriceCents", s.price_cents AS "priceCents", s.units_total AS "unitsTotal",
          st.available, st.reserved, st.sold, s.per_user_limit AS "perUserLimit",
-         s.registered_only AS "registeredOnly", s.starts_at AS "startsAt", s.ends_at AS "endsAt", st.version
+         s.registered_only AS "registeredOnly", s.queue, s.starts_at AS "startsAt", s.ends_at AS "endsAt", st.version
     FROM flash_sales s JOIN flash_sale_stock st ON st.sale_id = s.id JOIN products p ON p.id = s.product_id`
 
 export async function findSale(db: Queryable, saleId: number): Promise<StoredSale | undefined> {
@@ -78,18 +78,39 @@ export async function listUnitsHeldBy(
   return rows.map((row) => ({ saleId: Number(row.sale_id), units: row.units }))
 }
 
+/** What a sale's waiting room is run with: its kind, its raffle's secret seed, its window. */
+export interface QueueTerms {
+  id: number
+  queue: 'fifo' | 'raffle' | null
+  queueSeed: string | null
+  startsAt: Date
+  endsAt: Date
+}
+
+export async function findQueueTerms(db: Queryable, saleId: number): Promise<QueueTerms | undefined> {
+  const { rows } = await db.query<QueueTerms & { id: string | number }>(
+    `SELECT id, queue, queue_seed AS "queueSeed", starts_at AS "startsAt", ends_at AS "endsAt"
+       FROM flash_sales WHERE id = $1`,
+    [saleId],
+  )
+  return rows[0] && { ...rows[0], id: Number(rows[0].id) }
+}
+
 /** A sale open right now by Postgres' clock, as the edge (src/purchase/edge/) needs it. */
 export interface RunningSale {
   id: number
+  startsAt: Date
   endsAt: Date
   available: number
   registeredOnly: boolean
+  queue: 'fifo' | 'raffle' | null
 }
 
 /** Sales open right now (started, not ended), the latest to start first, up to `limit`. */
 export async function listRunningSales(db: Queryable, limit: number): Promise<RunningSale[]> {
   const { rows } = await db.query<RunningSale & { id: string | number }>(
-    `SELECT s.id, s.ends_at AS "endsAt", st.available, s.registered_only AS "registeredOnly"
+    `SELECT s.id, s.starts_at AS "startsAt", s.ends_at AS "endsAt", st.available,
+            s.registered_only AS "registeredOnly", s.queue
        FROM flash_sales s JOIN flash_sale_stock st ON st.sale_id = s.id
       WHERE s.starts_at <= now() AND s.ends_at > now()
       ORDER BY s.starts_at DESC, s.id DESC LIMIT $1`,
@@ -114,6 +135,7 @@ export interface NewSale {
   units: number
   perUserLimit: number
   registeredOnly: boolean
+  queue: 'fifo' | 'raffle' | null
   startsAt: Date
   endsAt: Date
 }
@@ -126,8 +148,10 @@ export interface NewSale {
 export async function insertSale(tx: Queryable, sale: NewSale): Promise<number | undefined> {
   const { rows } = await tx.query<{ id: number }>(
     `WITH s AS (
-       INSERT INTO flash_sales (product_id, price_cents, units_total, per_user_limit, starts_at, ends_at, registered_only)
-       SELECT $1, $2, $3, $4, $5, $6, $7 WHERE $6::timestamptz > now() RETURNING id, units_total
+       INSERT INTO flash_sales (product_id, price_cents, units_total, per_user_limit, starts_at, ends_at, registered_only,
+                                queue, queue_seed)
+       SELECT $1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $8 = 'raffle' THEN replace(gen_random_uuid()::text, '-', '') END
+        WHERE $6::timestamptz > now() RETURNING id, units_total
      )
      INSERT INTO flash_sale_stock (sale_id, units_total, available) SELECT id, units_total, units_total FROM s
      RETURNING sale_id AS id`,
@@ -139,6 +163,7 @@ export async function insertSale(tx: Queryable, sale: NewSale): Promise<number |
       sale.startsAt,
       sale.endsAt,
       sale.registeredOnly,
+      sale.queue,
     ],
   )
   return rows[0]?.id

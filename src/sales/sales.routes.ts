@@ -4,7 +4,7 @@ import { NotFoundError, TooManyStreamsError } from '../errors.js'
 import { createEventStreams } from '../http/sse.js'
 import { errorSchema, idParams, listOf } from '../schemas.js'
 import { holdingsSchema, saleIdsOf, saleIdsQuery, saleSchema } from './sale.schemas.js'
-import { numbersOf, type SaleEvents, type SaleNumbers } from './sale-events.js'
+import { numbersOf, type QueueProgress, type SaleEvents, type SaleNumbers } from './sale-events.js'
 import type { Sale } from './sale.js'
 import type { Sales } from './sales.service.js'
 
@@ -47,7 +47,8 @@ const saleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: SaleRoutesOptions 
     {
       schema: {
         tags: ['sales'],
-        summary: 'Server-sent events: remaining, taken and status, a few times a second',
+        summary:
+          'Server-sent events: remaining, taken and status, a few times a second; for a sale with a waiting room, its progress too (event queue)',
         params: idParams,
         response: { 404: errorSchema, 503: errorSchema },
       },
@@ -114,8 +115,11 @@ const saleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: SaleRoutesOptions 
     const unlisten: (() => void)[] = []
     const stream = streams.open(request.raw, reply.raw, () => unlisten.forEach((stop) => stop()))
     const send = (numbers: SaleNumbers) => stream.send('sale', JSON.stringify(numbers))
+    const sendQueue = (progress: QueueProgress) => stream.send('queue', JSON.stringify(progress))
     for (const sale of shown) send(numbersOf(sale))
     unlisten.push(...shown.map((sale) => events.listen(sale.id, send)))
+    // A sale with a waiting room also streams its progress (places admitted, sold out).
+    for (const sale of shown) if (sale.queue) unlisten.push(events.listenQueue(sale.id, sendQueue))
   }
 }
 

@@ -115,9 +115,13 @@ export function createSales(deps: { db: Db; path: SaleStock; cache: TwoLevelCach
       return view(await factsOf(saleId), options.fresh)
     },
 
-    /** Whether guests are kept out of the sale: from the cached facts, so a purchase pays no query. */
-    async isRegisteredOnly(saleId: number): Promise<boolean> {
-      return (await factsOf(saleId)).registeredOnly
+    /**
+     * Who may buy and how: whether guests are kept out, and the sale's waiting room. From the cached
+     * facts, so a purchase pays no query.
+     */
+    async entryRulesOf(saleId: number): Promise<Pick<SaleFacts, 'registeredOnly' | 'queue'>> {
+      const { registeredOnly, queue } = await factsOf(saleId)
+      return { registeredOnly, queue }
     },
 
     async listSales(): Promise<Sale[]> {

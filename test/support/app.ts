@@ -127,6 +127,8 @@ export async function newSale(
     priceCents?: number
     startsInMs?: number
     registeredOnly?: boolean
+    /** The sale's waiting room (src/purchase/queue/); none unless given. */
+    queue?: 'fifo' | 'raffle'
     /** The product's name, for tests that find the sale by what a shopper reads. */
     productName?: string
     /** How long the sale runs; an hour unless given. */
@@ -149,6 +151,7 @@ export async function newSale(
       units: sale.units,
       perUserLimit: sale.perUserLimit ?? 1,
       ...(sale.registeredOnly === undefined ? {} : { registeredOnly: sale.registeredOnly }),
+      ...(sale.queue === undefined ? {} : { queue: sale.queue }),
       startsAt: new Date(startsAt).toISOString(),
       endsAt: new Date(startsAt + (sale.durationMs ?? 3600_000)).toISOString(),
     },

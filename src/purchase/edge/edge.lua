@@ -14,8 +14,12 @@
 --   guest_refused:<id>     true    the sale is for registered accounts: a guest goes to the app (403 first)
 --   orders:<id>            number  the order count the sale's holders below were written at
 --   holder:<id>:<userId>   true    the user has an order of the sale: a keyed retry goes to the app
+--   queued:<id>            number  the sale's end (ms): it sells through a waiting room, and an attempt
+--                                  without an admission is answered 403 NOT_ADMITTED
+--   queued                 string  those sale ids, comma-separated (as `sold`)
 -- Shared dictionary `edge_counts`, kept apart so GET /edge lists it without walking every holder:
---   <id>                   number  purchase attempts this nginx answered for the sale (GET /edge on the admin server)
+--   <id>                   number  purchase attempts this nginx answered SOLD_OUT for the sale
+--   refused:<id>           number  purchase attempts this nginx answered NOT_ADMITTED for the sale
 
 local cjson = require "cjson.safe"
 local base64 = require "ngx.base64"
@@ -83,6 +87,20 @@ local function apply(state, version)
   local ids = {}
   for id in pairs(sold) do ids[#ids + 1] = id end
   dict:set("sold", table.concat(ids, ","))
+  local queued = {}
+  for _, sale in ipairs(state.queued or {}) do
+    local id = tostring(sale.id)
+    local ttl = math.max(1, math.ceil(sale.endsAtMs / 1000 - now))
+    if sale.registeredOnly then dict:set("guest_refused:" .. id, true, ttl + HOLDER_GRACE_S) end
+    dict:set("queued:" .. id, sale.endsAtMs, ttl)
+    queued[id] = true
+  end
+  for id in (dict:get("queued") or ""):gmatch("[^,]+") do
+    if not queued[id] then dict:delete("queued:" .. id) end
+  end
+  ids = {}
+  for id in pairs(queued) do ids[#ids + 1] = id end
+  dict:set("queued", table.concat(ids, ","))
   dict:set("version", version)
 end
 
@@ -122,37 +140,61 @@ local function bearer(authorization)
   return claims.sub, claims.guest == true
 end
 
--- In the purchase location's access phase (after limit_req): answers 409 SOLD_OUT for a sale sold out at
--- the edge, or returns and lets nginx proxy the request to a worker.
-function M.purchase(sale_id)
-  if not sale_id or (dict:get("fresh_until") or 0) < ngx.now() then return end
-  local ends_ms = dict:get("sold:" .. sale_id)
-  if not ends_ms or ends_ms <= ngx.now() * 1000 then return end
-  -- Without a token the app answers 401; a guest at a registered-only sale, 403.
-  local user, guest = bearer(ngx.var.http_authorization)
-  if not user or (guest and dict:get("guest_refused:" .. sale_id)) then return end
-  -- A buyer with an order of the sale who sends a key may be retrying that purchase: the app replays it.
-  if ngx.var.http_idempotency_key and dict:get("holder:" .. sale_id .. ":" .. user) then return end
-  counts:incr(sale_id, 1, 0, 86400)
-  local body = '{"code":"SOLD_OUT","message":"flash sale ' .. sale_id .. ' has no units left"}'
-  ngx.status = 409
+local function answer(status, code, message)
+  local body = '{"code":"' .. code .. '","message":"' .. message .. '"}'
+  ngx.status = status
   ngx.header["Content-Type"] = "application/json; charset=utf-8"
   ngx.header["Content-Length"] = #body
   ngx.header["X-Request-Id"] = ngx.var.request_id
   ngx.print(body)
-  return ngx.exit(409)
+  return ngx.exit(status)
+end
+
+-- An admission as the app signs it (src/purchase/queue/waiting-room.ts): `<lease end ms>.<43 base64url>`.
+-- Only its shape is checked here; its signature and its lease are the app's and Redis' to judge.
+local function admission_shaped(value)
+  return value ~= nil and value:match("^%d%d%d%d%d%d%d%d%d%d%d%d%d%.[%w_-]+$") ~= nil and #value == 57
+end
+
+-- In the purchase location's access phase (after limit_req): answers 403 NOT_ADMITTED for an attempt at a
+-- sale with a waiting room that carries no admission, 409 SOLD_OUT for a sale sold out at the edge, or
+-- returns and lets nginx proxy the request to a worker. The app checks in the same order.
+function M.purchase(sale_id)
+  if not sale_id or (dict:get("fresh_until") or 0) < ngx.now() then return end
+  local now_ms = ngx.now() * 1000
+  local queued_ends = dict:get("queued:" .. sale_id)
+  local queued = queued_ends and queued_ends > now_ms
+  local ends_ms = dict:get("sold:" .. sale_id)
+  local sold = ends_ms and ends_ms > now_ms
+  if not queued and not sold then return end
+  -- Without a token the app answers 401; a guest at a registered-only sale, 403.
+  local user, guest = bearer(ngx.var.http_authorization)
+  if not user or (guest and dict:get("guest_refused:" .. sale_id)) then return end
+  if queued and not admission_shaped(ngx.var.http_waiting_room_admission) then
+    counts:incr("refused:" .. sale_id, 1, 0, 86400)
+    return answer(403, "NOT_ADMITTED", "flash sale " .. sale_id ..
+      " sells through a waiting room: join it (POST /api/sales/" .. sale_id .. "/queue) and buy when admitted")
+  end
+  if not sold then return end
+  -- A buyer with an order of the sale who sends a key may be retrying that purchase: the app replays it.
+  if ngx.var.http_idempotency_key and dict:get("holder:" .. sale_id .. ":" .. user) then return end
+  counts:incr(sale_id, 1, 0, 86400)
+  return answer(409, "SOLD_OUT", "flash sale " .. sale_id .. " has no units left")
 end
 
 -- GET /edge on the admin server: what this nginx knows, for operators and tests.
 function M.status()
-  local answered = {}
-  for _, id in ipairs(counts:get_keys(0)) do
-    answered[#answered + 1] = cjson.encode(id) .. ":" .. (counts:get(id) or 0)
+  local answered, refused = {}, {}
+  for _, key in ipairs(counts:get_keys(0)) do
+    local id = key:match("^refused:(%d+)$")
+    local list = id and refused or answered
+    list[#list + 1] = cjson.encode(id or key) .. ":" .. (counts:get(key) or 0)
   end
   ngx.header["Content-Type"] = "application/json"
   ngx.print('{"fresh":', tostring((dict:get("fresh_until") or 0) >= ngx.now()),
     ',"version":', cjson.encode(dict:get("version") or ""),
-    ',"soldOut":[', dict:get("sold") or "", '],"answered":{', table.concat(answered, ","), '}}')
+    ',"soldOut":[', dict:get("sold") or "", '],"queued":[', dict:get("queued") or "",
+    '],"answered":{', table.concat(answered, ","), '},"notAdmitted":{', table.concat(refused, ","), '}}')
 end
 
 return M

@@ -3,9 +3,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Queryable } from '../../db/transaction.js'
 import type { RunningSale } from '../../sales/sales.repository.js'
 
-// Sold out at the edge, the jobs process's side: which running sales are sold out, and who holds an order
-// in each. nginx asks for it a few times a second (./edge.lua) and then answers those sales' purchase
-// attempts itself, with the API's own 409 SOLD_OUT, so a sold-out stampede costs the workers nothing.
+// Sold out at the edge, the jobs process's side: which running sales are sold out, who holds an order in
+// each, and which have a waiting room. nginx asks for it a few times a second (./edge.lua) and then answers
+// those sales' purchase attempts itself, with the API's own 409 SOLD_OUT (or 403 NOT_ADMITTED for an
+// attempt without an admission), so a sold-out stampede costs the workers nothing.
 
 /** One sold-out sale as nginx reads it. */
 export interface SoldOutSale {
@@ -20,10 +21,18 @@ export interface SoldOutSale {
   holders: string[]
 }
 
-/** What nginx fetches: a version (its ETag) and the sold-out sales. */
+/** A running sale with a waiting room: nginx refuses a purchase attempt without an admission (403). */
+export interface QueuedSale {
+  id: number
+  endsAtMs: number
+  registeredOnly: boolean
+}
+
+/** What nginx fetches: a version (its ETag), the sold-out sales, and the sales with a waiting room. */
 export interface EdgeState {
   version: string
   sales: SoldOutSale[]
+  queued: QueuedSale[]
 }
 
 /** How many running sales one round looks at, the latest to start first; the rest are left to the app. */
@@ -94,9 +103,13 @@ export function createSoldOutEdge(deps: {
     // Holders of sales that are no longer sold out are read again when they are.
     const soldOutIds = new Set(sales.map((s) => s.id))
     for (const id of holders.keys()) if (!soldOutIds.has(id)) holders.delete(id)
+    const queued = running
+      .filter((sale) => sale.queue)
+      .map((sale) => ({ id: sale.id, endsAtMs: sale.endsAt.getTime(), registeredOnly: sale.registeredOnly }))
     const digest = createHash('sha256')
     for (const s of sales) digest.update(`${s.id}:${s.orders}:${s.endsAtMs}:${s.registeredOnly};`)
-    const state = { version: `"${digest.digest('base64url').slice(0, 22)}"`, sales }
+    for (const q of queued) digest.update(`q${q.id}:${q.endsAtMs}:${q.registeredOnly};`)
+    const state = { version: `"${digest.digest('base64url').slice(0, 22)}"`, sales, queued }
     return { state, body: JSON.stringify(state) }
   }
 

@@ -7,9 +7,11 @@ import { createSoldOutEdge } from './sold-out-edge.js'
 const ENDS = new Date('2026-12-07T12:00:00Z')
 const sale = (id: number, available = 0): RunningSale => ({
   id,
+  startsAt: new Date(0),
   endsAt: ENDS,
   available,
   registeredOnly: false,
+  queue: null,
 })
 
 function edgeOf(options: {

@@ -5,6 +5,7 @@ import {
   IdempotencyKeyInUseError,
   IdempotencyKeyReusedError,
   IdempotentReplayError,
+  NotAdmittedError,
   NotFoundError,
   PerUserLimitError,
   RateLimitedError,
@@ -142,7 +143,7 @@ export function createGatePurchasePath(deps: {
   return {
     strategy: 'redis-gate',
 
-    async admit({ userId, saleId, quantity, key, limits }: PurchaseRequest) {
+    async admit({ userId, saleId, quantity, key, limits, admission }: PurchaseRequest) {
       // Concurrency: backpressure. A worker whose batch queue is full refuses before the script runs,
       // so no unit is taken for a buyer whose order could not be written soon; without it the queue
       // (and every waiting buyer's latency, and the tokens held) grows without bound while Postgres lags.
@@ -154,7 +155,7 @@ export function createGatePurchasePath(deps: {
       const refusals = request && refusalsOf(saleId, request)
       let verified: string | undefined
       for (let round = 0; round < VERIFY_ROUNDS; round++) {
-        const admission = await decideFenced({
+        const decision = await decideFenced({
           saleId,
           userId,
           quantity,
@@ -163,6 +164,7 @@ export function createGatePurchasePath(deps: {
             perUser: limits.perUserPerWindow,
             perSale: limits.perSalePerWindow,
           },
+          ...(admission && { leaseEndsAtMs: admission.leaseEndsAtMs }),
           ...(request && {
             key: {
               request,
@@ -173,18 +175,25 @@ export function createGatePurchasePath(deps: {
             },
           }),
         })
-        switch (admission.outcome) {
+        switch (decision.outcome) {
           case 'admitted':
-            return { userId, saleId, quantity, idempotency: request, token: admission.token }
+            return {
+              userId,
+              saleId,
+              quantity,
+              idempotency: request,
+              token: decision.token,
+              unitsLeft: decision.available,
+            }
           case 'replay': {
-            const state = JSON.parse(admission.stored) as { s: number; b: unknown }
+            const state = JSON.parse(decision.stored) as { s: number; b: unknown }
             return { replay: { status: state.s, body: state.b } }
           }
           case 'verify': {
             // The key's last attempt answered 5xx: its order may have committed. Postgres decides.
             const saved = await answerFromPostgres(saleId, request!)
             if (saved) return { replay: saved }
-            verified = admission.stored
+            verified = decision.stored
             continue
           }
           case 'busy':
@@ -192,11 +201,13 @@ export function createGatePurchasePath(deps: {
           case 'reused':
             throw new IdempotencyKeyReusedError()
           case 'rate_limited':
-            throw new RateLimitedError(admission.retryAfterMs)
+            throw new RateLimitedError(decision.retryAfterMs)
           case 'not_started':
             throw new SaleNotActiveError(saleId, 'upcoming')
           case 'ended':
             throw new SaleNotActiveError(saleId, 'ended')
+          case 'not_admitted':
+            throw new NotAdmittedError(saleId, 'lapsed')
           case 'sold_out':
           case 'per_user_limit': {
             // Concurrency: a keyed buyer who holds units of this sale while Redis has no record of its
@@ -206,9 +217,9 @@ export function createGatePurchasePath(deps: {
             // for writers a 5xx's unknown outcome needs): in a stampede most refused buyers who already
             // hold units ask here with a new key, and the wait cost each of them a transaction.
             const refusal =
-              admission.outcome === 'per_user_limit' ? new PerUserLimitError() : new SoldOutError(saleId)
-            if (admission.outcome === 'sold_out' && admission.available === 0) soldOut.remember(saleId)
-            if (!admission.askPostgres) throw refusal
+              decision.outcome === 'per_user_limit' ? new PerUserLimitError() : new SoldOutError(saleId)
+            if (decision.outcome === 'sold_out' && decision.available === 0) soldOut.remember(saleId)
+            if (!decision.askPostgres) throw refusal
             const answer = await savedAnswerOr(db.primary, request, refusal)
             if (!(answer instanceof IdempotentReplayError)) throw answer
             const saved = { status: answer.storedStatus, body: answer.storedBody }

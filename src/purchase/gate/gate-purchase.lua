@@ -17,9 +17,12 @@
 --          outcome unknown; unused without a key (ARGV[7] = '')
 -- KEYS[5]  sale:{<id>}:rl:user:<userId>  the buyer's counter in this sale's current window
 -- KEYS[6]  sale:{<id>}:rl:sale            the sale's counter in its current window
+-- KEYS[7]  sale:{<id>}:decided  set: buyers admitted from the sale's waiting room who bought
+--          (src/purchase/queue/); untouched for a sale without one
 -- ARGV[1]  user id
 -- ARGV[2]  quantity
--- ARGV[3]  unused ('')
+-- ARGV[3]  for a sale with a waiting room, the end of the buyer's lease (ms, from its signed admission):
+--          past it (Redis' clock) the buyer is refused; '' for a sale without one
 -- ARGV[4]  the reservation token to record
 -- ARGV[5]  how long the token lives (ms): after its deadline (Redis' clock), the reconciler may
 --          return the units
@@ -38,6 +41,7 @@
 --              (Redis may have forgotten the key of an order): nothing is stored, the caller replays
 --              Postgres' saved answer if there is one; otherwise a SOLD_OUT is stored under the key
 --          {'not_started'} {'ended'}  (stored under the key, like SOLD_OUT: they are final)
+--          {'not_admitted'}  the waiting room's lease has ended (nothing stored under the key)
 --          {'rate_limited', position of the exceeded limit (1 user, 2 sale), ms until its window ends}
 --          {'gate_missing'}  missing or stale: fail closed, rebuild it from Postgres and ask again
 --          {'replay', json} {'verify', json} {'busy'} {'reused'}  as idempotency-begin.lua
@@ -60,6 +64,9 @@ if keyed then
   end
   fresh = not stored
 end
+
+local queued = ARGV[3] ~= ''
+if queued and now >= tonumber(ARGV[3]) then return {'not_admitted'} end
 
 if ARGV[11] ~= '' then
   for i = 5, 6 do
@@ -91,9 +98,11 @@ if held + quantity > tonumber(gate[4]) then return {'per_user_limit', available,
 redis.call('HINCRBY', KEYS[1], 'available', -quantity)
 redis.call('HINCRBY', KEYS[2], ARGV[1], quantity)
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), ARGV[4])
--- The users and tokens keys go when the gate does (a gate built before keys expired has no expire_ms).
+-- The buyer's admission is used: the waiting room's next round gives its slot to the next place.
+if queued then redis.call('SADD', KEYS[7], ARGV[1]) end
+-- The users, tokens and decided keys go when the gate does (a gate built before keys expired has no expire_ms).
 if gate[6] then
-  for _, key in ipairs({KEYS[2], KEYS[3]}) do
+  for _, key in ipairs(queued and {KEYS[2], KEYS[3], KEYS[7]} or {KEYS[2], KEYS[3]}) do
     if redis.call('PTTL', key) == -1 then redis.call('PEXPIREAT', key, gate[6]) end
   end
 end

@@ -44,6 +44,7 @@ declare module 'ioredis' {
       idempotencyKey: string,
       userCounter: string,
       saleCounter: string,
+      decided: string,
       ...args: (string | number)[]
     ): Result<(string | number)[], Context>
     gateReleaseToken(gate: string, users: string, tokens: string, token: string): Result<number, Context>
@@ -84,13 +85,15 @@ export interface GateRequest {
     verified?: string
   }
   limits?: { windowMs: number; perUser: number; perSale: number }
+  /** For a sale with a waiting room: the end of the buyer's lease (its signed admission's). */
+  leaseEndsAtMs?: number
 }
 
 /** What gate-purchase.lua decided (see its header). */
 export type Admission =
   | { outcome: 'admitted'; token: string; available: number }
   | { outcome: 'sold_out' | 'per_user_limit'; available: number; askPostgres: boolean }
-  | { outcome: 'not_started' | 'ended' | 'gate_missing' | 'busy' | 'reused' }
+  | { outcome: 'not_started' | 'ended' | 'gate_missing' | 'busy' | 'reused' | 'not_admitted' }
   | { outcome: 'rate_limited'; retryAfterMs: number }
   | { outcome: 'replay' | 'verify'; stored: string }
 
@@ -160,7 +163,7 @@ export function createStockGate(
 ) {
   const keptAfterEndMs = options.keptAfterEndMs ?? 30 * 60_000
   defineScripts(redis, import.meta.url, {
-    gatePurchase: { file: 'gate-purchase.lua', keys: 6 },
+    gatePurchase: { file: 'gate-purchase.lua', keys: 7 },
     gateReleaseToken: { file: 'gate-release-token.lua', keys: 3 },
     gateConfirm: { file: 'gate-confirm.lua' },
     gateReleaseOrder: { file: 'gate-release-order.lua', keys: 3 },
@@ -195,9 +198,10 @@ export function createStockGate(
         key ? keyOf(saleId, key.request) : `${tag}:idem:`,
         `${tag}:rl:user:${userId}`,
         `${tag}:rl:sale`,
+        `${tag}:decided`,
         userId,
         quantity,
-        '',
+        request.leaseEndsAtMs ?? '',
         token,
         options.tokenTtlMs,
         runIds.now() ?? (await runIds.known()) ?? '',
@@ -225,7 +229,9 @@ export function createStockGate(
         case 'verify':
           return { outcome: verdict, stored: String(value) }
         default:
-          return { outcome: verdict as 'not_started' | 'ended' | 'gate_missing' | 'busy' | 'reused' }
+          return {
+            outcome: verdict as 'not_started' | 'ended' | 'gate_missing' | 'busy' | 'reused' | 'not_admitted',
+          }
       }
     },
 
