@@ -108,13 +108,25 @@ export function remoteTarget(
   })
 }
 
-/** A target's own small pool on the primary, for the verifier's queries, beside the given addresses. */
+/**
+ * A target's own small pool on the primary, for the verifier's queries, beside the given addresses. Its
+ * statements may run up to a minute: they read a whole run (thousands of keys and orders) on a machine
+ * still busy with it, and a verifier that times out proves nothing about the app (the app's own pools
+ * keep DB_STATEMENT_TIMEOUT_MS).
+ */
+const VERIFIER_STATEMENT_TIMEOUT_MS = 60_000
+
 function targetWith(
   config: Config,
   databaseUrl: string,
   addresses: Pick<LoadTarget, 'nginxUrl' | 'adminUrl' | 'metrics'>,
 ): LoadTarget {
-  const db = createPool(databaseUrl, 4, config, 'loadtest')
+  const db = createPool(
+    databaseUrl,
+    4,
+    { ...config, DB_STATEMENT_TIMEOUT_MS: VERIFIER_STATEMENT_TIMEOUT_MS },
+    'loadtest',
+  )
   // An idle connection whose server went away (a fault case stops the primary) emits 'error' on the
   // pool; unhandled, it would end the load test itself. The next query simply opens a new connection.
   db.on('error', () => undefined)

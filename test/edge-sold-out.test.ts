@@ -15,7 +15,9 @@ const hasNginx = stack.nginxUrl !== undefined && stack.nginxAdminUrl !== undefin
 interface EdgeStatus {
   fresh: boolean
   soldOut: number[]
+  queued: number[]
   answered: Record<string, number>
+  notAdmitted: Record<string, number>
 }
 
 const edgeStatus = async (): Promise<EdgeStatus> =>
@@ -103,6 +105,35 @@ describe.runIf(hasNginx)('sold out at the edge', () => {
     expect(cancelled.status).toBe(200)
     await edgeSees(saleId, false)
     expect((await buy(late, saleId, randomUUID())).status).toBe(201)
+  })
+
+  it('when a sale has a waiting room, nginx answers an attempt without an admission 403 NOT_ADMITTED, as the app would', async () => {
+    const saleId = await newSale(app, admin, { units: 3, queue: 'fifo' })
+    const buyer = await newCustomer(app)
+    const deadline = Date.now() + 10_000
+    while (!(await edgeStatus()).queued.includes(saleId) && Date.now() < deadline) await sleep(50)
+    const fromApp = await app.inject({
+      method: 'POST',
+      url: `/api/sales/${saleId}/purchase`,
+      headers: buyer.headers,
+      payload: { quantity: 1 },
+    })
+    const fromEdge = await buy(buyer, saleId)
+    expect(fromEdge.status).toBe(403)
+    expect(await fromEdge.json()).toEqual(fromApp.json())
+    expect((await edgeStatus()).notAdmitted[String(saleId)]).toBe(1)
+    // An admission of the right shape goes on to the app, which checks its signature.
+    const forged = await fetch(`${stack.nginxUrl}/api/sales/${saleId}/purchase`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        ...buyer.headers,
+        'waiting-room-admission': `${Date.now() + 60_000}.${'A'.repeat(43)}`,
+      },
+      body: JSON.stringify({ quantity: 1 }),
+    })
+    expect(forged.status).toBe(403)
+    expect((await edgeStatus()).notAdmitted[String(saleId)]).toBe(1)
   })
 
   it('when a sale still has units, the edge never answers for it', async () => {

@@ -526,9 +526,13 @@ export async function checkRetriedKeys(target: LoadTarget, keys: FailedKey[]): P
 export async function resendEveryKey(target: LoadTarget, buyers: Buyers, saleId: number): Promise<Check> {
   const keys = [...buyers.keysSent()]
   const { rows } = await target.db.query<{ user_id: string; key: string; order_id: string }>(
+    // From the keys sent, one primary-key lookup each (a row-value IN over thousands of pairs may be
+    // planned as a scan of the whole table).
     `SELECT k.user_id, k.key, o.id AS order_id
-       FROM idempotency_keys k JOIN orders o ON o.id = (k.response_body->>'id')::uuid AND o.user_id = k.user_id
-      WHERE k.response_status = 201 AND (k.user_id, k.key) IN (SELECT * FROM unnest($1::uuid[], $2::text[]))`,
+       FROM unnest($1::uuid[], $2::text[]) AS sent (user_id, key)
+       JOIN idempotency_keys k ON k.user_id = sent.user_id AND k.key = sent.key
+       JOIN orders o ON o.id = (k.response_body->>'id')::uuid AND o.user_id = k.user_id
+      WHERE k.response_status = 201`,
     [keys.map((k) => k.userId), keys.map((k) => k.key)],
   )
   const saved = new Map(rows.map((r) => [`${r.user_id}/${r.key}`, r.order_id]))

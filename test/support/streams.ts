@@ -5,6 +5,8 @@ export interface OpenStream {
   headers: IncomingHttpHeaders
   /** The whole body, once the server ends the response (a refused stream's JSON answer). */
   body: Promise<string>
+  /** What has arrived so far (an open stream's events). */
+  received(): string
   /** Hangs up. */
   close(): void
 }
@@ -19,6 +21,7 @@ export function openStream(url: string): Promise<OpenStream> {
         status: response.statusCode!,
         headers: response.headers,
         body: new Promise((done) => response.on('end', () => done(body))),
+        received: () => body,
         close: () => request.destroy(),
       })
     })

@@ -3,6 +3,8 @@ import type { FastifyInstance } from 'fastify'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildTestApp, newAdmin, newCustomer, newSale, type TestUser } from '../../../test/support/app.js'
+import { testStack } from '../../../test/support/stack-env.js'
+import { openStream } from '../../../test/support/streams.js'
 import { createAdmissions, createWaitingRoom, type Place, type QueuedSale } from './waiting-room.js'
 
 // The waiting room on the test stack's Redis and Postgres. The scripts are driven directly on sales that
@@ -212,5 +214,65 @@ describe('a sale with a waiting room, through the API (the stack jobs process ad
     const buyer = await newCustomer(app)
     expect((await join(buyer, saleId)).json()).toMatchObject({ code: 'NO_WAITING_ROOM' })
     expect((await buy(buyer, saleId)).statusCode).toBe(201)
+  })
+})
+
+describe("a waiting room's live progress (the sale's event stream)", () => {
+  let app: FastifyInstance
+  let admin: TestUser
+
+  beforeAll(async () => {
+    app = await buildTestApp()
+    admin = await newAdmin(app)
+  })
+  afterAll(async () => {
+    await app?.close()
+  })
+
+  it('when the last unit of a queued sale is bought, then a buyer still waiting hears `closed` on the stream', async () => {
+    const url = testStack().nginxUrl
+    if (!url) return
+    const saleId = await newSale(app, admin, { units: 1, queue: 'fifo' })
+    const [buyer, waiter] = [await newCustomer(app), await newCustomer(app)]
+    await app.inject({ method: 'POST', url: `/api/sales/${saleId}/queue`, headers: buyer.headers })
+    await app.inject({ method: 'POST', url: `/api/sales/${saleId}/queue`, headers: waiter.headers })
+    const stream = await openStream(`${url}/api/sales/${saleId}/events`)
+    try {
+      let place: Place = { status: 'absent' }
+      const deadline = Date.now() + 15_000
+      while (place.status !== 'admitted' && Date.now() < deadline) {
+        await sleep(100)
+        place = (
+          await app.inject({ url: `/api/sales/${saleId}/queue`, headers: buyer.headers })
+        ).json<Place>()
+      }
+      expect(place.status).toBe('admitted')
+      const bought = await fetch(`${url}/api/sales/${saleId}/purchase`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          ...buyer.headers,
+          'idempotency-key': randomUUID(),
+          'waiting-room-admission': (place as Extract<Place, { status: 'admitted' }>).admission,
+        },
+        body: JSON.stringify({ quantity: 1 }),
+      })
+      expect(bought.status).toBe(201)
+      const heard = Date.now() + 5000
+      while (!stream.received().includes('"state":"closed"') && Date.now() < heard) await sleep(20)
+    } finally {
+      stream.close()
+    }
+    const events = stream
+      .received()
+      .split('\n\n')
+      .filter((e) => e.includes('event: queue'))
+    expect(events.length).toBeGreaterThan(0)
+    expect(events.some((e) => e.includes('"state":"closed"'))).toBe(true)
+    expect((await app.inject({ url: `/api/sales/${saleId}/queue`, headers: waiter.headers })).json()).toEqual(
+      {
+        status: 'sold_out',
+      },
+    )
   })
 })
