@@ -104,6 +104,8 @@ export class AdminApi {
     startsInSeconds?: number
     /** The caller restocked the product for this sale already (several sales at once). */
     restocked?: boolean
+    /** The sale's waiting room; none unless given. */
+    queue?: 'fifo' | 'raffle'
   }): Promise<Sale> {
     if (!input.restocked) await this.restock(input.productId, input.units)
     const now = Date.now()
@@ -114,6 +116,7 @@ export class AdminApi {
       perUserLimit: input.perUserLimit,
       startsAt: new Date(now + (input.startsInSeconds ?? -1) * 1000).toISOString(),
       endsAt: new Date(now + input.openSeconds * 1000).toISOString(),
+      ...(input.queue && { queue: input.queue }),
     })
   }
 

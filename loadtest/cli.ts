@@ -7,18 +7,29 @@ import { STOCK_STRATEGIES, type StockStrategyName } from '../src/config.js'
 import { stackUp, stackStatus } from '../scripts/stack/stack.js'
 import { AdminApi } from './admin.js'
 import { bold, formatRun, red, writeReports } from './report.js'
-import { flagOf, SCENARIOS, scenarioParams, usage } from './scenarios/registry.js'
+import { flagOf, paramsFrom, SCENARIOS, scenarioParams, usage } from './scenarios/registry.js'
+import { WAITING_ROOM_DEFAULTS, waitingRoom } from './scenarios/waiting-room.js'
+import { verifyInvariants } from './verify.js'
+import { formatWaitingRoom, variantOf, writeWaitingRoomDoc } from './waiting-room-report.js'
 import { loadStackOptions, loadTarget } from './target.js'
 
 const USAGE = `usage: npm run load -- <scenario> [--flags] [--strategy ${STOCK_STRATEGIES.join('|')}] [--as-is]
 
 scenarios and their defaults:
 ${usage()}
+  waiting-room a crowd joins a sale's waiting room, then buys when admitted (docs/waiting-room.md)
+            ${Object.entries(WAITING_ROOM_DEFAULTS)
+              .map(([k, v]) => `--${flagOf(k)} ${v}`)
+              .join(' ')}
 
   --strategy   the stock strategy the workers run with (default redis-gate)
   --as-is      use the running stack as it is: no restart, its own rate limits and strategy`
 
-const flagNames = new Set(Object.values(SCENARIOS).flatMap((s) => Object.keys(s.defaults).map(flagOf)))
+const flagNames = new Set(
+  [...Object.values(SCENARIOS).map((s) => s.defaults), WAITING_ROOM_DEFAULTS].flatMap((d) =>
+    Object.keys(d).map(flagOf),
+  ),
+)
 const { positionals, values } = parseArgs({
   allowPositionals: true,
   options: {
@@ -29,7 +40,8 @@ const { positionals, values } = parseArgs({
   },
 })
 const name = positionals[0]
-if (values.help || !name || !SCENARIOS[name]) {
+const WAITING_ROOM = 'waiting-room'
+if (values.help || !name || (!SCENARIOS[name] && name !== WAITING_ROOM)) {
   console.log(USAGE)
   process.exit(values.help ? 0 : 2)
 }
@@ -38,7 +50,7 @@ if (!STOCK_STRATEGIES.includes(strategy)) {
   console.error(`--strategy ${strategy}: expected one of ${STOCK_STRATEGIES.join(', ')}`)
   process.exit(2)
 }
-const params = scenarioParams(name, values as unknown as Record<string, string | undefined>)
+const flags = values as unknown as Record<string, string | undefined>
 
 const started = Date.now()
 const log = (message: string) =>
@@ -55,15 +67,37 @@ if (values['as-is']) {
 const target = loadTarget(options)
 try {
   const admin = await AdminApi.connect(target)
-  const run = await SCENARIOS[name]!.run({ target, admin, log }, params)
-  console.log(`\n${formatRun(run)}\n`)
-  const files = writeReports(name, [run])
-  console.log(`report: ${files.html}\n        ${files.json}`)
-  if (!values['as-is'])
-    console.log('the stack keeps the load-test settings; `npm run stack:up` puts the defaults back')
-  if (!run.verification.ok) {
-    console.error(red(bold('\nINVARIANT VIOLATED: see the FAIL lines above')))
-    process.exitCode = 1
+  if (name === WAITING_ROOM) {
+    const report = await waitingRoom({ target, admin, log }, paramsFrom(WAITING_ROOM_DEFAULTS, flags))
+    log('verifying the invariants ...')
+    const verification = await verifyInvariants({
+      db: target.db,
+      admin,
+      evidence: report.evidence,
+      sweepIntervalMs: target.config.SWEEP_INTERVAL_MS,
+    })
+    const text = formatWaitingRoom(
+      report,
+      verification,
+      new Date().toISOString().slice(0, 16).replace('T', ' '),
+    )
+    console.log(`\n${text}\n`)
+    for (const check of verification.checks)
+      if (!check.ok) console.error(red(`FAIL ${check.invariant} ${check.name}: ${check.detail}`))
+    if (writeWaitingRoomDoc(variantOf(report), text))
+      console.log(`written to docs/waiting-room.md (${variantOf(report)})`)
+    if (!verification.ok) process.exitCode = 1
+  } else {
+    const run = await SCENARIOS[name]!.run({ target, admin, log }, scenarioParams(name, flags))
+    console.log(`\n${formatRun(run)}\n`)
+    const files = writeReports(name, [run])
+    console.log(`report: ${files.html}\n        ${files.json}`)
+    if (!values['as-is'])
+      console.log('the stack keeps the load-test settings; `npm run stack:up` puts the defaults back')
+    if (!run.verification.ok) {
+      console.error(red(bold('\nINVARIANT VIOLATED: see the FAIL lines above')))
+      process.exitCode = 1
+    }
   }
 } finally {
   await target.close()

@@ -39,6 +39,9 @@ export const LOAD_TEST_APP_LIMITS = {
   RATE_LIMIT_USER_PER_SECOND: '1000000',
   RATE_LIMIT_SIGNUP_PER_MINUTE: '1000000',
   SSE_MAX_STREAMS_PER_WORKER: '100000',
+  // A waiting room's lease (60 s by default): short, so a run sees abandoned places lapse and the queue
+  // go on within its time.
+  WAITING_ROOM_LEASE_SECONDS: '10',
 }
 
 /** The dev stack with load-test limits and the given stock strategy; stackUp restarts what changed. */

@@ -138,11 +138,11 @@ export async function api(path, { method = 'GET', body, headers = {} } = {}, isR
 }
 
 /** A POST with one Idempotency-Key per click, reused when the answer is unknown or "try again". */
-export async function postOnce(path, body) {
+export async function postOnce(path, body, headers = {}) {
   const key = uuid()
   for (let attempt = 1; ; attempt++) {
     try {
-      return await api(path, { method: 'POST', body, headers: { 'idempotency-key': key } })
+      return await api(path, { method: 'POST', body, headers: { ...headers, 'idempotency-key': key } })
     } catch (err) {
       const unsure = err.status === 0 || err.status === 503 || err.code === 'IDEMPOTENCY_KEY_IN_USE'
       if (!unsure || attempt >= 3) throw err

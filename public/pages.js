@@ -16,7 +16,17 @@ import {
   titled,
   toast,
 } from './dom.js'
-import { LABEL, loadHoldings, loadSale, loadSales, saleCard, saleParts, statusOf, watch } from './sales.js'
+import {
+  LABEL,
+  loadHoldings,
+  loadPlaces,
+  loadSale,
+  loadSales,
+  saleCard,
+  saleParts,
+  statusOf,
+  watch,
+} from './sales.js'
 
 const PAGE_SIZE = 24
 const STATUS_WORD = { reserved: 'Reserved', paid: 'Paid', cancelled: 'Cancelled', expired: 'Expired' }
@@ -105,12 +115,14 @@ export async function homePage({ navigate }) {
           salesGrid.append(...next.map((id) => saleCard(id, onBought)))
           moreSales.hidden = drawn >= ids.length
           watch(ids.slice(0, drawn))
-          await loadHoldings(next).catch(() => {})
+          await Promise.all([loadHoldings(next), loadPlaces(next)]).catch(() => {})
         }
         moreSales.hidden = drawn >= ids.length
         moreSales.addEventListener('click', () => showMore())
         watch(ids.slice(0, drawn))
-        await loadHoldings(ids.slice(0, drawn)).catch(() => {})
+        await Promise.all([loadHoldings(ids.slice(0, drawn)), loadPlaces(ids.slice(0, drawn))]).catch(
+          () => {},
+        )
       })
       .catch((err) => {
         salesGrid.replaceChildren(h('p', { class: 'muted' }, 'Flash sales are unavailable right now.'))
@@ -207,13 +219,15 @@ export async function salePage({ id, navigate }) {
         h('p', { class: 'row wrap' }, els.left, els.soldOut),
         h('p', {}, els.allowance, ` (limit ${sale.perUserLimit} per customer)`),
         sale.registeredOnly ? h('p', { class: 'muted' }, 'Registered customers only: sign in to buy.') : null,
+        sale.queue ? els.queue : null,
+        els.join,
         els.buy,
         h('p', {}, link(`/products/${sale.productId}`, `About ${sale.productName}`)),
       ),
     ),
   )
   watch([sale.id])
-  await loadHoldings([sale.id]).catch(() => {})
+  await Promise.all([loadHoldings([sale.id]), loadPlaces([sale.id])]).catch(() => {})
 }
 
 // ---- /signin and /register -------------------------------------------------------------------

@@ -1,7 +1,7 @@
 // Flash sales on a page: their cards, the one live stream for all of them, the shopper's allowance.
 /* global EventSource, window */
 import { api, ApiError, postOnce } from './api.js'
-import { dollars, duration, h, hidden, link, namedButton, thumb, toast, fail, busy } from './dom.js'
+import { dollars, duration, h, hidden, link, namedButton, plural, thumb, toast, fail, busy } from './dom.js'
 
 const RANK = { active: 0, upcoming: 1, sold_out: 2, ended: 3 }
 export const LABEL = { active: 'Live', upcoming: 'Upcoming', sold_out: 'Sold out', ended: 'Ended' }
@@ -10,6 +10,8 @@ const MAX_STREAMED = 50 // the most ids one stream takes (the API's limit)
 const sales = new Map() // saleId -> sale (as /api/sales shows it, kept current by the stream)
 const held = new Map() // saleId -> units the shopper holds
 const painters = new Map() // saleId -> Set of functions that repaint what shows that sale
+const places = new Map() // saleId -> the shopper's place in the sale's waiting room (GET /api/sales/:id/queue)
+const progress = new Map() // saleId -> the waiting room's progress, from the stream (event `queue`)
 
 /** The server's status, moved on by the clock when a window opens or closes between events. */
 export function statusOf(sale) {
@@ -63,6 +65,14 @@ function open() {
     Object.assign(sale, { remaining: numbers.remaining, status: numbers.status })
     repaint(numbers.saleId)
   })
+  source.addEventListener('queue', (event) => {
+    const room = JSON.parse(event.data)
+    progress.set(room.saleId, { ...progress.get(room.saleId), ...room })
+    const mine = places.get(room.saleId)
+    if (room.state === 'closed' && mine?.status === 'waiting') places.set(room.saleId, { status: 'sold_out' })
+    else if (mine?.status === 'waiting' && room.admitted >= mine.place) void refreshPlace(room.saleId)
+    repaint(room.saleId)
+  })
   // EventSource reconnects by itself after a drop; the first event after it carries fresh numbers.
 }
 
@@ -85,6 +95,73 @@ export async function loadHoldings(ids) {
     for (const item of data.items) held.set(item.saleId, item.units)
   }
   for (const id of ids) repaint(id)
+}
+
+// ---- waiting rooms ---------------------------------------------------------------------------
+/** The shopper's place in each of these sales' waiting rooms (sales without one are skipped). */
+export async function loadPlaces(ids) {
+  await Promise.all(ids.filter((id) => sales.get(id)?.queue).map((id) => refreshPlace(id)))
+}
+
+const refreshing = new Map() // saleId -> the GET under way (one at a time per sale)
+function refreshPlace(id) {
+  if (!refreshing.has(id)) {
+    const request = api(`/api/sales/${id}/queue`)
+      .then(({ data }) => {
+        places.set(id, data)
+        repaint(id)
+      })
+      .finally(() => refreshing.delete(id))
+    refreshing.set(id, request)
+  }
+  return refreshing.get(id)
+}
+
+async function join(id, button) {
+  await busy(button, async () => {
+    try {
+      const { data } = await api(`/api/sales/${id}/queue`, { method: 'POST' })
+      places.set(id, data)
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err
+      if (err.code === 'SOLD_OUT') places.set(id, { status: 'sold_out' })
+      else if (err.status === 403) toast('This sale is for registered customers: sign in to queue', 'error')
+      else fail(err)
+    }
+  })
+  repaint(id)
+}
+
+/** What the shopper's place says now, in words; '' for a sale without a waiting room. */
+function queueText(sale) {
+  if (!sale.queue) return ''
+  const mine = places.get(sale.id)
+  const room = progress.get(sale.id)
+  switch (mine?.status) {
+    case 'waiting': {
+      if (!mine.drawn && sale.queue === 'raffle' && statusOf(sale) === 'upcoming')
+        return `You are in the draw (${plural(room?.places ?? mine.places, 'place')}): the order is drawn when the sale opens`
+      const ahead = Math.max(0, mine.place - 1 - (room?.admitted ?? mine.admitted))
+      const rate = room?.perSecond ?? 0
+      const wait = rate > 0 ? `, about ${duration((ahead / rate) * 1000)}` : ''
+      return `Your place: ${mine.place}. ${plural(ahead, 'buyer')} ahead of you${wait}`
+    }
+    case 'admitted':
+      return mine.bought
+        ? 'You bought in your turn'
+        : `It's your turn: buy within ${duration(Date.parse(mine.leaseEndsAt) - Date.now())}`
+    case 'lapsed':
+      return 'Your turn passed without a purchase'
+    case 'sold_out':
+      return 'Sold out: every unit is taken'
+    default:
+      return statusOf(sale) === 'ended' ? '' : 'This sale has a waiting room: join to get your place'
+  }
+}
+
+const turnOf = (sale) => {
+  const mine = places.get(sale.id)
+  return mine?.status === 'admitted' && Date.parse(mine.leaseEndsAt) > Date.now() ? mine : null
 }
 
 function repaint(id) {
@@ -111,6 +188,9 @@ export function saleParts(id, onBought) {
     soldOut: h('strong', { class: 'sold-out-note' }),
   }
   els.buy = namedButton('Buy', sale.productName, ' now', () => buy(id, els.buy, onBought))
+  // A sale with a waiting room: where the shopper stands, and the button that takes a place.
+  els.queue = h('p', { class: 'queue-place', role: 'status' })
+  els.join = namedButton('Join the queue for', sale.productName, '', () => join(id, els.join))
   const paint = () => {
     const status = statusOf(sale)
     els.badge.textContent = LABEL[status]
@@ -126,6 +206,11 @@ export function saleParts(id, onBought) {
           ? 'Ended'
           : `Ends in ${duration(Date.parse(sale.endsAt) - Date.now())}`
     if (els.buy.getAttribute('aria-busy') !== 'true') els.buy.disabled = !canBuy(sale)
+    const text = queueText(sale)
+    if (els.queue.textContent !== text) els.queue.textContent = text
+    const joinable = sale.queue && !places.get(id)?.status?.match(/waiting|admitted|lapsed|sold_out/)
+    els.join.hidden = !joinable || ['ended', 'sold_out'].includes(statusOf(sale))
+    els.buy.hidden = Boolean(sale.queue) && !turnOf(sale)
   }
   if (!painters.has(id)) painters.set(id, new Set())
   painters.get(id).add(paint)
@@ -133,7 +218,8 @@ export function saleParts(id, onBought) {
   return { sale, els }
 }
 
-const canBuy = (sale) => statusOf(sale) === 'active' && Date.now() >= (sale.coolUntil ?? 0)
+const canBuy = (sale) =>
+  statusOf(sale) === 'active' && Date.now() >= (sale.coolUntil ?? 0) && (!sale.queue || turnOf(sale) !== null)
 
 async function buy(id, button, onBought) {
   const sale = sales.get(id)
@@ -141,7 +227,10 @@ async function buy(id, button, onBought) {
     button,
     async () => {
       try {
-        const { data: order } = await postOnce(`/api/sales/${id}/purchase`, { quantity: 1 })
+        const turn = turnOf(sale)
+        const headers = turn ? { 'waiting-room-admission': turn.admission } : {}
+        const { data: order } = await postOnce(`/api/sales/${id}/purchase`, { quantity: 1 }, headers)
+        if (turn) places.set(id, { ...turn, bought: true })
         held.set(id, (held.get(id) ?? 0) + 1)
         toast(`Reserved ${sale.productName}: order #${order.number}. Pay within 10 minutes.`, 'success')
         onBought(order)
@@ -154,7 +243,10 @@ async function buy(id, button, onBought) {
           toast(`Too many requests: try again in ${wait} s`, 'error')
         } else if (err.code === 'PER_USER_LIMIT')
           toast(`You already hold ${sale.perUserLimit} of this sale (the limit per customer)`, 'error')
-        else if (err.status === 403) toast('This sale is for registered customers: sign in to buy', 'error')
+        else if (err.code === 'NOT_ADMITTED') {
+          toast('It is not your turn in the waiting room', 'error')
+          void refreshPlace(id)
+        } else if (err.status === 403) toast('This sale is for registered customers: sign in to buy', 'error')
         else fail(err)
       }
     },
@@ -190,10 +282,12 @@ export function saleCard(id, onBought) {
       els.allowance,
       sale.registeredOnly ? 'Registered customers only' : null,
     ),
+    sale.queue ? els.queue : null,
     h(
       'p',
       { class: 'row wrap' },
       link(`/sales/${id}`, 'Sale page', hidden(` for ${sale.productName}`)),
+      els.join,
       els.buy,
     ),
   )

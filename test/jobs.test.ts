@@ -34,7 +34,7 @@ describe('jobs process', () => {
       await jobs.start()
       await sleep(1100)
       const done = await jobs.tick()
-      expect(Object.keys(done)).toEqual(['expiry sweep', 'guest expiry', 'reconcile'])
+      expect(Object.keys(done)).toEqual(['expiry sweep', 'guest expiry', 'waiting rooms', 'reconcile'])
     } finally {
       await jobs.stop()
     }

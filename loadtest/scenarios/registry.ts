@@ -52,7 +52,12 @@ export function scenarioParams(name: string, flags: Record<string, string | unde
   const found = SCENARIOS[name]
   if (!found)
     throw new Error(`unknown scenario ${JSON.stringify(name)}: ${Object.keys(SCENARIOS).join(', ')}`)
-  const params: Params = { ...found.defaults }
+  return paramsFrom(found.defaults, flags)
+}
+
+/** `defaults` with the flags given for its keys; a non-numeric or negative value throws. */
+export function paramsFrom<P extends object>(defaults: P, flags: Record<string, string | undefined>): P {
+  const params = { ...defaults } as Params
   for (const key of Object.keys(params)) {
     const given = flags[flagOf(key)]
     if (given === undefined) continue
@@ -61,7 +66,7 @@ export function scenarioParams(name: string, flags: Record<string, string | unde
       throw new Error(`--${flagOf(key)} ${given}: expected a number >= 0`)
     params[key] = value
   }
-  return params
+  return params as P
 }
 
 export function usage(): string {

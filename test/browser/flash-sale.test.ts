@@ -89,6 +89,44 @@ describeBrowser('flash sales in a browser', () => {
     })
   })
 
+  it('when a sale has a waiting room, then a shopper joins once (two tabs, one place; a reload keeps it), is told when it is its turn, buys, and a shopper behind hears Sold out', async () => {
+    const name = uniqueName('Queue drone')
+    const saleId = await newSale(app, admin, { units: 1, productName: name, queue: 'fifo', startsInMs: 6000 })
+
+    await asVisitor(browser, 'desktop', async (first) => {
+      await asVisitor(browser, 'desktop', async (second) => {
+        const page = await first.newPage(`/sales/${saleId}`)
+        await expectPageShape(page, `${name} flash sale`)
+        const main = page.locator('main')
+        await waitForTextIn(main, 'This sale has a waiting room')
+        expect(await page.getByRole('button', { name: exactly(`Buy ${name} now`) }).isVisible()).toBe(false)
+        await page.getByRole('button', { name: exactly(`Join the queue for ${name}`) }).click()
+        await waitForTextIn(main, 'Your place: 1.')
+
+        // A second tab of the same shopper: the same place, and nothing to join.
+        const tab = await first.newPage(`/sales/${saleId}`)
+        await waitForTextIn(tab.locator('main'), 'Your place: 1.')
+        expect(
+          await tab.getByRole('button', { name: exactly(`Join the queue for ${name}`) }).isVisible(),
+        ).toBe(false)
+        await tab.close()
+        await page.reload()
+        await waitForTextIn(page.locator('main'), 'Your place: 1.')
+
+        // Another shopper queues behind.
+        const behind = await second.newPage(`/sales/${saleId}`)
+        await behind.getByRole('button', { name: exactly(`Join the queue for ${name}`) }).click()
+        await waitForTextIn(behind.locator('main'), 'Your place: 2. 1 buyer ahead of you')
+
+        // The sale opens: the first is let in (one unit, k = 1.5: one place), buys, and the unit is gone.
+        await waitForTextIn(page.locator('main'), "It's your turn: buy within")
+        await page.getByRole('button', { name: exactly(`Buy ${name} now`) }).click()
+        await page.waitForURL(/\/orders\/[0-9a-f-]{36}$/, WAIT)
+        await waitForTextIn(behind.locator('main'), 'Sold out: every unit is taken')
+      })
+    })
+  })
+
   it('when Buy is double-clicked, then one purchase request is sent and the button is busy while it is in flight', async () => {
     const name = uniqueName('Double click drone')
     const saleId = await newSale(app, admin, { units: 5, perUserLimit: 2, productName: name })
