@@ -11,14 +11,17 @@ const DOC = path.join(REPO_ROOT, 'docs', 'waiting-room.md')
 
 export const variantOf = (r: Pick<WaitingRoomReport, 'mode' | 'bots'>) => `${r.mode}${r.bots ? '-bots' : ''}`
 
-const ms = (value: number | null) => (value === null ? 'n/a' : `${value} ms`)
+const ms = (value: number | null) => (value === null ? 'n/a' : `${Math.round(value)} ms`)
 
 /** The run as lines of a Markdown list (the doc) or of the terminal. */
 export function formatWaitingRoom(r: WaitingRoomReport, verification: Verification, when: string): string {
   const lines = [
     `- run: ${when}, sale ${r.saleId}, ${r.users.toLocaleString('en')} buyers${r.bots ? ` and ${r.bots} bots` : ''} joining in 2 s (Poisson), ${r.units} units, ${r.mode}`,
     `- joined: ${r.joined.toLocaleString('en')}; join latency p50 ${ms(r.joinP50Ms)}, p99 ${ms(r.joinP99Ms)} (from the buyer's arrival to its answer)`,
-    `- fairness: Kendall's τ between arrival and admission order ${r.kendallTau.toFixed(4)}`,
+    `- fairness: Kendall's τ between arrival and admission order ${r.kendallTau.toFixed(4)} (over the ${r.tauOver.toLocaleString('en')} buyers let in); buyers never let in who arrived before the last one let in: ${r.skipped.toLocaleString('en')}`,
+    `- the admitted buyers' purchases: ${Object.entries(r.outcomes)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}`,
     `- admitted per unit: ${r.admittedPerUnit.toFixed(2)}; units sold ${r.unitsSold} of ${r.units}; admitted buyers who never bought ${r.abandoned}`,
     `- sell-out ${r.sellOutSeconds === null ? 'never' : `${r.sellOutSeconds.toFixed(2)} s after the start`}; still waiting then: ${r.waitingAtSellOut.toLocaleString('en')}; told "sold out" (${r.heard} listeners): p50 ${ms(r.heardP50Ms)}, p99 ${ms(r.heardP99Ms)} after the last unit's 201`,
     `- longest stretch without an admission while places waited: ${ms(r.longestStallMs)} (${r.stalled ? 'STALLED' : 'no stall'})`,

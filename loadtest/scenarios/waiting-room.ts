@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { setMaxListeners } from 'node:events'
 import { Agent, request } from 'undici'
 import { createLoadTestUsers, type LoadTestUser } from '../../src/auth/load-test-users.js'
 import type { RunEvidence } from '../scenario.js'
@@ -48,8 +49,13 @@ export interface WaitingRoomReport {
   joined: number
   joinP50Ms: number
   joinP99Ms: number
-  /** Kendall's tau between arrival order and admission order (places), over every buyer who joined. */
+  /** Kendall's tau between arrival order and admission order (places), over the buyers let in. */
   kendallTau: number
+  tauOver: number
+  /** Buyers never let in who had arrived before the last buyer who was. */
+  skipped: number
+  /** What the admitted buyers' purchases were answered. */
+  outcomes: Record<string, number>
   /** Places admitted by the end, per unit. */
   admittedPerUnit: number
   unitsSold: number
@@ -135,7 +141,7 @@ export async function waitingRoom(
 ): Promise<WaitingRoomReport> {
   const { target, admin, log } = ctx
   const mode = params.raffle ? 'raffle' : 'fifo'
-  const dispatcher = new Agent({ connections: 256, keepAliveTimeout: 30_000 })
+  const dispatcher = new Agent({ connections: 1024, keepAliveTimeout: 30_000 })
   const base = target.nginxUrl
   const call = async (
     method: 'GET' | 'POST',
@@ -188,25 +194,7 @@ export async function waitingRoom(
   for (const b of humans.slice(-params.listeners)) b.listener = true
 
   const joinLatency: number[] = []
-  const byPlace = new Map<number, Buyer>()
-  const started = Date.now()
-  await Promise.all(
-    buyers.map(async (buyer) => {
-      const due = started + buyer.arrivalMs
-      await new Promise((resolve) => setTimeout(resolve, Math.max(0, due - Date.now())))
-      const answer = await call('POST', `/api/sales/${sale.id}/queue`, buyer.user)
-      joinLatency.push(Date.now() - due)
-      if (answer.status === 200 && typeof answer.body.place === 'number') {
-        buyer.place = answer.body.place
-      }
-    }),
-  )
-  const joined = buyers.filter((b) => b.place !== undefined)
-  // A raffle's places move until the draw: read them again once it is fixed (the first round after the start).
-  log(
-    `${joined.length} of ${buyers.length} joined (join p99 ${percentile(joinLatency, 99)} ms); the sale opens in ${Math.max(0, opensAt - Date.now())} ms`,
-  )
-
+  let joined: Buyer[] = []
   const evidence: RunEvidence = {
     saleIds: [sale.id],
     userIds: users.map((u) => u.id),
@@ -224,16 +212,33 @@ export async function waitingRoom(
   let lastProgressAt = opensAt
   let longestStallMs = 0
   const heardAt: number[] = []
-  const acted = new Set<number>()
+  const outcomes: Record<string, number> = {}
+  // Buyers who have not had their turn yet, by the place they last heard. A fifo place may still move by
+  // a little before the start (a join that reached nginx earlier but ran later goes before it), a raffle
+  // place moves at the draw: like the storefront, a buyer asks for its place when the admissions come near
+  // it, and waits again if it is not its turn yet.
+  const pending = new Set<Buyer>()
+  const MARGIN = 300
+  const admittedAt = new Map<Buyer, number>()
 
-  async function turn(buyer: Buyer) {
-    if (buyer.abandons) return
+  async function check(buyer: Buyer) {
+    pending.delete(buyer)
     const place = await call('GET', `/api/sales/${sale.id}/queue`, buyer.user)
-    if (place.body.status !== 'admitted') return
+    const status = String(place.body.status)
+    if (status === 'waiting') {
+      buyer.place = Number(place.body.place)
+      pending.add(buyer)
+      return
+    }
+    if (status !== 'admitted') return
+    admittedAt.set(buyer, Number(place.body.place))
+    if (buyer.abandons) return
     const bought = await call('POST', `/api/sales/${sale.id}/purchase`, buyer.user, {
       'idempotency-key': randomUUID(),
       'waiting-room-admission': String(place.body.admission),
     })
+    const outcome = `${bought.status} ${String(bought.body.code ?? '')}`.trim()
+    outcomes[outcome] = (outcomes[outcome] ?? 0) + 1
     if (bought.status === 201) {
       sold++
       evidence.orderIds.add(String(bought.body.id))
@@ -248,6 +253,7 @@ export async function waitingRoom(
   // The crowd's view of the queue: one event stream for the admissions, `listeners` more (the buyers at
   // the back) that time the sold-out notice.
   const abort = new AbortController()
+  setMaxListeners(0, abort.signal)
   const streams: Promise<void>[] = []
   const follow = (onEvent: (event: QueueEvent) => void) =>
     request(`${base}/api/sales/${sale.id}/events`, {
@@ -270,17 +276,20 @@ export async function waitingRoom(
       })
       .catch(() => undefined)
 
-  // Raffle: the places are re-read after the draw is fixed, before anyone acts on them.
-  let placesFixed = mode === 'fifo'
+  let opened = false
+  const checkNear = () => {
+    if (!opened) return
+    for (const buyer of [...pending])
+      if (!buyer.listener && buyer.place! <= admittedSoFar + MARGIN && buyer.place! > 0) void check(buyer)
+  }
   streams.push(
     follow((event) => {
       const now = Date.now()
       if (event.state === 'open' && event.admitted !== undefined && event.admitted > admittedSoFar) {
         if (now > opensAt) longestStallMs = Math.max(longestStallMs, now - lastProgressAt)
         lastProgressAt = now
-        const from = admittedSoFar
         admittedSoFar = event.admitted
-        if (placesFixed) for (let p = from + 1; p <= admittedSoFar; p++) act(p)
+        checkNear()
       } else if (
         event.state === 'open' &&
         now > opensAt &&
@@ -291,13 +300,7 @@ export async function waitingRoom(
       }
     }),
   )
-  const act = (place: number) => {
-    if (acted.has(place)) return
-    acted.add(place)
-    const buyer = byPlace.get(place)
-    if (buyer && !buyer.listener) void turn(buyer)
-  }
-  for (const _ of joined.filter((b) => b.listener)) {
+  for (const _ of buyers.filter((b) => b.listener)) {
     let heard = false
     streams.push(
       follow((event) => {
@@ -307,6 +310,24 @@ export async function waitingRoom(
       }),
     )
   }
+
+  // The crowd arrives (the streams above are open already, as the pages of a real crowd would be).
+  const started = Date.now()
+  await Promise.all(
+    buyers.map(async (buyer) => {
+      const due = started + buyer.arrivalMs
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, due - Date.now())))
+      const answer = await call('POST', `/api/sales/${sale.id}/queue`, buyer.user)
+      joinLatency.push(Date.now() - due)
+      if (answer.status === 200 && typeof answer.body.place === 'number') {
+        buyer.place = answer.body.place
+      }
+    }),
+  )
+  joined = buyers.filter((b) => b.place !== undefined)
+  log(
+    `${joined.length} of ${buyers.length} joined (join p99 ${percentile(joinLatency, 99)} ms); the sale opens in ${Math.max(0, opensAt - Date.now())} ms`,
+  )
 
   // Bots: purchase attempts without an admission, and joins again, as fast as each can, until sell-out.
   const bots = joined.filter((b) => b.bot)
@@ -321,19 +342,12 @@ export async function waitingRoom(
     }
   })
 
-  await new Promise((resolve) => setTimeout(resolve, Math.max(0, opensAt - Date.now()) + 600))
-  if (mode === 'raffle') {
-    // The draw is fixed by the first admission round: everyone reads its place again.
-    await Promise.all(
-      joined.map(async (b) => {
-        const place = await call('GET', `/api/sales/${sale.id}/queue`, b.user)
-        if (typeof place.body.place === 'number') b.place = place.body.place
-      }),
-    )
-  }
-  for (const b of joined) byPlace.set(b.place!, b)
-  placesFixed = true
-  for (let p = 1; p <= admittedSoFar; p++) act(p)
+  for (const b of joined) if (!b.listener) pending.add(b)
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, opensAt - Date.now()) + 300))
+  opened = true
+  // A raffle's places are drawn at the start: every buyer asks once (as a page does after the draw).
+  if (mode === 'raffle') await Promise.all([...pending].map((b) => check(b)))
+  else checkNear()
 
   const deadline = started + params.timeout * 1000
   while (Date.now() < deadline && !(soldOutAt !== null && Date.now() - soldOutAt > 2000)) {
@@ -346,8 +360,13 @@ export async function waitingRoom(
   // Signed: a listener may hear "closed" a few ms before the last unit's buyer reads its 201 (the worker
   // publishes it just before answering), or from the jobs process's round as the last unit is taken.
   const heardAfter = soldOutAt === null ? [] : heardAt.map((at) => at - soldOutAt!)
-  const arrivalOf = joined.map((b) => b.arrival)
-  const placeOf = joined.map((b) => b.place!)
+  // Fairness among the buyers who were let in: arrival order against admission order (their places); and
+  // how many buyers who were never let in had arrived before the last one who was.
+  const admittedBuyers = [...admittedAt.keys()]
+  const arrivalOf = admittedBuyers.map((b) => b.arrival)
+  const placeOf = admittedBuyers.map((b) => admittedAt.get(b)!)
+  const lastAdmittedArrival = Math.max(-1, ...arrivalOf)
+  const skipped = joined.filter((b) => !admittedAt.has(b) && b.arrival < lastAdmittedArrival).length
   return {
     mode,
     saleId: sale.id,
@@ -358,9 +377,12 @@ export async function waitingRoom(
     joinP50Ms: percentile(joinLatency, 50) ?? 0,
     joinP99Ms: percentile(joinLatency, 99) ?? 0,
     kendallTau: kendallTau(arrivalOf, placeOf),
+    tauOver: admittedBuyers.length,
+    skipped,
+    outcomes,
     admittedPerUnit: admittedSoFar / params.units,
     unitsSold: sold,
-    abandoned: joined.filter((b) => b.abandons && b.place! <= admittedSoFar).length,
+    abandoned: joined.filter((b) => b.abandons && admittedAt.has(b)).length,
     waitingAtSellOut,
     heard: heardAfter.length,
     heardP50Ms: percentile(heardAfter, 50),

@@ -18,6 +18,7 @@
 --                                  without an admission is answered 403 NOT_ADMITTED
 --   queued                 string  those sale ids, comma-separated (as `sold`)
 -- Shared dictionary `edge_counts`, kept apart so GET /edge lists it without walking every holder:
+--   arrivals               number  waiting-room joins this nginx stamped (stamp_arrival)
 --   <id>                   number  purchase attempts this nginx answered SOLD_OUT for the sale
 --   refused:<id>           number  purchase attempts this nginx answered NOT_ADMITTED for the sale
 
@@ -182,13 +183,25 @@ function M.purchase(sale_id)
   return answer(409, "SOLD_OUT", "flash sale " .. sale_id .. " has no units left")
 end
 
+-- In the waiting-room location's access phase: stamps the join with when nginx read it (ms, nginx's clock)
+-- and its number among every request this nginx stamped (a counter shared by its workers), as
+-- `Queue-Arrival: <ms>.<n>`, replacing a header of that name a client sent. A fifo room orders its places
+-- by it (src/purchase/queue/queue-join.lua): the order in which joins reached the edge, which two workers
+-- running them in the other order cannot change, and which a millisecond's ties do not blur.
+function M.stamp_arrival()
+  local n = counts:incr("arrivals", 1, 0)
+  ngx.req.set_header("Queue-Arrival", string.format("%d.%d", math.floor(ngx.now() * 1000), n or 0))
+end
+
 -- GET /edge on the admin server: what this nginx knows, for operators and tests.
 function M.status()
   local answered, refused = {}, {}
   for _, key in ipairs(counts:get_keys(0)) do
+    if key == "arrivals" then goto continue end
     local id = key:match("^refused:(%d+)$")
     local list = id and refused or answered
     list[#list + 1] = cjson.encode(id or key) .. ":" .. (counts:get(key) or 0)
+    ::continue::
   end
   ngx.header["Content-Type"] = "application/json"
   ngx.print('{"fresh":', tostring((dict:get("fresh_until") or 0) >= ngx.now()),

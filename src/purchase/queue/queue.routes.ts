@@ -51,7 +51,10 @@ const queueRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { queue: QueueEnt
   app.post(
     '/api/sales/:id/queue',
     { schema: queueSchema("Take a place in a sale's waiting room (one per buyer)") },
-    (request) => queue.join(request.user, request.params.id),
+    (request) => {
+      const arrival = request.headers['queue-arrival']
+      return queue.join(request.user, request.params.id, typeof arrival === 'string' ? arrival : undefined)
+    },
   )
   app.get(
     '/api/sales/:id/queue',

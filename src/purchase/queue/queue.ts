@@ -3,6 +3,18 @@ import { NoWaitingRoomError, NotFoundError, RegisteredOnlyError } from '../../er
 import type { QueueTerms } from '../../sales/sales.repository.js'
 import type { Place, QueuedSale, WaitingRoom } from './waiting-room.js'
 
+/** When and in which order nginx read a join: its Queue-Arrival header, `<ms>.<n>` (src/purchase/edge/edge.lua). */
+export interface Arrival {
+  atMs: number
+  n: number
+}
+
+/** The Queue-Arrival header, or undefined for anything else (a request that did not come through nginx). */
+export function arrivalOf(header: string | undefined): Arrival | undefined {
+  const match = header && /^(\d{13})\.(\d{1,15})$/.exec(header)
+  return match ? { atMs: Number(match[1]), n: Number(match[2]) } : undefined
+}
+
 /**
  * A buyer and a sale's waiting room: take a place, see where it stands. The waiting room's terms (its
  * kind, the raffle's seed, the window) never change once the sale exists: read once per sale and worker.
@@ -21,11 +33,14 @@ export function createQueueEntry(deps: {
   }
 
   return {
-    /** POST /api/sales/:id/queue: the buyer's place, taken now or found (one per buyer). */
-    async join(buyer: TokenClaims, saleId: number): Promise<Place> {
+    /**
+     * POST /api/sales/:id/queue: the buyer's place, taken now or found (one per buyer). `queueArrival` is
+     * the Queue-Arrival header nginx stamped the join with.
+     */
+    async join(buyer: TokenClaims, saleId: number, queueArrival?: string): Promise<Place> {
       const sale = await queuedSale(saleId)
       if (buyer.guest && (await deps.registeredOnly(saleId))) throw new RegisteredOnlyError(saleId)
-      return deps.waitingRoom.join(sale, buyer.sub)
+      return deps.waitingRoom.join(sale, buyer.sub, arrivalOf(queueArrival))
     },
 
     /** GET /api/sales/:id/queue: where the buyer stands; with its admission once it is its turn. */

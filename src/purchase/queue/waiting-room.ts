@@ -8,7 +8,7 @@ import { defineScripts } from '../../redis/scripts.js'
 // an admitted buyer gets a signed admission that the purchase checks, and a lease to buy within.
 //
 // Redis key layout, under the sale's hash tag (one slot with the gate's keys, src/purchase/gate/stock-gate.ts):
-//   sale:{<id>}:queue        zset  user id -> score: fifo, the arrival number; raffle, the draw (queue-join.lua)
+//   sale:{<id>}:queue        zset  user id -> score: fifo, the arrival at nginx; raffle, the draw (queue-join.lua)
 //   sale:{<id>}:queue:meta   hash  seq (places taken), cursor (places admitted, in rank order),
 //                                  started (the first admission round ran: a raffle's draw is fixed),
 //                                  closed (no unit left: waiting places are told, none is taken)
@@ -166,11 +166,12 @@ export function createWaitingRoom(
   return {
     /**
      * Takes the buyer's place, or finds the one it has: one buyer, one place, however many tabs and
-     * retries. Refuses once the sale ended or sold out.
+     * retries. Refuses once the sale ended or sold out. `arrival`: when and in which order nginx read the
+     * join, which orders a fifo room's places (queue-join.lua).
      */
-    async join(sale: QueuedSale, userId: string): Promise<Place> {
+    async join(sale: QueuedSale, userId: string, arrival?: { atMs: number; n: number }): Promise<Place> {
       const k = keys(sale.id)
-      const [outcome] = await redis.queueJoin(
+      const reply = await redis.queueJoin(
         k.queue,
         k.meta,
         userId,
@@ -178,10 +179,15 @@ export function createWaitingRoom(
         sale.queueSeed ?? '',
         sale.endsAt.getTime(),
         expireAt(sale),
+        arrival?.atMs ?? '',
+        arrival?.n ?? '',
       )
-      if (outcome === 'ended') throw new SaleNotActiveError(sale.id, 'ended')
-      if (outcome === 'closed') throw new SoldOutError(sale.id)
-      return placeOf(sale.id, userId)
+      if (reply[0] === 'ended') throw new SaleNotActiveError(sale.id, 'ended')
+      if (reply[0] === 'closed') throw new SoldOutError(sale.id)
+      if (reply[0] === 'known') return placeOf(sale.id, userId)
+      // A new place, in the same round trip: not admitted yet.
+      const [, rank, cursor, places, started] = reply.map(Number)
+      return { status: 'waiting', place: rank! + 1, admitted: cursor!, places: places!, drawn: started === 1 }
     },
 
     placeOf,
