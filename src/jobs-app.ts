@@ -21,7 +21,7 @@ import { createSoldOutEdge, EDGE_SALES_MAX, edgeStateHandler } from './purchase/
 import { createReconciler } from './purchase/gate/reconciler.js'
 import { createQueueProgress } from './purchase/queue/queue-progress.js'
 import { createAdmissions, createWaitingRoom } from './purchase/queue/waiting-room.js'
-import { countOrdersOfSales, listBuyersOfSale } from './purchase/sale-orders.repository.js'
+import { countOrdersOfSales, listOrderKeysOfSale } from './purchase/sale-orders.repository.js'
 import { connectWithin, createRedis } from './redis/client.js'
 import { publishQueueProgress } from './sales/sale-events.js'
 import { listRunningSales } from './sales/sales.repository.js'
@@ -184,14 +184,14 @@ export async function buildJobs(config: Config, options: JobsOptions = {}) {
     onError: (err) => log.warn({ err }, 'dashboard feed'),
   })
   const dashboardStreams = createDashboardStreams(dashboard, config.SSE_MAX_STREAMS_PER_WORKER)
-  // Sold out at the edge (src/purchase/edge/): nginx fetches which running sales are sold out, and who
-  // holds an order of each, a few times a second, and answers those sales' purchase attempts itself.
+  // Sold out at the edge (src/purchase/edge/): nginx fetches which running sales are sold out, and the keys
+  // of their orders, a few times a second, and answers those sales' purchase attempts itself.
   const soldOutEdge = createSoldOutEdge({
     primary,
     runningSales: (limit) => listRunningSales(primary, limit),
     gateSnapshot: sellsThroughGate ? (saleId) => gate.snapshot(saleId) : null,
     countOrders: countOrdersOfSales,
-    listBuyers: listBuyersOfSale,
+    listRetries: listOrderKeysOfSale,
     minIntervalMs: 200,
   })
   let metricsServer: Server | null = null

@@ -328,11 +328,17 @@ export async function countOrdersOfSales(db: Queryable, saleIds: number[]): Prom
   return new Map(rows.map((row) => [Number(row.sale_id), Number(row.orders)]))
 }
 
-/** Every user who has an order (of any status) in the sale. */
-export async function listBuyersOfSale(db: Queryable, saleId: number): Promise<string[]> {
-  const { rows } = await db.query<{ user_id: string }>(
-    `SELECT DISTINCT user_id FROM orders WHERE sale_id = $1`,
+/**
+ * The Idempotency-Key under which each order of the sale (of any status) was answered, as
+ * `<userId>:<key>`: the retries that must be answered with their order. An order made without a key
+ * has none.
+ */
+export async function listOrderKeysOfSale(db: Queryable, saleId: number): Promise<string[]> {
+  const { rows } = await db.query<{ retry: string }>(
+    `SELECT k.user_id || ':' || k.key AS retry
+       FROM orders o JOIN idempotency_keys k ON k.user_id = o.user_id AND (k.response_body->>'id')::uuid = o.id
+      WHERE o.sale_id = $1 AND k.response_status = 201`,
     [saleId],
   )
-  return rows.map((row) => row.user_id)
+  return rows.map((row) => row.retry)
 }

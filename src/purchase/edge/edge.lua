@@ -12,12 +12,13 @@
 --   sold                   string  the sold-out sale ids, comma-separated (to reopen those left out next time)
 --   sold:<id>              number  the sale's end (ms since the epoch); present while it is sold out
 --   guest_refused:<id>     true    the sale is for registered accounts: a guest goes to the app (403 first)
---   orders:<id>            number  the order count the sale's holders below were written at
---   holder:<id>:<userId>   true    the user has an order of the sale: a keyed retry goes to the app
+--   orders:<id>            number  the order count the sale's retries below were written at
+--   retry:<id>:<userId>:<key>  true  an order of the sale was answered under this user's Idempotency-Key:
+--                                  a request sending it again is a retry, and goes to the app (a replay)
 --   queued:<id>            number  the sale's end (ms): it sells through a waiting room, and an attempt
 --                                  without an admission is answered 403 NOT_ADMITTED
 --   queued                 string  those sale ids, comma-separated (as `sold`)
--- Shared dictionary `edge_counts`, kept apart so GET /edge lists it without walking every holder:
+-- Shared dictionary `edge_counts`, kept apart so GET /edge lists it without walking every retry:
 --   arrivals               number  waiting-room joins this nginx stamped (stamp_arrival)
 --   <id>                   number  purchase attempts this nginx answered SOLD_OUT for the sale
 --   refused:<id>           number  purchase attempts this nginx answered NOT_ADMITTED for the sale
@@ -29,7 +30,7 @@ local dict = ngx.shared.edge
 local counts = ngx.shared.edge_counts
 local POLL_S = 0.25
 local FRESH_S = 2
-local HOLDER_GRACE_S = 60
+local GRACE_S = 60
 
 local M = {}
 
@@ -66,16 +67,16 @@ local function http_get(socket, path, etag)
   return status, headers, body
 end
 
--- Writes a new state: marks its sales sold out, writes the holders of a sale whose orders changed, and
+-- Writes a new state: marks its sales sold out, writes the retries of a sale whose orders changed, and
 -- reopens the sales of the last state that are not in this one.
 local function apply(state, version)
   local now = ngx.now()
   local sold = {}
   for _, sale in ipairs(state.sales) do
     local id = tostring(sale.id)
-    local ttl = math.max(1, math.ceil(sale.endsAtMs / 1000 - now) + HOLDER_GRACE_S)
+    local ttl = math.max(1, math.ceil(sale.endsAtMs / 1000 - now) + GRACE_S)
     if dict:get("orders:" .. id) ~= sale.orders then
-      for _, user in ipairs(sale.holders) do dict:set("holder:" .. id .. ":" .. user, true, ttl) end
+      for _, retry in ipairs(sale.retries) do dict:set("retry:" .. id .. ":" .. retry, true, ttl) end
       dict:set("orders:" .. id, sale.orders, ttl)
     end
     if sale.registeredOnly then dict:set("guest_refused:" .. id, true, ttl) end
@@ -92,7 +93,7 @@ local function apply(state, version)
   for _, sale in ipairs(state.queued or {}) do
     local id = tostring(sale.id)
     local ttl = math.max(1, math.ceil(sale.endsAtMs / 1000 - now))
-    if sale.registeredOnly then dict:set("guest_refused:" .. id, true, ttl + HOLDER_GRACE_S) end
+    if sale.registeredOnly then dict:set("guest_refused:" .. id, true, ttl + GRACE_S) end
     dict:set("queued:" .. id, sale.endsAtMs, ttl)
     queued[id] = true
   end
@@ -132,7 +133,7 @@ function M.start(socket)
 end
 
 -- The bearer's user id and whether it is a guest, read from the token's payload WITHOUT checking its
--- signature: it only routes (a holder's retry to the app, which verifies the token); a forged token can
+-- signature: it only routes (a retry to the app, which verifies the token); a forged token can
 -- learn no more than that the sale is sold out, which GET /api/sales/:id says to anyone.
 local function bearer(authorization)
   local payload = authorization and authorization:match("^Bearer [%w_-]+%.([%w_-]+)%.[%w_-]+$")
@@ -177,8 +178,10 @@ function M.purchase(sale_id)
       " sells through a waiting room: join it (POST /api/sales/" .. sale_id .. "/queue) and buy when admitted")
   end
   if not sold then return end
-  -- A buyer with an order of the sale who sends a key may be retrying that purchase: the app replays it.
-  if ngx.var.http_idempotency_key and dict:get("holder:" .. sale_id .. ":" .. user) then return end
+  -- The key of an order of the sale, sent again by its buyer: a retry of that purchase, which the app replays.
+  -- Any other key (a buyer's new attempt, or a retry of a refusal) hears what the app would say.
+  local key = ngx.var.http_idempotency_key
+  if key and dict:get("retry:" .. sale_id .. ":" .. user .. ":" .. key) then return end
   counts:incr(sale_id, 1, 0, 86400)
   return answer(409, "SOLD_OUT", "flash sale " .. sale_id .. " has no units left")
 end

@@ -3,8 +3,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Queryable } from '../../db/transaction.js'
 import type { RunningSale } from '../../sales/sales.repository.js'
 
-// Sold out at the edge, the jobs process's side: which running sales are sold out, who holds an order in
-// each, and which have a waiting room. nginx asks for it a few times a second (./edge.lua) and then answers
+// Sold out at the edge, the jobs process's side: which running sales are sold out, which requests are
+// retries of a purchase that made an order in each, and which have a waiting room. nginx asks for it a few times a second (./edge.lua) and then answers
 // those sales' purchase attempts itself, with the API's own 409 SOLD_OUT (or 403 NOT_ADMITTED for an
 // attempt without an admission), so a sold-out stampede costs the workers nothing.
 
@@ -15,10 +15,13 @@ export interface SoldOutSale {
   endsAtMs: number
   /** A guest's attempt at a registered-only sale goes to the app (403 REGISTERED_ONLY comes first there). */
   registeredOnly: boolean
-  /** How many orders the sale has: the holders below are re-sent when it changes. */
+  /** How many orders the sale has: the retries below are re-sent when it changes. */
   orders: number
-  /** Users with an order of the sale (any status): their keyed retries reach the app, to be replayed. */
-  holders: string[]
+  /**
+   * `<userId>:<Idempotency-Key>` of every order of the sale (any status): a request that sends one of
+   * these is a retry of a purchase that made an order, and reaches the app to be replayed.
+   */
+  retries: string[]
 }
 
 /** A running sale with a waiting room: nginx refuses a purchase attempt without an admission (403). */
@@ -47,9 +50,9 @@ export const EDGE_SALES_MAX = 500
  * fails returns it), so the app keeps answering until it has settled.
  * Concurrency: the state can only be late, never early. It is read after the units were taken, so a unit
  * released (an order cancelled or expired) shows up in the next round, and the sale reopens at the edge
- * within about two polls; meanwhile a buyer hears SOLD_OUT, as from a worker's sold-out memo. Holders are
- * read from Postgres after the sale was found sold out with nothing in flight, so every order a buyer was
- * told about is in the list (an order written later means a unit was released: the sale reopens).
+ * within about two polls; meanwhile a buyer hears SOLD_OUT, as from a worker's sold-out memo. Retries are
+ * read from Postgres after the sale was found sold out with nothing in flight, so the key of every order a
+ * buyer was told about is in the list (an order written later means a unit was released: the sale reopens).
  */
 export function createSoldOutEdge(deps: {
   primary: Queryable
@@ -58,13 +61,13 @@ export function createSoldOutEdge(deps: {
   /** Units left and in flight on the gate; null when it cannot tell (Redis away): the sale stays open. */
   gateSnapshot: ((saleId: number) => Promise<{ available: number; inFlight: number } | null>) | null
   countOrders(db: Queryable, saleIds: number[]): Promise<Map<number, number>>
-  listBuyers(db: Queryable, saleId: number): Promise<string[]>
+  listRetries(db: Queryable, saleId: number): Promise<string[]>
   minIntervalMs: number
   now?: () => number
 }) {
   const now = deps.now ?? Date.now
-  /** Holders read per sale, with the order count they were read at. */
-  const holders = new Map<number, { orders: number; users: string[] }>()
+  /** Retries read per sale, with the order count they were read at. */
+  const retries = new Map<number, { orders: number; keys: string[] }>()
   let current: { state: EdgeState; body: string; builtAt: number } | null = null
   let building: Promise<{ state: EdgeState; body: string }> | null = null
 
@@ -88,21 +91,21 @@ export function createSoldOutEdge(deps: {
     const sales: SoldOutSale[] = []
     for (const sale of soldOut) {
       const orders = counts.get(sale.id) ?? 0
-      const kept = holders.get(sale.id)
+      const kept = retries.get(sale.id)
       const known =
-        kept?.orders === orders ? kept : { orders, users: await deps.listBuyers(deps.primary, sale.id) }
-      holders.set(sale.id, known)
+        kept?.orders === orders ? kept : { orders, keys: await deps.listRetries(deps.primary, sale.id) }
+      retries.set(sale.id, known)
       sales.push({
         id: sale.id,
         endsAtMs: sale.endsAt.getTime(),
         registeredOnly: sale.registeredOnly,
         orders,
-        holders: known.users,
+        retries: known.keys,
       })
     }
-    // Holders of sales that are no longer sold out are read again when they are.
+    // Retries of sales that are no longer sold out are read again when they are.
     const soldOutIds = new Set(sales.map((s) => s.id))
-    for (const id of holders.keys()) if (!soldOutIds.has(id)) holders.delete(id)
+    for (const id of retries.keys()) if (!soldOutIds.has(id)) retries.delete(id)
     const queued = running
       .filter((sale) => sale.queue)
       .map((sale) => ({ id: sale.id, endsAtMs: sale.endsAt.getTime(), registeredOnly: sale.registeredOnly }))

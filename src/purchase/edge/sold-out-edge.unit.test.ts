@@ -27,7 +27,7 @@ function edgeOf(options: {
     runningSales: async () => options.sales,
     gateSnapshot: options.gate ? async (id) => options.gate!.get(id) ?? null : null,
     countOrders: async (_db, ids) => new Map(ids.map((id) => [id, options.orders?.get(id) ?? 0])),
-    listBuyers: async (_db, id) => {
+    listRetries: async (_db, id) => {
       reads.buyers++
       return options.buyers?.get(id) ?? []
     },
@@ -57,7 +57,7 @@ describe('the sold-out state nginx reads', () => {
     expect((await edge.read()).state.sales.map((s) => s.id)).toEqual([1])
   })
 
-  it('when a sold-out sale gets no new order, its holders are read once; when it gets one, again, and the version changes', async () => {
+  it('when a sold-out sale gets no new order, its retries are read once; when it gets one, again, and the version changes', async () => {
     const orders = new Map([[1, 2]])
     const buyers = new Map([[1, ['a', 'b']]])
     const { edge, reads, tick } = edgeOf({ sales: [sale(1)], orders, buyers })
@@ -65,7 +65,7 @@ describe('the sold-out state nginx reads', () => {
     expect(first.state.sales[0]).toMatchObject({
       id: 1,
       orders: 2,
-      holders: ['a', 'b'],
+      retries: ['a', 'b'],
       endsAtMs: ENDS.getTime(),
     })
     tick(100)
@@ -77,7 +77,7 @@ describe('the sold-out state nginx reads', () => {
     tick(100)
     const next = await edge.read()
     expect(reads.buyers).toBe(2)
-    expect(next.state.sales[0]!.holders).toEqual(['a', 'b', 'c'])
+    expect(next.state.sales[0]!.retries).toEqual(['a', 'b', 'c'])
     expect(next.state.version).not.toBe(first.state.version)
   })
 
@@ -91,7 +91,7 @@ describe('the sold-out state nginx reads', () => {
       },
       gateSnapshot: null,
       countOrders: async () => new Map(),
-      listBuyers: async () => [],
+      listRetries: async () => [],
       minIntervalMs: 60_000,
     })
     await Promise.all([edge.read(), edge.read()])
