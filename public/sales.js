@@ -1,5 +1,5 @@
 // Flash sales on a page: their cards, the one live stream for all of them, the shopper's allowance.
-/* global EventSource, window */
+/* global EventSource, window, crypto, TextEncoder, btoa */
 import { api, ApiError, postOnce } from './api.js'
 import { dollars, duration, h, hidden, link, namedButton, plural, thumb, toast, fail, busy } from './dom.js'
 
@@ -117,12 +117,37 @@ function refreshPlace(id) {
   return refreshing.get(id)
 }
 
+/**
+ * Solves a waiting room's proof of work (ALTCHA v1: the number whose SHA-256 after the salt is the
+ * challenge) and returns it as the payload the API takes. A person's browser spends a moment on it; a bot
+ * spends as much for each of its accounts.
+ */
+async function solve({ algorithm, challenge, maxnumber, salt, signature }) {
+  const encoder = new TextEncoder()
+  for (let number = 0; number <= maxnumber; number++) {
+    const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', encoder.encode(salt + number)))
+    const hex = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('')
+    if (hex === challenge) return btoa(JSON.stringify({ algorithm, challenge, number, salt, signature }))
+  }
+  throw new Error("the waiting room's puzzle has no answer")
+}
+
 async function join(id, button) {
   await busy(button, async () => {
     try {
-      const { data } = await api(`/api/sales/${id}/queue`, { method: 'POST' })
+      let body
+      if (sales.get(id)?.queueDifficulty > 0) {
+        const { data: challenge } = await api(`/api/sales/${id}/queue/challenge`)
+        if (challenge) {
+          places.set(id, { status: 'solving' })
+          repaint(id)
+          body = { proof: await solve(challenge) }
+        }
+      }
+      const { data } = await api(`/api/sales/${id}/queue`, { method: 'POST', body })
       places.set(id, data)
     } catch (err) {
+      if (places.get(id)?.status === 'solving') places.delete(id)
       if (!(err instanceof ApiError)) throw err
       if (err.code === 'SOLD_OUT') places.set(id, { status: 'sold_out' })
       else if (err.status === 403) toast('This sale is for registered customers: sign in to queue', 'error')
@@ -152,6 +177,8 @@ function queueText(sale) {
         : `It's your turn: buy within ${duration(Date.parse(mine.leaseEndsAt) - Date.now())}`
     case 'lapsed':
       return 'Your turn passed without a purchase'
+    case 'solving':
+      return 'Solving a small puzzle to take your place…'
     case 'sold_out':
       return 'Sold out: every unit is taken'
     default:
@@ -208,7 +235,7 @@ export function saleParts(id, onBought) {
     if (els.buy.getAttribute('aria-busy') !== 'true') els.buy.disabled = !canBuy(sale)
     const text = queueText(sale)
     if (els.queue.textContent !== text) els.queue.textContent = text
-    const joinable = sale.queue && !places.get(id)?.status?.match(/waiting|admitted|lapsed|sold_out/)
+    const joinable = sale.queue && !places.get(id)?.status?.match(/waiting|admitted|lapsed|sold_out|solving/)
     els.join.hidden = !joinable || ['ended', 'sold_out'].includes(statusOf(sale))
     els.buy.hidden = Boolean(sale.queue) && !turnOf(sale)
   }

@@ -27,6 +27,7 @@ import { duplicateForSubscribing } from './redis/client.js'
 import { createPurchases } from './purchase/purchase.js'
 import purchaseRoutes from './purchase/purchase.routes.js'
 import { createSaleTerms } from './purchase/purchase-path.js'
+import { createJoinProofs } from './purchase/queue/join-proof.js'
 import { createQueueEntry } from './purchase/queue/queue.js'
 import queueRoutes from './purchase/queue/queue.routes.js'
 import { createAdmissions, createWaitingRoom } from './purchase/queue/waiting-room.js'
@@ -128,6 +129,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   })
   const queue = createQueueEntry({
     waitingRoom,
+    proofs: createJoinProofs(config.JWT_SECRET),
     terms: createSaleTerms((saleId) => findQueueTerms(app.db.primary, saleId)),
     registeredOnly: async (saleId) => (await sales.entryRulesOf(saleId)).registeredOnly,
   })

@@ -311,3 +311,14 @@ export class NoWaitingRoomError extends AppError {
     super(409, 'NO_WAITING_ROOM', `flash sale ${saleId} has no waiting room: buy directly`)
   }
 }
+
+/** Joining a waiting room that asks for a proof of work, without a valid one (GET .../queue/challenge). */
+export class ProofRequiredError extends AppError {
+  constructor(saleId: number) {
+    super(
+      403,
+      'PROOF_REQUIRED',
+      `flash sale ${saleId}'s waiting room asks for a proof of work: solve GET /api/sales/${saleId}/queue/challenge and send it as proof`,
+    )
+  }
+}

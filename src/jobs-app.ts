@@ -126,8 +126,11 @@ export async function buildJobs(config: Config, options: JobsOptions = {}) {
         let admitted = 0
         let lapsed = 0
         for (const sale of queued) {
-          // Units left as the purchase path counts them: the gate's count, or Postgres' row.
-          const unitsLeft = sellsThroughGate ? ((await gate.available(sale.id)) ?? 0) : sale.available
+          // Units left as the purchase path counts them: the gate's count, or Postgres' row (also when the gate
+          // is missing, after Redis lost it and before a purchase rebuilds it).
+          const unitsLeft = sellsThroughGate
+            ? ((await gate.available(sale.id)) ?? sale.available)
+            : sale.available
           const round = await waitingRoom.admit(sale, unitsLeft)
           admitted += round.admittedNow
           lapsed += round.lapsed

@@ -11,6 +11,7 @@ export const saleSchema = {
     'perUserLimit',
     'registeredOnly',
     'queue',
+    'queueDifficulty',
     'startsAt',
     'endsAt',
     'status',
@@ -31,6 +32,11 @@ export const saleSchema = {
       enum: ['fifo', 'raffle', null],
       description:
         'the waiting room: null for none; fifo admits places in the order they were taken, raffle in a seeded random order (docs/waiting-room.md)',
+    },
+    queueDifficulty: {
+      type: 'integer',
+      description:
+        "the waiting room's proof of work before a place: the most numbers a client may have to try (0: none)",
     },
     startsAt: { type: 'string', format: 'date-time' },
     endsAt: { type: 'string', format: 'date-time' },
@@ -61,6 +67,7 @@ export const newSaleBody = {
     perUserLimit: { type: 'integer', minimum: 1, maximum: 100, default: 1 },
     registeredOnly: { type: 'boolean', default: false },
     queue: { type: ['string', 'null'], enum: ['fifo', 'raffle', null], default: null },
+    queueDifficulty: { type: 'integer', minimum: 0, maximum: 10_000_000, default: 0 },
     startsAt: { type: 'string', format: 'date-time' },
     endsAt: { type: 'string', format: 'date-time' },
   },

@@ -39,6 +39,7 @@ describe('saleFactsOf', () => {
       perUserLimit: 1,
       registeredOnly: false,
       queue: null,
+      queueDifficulty: 0,
     }
     const stock = { available: 4, reserved: 3, sold: 3, version: 6 }
     const window = { startsAt: new Date('2026-01-01T10:00:00Z'), endsAt: new Date('2026-01-01T11:00:00Z') }

@@ -8,7 +8,8 @@ const SELECT_SALE = `
   SELECT s.id, s.product_id AS "productId", p.name AS "productName", p.image_url AS "productImageUrl",
          p.price_cents AS "regularPriceCents", s.price_cents AS "priceCents", s.units_total AS "unitsTotal",
          st.available, st.reserved, st.sold, s.per_user_limit AS "perUserLimit",
-         s.registered_only AS "registeredOnly", s.queue, s.starts_at AS "startsAt", s.ends_at AS "endsAt", st.version
+         s.registered_only AS "registeredOnly", s.queue,
+         s.queue_difficulty AS "queueDifficulty", s.starts_at AS "startsAt", s.ends_at AS "endsAt", st.version
     FROM flash_sales s JOIN flash_sale_stock st ON st.sale_id = s.id JOIN products p ON p.id = s.product_id`
 
 export async function findSale(db: Queryable, saleId: number): Promise<StoredSale | undefined> {
@@ -83,13 +84,15 @@ export interface QueueTerms {
   id: number
   queue: 'fifo' | 'raffle' | null
   queueSeed: string | null
+  queueDifficulty: number
   startsAt: Date
   endsAt: Date
 }
 
 export async function findQueueTerms(db: Queryable, saleId: number): Promise<QueueTerms | undefined> {
   const { rows } = await db.query<QueueTerms & { id: string | number }>(
-    `SELECT id, queue, queue_seed AS "queueSeed", starts_at AS "startsAt", ends_at AS "endsAt"
+    `SELECT id, queue, queue_seed AS "queueSeed", queue_difficulty AS "queueDifficulty", starts_at AS "startsAt",
+            ends_at AS "endsAt"
        FROM flash_sales WHERE id = $1`,
     [saleId],
   )
@@ -136,6 +139,7 @@ export interface NewSale {
   perUserLimit: number
   registeredOnly: boolean
   queue: 'fifo' | 'raffle' | null
+  queueDifficulty: number
   startsAt: Date
   endsAt: Date
 }
@@ -149,8 +153,9 @@ export async function insertSale(tx: Queryable, sale: NewSale): Promise<number |
   const { rows } = await tx.query<{ id: number }>(
     `WITH s AS (
        INSERT INTO flash_sales (product_id, price_cents, units_total, per_user_limit, starts_at, ends_at, registered_only,
-                                queue, queue_seed)
-       SELECT $1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $8 = 'raffle' THEN replace(gen_random_uuid()::text, '-', '') END
+                                queue, queue_seed, queue_difficulty)
+       SELECT $1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $8 = 'raffle' THEN replace(gen_random_uuid()::text, '-', '') END,
+              $9
         WHERE $6::timestamptz > now() RETURNING id, units_total
      )
      INSERT INTO flash_sale_stock (sale_id, units_total, available) SELECT id, units_total, units_total FROM s
@@ -164,6 +169,7 @@ export async function insertSale(tx: Queryable, sale: NewSale): Promise<number |
       sale.endsAt,
       sale.registeredOnly,
       sale.queue,
+      sale.queueDifficulty,
     ],
   )
   return rows[0]?.id

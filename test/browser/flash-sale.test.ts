@@ -91,7 +91,14 @@ describeBrowser('flash sales in a browser', () => {
 
   it('when a sale has a waiting room, then a shopper joins once (two tabs, one place; a reload keeps it), is told when it is its turn, buys, and a shopper behind hears Sold out', async () => {
     const name = uniqueName('Queue drone')
-    const saleId = await newSale(app, admin, { units: 1, productName: name, queue: 'fifo', startsInMs: 6000 })
+    // With a small proof of work: the page solves it before it takes the place.
+    const saleId = await newSale(app, admin, {
+      units: 1,
+      productName: name,
+      queue: 'fifo',
+      queueDifficulty: 2000,
+      startsInMs: 6000,
+    })
 
     await asVisitor(browser, 'desktop', async (first) => {
       await asVisitor(browser, 'desktop', async (second) => {

@@ -129,6 +129,8 @@ export async function newSale(
     registeredOnly?: boolean
     /** The sale's waiting room (src/purchase/queue/); none unless given. */
     queue?: 'fifo' | 'raffle'
+    /** The waiting room's proof of work (the most numbers a client may try); none unless given. */
+    queueDifficulty?: number
     /** The product's name, for tests that find the sale by what a shopper reads. */
     productName?: string
     /** How long the sale runs; an hour unless given. */
@@ -152,6 +154,7 @@ export async function newSale(
       perUserLimit: sale.perUserLimit ?? 1,
       ...(sale.registeredOnly === undefined ? {} : { registeredOnly: sale.registeredOnly }),
       ...(sale.queue === undefined ? {} : { queue: sale.queue }),
+      ...(sale.queueDifficulty === undefined ? {} : { queueDifficulty: sale.queueDifficulty }),
       startsAt: new Date(startsAt).toISOString(),
       endsAt: new Date(startsAt + (sale.durationMs ?? 3600_000)).toISOString(),
     },

@@ -33,6 +33,33 @@ const placeSchema = {
   },
 } as const
 
+const joinBody = {
+  type: ['object', 'null'],
+  additionalProperties: false,
+  properties: {
+    proof: {
+      type: 'string',
+      maxLength: 2048,
+      description:
+        "for a waiting room with a proof of work: the solved challenge of GET .../queue/challenge, base64 JSON {algorithm, challenge, number, salt, signature} (ALTCHA's payload)",
+    },
+  },
+} as const
+
+const challengeSchema = {
+  type: ['object', 'null'],
+  additionalProperties: false,
+  required: ['algorithm', 'challenge', 'maxnumber', 'salt', 'signature'],
+  description: 'find number in 0..maxnumber with hex(SHA-256(salt + number)) = challenge (ALTCHA v1)',
+  properties: {
+    algorithm: { type: 'string' },
+    challenge: { type: 'string' },
+    maxnumber: { type: 'integer' },
+    salt: { type: 'string' },
+    signature: { type: 'string' },
+  },
+} as const
+
 const queueSchema = (summary: string) =>
   ({
     tags: ['sales'],
@@ -50,11 +77,34 @@ const queueRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { queue: QueueEnt
   app.addHook('onRequest', app.authenticate)
   app.post(
     '/api/sales/:id/queue',
-    { schema: queueSchema("Take a place in a sale's waiting room (one per buyer)") },
+    {
+      schema: {
+        ...queueSchema("Take a place in a sale's waiting room (one per buyer)"),
+        body: joinBody,
+      },
+    },
     (request) => {
       const arrival = request.headers['queue-arrival']
-      return queue.join(request.user, request.params.id, typeof arrival === 'string' ? arrival : undefined)
+      return queue.join(
+        request.user,
+        request.params.id,
+        typeof arrival === 'string' ? arrival : undefined,
+        request.body?.proof,
+      )
     },
+  )
+  app.get(
+    '/api/sales/:id/queue/challenge',
+    {
+      schema: {
+        tags: ['sales'],
+        summary: "The proof of work a place in this sale's waiting room costs (null: none)",
+        security: [{ bearer: [] }],
+        params: idParams,
+        response: { 200: challengeSchema, 404: errorSchema, 409: errorSchema },
+      },
+    },
+    (request) => queue.challengeOf(request.user, request.params.id),
   )
   app.get(
     '/api/sales/:id/queue',

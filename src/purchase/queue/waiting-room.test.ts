@@ -1,3 +1,4 @@
+import { solveChallenge } from 'altcha-lib/v1'
 import { createHash, randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -207,6 +208,64 @@ describe('a sale with a waiting room, through the API (the stack jobs process ad
       await sleep(100)
     expect(await placeOf(buyers[4]!, saleId)).toEqual({ status: 'sold_out' })
     expect((await join(await newCustomer(app), saleId)).json()).toMatchObject({ code: 'SOLD_OUT' })
+  })
+
+  it('when a waiting room asks for a proof of work, then a place needs a solved challenge of its own, and a buyer with a place keeps it without another', async () => {
+    const saleId = await newSale(app, admin, {
+      units: 2,
+      startsInMs: 60_000,
+      queue: 'fifo',
+      queueDifficulty: 300,
+    })
+    const buyer = await newCustomer(app)
+    expect((await join(buyer, saleId)).json()).toMatchObject({ code: 'PROOF_REQUIRED' })
+    const challenge = (
+      await app.inject({ url: `/api/sales/${saleId}/queue/challenge`, headers: buyer.headers })
+    ).json<{ algorithm: string; challenge: string; maxnumber: number; salt: string; signature: string }>()
+    expect(challenge.maxnumber).toBe(300)
+    const solution = await solveChallenge(
+      challenge.challenge,
+      challenge.salt,
+      challenge.algorithm,
+      challenge.maxnumber,
+    ).promise
+    const proof = Buffer.from(JSON.stringify({ ...challenge, number: solution!.number })).toString('base64')
+    // Another buyer cannot use it.
+    const other = await newCustomer(app)
+    const withProof = (who: TestUser) =>
+      app.inject({
+        method: 'POST',
+        url: `/api/sales/${saleId}/queue`,
+        headers: who.headers,
+        payload: { proof },
+      })
+    expect((await withProof(other)).json()).toMatchObject({ code: 'PROOF_REQUIRED' })
+    expect((await withProof(buyer)).json()).toMatchObject({ status: 'waiting', place: 1 })
+    expect((await join(buyer, saleId)).json()).toMatchObject({ status: 'waiting', place: 1 })
+  })
+
+  it('when a queued sale sells through Postgres (atomic), then the lease is checked by Redis and an admitted buyer buys', async () => {
+    const atomic = await buildTestApp({ STOCK_STRATEGY: 'atomic' })
+    try {
+      const saleId = await newSale(atomic, admin, { units: 1, queue: 'fifo' })
+      const buyer = await newCustomer(atomic)
+      await atomic.inject({ method: 'POST', url: `/api/sales/${saleId}/queue`, headers: buyer.headers })
+      const turn = await turnOf(buyer, saleId)
+      const bought = await atomic.inject({
+        method: 'POST',
+        url: `/api/sales/${saleId}/purchase`,
+        headers: {
+          ...buyer.headers,
+          'idempotency-key': randomUUID(),
+          'waiting-room-admission': turn.admission,
+        },
+        payload: { quantity: 1 },
+      })
+      expect(bought.statusCode).toBe(201)
+      expect(await placeOf(buyer, saleId)).toMatchObject({ status: 'admitted', bought: true })
+    } finally {
+      await atomic.close()
+    }
   })
 
   it('when a sale has no waiting room, then joining is refused and buying needs no admission', async () => {
