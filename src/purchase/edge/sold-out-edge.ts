@@ -72,7 +72,10 @@ export function createSoldOutEdge(deps: {
   let building: Promise<{ state: EdgeState; body: string }> | null = null
 
   async function isSoldOut(sale: RunningSale): Promise<boolean> {
-    if (!deps.gateSnapshot) return sale.available === 0
+    // Postgres' row first: a gate with no unit left and none in flight has had every batch committed, so
+    // its row is at 0 too, and only those sales cost a look at the gate.
+    if (sale.available !== 0) return false
+    if (!deps.gateSnapshot) return true
     const snapshot = await deps.gateSnapshot(sale.id).catch(() => null)
     return snapshot !== null && snapshot.available === 0 && snapshot.inFlight === 0
   }

@@ -40,12 +40,14 @@ function edgeOf(options: {
 describe('the sold-out state nginx reads', () => {
   it('when the gate has no unit left and none in flight, the sale is sold out; with a unit in flight or Redis away, it is not', async () => {
     const { edge } = edgeOf({
-      sales: [sale(1), sale(2), sale(3), sale(4)],
+      sales: [sale(1), sale(2), sale(3, 5), sale(4), sale(5, 2)],
       gate: new Map([
         [1, { available: 0, inFlight: 0 }],
         [2, { available: 0, inFlight: 1 }],
         [3, { available: 5, inFlight: 0 }],
         [4, null],
+        // The row still has units (a batch not committed yet): not sold out, whatever the gate says.
+        [5, { available: 0, inFlight: 0 }],
       ]),
     })
     const { state } = await edge.read()
