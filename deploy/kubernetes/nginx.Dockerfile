@@ -6,7 +6,7 @@
 # deploy/compose.)
 FROM debian:bookworm-slim
 RUN apt-get update \
-  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx libnginx-mod-http-lua gettext-base \
+  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx libnginx-mod-http-lua lua-cjson gettext-base \
   && rm -rf /var/lib/apt/lists/* \
   && chown -R www-data:www-data /var/log/nginx /var/lib/nginx
 COPY nginx.conf /srv/stampede/nginx.conf

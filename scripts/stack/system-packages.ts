@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs'
+import { existsSync, readdirSync } from 'node:fs'
 import path from 'node:path'
 import { isRoot, run, type Log } from './process.js'
 
@@ -6,8 +6,8 @@ import { isRoot, run, type Log } from './process.js'
 const PACKAGES = {
   postgres: 'postgresql-15',
   redis: 'redis-server',
-  // nginx with its Lua module: the sold-out answer at the edge (src/purchase/edge/edge.lua).
-  nginx: 'nginx libnginx-mod-http-lua',
+  // nginx with its Lua module and Lua's JSON library: the edge (src/purchase/edge/edge.lua).
+  nginx: 'nginx libnginx-mod-http-lua lua-cjson',
   patroni: 'patroni',
   etcd: 'etcd-server',
   haproxy: 'haproxy',
@@ -37,6 +37,11 @@ export class MissingPackagesError extends Error {
 }
 
 const NGINX_LUA_MODULE = '/usr/lib/nginx/modules/ngx_http_lua_module.so'
+/** lua-cjson's library, under the machine's multiarch folder (/usr/lib/x86_64-linux-gnu/lua/5.1/cjson.so). */
+const luaCjsonInstalled = () =>
+  readdirSync('/usr/lib', { withFileTypes: true }).some(
+    (entry) => entry.isDirectory() && existsSync(path.join('/usr/lib', entry.name, 'lua', '5.1', 'cjson.so')),
+  )
 
 const POSTGRES_TOOLS = ['initdb', 'pg_ctl', 'pg_basebackup', 'postgres']
 
@@ -55,7 +60,8 @@ async function onPath(command: string): Promise<boolean> {
 async function isInstalled(server: SystemServer): Promise<boolean> {
   if (server === 'postgres') return (await postgresBinDir()) !== undefined
   if (server === 'redis') return (await onPath('redis-server')) && (await onPath('redis-cli'))
-  if (server === 'nginx') return (await onPath('nginx')) && existsSync(NGINX_LUA_MODULE)
+  if (server === 'nginx')
+    return (await onPath('nginx')) && existsSync(NGINX_LUA_MODULE) && luaCjsonInstalled()
   return onPath(server)
 }
 
