@@ -21,7 +21,7 @@ import openapi from './plugins/openapi.plugin.js'
 import postgres from './plugins/postgres.plugin.js'
 import redis from './plugins/redis.plugin.js'
 import validation from './plugins/validation.plugin.js'
-import { createPurchaseWiring } from './purchase-wiring.js'
+import { createPurchaseWiring, createWaitingRoomWiring } from './purchase-wiring.js'
 import { createRateLimiter } from './rate-limit/rate-limiter.js'
 import { duplicateForSubscribing } from './redis/client.js'
 import { createPurchases } from './purchase/purchase.js'
@@ -30,7 +30,6 @@ import { createSaleTerms } from './purchase/purchase-path.js'
 import { createJoinProofs } from './purchase/queue/join-proof.js'
 import { createQueueEntry } from './purchase/queue/queue.js'
 import queueRoutes from './purchase/queue/queue.routes.js'
-import { createAdmissions, createWaitingRoom } from './purchase/queue/waiting-room.js'
 import { createSaleEvents, numbersOf } from './sales/sale-events.js'
 import saleAdminRoutes from './sales/sales.admin.routes.js'
 import saleRoutes from './sales/sales.routes.js'
@@ -118,15 +117,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     intervalMs: 250,
     onError: (err) => app.log.warn({ err }, 'sale events'),
   })
-  // Sales with a waiting room (src/purchase/queue/): places in Redis, admissions signed with a key derived
-  // from the JWT secret, so every worker (and every host) checks them alike.
-  const admissions = createAdmissions(config.JWT_SECRET)
-  const waitingRoom = createWaitingRoom(app.redis, {
-    admissions,
-    admitFactor: config.WAITING_ROOM_ADMIT_FACTOR,
-    leaseMs: config.WAITING_ROOM_LEASE_SECONDS * 1000,
-    keptAfterEndMs: config.GATE_KEPT_AFTER_END_SECONDS * 1000,
-  })
+  // Sales with a waiting room (src/purchase/queue/): places in Redis, admissions signed (purchase-wiring.ts).
+  const { admissions, waitingRoom } = createWaitingRoomWiring(config, app.redis)
   const queue = createQueueEntry({
     waitingRoom,
     proofs: createJoinProofs(config.JWT_SECRET),

@@ -16,11 +16,10 @@ import { createMetrics } from './metrics.js'
 import { sweepExpiredReservations } from './orders/expiry-sweeper.js'
 import { createSimulatedPaymentProvider } from './orders/payment-provider.js'
 import { refundUnusableCharges } from './orders/refunds.js'
-import { createGateWiring } from './purchase-wiring.js'
+import { createGateWiring, createWaitingRoomWiring } from './purchase-wiring.js'
 import { createSoldOutEdge, EDGE_SALES_MAX, edgeStateHandler } from './purchase/edge/sold-out-edge.js'
 import { createReconciler } from './purchase/gate/reconciler.js'
 import { createQueueProgress } from './purchase/queue/queue-progress.js'
-import { createAdmissions, createWaitingRoom } from './purchase/queue/waiting-room.js'
 import { countOrdersOfSales, listOrderKeysOfSale } from './purchase/sale-orders.repository.js'
 import { connectWithin, createRedis } from './redis/client.js'
 import { publishQueueProgress } from './sales/sale-events.js'
@@ -70,12 +69,7 @@ export async function buildJobs(config: Config, options: JobsOptions = {}) {
   })
   // Waiting rooms (src/purchase/queue/): the next places are admitted here, a few times a second, and every
   // worker streams the progress to the buyers still waiting.
-  const waitingRoom = createWaitingRoom(redis, {
-    admissions: createAdmissions(config.JWT_SECRET),
-    admitFactor: config.WAITING_ROOM_ADMIT_FACTOR,
-    leaseMs: config.WAITING_ROOM_LEASE_SECONDS * 1000,
-    keptAfterEndMs: config.GATE_KEPT_AFTER_END_SECONDS * 1000,
-  })
+  const { waitingRoom } = createWaitingRoomWiring(config, redis)
   const queueProgress = createQueueProgress({
     intervalMs: config.WAITING_ROOM_ROUND_MS,
     publish: (progress) => publishQueueProgress(redis, progress),

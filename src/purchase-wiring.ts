@@ -9,6 +9,7 @@ import { createStockGate } from './purchase/gate/stock-gate.js'
 import { orderReleaseHooks } from './release-hooks.js'
 import { createPostgresPurchasePath } from './purchase/postgres/postgres-purchase-path.js'
 import type { PurchasePath } from './purchase/purchase-path.js'
+import { createAdmissions, createWaitingRoom } from './purchase/queue/waiting-room.js'
 import { rowStrategy } from './stock/stock.repository.js'
 import { countedIn, retryPolicyOf } from './stock/stock-retry.js'
 
@@ -64,4 +65,20 @@ export function createPurchaseWiring(deps: {
     ? createGatePurchasePath({ db, gate: wiring.gate, config, metrics, log })
     : createPostgresPurchasePath({ db, rows, config })
   return { ...wiring, rows, path }
+}
+
+/**
+ * The waiting rooms of sales (src/purchase/queue/), for the API workers (places, admissions) and the jobs
+ * process (admission rounds) alike: admissions are signed with a key derived from the JWT secret, so every
+ * worker (and every host) checks them alike.
+ */
+export function createWaitingRoomWiring(config: Config, redis: Redis) {
+  const admissions = createAdmissions(config.JWT_SECRET)
+  const waitingRoom = createWaitingRoom(redis, {
+    admissions,
+    admitFactor: config.WAITING_ROOM_ADMIT_FACTOR,
+    leaseMs: config.WAITING_ROOM_LEASE_SECONDS * 1000,
+    keptAfterEndMs: config.GATE_KEPT_AFTER_END_SECONDS * 1000,
+  })
+  return { admissions, waitingRoom }
 }

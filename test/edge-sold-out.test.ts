@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildTestApp, newAdmin, newCustomer, newSale, type TestUser } from './support/app.js'
+import { waitFor } from '../scripts/stack/process.js'
 import { testStack } from './support/stack-env.js'
 
 // Sold out at the edge (src/purchase/edge/): once a sale has no unit left and none in flight, nginx
@@ -24,16 +25,16 @@ const edgeStatus = async (): Promise<EdgeStatus> =>
   (await fetch(`${stack.nginxAdminUrl}/edge`)).json() as Promise<EdgeStatus>
 const answeredAtEdge = async (saleId: number) => (await edgeStatus()).answered[String(saleId)] ?? 0
 
-/** Waits until the edge's view of the sale is `soldOut` (or 10 s pass); returns how long it took. */
-async function edgeSees(saleId: number, soldOut: boolean): Promise<number> {
-  const started = Date.now()
-  while (Date.now() - started < 10_000) {
-    const status = await edgeStatus()
-    if (status.fresh && status.soldOut.includes(saleId) === soldOut) return Date.now() - started
-    await sleep(50)
-  }
-  throw new Error(`the edge did not see sale ${saleId} ${soldOut ? 'sold out' : 'open'} within 10 s`)
-}
+/** Waits until the edge's view of the sale is `soldOut` (or 10 s pass). */
+const edgeSees = (saleId: number, soldOut: boolean) =>
+  waitFor(
+    `the edge to see sale ${saleId} ${soldOut ? 'sold out' : 'open'}`,
+    async () => {
+      const status = await edgeStatus()
+      return status.fresh && status.soldOut.includes(saleId) === soldOut
+    },
+    10_000,
+  )
 
 const buy = (buyer: TestUser | null, saleId: number, key?: string) =>
   fetch(`${stack.nginxUrl}/api/sales/${saleId}/purchase`, {
@@ -112,8 +113,11 @@ describe.runIf(hasNginx)('sold out at the edge', () => {
   it('when a sale has a waiting room, nginx answers an attempt without an admission 403 NOT_ADMITTED, as the app would', async () => {
     const saleId = await newSale(app, admin, { units: 3, queue: 'fifo' })
     const buyer = await newCustomer(app)
-    const deadline = Date.now() + 10_000
-    while (!(await edgeStatus()).queued.includes(saleId) && Date.now() < deadline) await sleep(50)
+    await waitFor(
+      'the edge to know the waiting room',
+      async () => (await edgeStatus()).queued.includes(saleId),
+      10_000,
+    ).catch(() => undefined)
     const fromApp = await app.inject({
       method: 'POST',
       url: `/api/sales/${saleId}/purchase`,

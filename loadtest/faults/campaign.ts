@@ -16,7 +16,7 @@ import { AdminApi, type Sale } from '../admin.js'
 import { createBuyers, type Buyers, type BuyerTally, type FailedKey } from '../buyers.js'
 import { answerKey, runLoadAlongside, TIMELINE_STEP_MS, type LoadRequest, type LoadStats } from '../load.js'
 import { scrape, sumOf } from '../prometheus.js'
-import { noEvidence, saleEvidence, watchSale } from '../scenarios/common.js'
+import { noEvidence, percentiles, saleEvidence, watchSale } from '../scenarios/common.js'
 import { LOAD_TEST_NGINX_LIMITS, LOAD_TEST_APP_LIMITS, loadTarget, type LoadTarget } from '../target.js'
 import { verifyInvariants, type Check, type Verification } from '../verify.js'
 import { createFaultLibrary, seededRandom, type FaultEvent, type FaultLibrary } from './fault-library.js'
@@ -432,13 +432,6 @@ export function answersStartingWith(answers: Record<string, number>, prefix: str
   return Object.entries(answers)
     .filter(([key]) => key.startsWith(prefix))
     .reduce((sum, [, n]) => sum + n, 0)
-}
-
-export function percentiles(values: number[]): Observation['failedLatency'] {
-  if (values.length === 0) return null
-  const sorted = [...values].sort((a, b) => a - b)
-  const at = (q: number) => Math.round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!)
-  return { p50: at(0.5), p99: at(0.99), max: Math.round(sorted.at(-1)!) }
 }
 
 async function readCounters(

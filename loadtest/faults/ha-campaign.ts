@@ -16,11 +16,11 @@ import { createBuyers } from '../buyers.js'
 import { runLoadAlongside, type LoadRequest } from '../load.js'
 import { watchSale } from '../scenarios/common.js'
 import { LOAD_TEST_APP_LIMITS, LOAD_TEST_NGINX_LIMITS, remoteTarget, type LoadTarget } from '../target.js'
+import { percentiles } from '../scenarios/common.js'
 import type { Check } from '../verify.js'
 import {
   CAMPAIGN_APP_ENV,
   judge,
-  percentiles,
   type CaseLoad,
   type CaseResult,
   type JudgedContext,

@@ -69,6 +69,14 @@ export function saleOutcome(sale: Sale, buyers: Buyers, strategy: string, taken:
   }
 }
 
+/** The p50, p99 and largest of `values`, rounded to whole units; null for none. */
+export function percentiles(values: number[]): { p50: number; p99: number; max: number } | null {
+  if (values.length === 0) return null
+  const sorted = [...values].sort((a, b) => a - b)
+  const at = (q: number) => Math.round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!)
+  return { p50: at(0.5), p99: at(0.99), max: Math.round(sorted.at(-1)!) }
+}
+
 export function median(values: number[]): number | null {
   if (values.length === 0) return null
   const sorted = [...values].sort((a, b) => a - b)

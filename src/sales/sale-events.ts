@@ -38,6 +38,17 @@ type QueueListener = (progress: QueueProgress) => void
 const CHANNEL = 'sale-events'
 const QUEUE_CHANNEL = 'queue-events'
 
+/** Adds `listener` to the sale's set in `bySale`; returns the function that removes it (and an empty set). */
+function addListener<L>(bySale: Map<number, Set<L>>, saleId: number, listener: L): () => void {
+  const set = bySale.get(saleId) ?? new Set()
+  bySale.set(saleId, set)
+  set.add(listener)
+  return () => {
+    set.delete(listener)
+    if (set.size === 0) bySale.delete(saleId)
+  }
+}
+
 /** Sends a waiting room's progress to every worker's listeners, at once (no throttle). */
 export async function publishQueueProgress(publisher: Redis, progress: QueueProgress): Promise<void> {
   await publisher.publish(QUEUE_CHANNEL, JSON.stringify(progress))
@@ -102,15 +113,7 @@ export function createSaleEvents(deps: {
     },
 
     /** Registers an SSE client; returns the function that unregisters it. */
-    listen(saleId: number, listener: Listener): () => void {
-      const set = listeners.get(saleId) ?? new Set()
-      listeners.set(saleId, set)
-      set.add(listener)
-      return () => {
-        set.delete(listener)
-        if (set.size === 0) listeners.delete(saleId)
-      }
-    },
+    listen: (saleId: number, listener: Listener) => addListener(listeners, saleId, listener),
 
     /** The sale took its last unit: everyone in its waiting room is told now. */
     soldOut(saleId: number): void {
@@ -118,15 +121,7 @@ export function createSaleEvents(deps: {
     },
 
     /** Registers a listener of a waiting room's progress; returns the function that unregisters it. */
-    listenQueue(saleId: number, listener: QueueListener): () => void {
-      const set = queueListeners.get(saleId) ?? new Set()
-      queueListeners.set(saleId, set)
-      set.add(listener)
-      return () => {
-        set.delete(listener)
-        if (set.size === 0) queueListeners.delete(saleId)
-      }
-    },
+    listenQueue: (saleId: number, listener: QueueListener) => addListener(queueListeners, saleId, listener),
 
     async close(): Promise<void> {
       for (const timer of publishTimers.values()) clearTimeout(timer)

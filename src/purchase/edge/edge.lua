@@ -67,42 +67,36 @@ local function http_get(socket, path, etag)
   return status, headers, body
 end
 
--- Writes a new state: marks its sales sold out, writes the retries of a sale whose orders changed, and
--- reopens the sales of the last state that are not in this one.
-local function apply(state, version)
+-- Marks `<kind>:<id>` (the sale's end, ms) for every sale of `sales`, after `each(sale, id, ttl)` when given,
+-- keeps their ids as `<kind>`, and drops the marks of the sales of the last list that this one left out.
+local function mark(kind, sales, each)
   local now = ngx.now()
-  local sold = {}
-  for _, sale in ipairs(state.sales) do
+  local marked, ids = {}, {}
+  for _, sale in ipairs(sales) do
     local id = tostring(sale.id)
     local ttl = math.max(1, math.ceil(sale.endsAtMs / 1000 - now) + GRACE_S)
+    if each then each(sale, id, ttl) end
+    if sale.registeredOnly then dict:set("guest_refused:" .. id, true, ttl) end
+    dict:set(kind .. ":" .. id, sale.endsAtMs, ttl)
+    marked[id] = true
+    ids[#ids + 1] = id
+  end
+  for id in (dict:get(kind) or ""):gmatch("[^,]+") do
+    if not marked[id] then dict:delete(kind .. ":" .. id) end
+  end
+  dict:set(kind, table.concat(ids, ","))
+end
+
+-- Writes a new state: marks its sales sold out (writing the retries of a sale whose orders changed) and
+-- its sales with a waiting room; the sales of the last state left out of this one reopen.
+local function apply(state, version)
+  mark("sold", state.sales, function(sale, id, ttl)
     if dict:get("orders:" .. id) ~= sale.orders then
       for _, retry in ipairs(sale.retries) do dict:set("retry:" .. id .. ":" .. retry, true, ttl) end
       dict:set("orders:" .. id, sale.orders, ttl)
     end
-    if sale.registeredOnly then dict:set("guest_refused:" .. id, true, ttl) end
-    dict:set("sold:" .. id, sale.endsAtMs, ttl)
-    sold[id] = true
-  end
-  for id in (dict:get("sold") or ""):gmatch("[^,]+") do
-    if not sold[id] then dict:delete("sold:" .. id) end
-  end
-  local ids = {}
-  for id in pairs(sold) do ids[#ids + 1] = id end
-  dict:set("sold", table.concat(ids, ","))
-  local queued = {}
-  for _, sale in ipairs(state.queued or {}) do
-    local id = tostring(sale.id)
-    local ttl = math.max(1, math.ceil(sale.endsAtMs / 1000 - now))
-    if sale.registeredOnly then dict:set("guest_refused:" .. id, true, ttl + GRACE_S) end
-    dict:set("queued:" .. id, sale.endsAtMs, ttl)
-    queued[id] = true
-  end
-  for id in (dict:get("queued") or ""):gmatch("[^,]+") do
-    if not queued[id] then dict:delete("queued:" .. id) end
-  end
-  ids = {}
-  for id in pairs(queued) do ids[#ids + 1] = id end
-  dict:set("queued", table.concat(ids, ","))
+  end)
+  mark("queued", state.queued or {})
   dict:set("version", version)
 end
 

@@ -50,7 +50,7 @@ export const EDGE_SALES_MAX = 500
  * fails returns it), so the app keeps answering until it has settled.
  * Concurrency: the state can only be late, never early. It is read after the units were taken, so a unit
  * released (an order cancelled or expired) shows up in the next round, and the sale reopens at the edge
- * within about two polls; meanwhile a buyer hears SOLD_OUT, as from a worker's sold-out memo. Retries are
+ * within about half a second (a state per 200 ms at most, fetched every 250 ms); meanwhile a buyer hears SOLD_OUT, as from a worker's sold-out memo. Retries are
  * read from Postgres after the sale was found sold out with nothing in flight, so the key of every order a
  * buyer was told about is in the list (an order written later means a unit was released: the sale reopens).
  */

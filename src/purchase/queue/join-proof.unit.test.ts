@@ -1,25 +1,13 @@
-import { solveChallenge } from 'altcha-lib/v1'
 import { describe, expect, it } from 'vitest'
+import { solvedProof } from '../../../test/support/proofs.js'
 import { createJoinProofs } from './join-proof.js'
 
 // The waiting room's proof of work, solved here with the library's own solver.
 
 const proofs = createJoinProofs('a proof test secret of at least 32 characters')
 
-async function solved(saleId: number, userId: string, difficulty = 500) {
-  const challenge = await proofs.challenge(saleId, userId, difficulty)
-  const solution = await solveChallenge(
-    challenge.challenge,
-    challenge.salt,
-    challenge.algorithm,
-    challenge.maxnumber,
-  ).promise
-  expect(solution).not.toBeNull()
-  const { algorithm, signature, salt } = challenge
-  return Buffer.from(
-    JSON.stringify({ algorithm, challenge: challenge.challenge, number: solution!.number, salt, signature }),
-  ).toString('base64')
-}
+const solved = async (saleId: number, userId: string, difficulty = 500) =>
+  solvedProof(await proofs.challenge(saleId, userId, difficulty))
 
 describe('a proof of work for a place in a waiting room', () => {
   it('when the challenge is solved, then it proves the place of that buyer in that sale, and of no one else', async () => {

@@ -1,11 +1,13 @@
-import { solveChallenge } from 'altcha-lib/v1'
 import { createHash, randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildTestApp, newAdmin, newCustomer, newSale, type TestUser } from '../../../test/support/app.js'
 import { testStack } from '../../../test/support/stack-env.js'
+import { solvedProof } from '../../../test/support/proofs.js'
 import { openStream } from '../../../test/support/streams.js'
+import { waitFor } from '../../../scripts/stack/process.js'
+import type { JoinChallenge } from './join-proof.js'
 import { createAdmissions, createWaitingRoom, type Place, type QueuedSale } from './waiting-room.js'
 
 // The waiting room on the test stack's Redis and Postgres. The scripts are driven directly on sales that
@@ -169,13 +171,13 @@ describe('a sale with a waiting room, through the API (the stack jobs process ad
       payload: { quantity: 1 },
     })
   async function turnOf(buyer: TestUser, saleId: number): Promise<Extract<Place, { status: 'admitted' }>> {
-    const deadline = Date.now() + 15_000
-    for (;;) {
-      const place = await placeOf(buyer, saleId)
-      if (place.status === 'admitted') return place
-      if (Date.now() > deadline) throw new Error(`not admitted within 15 s: ${JSON.stringify(place)}`)
-      await sleep(100)
-    }
+    let place = await placeOf(buyer, saleId)
+    await waitFor(
+      `the buyer's turn (last: ${JSON.stringify(place)})`,
+      async () => (place = await placeOf(buyer, saleId)).status === 'admitted',
+      15_000,
+    )
+    return place as Extract<Place, { status: 'admitted' }>
   }
 
   it('when buyers queue for a fifo sale, then they buy in join order with their own admission, and the rest hear sold out', async () => {
@@ -203,9 +205,11 @@ describe('a sale with a waiting room, through the API (the stack jobs process ad
     expect((await buy(buyers[1]!, saleId, second.admission)).statusCode).toBe(201)
     const third = await turnOf(buyers[2]!, saleId)
     expect((await buy(buyers[2]!, saleId, third.admission)).json()).toMatchObject({ code: 'SOLD_OUT' })
-    const deadline = Date.now() + 10_000
-    while ((await placeOf(buyers[4]!, saleId)).status !== 'sold_out' && Date.now() < deadline)
-      await sleep(100)
+    await waitFor(
+      'sold out',
+      async () => (await placeOf(buyers[4]!, saleId)).status === 'sold_out',
+      10_000,
+    ).catch(() => undefined)
     expect(await placeOf(buyers[4]!, saleId)).toEqual({ status: 'sold_out' })
     expect((await join(await newCustomer(app), saleId)).json()).toMatchObject({ code: 'SOLD_OUT' })
   })
@@ -221,15 +225,9 @@ describe('a sale with a waiting room, through the API (the stack jobs process ad
     expect((await join(buyer, saleId)).json()).toMatchObject({ code: 'PROOF_REQUIRED' })
     const challenge = (
       await app.inject({ url: `/api/sales/${saleId}/queue/challenge`, headers: buyer.headers })
-    ).json<{ algorithm: string; challenge: string; maxnumber: number; salt: string; signature: string }>()
+    ).json<JoinChallenge>()
     expect(challenge.maxnumber).toBe(300)
-    const solution = await solveChallenge(
-      challenge.challenge,
-      challenge.salt,
-      challenge.algorithm,
-      challenge.maxnumber,
-    ).promise
-    const proof = Buffer.from(JSON.stringify({ ...challenge, number: solution!.number })).toString('base64')
+    const proof = await solvedProof(challenge)
     // Another buyer cannot use it.
     const other = await newCustomer(app)
     const withProof = (who: TestUser) =>
@@ -274,37 +272,17 @@ describe('a sale with a waiting room, through the API (the stack jobs process ad
     expect((await join(buyer, saleId)).json()).toMatchObject({ code: 'NO_WAITING_ROOM' })
     expect((await buy(buyer, saleId)).statusCode).toBe(201)
   })
-})
-
-describe("a waiting room's live progress (the sale's event stream)", () => {
-  let app: FastifyInstance
-  let admin: TestUser
-
-  beforeAll(async () => {
-    app = await buildTestApp()
-    admin = await newAdmin(app)
-  })
-  afterAll(async () => {
-    await app?.close()
-  })
 
   it('when the last unit of a queued sale is bought, then a buyer still waiting hears `closed` on the stream', async () => {
     const url = testStack().nginxUrl
     if (!url) return
     const saleId = await newSale(app, admin, { units: 1, queue: 'fifo' })
     const [buyer, waiter] = [await newCustomer(app), await newCustomer(app)]
-    await app.inject({ method: 'POST', url: `/api/sales/${saleId}/queue`, headers: buyer.headers })
-    await app.inject({ method: 'POST', url: `/api/sales/${saleId}/queue`, headers: waiter.headers })
+    await join(buyer, saleId)
+    await join(waiter, saleId)
     const stream = await openStream(`${url}/api/sales/${saleId}/events`)
     try {
-      let place: Place = { status: 'absent' }
-      const deadline = Date.now() + 15_000
-      while (place.status !== 'admitted' && Date.now() < deadline) {
-        await sleep(100)
-        place = (
-          await app.inject({ url: `/api/sales/${saleId}/queue`, headers: buyer.headers })
-        ).json<Place>()
-      }
+      const place = await turnOf(buyer, saleId)
       expect(place.status).toBe('admitted')
       const bought = await fetch(`${url}/api/sales/${saleId}/purchase`, {
         method: 'POST',
@@ -312,13 +290,14 @@ describe("a waiting room's live progress (the sale's event stream)", () => {
           'content-type': 'application/json',
           ...buyer.headers,
           'idempotency-key': randomUUID(),
-          'waiting-room-admission': (place as Extract<Place, { status: 'admitted' }>).admission,
+          'waiting-room-admission': place.admission,
         },
         body: JSON.stringify({ quantity: 1 }),
       })
       expect(bought.status).toBe(201)
-      const heard = Date.now() + 5000
-      while (!stream.received().includes('"state":"closed"') && Date.now() < heard) await sleep(20)
+      await waitFor('closed on the stream', () => stream.received().includes('"state":"closed"'), 5000).catch(
+        () => undefined,
+      )
     } finally {
       stream.close()
     }
@@ -328,10 +307,6 @@ describe("a waiting room's live progress (the sale's event stream)", () => {
       .filter((e) => e.includes('event: queue'))
     expect(events.length).toBeGreaterThan(0)
     expect(events.some((e) => e.includes('"state":"closed"'))).toBe(true)
-    expect((await app.inject({ url: `/api/sales/${saleId}/queue`, headers: waiter.headers })).json()).toEqual(
-      {
-        status: 'sold_out',
-      },
-    )
+    expect(await placeOf(waiter, saleId)).toEqual({ status: 'sold_out' })
   })
 })

@@ -133,21 +133,18 @@ export function createWaitingRoom(
   const { admissions } = options
   const expireAt = (sale: { endsAt: Date }) => sale.endsAt.getTime() + options.keptAfterEndMs
 
+  /** `[_, rank, cursor, places, started]`: a waiting place, as queue-join.lua and queue-place.lua return it. */
+  const waiting = (reply: (string | number)[]): Place => {
+    const [, rank, cursor, places, started] = reply.map(Number)
+    return { status: 'waiting', place: rank! + 1, admitted: cursor!, places: places!, drawn: started === 1 }
+  }
+
   async function placeOf(saleId: number, userId: string): Promise<Place> {
     const k = keys(saleId)
     const reply = await redis.queuePlace(k.queue, k.meta, k.admitted, k.decided, userId)
     switch (reply[0]) {
-      case 'waiting': {
-        const [, rank, cursor, places, started, closed] = reply.map(Number)
-        if (closed) return { status: 'sold_out' }
-        return {
-          status: 'waiting',
-          place: rank! + 1,
-          admitted: cursor!,
-          places: places!,
-          drawn: started === 1,
-        }
-      }
+      case 'waiting':
+        return Number(reply[5]) ? { status: 'sold_out' } : waiting(reply)
       case 'admitted': {
         const [, leaseEnd, decided, rank] = reply.map(Number)
         return {
@@ -186,8 +183,7 @@ export function createWaitingRoom(
       if (reply[0] === 'closed') throw new SoldOutError(sale.id)
       if (reply[0] === 'known') return placeOf(sale.id, userId)
       // A new place, in the same round trip: not admitted yet.
-      const [, rank, cursor, places, started] = reply.map(Number)
-      return { status: 'waiting', place: rank! + 1, admitted: cursor!, places: places!, drawn: started === 1 }
+      return waiting(reply)
     },
 
     placeOf,
