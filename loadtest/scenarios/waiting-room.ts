@@ -3,7 +3,7 @@ import { setMaxListeners } from 'node:events'
 import { Agent, request } from 'undici'
 import { createLoadTestUsers, type LoadTestUser } from '../../src/auth/load-test-users.js'
 import type { RunEvidence } from '../scenario.js'
-import type { ScenarioContext } from './common.js'
+import { percentiles, type ScenarioContext } from './common.js'
 
 // The waiting room under a crowd (docs/waiting-room.md): `users` buyers join a sale's waiting room in the
 // `joinSeconds` before it opens, arriving as a Poisson process; from the start each buyer acts when the
@@ -79,12 +79,6 @@ export interface WaitingRoomReport {
   evidence: RunEvidence
 }
 
-const percentile = (values: number[], p: number) => {
-  if (values.length === 0) return null
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
-}
-
 /**
  * Kendall's tau-b between two rankings of the same items (no ties here): (concordant - discordant) over
  * all pairs, counted in O(n log n) as the inversions of `second` ordered by `first` (a merge sort).
@@ -149,11 +143,17 @@ export async function waitingRoom(
     user: LoadTestUser,
     extra: Record<string, string> = {},
   ) => {
+    // A purchase carries its body; a join carries none (its only field is a proof of work, not asked here).
+    const purchase = path.endsWith('/purchase')
     const response = await request(`${base}${path}`, {
       method,
       dispatcher,
-      headers: { authorization: `Bearer ${user.token}`, 'content-type': 'application/json', ...extra },
-      ...(method === 'POST' ? { body: '{"quantity":1}' } : {}),
+      headers: {
+        authorization: `Bearer ${user.token}`,
+        ...(purchase ? { 'content-type': 'application/json' } : {}),
+        ...extra,
+      },
+      ...(purchase ? { body: '{"quantity":1}' } : {}),
     })
     const text = await response.body.text()
     return { status: response.statusCode, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} }
@@ -326,7 +326,7 @@ export async function waitingRoom(
   )
   joined = buyers.filter((b) => b.place !== undefined)
   log(
-    `${joined.length} of ${buyers.length} joined (join p99 ${percentile(joinLatency, 99)} ms); the sale opens in ${Math.max(0, opensAt - Date.now())} ms`,
+    `${joined.length} of ${buyers.length} joined (join p99 ${percentiles(joinLatency)?.p99} ms); the sale opens in ${Math.max(0, opensAt - Date.now())} ms`,
   )
 
   // Bots: purchase attempts without an admission, and joins again, as fast as each can, until sell-out.
@@ -364,6 +364,8 @@ export async function waitingRoom(
   // how many buyers who were never let in had arrived before the last one who was.
   const admittedBuyers = [...admittedAt.keys()]
   const arrivalOf = admittedBuyers.map((b) => b.arrival)
+  const join = percentiles(joinLatency)
+  const heard = percentiles(heardAfter)
   const placeOf = admittedBuyers.map((b) => admittedAt.get(b)!)
   const lastAdmittedArrival = Math.max(-1, ...arrivalOf)
   const skipped = joined.filter((b) => !admittedAt.has(b) && b.arrival < lastAdmittedArrival).length
@@ -374,8 +376,8 @@ export async function waitingRoom(
     bots: params.bots,
     units: params.units,
     joined: joined.length,
-    joinP50Ms: percentile(joinLatency, 50) ?? 0,
-    joinP99Ms: percentile(joinLatency, 99) ?? 0,
+    joinP50Ms: join?.p50 ?? 0,
+    joinP99Ms: join?.p99 ?? 0,
     kendallTau: kendallTau(arrivalOf, placeOf),
     tauOver: admittedBuyers.length,
     skipped,
@@ -385,8 +387,8 @@ export async function waitingRoom(
     abandoned: joined.filter((b) => b.abandons && admittedAt.has(b)).length,
     waitingAtSellOut,
     heard: heardAfter.length,
-    heardP50Ms: percentile(heardAfter, 50),
-    heardP99Ms: percentile(heardAfter, 99),
+    heardP50Ms: heard?.p50 ?? null,
+    heardP99Ms: heard?.p99 ?? null,
     longestStallMs,
     stalled: longestStallMs > target.config.WAITING_ROOM_LEASE_SECONDS * 1000 + 2000,
     botUnits,
